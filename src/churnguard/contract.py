@@ -1,0 +1,252 @@
+"""The CRM data contract: tables, columns, types and the typed container the pipeline works on.
+
+This module is the one place that says which tables and columns churnguard reads, how a mapping
+file renames a real CRM export onto them, and how raw tables are validated. Reading files and
+databases lives in ``data.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import StrEnum
+
+import pandas as pd
+
+
+class Kind(StrEnum):
+    """How a column's values are typed once validated."""
+
+    ID = "id"  # non-empty string
+    TEXT = "text"  # free string, may be empty
+    DATETIME = "datetime"  # UTC timestamp, second resolution
+    NUMBER = "number"  # float64
+    BOOL = "bool"  # True/False, empty = False
+    CHOICE = "choice"  # one of a fixed set of lowercase strings
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a contract table."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    non_negative: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the contract: its columns, primary key and the time column rows are known at."""
+
+    name: str
+    columns: tuple[Column, ...]
+    required: bool = False
+    key: str | None = None  # unique id column, if any
+    time: str | None = None  # the timestamp at which a row becomes known
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.required)
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+
+CHANNELS = ("email", "call", "meeting", "review", "other")
+DIRECTIONS = ("inbound", "outbound")
+SURVEYS = ("nps", "csat")
+PRIORITIES = ("low", "normal", "high", "urgent")
+SCORE_RANGES = {"nps": (0.0, 10.0), "csat": (1.0, 5.0)}
+
+_C = Column
+_K = Kind
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        Table(
+            "clients",
+            (
+                _C("client_id", _K.ID, required=True),
+                _C("name", _K.TEXT),
+                _C("account_manager", _K.TEXT, description="empty = unassigned"),
+                _C("segment", _K.TEXT),
+                _C("industry", _K.TEXT),
+                _C("region", _K.TEXT),
+                _C("client_since", _K.DATETIME),
+            ),
+            required=True,
+            key="client_id",
+        ),
+        Table(
+            "contracts",
+            (
+                _C("contract_id", _K.ID, required=True),
+                _C("client_id", _K.ID, required=True),
+                _C("service_line", _K.TEXT),
+                _C("start_date", _K.DATETIME, required=True),
+                _C("end_date", _K.DATETIME, description="empty = rolling"),
+                _C("monthly_value", _K.NUMBER, required=True, non_negative=True),
+                _C("auto_renew", _K.BOOL),
+                _C("cancelled_at", _K.DATETIME),
+            ),
+            required=True,
+            key="contract_id",
+            time="start_date",
+        ),
+        Table(
+            "interactions",
+            (
+                _C("client_id", _K.ID, required=True),
+                _C("occurred_at", _K.DATETIME, required=True),
+                _C("channel", _K.CHOICE, choices=CHANNELS),
+                _C("direction", _K.CHOICE, choices=DIRECTIONS),
+            ),
+            time="occurred_at",
+        ),
+        Table(
+            "feedback",
+            (
+                _C("client_id", _K.ID, required=True),
+                _C("submitted_at", _K.DATETIME, required=True),
+                _C("survey", _K.CHOICE, choices=SURVEYS),
+                _C("score", _K.NUMBER, required=True),
+                _C("comment", _K.TEXT),
+            ),
+            time="submitted_at",
+        ),
+        Table(
+            "invoices",
+            (
+                _C("invoice_id", _K.ID, required=True),
+                _C("client_id", _K.ID, required=True),
+                _C("issued_at", _K.DATETIME, required=True),
+                _C("due_at", _K.DATETIME, required=True),
+                _C("amount", _K.NUMBER, required=True, non_negative=True),
+                _C("paid_at", _K.DATETIME),
+                _C("disputed_at", _K.DATETIME),
+                _C("dispute_resolved_at", _K.DATETIME),
+                _C("dispute_reason", _K.TEXT),
+            ),
+            key="invoice_id",
+            time="issued_at",
+        ),
+        Table(
+            "tickets",
+            (
+                _C("ticket_id", _K.ID, required=True),
+                _C("client_id", _K.ID, required=True),
+                _C("opened_at", _K.DATETIME, required=True),
+                _C("resolved_at", _K.DATETIME),
+                _C("priority", _K.CHOICE, choices=PRIORITIES),
+                _C("category", _K.TEXT),
+            ),
+            key="ticket_id",
+            time="opened_at",
+        ),
+        Table(
+            "events",
+            (
+                _C("client_id", _K.ID, required=True),
+                _C("occurred_at", _K.DATETIME, required=True),
+                _C("event_type", _K.ID, required=True),
+                _C("value", _K.NUMBER),
+            ),
+            time="occurred_at",
+        ),
+    )
+}
+
+# Pairs (earlier, later) that must be in order within a row, checked by validation.
+ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "contracts": (("start_date", "end_date"), ("start_date", "cancelled_at")),
+    "invoices": (
+        ("issued_at", "due_at"),
+        ("disputed_at", "dispute_resolved_at"),
+    ),
+    "tickets": (("opened_at", "resolved_at"),),
+}
+
+_DTYPES: dict[Kind, str] = {
+    Kind.ID: "str",
+    Kind.TEXT: "str",
+    Kind.CHOICE: "str",
+    Kind.DATETIME: "datetime64[s, UTC]",
+    Kind.NUMBER: "float64",
+    Kind.BOOL: "bool",
+}
+
+
+def dtype_of(column: Column) -> str:
+    """The pandas dtype a validated column has."""
+    return _DTYPES[column.kind]
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """A typed table with no rows, used for optional tables that were not supplied."""
+    spec = TABLES[name]
+    return pd.DataFrame({c.name: pd.Series(dtype=dtype_of(c)) for c in spec.columns})
+
+
+@dataclass(frozen=True)
+class CRMData:
+    """Validated CRM tables: every contract column present and typed, timestamps in UTC.
+
+    Optional tables that were not supplied are empty tables with the right columns, so no code
+    downstream needs to ask whether a table exists.
+    """
+
+    clients: pd.DataFrame
+    contracts: pd.DataFrame
+    interactions: pd.DataFrame
+    feedback: pd.DataFrame
+    invoices: pd.DataFrame
+    tickets: pd.DataFrame
+    events: pd.DataFrame
+
+    def table(self, name: str) -> pd.DataFrame:
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def for_clients(self, client_ids: list[str] | pd.Index) -> CRMData:
+        """The subset of every table that belongs to the given clients."""
+        ids = pd.Index(client_ids)
+        return CRMData(
+            **{name: df[df["client_id"].isin(ids)] for name, df in self.tables().items()}
+        )
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(df) for df in self.tables().values())
+
+
+def from_frames(frames: dict[str, pd.DataFrame]) -> CRMData:
+    """A CRMData from already-typed frames; missing optional tables become empty tables.
+
+    Frames are not validated here (see ``validate``); columns missing from a frame are
+    added empty so that every table carries the full contract.
+    """
+    out: dict[str, pd.DataFrame] = {}
+    for name, spec in TABLES.items():
+        df = frames.get(name)
+        if df is None:
+            out[name] = empty_table(name)
+            continue
+        out[name] = df.assign(
+            **{
+                c.name: pd.Series(
+                    False if c.kind == Kind.BOOL else None, index=df.index, dtype=dtype_of(c)
+                )
+                for c in spec.columns
+                if c.name not in df.columns
+            }
+        )[list(spec.column_names)]
+    return CRMData(**out)
