@@ -1,0 +1,166 @@
+"""A plain pandas implementation of churnguard's feature declarations: the benchmark baseline.
+
+For each as_of date it filters each stream's rows to the window and aggregates them with a pandas
+groupby, the way a data scientist would write features by hand. It reads the same declarations
+as the engine in ``churnguard.features`` (streams, filters, windows, aggregations) but none of its
+machinery, so the tests also use it as an independent reference for the engine's values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnguard.contract import CRMData
+from churnguard.features import (
+    DAY,
+    NAT,
+    STREAMS,
+    Agg,
+    Custom,
+    Diff,
+    FeatureSet,
+    Formula,
+    MeanAge,
+    Ratio,
+    feature_set_for,
+)
+
+
+class _Frame:
+    """Column access on a DataFrame in the shape the stream declarations expect."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+
+    def __call__(self, name: str) -> np.ndarray:
+        s = self.df[name]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            return s.to_numpy(dtype="datetime64[s]").view(np.int64)
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def codes(self, name: str) -> np.ndarray:
+        return self.df[name].cat.codes.to_numpy()
+
+    def isin(self, name: str, values: tuple[str, ...]) -> np.ndarray:
+        return self.df[name].isin(values).to_numpy()
+
+
+def _events(data: CRMData, stream_name: str) -> pd.DataFrame:
+    """One stream's events as a DataFrame: client, t, one column per value and filter."""
+    stream = STREAMS[stream_name]
+    table = data.table(stream.table)
+    cols = _Frame(table)
+    ev = pd.DataFrame({"client_id": table["client_id"].astype("str").to_numpy(), "t": stream.time(cols)})
+    for name, fn in stream.values.items():
+        ev[name] = np.nan_to_num(np.asarray(fn(cols), dtype=np.float64), nan=0.0)
+    for name, fn in stream.filters.items():
+        ev[f"where:{name}"] = np.asarray(fn(cols), dtype=bool)
+    if stream_name == "event":
+        ev["event_type"] = table["event_type"].astype("str").to_numpy()
+    return ev[ev["t"] != NAT]
+
+
+def _mask(ev: pd.DataFrame, where: str | None) -> pd.Series:
+    if where is None:
+        return pd.Series(True, index=ev.index)
+    if where.startswith("type:"):
+        return ev["event_type"] == where.removeprefix("type:")
+    return ev[f"where:{where}"]
+
+
+class Baseline:
+    """Features for the clients of one as_of date, computed with pandas groupby."""
+
+    def __init__(self, data: CRMData, clients: pd.Index, as_of: pd.Timestamp) -> None:
+        self.data = data
+        self.clients = clients
+        self.as_of = int(as_of.timestamp())
+        self._events: dict[str, pd.DataFrame] = {}
+
+    def events(self, name: str) -> pd.DataFrame:
+        if name not in self._events:
+            self._events[name] = _events(self.data, name)
+        return self._events[name]
+
+    def evaluate(self, f: Formula) -> pd.Series:
+        if isinstance(f, Agg):
+            return self.agg(f)
+        if isinstance(f, Diff):
+            return self.evaluate(f.a) - self.evaluate(f.b)
+        if isinstance(f, Ratio):
+            b = self.evaluate(f.b)
+            return self.evaluate(f.a) / b.where(b != 0)
+        if isinstance(f, MeanAge):
+            n = self.evaluate(f.count)
+            return (n * (self.as_of // DAY) - self.evaluate(f.day_sum)) / n.where(n > 0)
+        assert isinstance(f, Custom)
+        return self.custom(f.name)
+
+    def agg(self, a: Agg) -> pd.Series:
+        ev = self.events(a.stream)
+        end = self.as_of - a.offset * DAY
+        start = -(2**62) if a.window is None else end - a.window * DAY
+        sel = ev[(ev["t"] >= start) & (ev["t"] < end) & _mask(ev, a.where)]
+        g = sel.groupby("client_id")
+        if a.how == "count":
+            return g.size().reindex(self.clients, fill_value=0).astype(float)
+        if a.how == "sum":
+            return g[a.value].sum().reindex(self.clients, fill_value=0.0)
+        if a.how == "days_since":
+            return (self.as_of - g["t"].max().reindex(self.clients)) / DAY
+        if a.how == "days_since_first":
+            return (self.as_of - g["t"].min().reindex(self.clients)) / DAY
+        last = sel.sort_values("t", kind="stable").groupby("client_id")[a.value].last()
+        return last.reindex(self.clients).astype(float)
+
+    def custom(self, name: str) -> pd.Series:
+        if name in ("days_to_contract_end", "rolling_contracts", "service_lines"):
+            return self._contracts()[name]
+        return self._client_attributes()[name]
+
+    def _contracts(self) -> pd.DataFrame:
+        c = self.data.contracts
+        as_of = pd.Timestamp(self.as_of, unit="s", tz="UTC")
+        ended = c["end_date"].where(c["cancelled_at"].isna() | (c["end_date"] < c["cancelled_at"]), c["cancelled_at"])
+        live = c[(c["start_date"] < as_of) & (ended.isna() | (ended >= as_of))].assign(
+            client_id=lambda d: d["client_id"].astype("str")
+        )
+        g = live.groupby("client_id")
+        days = ((live["end_date"] - as_of).dt.total_seconds() / DAY).groupby(live["client_id"]).min()
+        return pd.DataFrame(
+            {
+                "days_to_contract_end": days.reindex(self.clients),
+                "rolling_contracts": g["end_date"].apply(lambda s: s.isna().sum()).reindex(self.clients, fill_value=0).astype(float),
+                "service_lines": g["service_line"].nunique(dropna=False).reindex(self.clients, fill_value=0).astype(float),
+            }
+        )
+
+    def _client_attributes(self) -> pd.DataFrame:
+        cl = self.data.clients.assign(client_id=lambda d: d["client_id"].astype("str")).set_index("client_id").reindex(self.clients)
+        as_of = pd.Timestamp(self.as_of, unit="s", tz="UTC")
+        since = cl["client_since"].where(cl["client_since"] < as_of)
+        manager = cl["account_manager"].fillna("").str.strip().str.len() > 0
+        return pd.DataFrame(
+            {
+                "client_age_days": (as_of - since).dt.total_seconds() / DAY,
+                "has_account_manager": manager.astype(float),
+                "segment": cl["segment"].astype(object),
+                "industry": cl["industry"].astype(object),
+                "region": cl["region"].astype(object),
+            }
+        )
+
+
+def baseline_features(
+    data: CRMData, snapshots: pd.DataFrame, feature_set: FeatureSet | None = None
+) -> pd.DataFrame:
+    """The same features as ``churnguard.features.compute_features``, one as_of at a time."""
+    fs = feature_set or feature_set_for(data)
+    parts = []
+    for as_of, group in snapshots.groupby("as_of", sort=False):
+        clients = pd.Index(group["client_id"].astype("str"))
+        b = Baseline(data, clients, pd.Timestamp(as_of))
+        cols = {f.name: b.evaluate(f.formula).to_numpy() for f in fs.features}
+        parts.append(pd.DataFrame({"client_id": clients, "as_of": group["as_of"].to_numpy(), **cols}, index=group.index))
+    return pd.concat(parts).loc[snapshots.index]

@@ -1,0 +1,120 @@
+"""Small random CRM data sets for tests: every table, with ties, gaps and empty values on purpose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnguard.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
+
+START = pd.Timestamp("2022-01-01", tz="UTC")
+
+
+def _times(rng: np.random.Generator, n: int, days: int, empty: float = 0.0) -> pd.Series:
+    """Random UTC timestamps over `days` days, half of them at midnight (to make ties)."""
+    seconds = rng.integers(0, days * 86_400, n)
+    seconds = np.where(rng.random(n) < 0.5, seconds // 86_400 * 86_400, seconds)
+    t = pd.Series(START + pd.to_timedelta(seconds, unit="s")).dt.as_unit("s")
+    return t.mask(rng.random(n) < empty)
+
+
+def _after(rng: np.random.Generator, t: pd.Series, max_days: int, empty: float) -> pd.Series:
+    later = t + pd.to_timedelta(rng.integers(0, max_days * 86_400, len(t)), unit="s")
+    return later.mask(rng.random(len(t)) < empty)
+
+
+def _choice(rng: np.random.Generator, values: tuple[str, ...], n: int) -> pd.Categorical:
+    return pd.Categorical(rng.choice(values, n), categories=values)
+
+
+def random_crm(n_clients: int = 40, seed: int = 0, days: int = 900, rows: int = 30) -> CRMData:
+    """A random, contract-conforming data set; `rows` is the mean rows per client per table."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"C{i:04d}" for i in range(n_clients)])
+
+    def owners(n: int) -> np.ndarray:
+        return rng.choice(ids, n)
+
+    n = n_clients * rows
+    clients = pd.DataFrame(
+        {
+            "client_id": pd.Series(ids, dtype="str"),
+            "account_manager": pd.Series(rng.choice(["Ann", "Bo", ""], n_clients), dtype="str"),
+            "segment": pd.Categorical(rng.choice(["smb", "mid", "ent"], n_clients)),
+            "client_since": _times(rng, n_clients, days, empty=0.2),
+        }
+    )
+    k = n_clients * 3
+    start = _times(rng, k, days)
+    contracts = pd.DataFrame(
+        {
+            "contract_id": pd.Series([f"K{i}" for i in range(k)], dtype="str"),
+            "client_id": owners(k),
+            "service_line": pd.Categorical(rng.choice(["it", "audit", "staff"], k)),
+            "start_date": start,
+            "end_date": _after(rng, start, 500, empty=0.3),
+            "monthly_value": rng.integers(0, 5000, k) + rng.integers(0, 100, k) / 100,
+            "auto_renew": rng.random(k) < 0.4,
+            "cancelled_at": _after(rng, start, 400, empty=0.7),
+        }
+    )
+    issued = _times(rng, n, days)
+    disputed = _after(rng, issued, 60, empty=0.8)
+    invoices = pd.DataFrame(
+        {
+            "invoice_id": pd.Series([f"I{i}" for i in range(n)], dtype="str"),
+            "client_id": owners(n),
+            "issued_at": issued,
+            "due_at": issued + pd.Timedelta(days=30),
+            "amount": rng.integers(0, 10_000, n) + rng.integers(0, 100, n) / 100,
+            "paid_at": _after(rng, issued, 70, empty=0.2),
+            "disputed_at": disputed,
+            "dispute_resolved_at": _after(rng, disputed, 90, empty=0.4).where(disputed.notna()),
+        }
+    )
+    opened = _times(rng, n, days)
+    return from_frames(
+        {
+            "clients": clients,
+            "contracts": contracts,
+            "interactions": pd.DataFrame(
+                {
+                    "client_id": owners(n),
+                    "occurred_at": _times(rng, n, days),
+                    "channel": _choice(rng, CHANNELS, n),
+                    "direction": _choice(rng, DIRECTIONS, n),
+                }
+            ),
+            "feedback": pd.DataFrame(
+                {
+                    "client_id": owners(n),
+                    "submitted_at": _times(rng, n, days),
+                    "survey": _choice(rng, ("nps", "csat"), n),
+                    "score": rng.integers(0, 11, n).astype(float),
+                }
+            ),
+            "invoices": invoices,
+            "tickets": pd.DataFrame(
+                {
+                    "ticket_id": pd.Series([f"T{i}" for i in range(n)], dtype="str"),
+                    "client_id": owners(n),
+                    "opened_at": opened,
+                    "resolved_at": _after(rng, opened, 40, empty=0.3),
+                    "priority": _choice(rng, PRIORITIES, n),
+                }
+            ),
+            "events": pd.DataFrame(
+                {
+                    "client_id": owners(n),
+                    "occurred_at": _times(rng, n, days),
+                    "event_type": pd.Categorical(rng.choice(["billable hours", "login"], n)),
+                    "value": pd.Series(rng.random(n) * 10).mask(rng.random(n) < 0.2),
+                }
+            ),
+        }
+    )
+
+
+def as_of_dates(n: int = 4, days: int = 900) -> list[pd.Timestamp]:
+    """Evenly spread as_of dates inside the random data's time span (midnights, to hit ties)."""
+    return [START + pd.Timedelta(days=int(d)) for d in np.linspace(60, days - 30, n)]
