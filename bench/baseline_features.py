@@ -51,7 +51,8 @@ def _events(data: CRMData, stream_name: str) -> pd.DataFrame:
     stream = STREAMS[stream_name]
     table = data.table(stream.table)
     cols = _Frame(table)
-    ev = pd.DataFrame({"client_id": table["client_id"].astype("str").to_numpy(), "t": stream.time(cols)})
+    codes = table["client_id"].cat.codes.to_numpy()
+    ev = pd.DataFrame({"client_id": codes, "t": stream.time(cols)})
     for name, fn in stream.values.items():
         ev[name] = np.nan_to_num(np.asarray(fn(cols), dtype=np.float64), nan=0.0)
     for name, fn in stream.filters.items():
@@ -74,7 +75,7 @@ class Baseline:
 
     def __init__(self, data: CRMData, clients: pd.Index, as_of: pd.Timestamp) -> None:
         self.data = data
-        self.clients = clients
+        self.clients = clients  # positions in data.clients: tables are grouped by those codes
         self.as_of = int(as_of.timestamp())
         self._events: dict[str, pd.DataFrame] = {}
 
@@ -122,22 +123,33 @@ class Baseline:
     def _contracts(self) -> pd.DataFrame:
         c = self.data.contracts
         as_of = pd.Timestamp(self.as_of, unit="s", tz="UTC")
-        ended = c["end_date"].where(c["cancelled_at"].isna() | (c["end_date"] < c["cancelled_at"]), c["cancelled_at"])
-        live = c[(c["start_date"] < as_of) & (ended.isna() | (ended >= as_of))].assign(
-            client_id=lambda d: d["client_id"].astype("str")
+        ended = c["end_date"].where(
+            c["cancelled_at"].isna() | (c["end_date"] < c["cancelled_at"]), c["cancelled_at"]
+        )
+        live = c[(c["start_date"] < as_of) & (ended.isna() | (ended >= as_of))]
+        live = live.assign(
+            client_id=live["client_id"].cat.codes,
+            days=(live["end_date"] - as_of).dt.total_seconds() / DAY,
+            rolling=live["end_date"].isna(),
+            line=live["service_line"].cat.codes,
         )
         g = live.groupby("client_id")
-        days = ((live["end_date"] - as_of).dt.total_seconds() / DAY).groupby(live["client_id"]).min()
         return pd.DataFrame(
             {
-                "days_to_contract_end": days.reindex(self.clients),
-                "rolling_contracts": g["end_date"].apply(lambda s: s.isna().sum()).reindex(self.clients, fill_value=0).astype(float),
-                "service_lines": g["service_line"].nunique(dropna=False).reindex(self.clients, fill_value=0).astype(float),
+                "days_to_contract_end": g["days"].min().reindex(self.clients),
+                "rolling_contracts": g["rolling"]
+                .sum()
+                .reindex(self.clients, fill_value=0)
+                .astype(float),
+                "service_lines": g["line"]
+                .nunique()
+                .reindex(self.clients, fill_value=0)
+                .astype(float),
             }
         )
 
     def _client_attributes(self) -> pd.DataFrame:
-        cl = self.data.clients.assign(client_id=lambda d: d["client_id"].astype("str")).set_index("client_id").reindex(self.clients)
+        cl = self.data.clients.iloc[self.clients]
         as_of = pd.Timestamp(self.as_of, unit="s", tz="UTC")
         since = cl["client_since"].where(cl["client_since"] < as_of)
         manager = cl["account_manager"].fillna("").str.strip().str.len() > 0
@@ -159,8 +171,17 @@ def baseline_features(
     fs = feature_set or feature_set_for(data)
     parts = []
     for as_of, group in snapshots.groupby("as_of", sort=False):
-        clients = pd.Index(group["client_id"].astype("str"))
-        b = Baseline(data, clients, pd.Timestamp(as_of))
+        ids = pd.Index(data.clients["client_id"]).get_indexer(group["client_id"].astype("str"))
+        b = Baseline(data, pd.Index(ids), pd.Timestamp(as_of))
         cols = {f.name: b.evaluate(f.formula).to_numpy() for f in fs.features}
-        parts.append(pd.DataFrame({"client_id": clients, "as_of": group["as_of"].to_numpy(), **cols}, index=group.index))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "client_id": group["client_id"].astype("str").to_numpy(),
+                    "as_of": group["as_of"].to_numpy(),
+                    **cols,
+                },
+                index=group.index,
+            )
+        )
     return pd.concat(parts).loc[snapshots.index]

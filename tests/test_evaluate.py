@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -80,8 +82,8 @@ def test_brier_and_log_loss_hand_computed() -> None:
     assert m["log_loss"] == pytest.approx(-(np.log(0.8) + np.log(0.7)) / 2)
 
 
-def test_log_loss_is_finite_for_confident_misses() -> None:
-    assert np.isfinite(evaluate([1, 0], [0.0, 1.0])["log_loss"])
+def test_log_loss_clips_confident_misses_to_1e_15() -> None:
+    assert evaluate([1, 1], [0.0, 0.0])["log_loss"] == pytest.approx(-np.log(1e-15))
 
 
 def test_ece_hand_computed() -> None:
@@ -298,7 +300,7 @@ def test_summarize_backtest_rejects_empty() -> None:
 # ---------------------------------------------------------------- figures
 
 
-def _assert_saves(fig: Figure, tmp_path, name: str) -> None:
+def _assert_saves(fig: Figure, tmp_path: Path, name: str) -> None:
     """The figure is headless (Agg), readable-sized and renders to a non-trivial PNG."""
     assert isinstance(fig.canvas, FigureCanvasAgg)
     assert fig.get_dpi() == 100
@@ -309,7 +311,7 @@ def _assert_saves(fig: Figure, tmp_path, name: str) -> None:
     assert path.stat().st_size > 10_000
 
 
-def test_plot_roc_overlays_oracle(tmp_path) -> None:
+def test_plot_roc_overlays_oracle(tmp_path: Path) -> None:
     y, p = _calibrated(500)
     fig = plot_roc(y, np.clip(p + 0.1, 0, 1), label="lgbm", oracle=p)
     ax = fig.axes[0]
@@ -326,7 +328,7 @@ def test_plot_roc_without_oracle_has_model_and_chance_only() -> None:
     assert len(plot_roc(y, p).axes[0].get_lines()) == 2
 
 
-def test_plot_precision_recall(tmp_path) -> None:
+def test_plot_precision_recall(tmp_path: Path) -> None:
     y, p = _calibrated(500)
     fig = plot_precision_recall(y, p)
     ax = fig.axes[0]
@@ -335,7 +337,7 @@ def test_plot_precision_recall(tmp_path) -> None:
     _assert_saves(fig, tmp_path, "pr")
 
 
-def test_plot_calibration_has_reliability_and_histogram(tmp_path) -> None:
+def test_plot_calibration_has_reliability_and_histogram(tmp_path: Path) -> None:
     y, p = _calibrated(500)
     fig = plot_calibration(y, p)
     reliability, histogram = fig.axes
@@ -347,7 +349,7 @@ def test_plot_calibration_has_reliability_and_histogram(tmp_path) -> None:
     _assert_saves(fig, tmp_path, "calibration")
 
 
-def test_plot_gains_has_gains_and_lift_panels(tmp_path) -> None:
+def test_plot_gains_has_gains_and_lift_panels(tmp_path: Path) -> None:
     y, p = _calibrated(500)
     fig = plot_gains(y, p)
     gains, lift = fig.axes
@@ -359,7 +361,7 @@ def test_plot_gains_has_gains_and_lift_panels(tmp_path) -> None:
     _assert_saves(fig, tmp_path, "gains")
 
 
-def test_plot_feature_importance_puts_largest_on_top(tmp_path) -> None:
+def test_plot_feature_importance_puts_largest_on_top(tmp_path: Path) -> None:
     importance = pd.Series({f"f{i}": float(i) for i in range(30)}, name="gain")
     fig = plot_feature_importance(importance, top=5)
     ax = fig.axes[0]
@@ -371,6 +373,6 @@ def test_plot_feature_importance_puts_largest_on_top(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("plot", [plot_roc, plot_precision_recall, plot_gains])
-def test_curves_need_both_classes(plot) -> None:
+def test_curves_need_both_classes(plot: Callable[..., Figure]) -> None:
     with pytest.raises(ValueError, match="both classes"):
         plot(np.zeros(10, int), np.linspace(0, 1, 10))

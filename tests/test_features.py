@@ -33,11 +33,15 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame, exact: bool) -> None:
     for col in a.columns[2:]:
         x, y = a[col], b[col]
         if isinstance(x.dtype, pd.CategoricalDtype):
-            assert x.astype(object).fillna("<na>").tolist() == y.astype(object).fillna("<na>").tolist(), col
+            assert (
+                x.astype(object).fillna("<na>").tolist() == y.astype(object).fillna("<na>").tolist()
+            ), col
         elif exact:
             assert np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True), col
         else:
-            np.testing.assert_allclose(x.to_numpy(float), y.to_numpy(float), rtol=1e-9, atol=1e-5, err_msg=col)
+            np.testing.assert_allclose(
+                x.to_numpy(float), y.to_numpy(float), rtol=1e-9, atol=1e-5, err_msg=col
+            )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,9 @@ def _tamper_after(data: CRMData, as_of: pd.Timestamp, seed: int) -> CRMData:
             if spec.key:
                 added[spec.key] = "new-" + added[spec.key].astype("str")
             added["client_id"] = added["client_id"].astype("str")
-            df = pd.concat([df.assign(client_id=df["client_id"].astype("str")), added], ignore_index=True)
+            df = pd.concat(
+                [df.assign(client_id=df["client_id"].astype("str")), added], ignore_index=True
+            )
             for a, b in (("start_date", "cancelled_at"), ("opened_at", "resolved_at")):
                 if a in df and b in df:  # keep the contract's ordering rules
                     df[b] = df[b].mask(df[b] < df[a], df[a])
@@ -138,7 +144,9 @@ def test_a_client_with_only_a_contract_gets_zero_counts_and_missing_recency() ->
                 {
                     "contract_id": pd.Series(["k"], dtype="str"),
                     "client_id": ["solo"],
-                    "start_date": pd.Series(pd.to_datetime(["2024-01-01"], utc=True)).dt.as_unit("s"),
+                    "start_date": pd.Series(pd.to_datetime(["2024-01-01"], utc=True)).dt.as_unit(
+                        "s"
+                    ),
                     "monthly_value": [1000.0],
                 }
             ),
@@ -154,7 +162,9 @@ def test_a_client_with_only_a_contract_gets_zero_counts_and_missing_recency() ->
 
 
 def test_unknown_client_is_a_clear_error(data: CRMData) -> None:
-    snaps = pd.DataFrame({"client_id": ["nobody"], "as_of": pd.to_datetime(["2024-03-01"], utc=True)})
+    snaps = pd.DataFrame(
+        {"client_id": ["nobody"], "as_of": pd.to_datetime(["2024-03-01"], utc=True)}
+    )
     with pytest.raises(KeyError, match="nobody"):
         compute_features(data, snaps)
 

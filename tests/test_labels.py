@@ -1,4 +1,4 @@
-"""Tests for labels.py: hand-built contract timelines, plus a day-by-day reference on random ones."""
+"""Tests for labels.py: hand-built timelines, and a day-by-day reference on random ones."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ def crm(table: pd.DataFrame, **frames: pd.DataFrame) -> CRMData:
 def churns(table: pd.DataFrame, obs: str = OBS, grace: int = 30) -> list[tuple[str, str]]:
     """Churn dates as (client, yyyy-mm-dd) pairs."""
     out = labels.churn_dates(table, grace_days=grace, observed_until=day(obs))
-    return [(c, d.strftime("%Y-%m-%d")) for c, d in zip(out["client_id"], out["churn_date"])]
+    return [
+        (c, d.strftime("%Y-%m-%d"))
+        for c, d in zip(out["client_id"], out["churn_date"], strict=True)
+    ]
 
 
 def label_row(table: pd.DataFrame, as_of: str, obs: str = OBS, horizon: int = 90) -> pd.Series:
@@ -76,7 +79,9 @@ def test_mid_term_cancellation_is_churn_on_cancelled_at() -> None:
 
 
 def test_rolling_contract_never_churns_unless_cancelled() -> None:
-    table = contracts(("open", "2020-01-01", None, 100), ("cut", "2020-01-01", None, 100, "2024-03-01"))
+    table = contracts(
+        ("open", "2020-01-01", None, 100), ("cut", "2020-01-01", None, 100, "2024-03-01")
+    )
     assert churns(table) == [("cut", "2024-03-01")]
     periods = labels.activity_periods(table, observed_until=day(OBS)).set_index("client_id")
     assert pd.isna(periods.loc["open", "end"])
@@ -235,9 +240,14 @@ def test_build_labels_schema_order_and_dedup() -> None:
     assert dtypes["client_id"] == "str" and dtypes["censored"] == "bool"
 
 
-def test_build_labels_with_no_contracts_is_empty_and_typed() -> None:
-    out = labels.build_labels(crm(contracts()), [day("2024-01-01")], observed_until=day(OBS))
+def test_no_contracts_gives_empty_typed_results() -> None:
+    empty = contracts()
+    out = labels.build_labels(crm(empty), [day("2024-01-01")], observed_until=day(OBS))
     assert out.empty and str(out["churned"].dtype) == "Int8"
+    assert labels.activity_periods(empty).empty and labels.churn_dates(empty).empty
+    assert labels.contraction_events(empty).empty
+    assert labels.active_clients(empty, day("2024-01-01")).empty
+    assert labels.snapshot_dates(crm(empty)).empty
 
 
 # --- active clients, observation end, snapshot dates -------------------------------------------
@@ -292,9 +302,11 @@ def test_snapshot_dates_are_month_starts_after_the_first_start() -> None:
     assert str(dates.dtype) == TS
 
 
-def test_negative_days_are_rejected() -> None:
+def test_negative_days_and_missing_starts_are_rejected() -> None:
     with pytest.raises(ValueError, match="grace_days"):
         labels.activity_periods(contracts(), grace_days=-1)
+    with pytest.raises(ValueError, match="start_date"):
+        labels.activity_periods(contracts(("a", None, None, 100)))
 
 
 def test_inputs_are_not_mutated() -> None:
@@ -343,42 +355,34 @@ def random_contracts(seed: int, n_clients: int = 40) -> pd.DataFrame:
 
 def reference(table: pd.DataFrame, dates: list[int], grace: int, horizon: int, obs: int) -> dict:
     """Churns, contractions and labels computed day by day (days since 2022-01-01)."""
-    cov = labels.coverage(table)
-    base = day("2022-01-01")
+    base, days = day("2022-01-01"), 2000
     out: dict = {"churns": [], "contractions": [], "labels": []}
-    for client, group in cov.groupby("client_id"):
-        spans = [
-            ((s - base).days, 10**6 if pd.isna(e) else (e - base).days, v)
-            for s, e, v in zip(group["start"], group["end"], group["monthly_value"])
-        ]
-        n = [sum(1 for s, e, _ in spans if s <= d < e) for d in range(2000)]
-        value = [sum(v for s, e, v in spans if s <= d < e) for d in range(2000)]
-        covered_days = [d for d in range(2000) if n[d]]
-
-        def known_churn(d: int) -> bool:
-            ended = d > 0 and n[d - 1] and not n[d]
-            return bool(ended) and not any(n[d : d + grace + 1]) and d + grace < obs
-
-        def carried(d: int) -> float:
-            last = max(x for x in covered_days if x <= d)
-            return value[last]
-
-        out["churns"] += [(client, d) for d in range(2000) if known_churn(d)]
-        for d in covered_days:
-            earlier = [x for x in covered_days if x < d]
-            if earlier and d - earlier[-1] - 1 <= grace and value[d] < value[earlier[-1]]:
-                out["contractions"].append((client, d, value[earlier[-1]], value[d]))
+    for client, group in labels.coverage(table).groupby("client_id"):
+        n, value = np.zeros(days, int), np.zeros(days)
+        for s, e, v in zip(group["start"], group["end"], group["monthly_value"], strict=True):
+            stop = days if pd.isna(e) else (e - base).days
+            n[(s - base).days : stop] += 1
+            value[(s - base).days : stop] += v
+        last_covered = np.maximum.accumulate(np.where(n > 0, np.arange(days), 0))
+        ends = [d for d in range(1, days) if n[d - 1] and not n[d]]
+        known = {d for d in ends if not n[d : d + grace + 1].any() and d + grace < obs}
+        out["churns"] += [(client, d) for d in sorted(known)]
+        for d in range(1, days):
+            prev = last_covered[d - 1]
+            if n[d] and n[prev] and d - prev - 1 <= grace and value[d] < value[prev]:
+                out["contractions"].append((client, d, value[prev], value[d]))
         for a in dates:
             if not (n[a - 1] and n[a]):
                 continue
             censored = a + horizon + grace >= obs
-            churn = next((d for d in range(a + 1, a + horizon + 1) if known_churn(d)), None)
-            then = 0.0 if churn is not None else carried(a + horizon)
-            out["labels"].append(
-                (client, a, censored, None if censored else int(churn is not None))
-                + (None if censored else bool(churn is None and then < value[a]),)
-                + (value[a], None if censored else 12 * max(value[a] - then, 0.0))
-            )
+            churned = any(a < d <= a + horizon for d in known)
+            then = 0.0 if churned else value[last_covered[a + horizon]]
+            if censored:
+                out["labels"].append((client, a, True, None, None, value[a], None))
+                continue
+            contracted = not churned and then < value[a]
+            lost = 12 * max(value[a] - then, 0.0)
+            out["labels"].append((client, a, False, int(churned), contracted, value[a], lost))
     return out
 
 

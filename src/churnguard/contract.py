@@ -7,7 +7,6 @@ databases lives in ``data.py``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from difflib import get_close_matches
@@ -17,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 
@@ -535,12 +536,14 @@ def map_table(
         mapping: renames and recodes; none when the source already uses contract names.
     """
     mapping = mapping or Mapping()
-    renames = {s: c for c, s in mapping.columns.get(name, {}).items() if s in frame.columns}
-    ignored = tuple(c for c in frame.columns if c in renames.values() and c not in renames)
+    columns = mapping.columns.get(name, {})
+    renames = {s: c for c, s in columns.items() if s in frame.columns}
+    # a file column named like a contract column that the mapping takes from elsewhere
+    ignored = tuple(c for c in frame.columns if c in columns and c not in columns.values())
     mapped = frame.drop(columns=list(ignored)).rename(columns=renames)
     recoded = _recode(mapped, TABLES[name], mapping.values.get(name, {}))
     rows = np.arange(1, len(frame) + 1) if row_numbers is None else np.asarray(row_numbers)
-    return RawTable(name, source, recoded, rows, {c: s for s, c in renames.items()}, ignored)
+    return RawTable(name, source, recoded, rows, dict(columns), ignored)
 
 
 def _recode(frame: pd.DataFrame, spec: Table, codes: dict[str, dict[str, str]]) -> pd.DataFrame:
@@ -564,11 +567,12 @@ _Issue = tuple[np.ndarray, str]  # (rows affected, message)
 
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
-_DATE = r"\d{4}-\d{2}-\d{2}"
-_TIME = r"[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
-_OFFSET = r"(?:Z|[+-]\d{2}(?::?\d{2})?)"
-_TIMESTAMP = re.compile(rf"{_DATE}(?:{_TIME}\s*{_OFFSET}?)?")
-_AWARE = re.compile(rf"{_TIME}\s*{_OFFSET}$")
+# ASCII classes and no \s, so that pandas runs these patterns in pyarrow (RE2), not Python's re.
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TIME = r"[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?"
+_OFFSET = r" ?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)"
+_TIMESTAMP = rf"{_DATE}(?:{_TIME}{_OFFSET}?)?"
+_AWARE = rf"{_TIME}{_OFFSET}$"
 
 
 def validate(
@@ -707,7 +711,7 @@ def _type_choice(values: pd.Series, column: Column) -> _Typed:
             "a mapping file can recode other values)"
         )
         issues.append((unknown, message))
-    return text.astype(_dtype(column)), text.isna().to_numpy(), issues
+    return text.where(~unknown).astype(_dtype(column)), text.isna().to_numpy(), issues
 
 
 def _dtype(column: Column) -> Any:
@@ -739,8 +743,8 @@ def _type_bool(values: pd.Series, column: Column) -> _Typed:
     bad = (text.notna() & ~lower.isin(_TRUE + _FALSE)).to_numpy()
     issues: list[_Issue] = []
     if bad.any():
-        words = "/".join(f"{t}/{f}" for t, f in zip(_TRUE[:3], _FALSE[:3], strict=True))
-        issues.append((bad, f"not a yes/no value {_examples(text[bad])} (use {words} or 1/0)"))
+        words = "true/false, yes/no, t/f, y/n or 1/0"
+        issues.append((bad, f"not a yes/no value {_examples(text[bad])} (use {words})"))
     return lower.isin(_TRUE).astype(bool), text.isna().to_numpy(), issues
 
 
@@ -752,7 +756,7 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
         return _to_seconds(utc), values.isna().to_numpy(), []
     text = _as_text(values).str.upper()
     parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    valid = text.str.fullmatch(_TIMESTAMP.pattern).fillna(False).astype(bool)
+    valid = text.str.fullmatch(_TIMESTAMP).fillna(False).astype(bool)
     bad = (text.notna() & (parsed.isna() | ~valid)).to_numpy()
     issues: list[_Issue] = []
     if bad.any():
@@ -772,7 +776,7 @@ def _to_seconds(stamps: pd.Series) -> pd.Series:
 def _mixed_timezones(text: pd.Series, bad: np.ndarray) -> list[_Issue]:
     """An issue when a column mixes datetimes with and without a UTC offset (dates are neutral)."""
     has_time = text.str.contains(":", regex=False).fillna(False).to_numpy(dtype=bool) & ~bad
-    aware = text.str.contains(_AWARE.pattern).fillna(False).to_numpy(dtype=bool) & has_time
+    aware = text.str.contains(_AWARE).fillna(False).to_numpy(dtype=bool) & has_time
     naive = has_time & ~aware
     if not (aware.any() and naive.any()):
         return []
@@ -781,7 +785,7 @@ def _mixed_timezones(text: pd.Series, bad: np.ndarray) -> list[_Issue]:
     message = (
         f"timestamp {_examples(text[few])} {kind} a UTC offset while {many.sum()} other "
         f"values {'have' if kind == 'without' else 'do not have'} one "
-        f"(e.g. {_examples(text[many], 1)}); a column must not mix timezone-naive and "
+        f"(e.g. '{text[many].iloc[0]}'); a column must not mix timezone-naive and "
         "timezone-aware timestamps"
     )
     return [(few, message)]
@@ -876,6 +880,13 @@ def _check_scores(frame: pd.DataFrame) -> list[tuple[str | None, _Issue]]:
     return issues
 
 
+def _isin(values: pd.Series, allowed: pd.Series) -> np.ndarray:
+    """values.isin(allowed) for strings, through pyarrow: pandas' isin is slow on arrow strings."""
+    value_set = pa.array(allowed.dropna(), type=pa.large_string())
+    found = pc.is_in(pa.array(values, type=pa.large_string()), value_set=value_set)
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def _check_client_ids(raw: dict[str, RawTable], frames: dict[str, pd.DataFrame]) -> list[Problem]:
     """Rows whose client_id is not in the clients table."""
     clients = frames.get("clients")
@@ -886,7 +897,7 @@ def _check_client_ids(raw: dict[str, RawTable], frames: dict[str, pd.DataFrame])
         if name == "clients" or "client_id" not in frame.columns:
             continue
         ids = frame["client_id"]
-        unknown = (ids.notna() & ~ids.isin(clients["client_id"])).to_numpy()
+        unknown = ids.notna().to_numpy() & ~_isin(ids, clients["client_id"])
         if unknown.any():
             message = f"client_id {_examples(ids[unknown])} not in clients"
             problems.append(_problem(raw[name], "client_id", unknown, message))

@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -80,12 +81,12 @@ def _read_folder(folder: Path, mapping: Mapping) -> tuple[dict[str, RawTable], l
         raise FileNotFoundError(f"CRM data folder not found: {folder}")
     if not folder.is_dir():
         raise NotADirectoryError(f"expected a folder of CSV/Parquet files, got a file: {folder}")
-    files = {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.name[0] != "."}
+    files = {p.name: p for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
     raw: dict[str, RawTable] = {}
     problems: list[Problem] = []
     for name, spec in TABLES.items():
         stem = mapping.source_table(name)
-        found = [files.pop(f"{stem}{suffix}") for suffix in SUFFIXES if f"{stem}{suffix}" in files]
+        found = _take_table_files(stem, files)
         if not found:
             if spec.required:
                 problems.append(_missing_file(name, stem, folder, files))
@@ -99,6 +100,13 @@ def _read_folder(folder: Path, mapping: Mapping) -> tuple[dict[str, RawTable], l
         if table is not None:
             raw[name] = table
     return raw, problems + _unknown_files(files.values())
+
+
+def _take_table_files(stem: str, files: dict[str, Path]) -> list[Path]:
+    """Take the files holding a table out of files: stem.csv, stem.parquet or stem.pq."""
+    names = [f"{stem}{s}" for s in SUFFIXES]
+    found = [n for n in names if n in files and (files[n].is_file() or not n.endswith(".csv"))]
+    return [files.pop(n) for n in found]
 
 
 def _missing_file(name: str, stem: str, folder: Path, files: dict[str, Path]) -> Problem:
@@ -129,7 +137,7 @@ def _file_problem(name: str, path: Path, message: str, severity: Severity = "err
 
 def _read_file(name: str, path: Path, mapping: Mapping) -> tuple[RawTable | None, list[Problem]]:
     """One table file, renamed per the mapping; None when it cannot be read."""
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         if TABLES[name].required:
             return None, [_file_problem(name, path, f"file is empty (0 bytes); {name} is required")]
         message = "file is empty (0 bytes); read as a table with no rows"
@@ -190,29 +198,60 @@ def _read_csv(name: str, path: Path) -> tuple[pd.DataFrame | None, np.ndarray, l
     data = path.read_bytes()
     layout = _csv_layout(data)
     try:
-        frame = _parse_csv(data)
+        frame = _parse_csv(data).rename(columns=str.strip)  # " client_id" in a hand-made header
     except (ValueError, pd.errors.ParserWarning) as exc:  # ParserError, UnicodeDecodeError
         return None, np.zeros(0, int), [_csv_error(name, path, layout, exc)]
+    problems = _separator_hint(name, path, frame)
     if len(layout.lines) != len(frame):
         message = "unusual quoting: row positions below are data rows + 1, not exact lines"
-        rows = np.arange(2, len(frame) + 2)
-        return frame, rows, [_file_problem(name, path, message, "warning")]
-    problems = _short_records(name, path, layout)
-    if problems and problems[-1].message.startswith("the last line is cut off"):
-        return frame.iloc[:-1], layout.lines[:-1], problems
-    return frame, layout.lines, problems + _separator_hint(name, path, frame)
+        problems.append(_file_problem(name, path, message, "warning"))
+        return frame, np.arange(2, len(frame) + 2), problems
+    length_problems, cut_off = _record_lengths(name, path, layout)
+    if cut_off:  # the cut-off row is reported, not validated
+        return frame.iloc[:-1], layout.lines[:-1], problems + length_problems
+    return frame, layout.lines, problems + length_problems
+
+
+def _record_lengths(name: str, path: Path, layout: _CsvLayout) -> tuple[list[Problem], bool]:
+    """Rows with fewer fields than the header, and whether the last line is cut off."""
+    lines, short = layout.lines, layout.fields < layout.header_fields
+    problems = []
+    cut_off = bool(short.size and short[-1] and not layout.ends_with_newline)
+    if cut_off:
+        got = int(layout.fields[-1])
+        message = (
+            f"the last line is cut off ({got} of {layout.header_fields} fields, no line end): "
+            "the file looks truncated"
+        )
+        problems.append(Problem("error", name, path.name, None, (int(lines[-1]),), message))
+        lines, short = lines[:-1], short[:-1]
+    if short.any():
+        message = f"fewer fields than the header's {layout.header_fields} (a missing comma?)"
+        problems.insert(
+            0, Problem("error", name, path.name, None, tuple(lines[short].tolist()), message)
+        )
+    return problems, cut_off
 
 
 def _parse_csv(data: bytes) -> pd.DataFrame:
-    """CSV bytes as a frame of strings; a first row longer than the header raises."""
+    """CSV bytes as strings, empty fields as ''; pyarrow (fast) unless a row length is off."""
+    try:
+        return _parse_csv_with(data, "pyarrow")
+    except (ValueError, pa.ArrowException):
+        return _parse_csv_with(data, "c")  # keeps short rows, which _read_csv reports
+
+
+def _parse_csv_with(data: bytes, engine: Literal["pyarrow", "c"]) -> pd.DataFrame:
+    """CSV bytes as a frame of strings with one pandas engine; a row too long raises."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)  # else pandas drops the extras
         return pd.read_csv(
             io.BytesIO(data),
+            engine=engine,
             dtype=str,
             keep_default_na=False,
-            index_col=False,
             encoding="utf-8-sig",
+            index_col=False if engine == "c" else None,
         )
 
 
@@ -228,31 +267,6 @@ def _csv_error(name: str, path: Path, layout: _CsvLayout, exc: Exception) -> Pro
     match = re.search(r"line (\d+)", str(exc))
     rows = (int(match.group(1)),) if match else ()
     return Problem("error", name, path.name, None, rows, f"cannot read the CSV file: {exc}")
-
-
-def _short_records(name: str, path: Path, layout: _CsvLayout) -> list[Problem]:
-    """Rows with fewer fields than the header; a cut-off last line means a truncated file."""
-    short = layout.fields < layout.header_fields
-    problems = []
-    truncated = bool(short.size and short[-1] and not layout.ends_with_newline)
-    middle = short.copy()
-    if truncated:
-        middle[-1] = False
-    if middle.any():
-        message = f"fewer fields than the header's {layout.header_fields} (a missing comma?)"
-        problems.append(Problem("error", name, path.name, None, _rows(layout, middle), message))
-    if truncated:
-        got = int(layout.fields[-1])
-        message = (
-            f"the last line is cut off ({got} of {layout.header_fields} fields, no line end): "
-            "the file looks truncated"
-        )
-        problems.append(Problem("error", name, path.name, None, (int(layout.lines[-1]),), message))
-    return problems
-
-
-def _rows(layout: _CsvLayout, mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(layout.lines[mask].tolist())
 
 
 def _separator_hint(name: str, path: Path, frame: pd.DataFrame) -> list[Problem]:

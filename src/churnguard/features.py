@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import CRMData
+from churnguard.contract import TABLES, CRMData
 
 DAY = 86_400
 SCALE = 1_000_000  # values are summed as int64 micro-units: exact, whatever the batch
@@ -818,15 +818,21 @@ def _encode(times: np.ndarray) -> np.ndarray:
     return np.clip(times + _TIME_OFFSET, 0, _TIME_MAX)
 
 
-def _sort_order(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Row order by (code, time, row): two sorts of packed integers, far faster than argsort."""
+def _is_sorted(a: np.ndarray) -> bool:
+    return bool(len(a) < 2 or (a[1:] >= a[:-1]).all())
+
+
+def _group_order(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Row order by (code, time, row): sorts of packed integers, far faster than argsort."""
     n = len(codes)
     bits = max(int(n - 1).bit_length(), 1)
     if n < 2 or bits + _TIME_BITS > 63 or int(codes.max()) >= 1 << (63 - bits):
         return np.lexsort((np.arange(n), times, codes))
     low = (1 << bits) - 1
-    by_time = np.sort((_encode(times) << bits) | np.arange(n)) & low
-    return by_time[np.sort((codes[by_time] << bits) | np.arange(n)) & low]
+    rows = np.arange(n)
+    # CRM exports usually list rows in time order; then the first sort is not needed
+    by_time = rows if _is_sorted(times) else np.sort((_encode(times) << bits) | rows) & low
+    return by_time[np.sort((codes[by_time] << bits) | rows) & low]
 
 
 class _TableArrays:
@@ -844,8 +850,9 @@ class _TableArrays:
 
     def isin(self, name: str, values: Sequence[str]) -> np.ndarray:
         categories = self._df[name].cat.categories
-        wanted = [categories.get_loc(v) for v in values if v in categories]
-        return np.isin(self.codes(name), wanted)
+        lookup = np.zeros(len(categories) + 1, dtype=bool)  # last slot: empty (code -1)
+        lookup[[categories.get_loc(v) for v in values if v in categories]] = True
+        return lookup[self.codes(name)]
 
     def _memo(self, kind: str, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
         if (kind, name) not in self._arrays:
@@ -860,37 +867,57 @@ def _as_array(s: pd.Series) -> np.ndarray:
     return s.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _prepare(stream: Stream, table: pd.DataFrame) -> _Prepared:
-    """Sort one stream's events by (client, time) and keep what windows need."""
-    codes = table["client_id"].cat.codes.to_numpy().astype(np.int64)
-    columns = _TableArrays(table)
-    times = stream.time(columns)
-    keep = (times != NAT) & (codes >= 0)
-    rows = np.flatnonzero(keep) if not keep.all() else None
-    t, c = (times, codes) if rows is None else (times[rows], codes[rows])
-    order = _sort_order(c, t)
-    if rows is not None:
-        order = rows[order]
-    ordered = _Reordered(columns, order)
-    keys = (codes[order] << _TIME_BITS) | _encode(times[order])
-    return _Prepared(keys, times[order], ordered, stream)
-
-
 class _Reordered:
-    """A table's columns taken in a given row order, on demand."""
+    """Columns taken in a given row order, converted once and on demand."""
 
-    def __init__(self, columns: _TableArrays, order: np.ndarray) -> None:
+    def __init__(self, columns: Columns, order: np.ndarray) -> None:
         self._columns = columns
         self._order = order
+        self._arrays: dict[tuple[str, str], np.ndarray] = {}
 
     def __call__(self, name: str) -> np.ndarray:
-        return self._columns(name)[self._order]
+        return self._memo("values", name, lambda: self._columns(name)[self._order])
 
     def codes(self, name: str) -> np.ndarray:
-        return self._columns.codes(name)[self._order]
+        return self._memo("codes", name, lambda: self._columns.codes(name)[self._order])
 
     def isin(self, name: str, values: Sequence[str]) -> np.ndarray:
         return self._columns.isin(name, values)[self._order]
+
+    def _memo(self, kind: str, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+        if (kind, name) not in self._arrays:
+            self._arrays[kind, name] = build()
+        return self._arrays[kind, name]
+
+
+@dataclass
+class _Grouped:
+    """A table's rows grouped by client and ordered by the table's own time within a client."""
+
+    codes: np.ndarray  # client code of each row, in group order
+    columns: _Reordered
+
+
+def _group(table: pd.DataFrame, time_column: str) -> _Grouped:
+    codes = table["client_id"].cat.codes.to_numpy().astype(np.int64)
+    columns = _TableArrays(table)
+    known = np.flatnonzero(codes >= 0)
+    if len(known) < len(codes):
+        codes = codes[known]
+        columns = _Reordered(columns, known)  # type: ignore[assignment]
+    order = _group_order(codes, columns(time_column))
+    return _Grouped(codes[order], _Reordered(columns, order))
+
+
+def _prepare(stream: Stream, grouped: _Grouped) -> _Prepared:
+    """One stream's events sorted by (client, time), from its table grouped by client."""
+    times = stream.time(grouped.columns)
+    keep = np.flatnonzero(times != NAT)
+    keys = (grouped.codes[keep] << _TIME_BITS) | _encode(times[keep])
+    if not _is_sorted(keys):  # the stream's time differs from the table's: nearly sorted
+        order = np.argsort(keys, kind="stable")
+        keys, keep = keys[order], keep[order]
+    return _Prepared(keys, times[keep], _Reordered(grouped.columns, keep), stream)
 
 
 class _Snapshots:
@@ -922,13 +949,17 @@ class _Engine:
     def __init__(self, data: CRMData, snapshots: _Snapshots) -> None:
         self.data = data
         self.snap = snapshots
+        self._tables: dict[str, _Grouped] = {}
         self._streams: dict[str, _Prepared] = {}
         self._customs: dict[str, np.ndarray] = {}
 
     def stream(self, name: str) -> _Prepared:
         if name not in self._streams:
             s = STREAMS[name]
-            self._streams[name] = _prepare(s, self.data.table(s.table))
+            if s.table not in self._tables:
+                time_column = TABLES[s.table].time or ""
+                self._tables[s.table] = _group(self.data.table(s.table), time_column)
+            self._streams[name] = _prepare(s, self._tables[s.table])
         return self._streams[name]
 
     def evaluate(self, f: Formula) -> np.ndarray:

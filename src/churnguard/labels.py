@@ -126,8 +126,9 @@ def _check_days(**days: int) -> None:
 def coverage(contracts: pd.DataFrame) -> pd.DataFrame:
     """What each contract covers: [start, end), end = earlier of end_date and cancelled_at.
 
-    Returns one row per contract, in input order: client_id (str), contract_id, start, end (NaT = open,
-    a rolling contract never cancelled), monthly_value. A row with end == start covers nothing.
+    Returns one row per contract, in input order: client_id (str), contract_id, start,
+    end (NaT = open: a rolling contract never cancelled), monthly_value. A row with
+    end == start covers nothing.
     """
     end_date, cancelled = _utc(contracts["end_date"]), _utc(contracts["cancelled_at"])
     end = end_date.where(cancelled.isna() | (end_date <= cancelled), cancelled)  # NaT-aware min
@@ -146,8 +147,8 @@ def coverage(contracts: pd.DataFrame) -> pd.DataFrame:
 def _timeline(contracts: pd.DataFrame) -> _Timeline:
     """Change points of coverage: +1 contract and +value at a start, -1 and -value at an end."""
     cov = coverage(contracts)
-    if cov["client_id"].isna().any():
-        raise ValueError("contracts has rows without a client_id; validate the data first")
+    if cov[["client_id", "start"]].isna().any(axis=None):
+        raise ValueError("contracts has rows without client_id or start_date; validate first")
     start, end = _seconds(cov["start"]), _seconds(cov["end"])
     keep = end > start  # empty intervals cover nothing
     code, clients = pd.factorize(cov["client_id"][keep], sort=True)
@@ -169,7 +170,7 @@ def _accumulate(
     """Net changes per (client, time), then running contract count and monthly value."""
     order = np.lexsort((t, code))
     code, t, dv, dn = code[order], t[order], dv[order], dn[order]
-    first = np.flatnonzero(np.diff(code, prepend=-1) | np.diff(t, prepend=-1))
+    first = np.flatnonzero((np.diff(code, prepend=-1) != 0) | (np.diff(t, prepend=-1) != 0))
     code, t = code[first], t[first]
     if len(first):
         dv, dn = np.add.reduceat(dv, first), np.add.reduceat(dn, first)
@@ -199,7 +200,8 @@ def _observed_until(contracts: pd.DataFrame, observed_until: pd.Timestamp | None
     """The end of the data in seconds; without one, the day after the contracts' last event."""
     if observed_until is not None:
         return _second(observed_until)
-    return _second(_end_of(_latest(contracts, _HISTORY_COLUMNS["contracts"])))
+    latest = _latest(contracts, _HISTORY_COLUMNS["contracts"])
+    return _OPEN if latest is None else _second(_end_of(latest))  # None: no contracts at all
 
 
 def activity_periods(
@@ -300,10 +302,10 @@ def snapshot_dates(
 
     At ``as_of == observed_until`` features see all the data: that is the scoring snapshot.
     """
-    end = observation_end(data) if observed_until is None else _timestamp(observed_until)
     starts = data.contracts["start_date"]
     if starts.isna().all():
         return pd.DatetimeIndex([], dtype=_TS)
+    end = observation_end(data) if observed_until is None else _timestamp(observed_until)
     first = _timestamp(starts.min())
     dates = pd.date_range(first, end, freq=freq, unit="s")
     return dates[dates > first]

@@ -1,0 +1,477 @@
+"""Tests for the data contract: problems and reports, mappings, and validation of raw tables."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.contract import (
+    ORDERED_COLUMNS,
+    TABLES,
+    DataContractError,
+    Kind,
+    Mapping,
+    Problem,
+    RawTable,
+    ValidationReport,
+    dtype_of,
+    load_mapping,
+    map_table,
+    parse_mapping,
+    validate,
+)
+
+FIXTURES = Path(__file__).parent / "data" / "crm"
+
+CLIENTS = "client_id,name\nC1,Acme\nC2,Beta\n"
+CONTRACTS = (
+    "contract_id,client_id,start_date,monthly_value\nK1,C1,2024-01-01,100\nK2,C2,2024-02-01,50\n"
+)
+
+
+def csv_table(name: str, text: str, mapping: Mapping | None = None) -> RawTable:
+    """A RawTable as data.py builds it from a CSV file: strings, rows named by file line."""
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    return map_table(name, f"{name}.csv", frame, np.arange(2, len(frame) + 2), mapping)
+
+
+def tables(**texts: str | None) -> dict[str, RawTable]:
+    """Valid clients and contracts, plus or instead of the given tables (None drops one)."""
+    texts = {"clients": CLIENTS, "contracts": CONTRACTS, **texts}
+    return {name: csv_table(name, text) for name, text in texts.items() if text is not None}
+
+
+def errors(**texts: str | None) -> list[str]:
+    """The errors validation reports for these tables, as the user reads them."""
+    with pytest.raises(DataContractError) as info:
+        validate(tables(**texts))
+    return [str(p) for p in info.value.report.errors]
+
+
+# Problems and reports ---------------------------------------------------------------------------
+
+
+def test_problem_names_file_column_lines_and_reason() -> None:
+    problem = Problem("error", "invoices", "invoices.csv", "due_at", (5, 9, 12), "unparseable date")
+    assert str(problem) == "invoices.csv, column due_at, lines 5, 9, 12: unparseable date"
+
+
+def test_problem_shows_ten_rows_and_counts_the_rest() -> None:
+    problem = Problem("error", "events", "db table events", "value", tuple(range(1, 14)), "bad")
+    assert (
+        str(problem)
+        == "db table events, column value, rows 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 (+3 more): bad"
+    )
+
+
+def test_problem_shows_the_source_column_when_a_mapping_renamed_it() -> None:
+    problem = Problem("error", "clients", "accounts.csv", "client_id", (2,), "empty", "AccountId")
+    assert str(problem) == "accounts.csv, column AccountId (client_id), line 2: empty"
+
+
+def test_report_lists_errors_first_then_a_summary_with_row_counts() -> None:
+    warning = Problem("warning", "clients", "clients.csv", None, (), "unknown column ignored: x")
+    error = Problem("error", "contracts", "contracts.csv", "client_id", (3,), "empty value")
+    report = ValidationReport([warning, error], {"clients": 2, "contracts": 1})
+    assert report.format().splitlines() == [
+        "error: contracts.csv, column client_id, line 3: empty value",
+        "warning: clients.csv: unknown column ignored: x",
+        "1 error, 1 warning; tables read: clients 2 rows, contracts 1 row",
+    ]
+    assert not report.ok and report.errors == [error] and report.warnings == [warning]
+
+
+# Mapping ----------------------------------------------------------------------------------------
+
+
+def test_load_mapping_reads_tables_columns_and_values(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(
+        "tables:\n  clients: accounts\n"
+        "columns:\n  clients:\n    client_id: AccountId\n"
+        "values:\n  interactions:\n    channel:\n      SMS: other\n      phone: call\n"
+    )
+    mapping = load_mapping(path)
+    assert mapping.tables == {"clients": "accounts"}
+    assert mapping.columns == {"clients": {"client_id": "AccountId"}}
+    assert mapping.values == {"interactions": {"channel": {"SMS": "other", "phone": "call"}}}
+
+
+def test_load_mapping_keeps_yes_and_numbers_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text("values:\n  contracts:\n    auto_renew:\n      yes please: yes\n      2: no\n")
+    assert load_mapping(path).values["contracts"]["auto_renew"] == {"yes please": "yes", "2": "no"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "tables:\n  client: accounts\n",
+            "tables: unknown table 'client' (did you mean 'clients'?",
+        ),
+        ("columns:\n  clients:\n    clientid: Id\n", "columns.clients: unknown column 'clientid'"),
+        ("columns:\n  - clients\n", "columns: expected a mapping of names, got ['clients']"),
+        ("values:\n  interactions:\n    channel:\n      sms: text\n", "'text' is not one of email"),
+        ("values:\n  contracts:\n    monthly_value:\n      a: b\n", "cannot be recoded"),
+        ("tabels: {}\n", "unknown section 'tabels'"),
+        ("columns:\n  clients:\n    name: X\n    region: X\n", "'X' is mapped to both 'name'"),
+        ("tables: [unclosed\n", "not a valid YAML file"),
+    ],
+)
+def test_load_mapping_names_the_file_and_the_bad_entry(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "crm_mapping.yaml"
+    path.write_text(text)
+    with pytest.raises(DataContractError) as info:
+        load_mapping(path)
+    assert str(info.value).startswith("error: crm_mapping.yaml: ")
+    assert expected in str(info.value)
+
+
+def test_load_mapping_reports_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="mapping file not found"):
+        load_mapping(tmp_path / "nope.yaml")
+
+
+def test_map_table_renames_columns_and_recodes_values_case_insensitively() -> None:
+    mapping = parse_mapping(
+        {
+            "columns": {"interactions": {"client_id": "Account", "channel": "Medium"}},
+            "values": {"interactions": {"channel": {"SMS": "other", "Phone": "call"}}},
+        }
+    )
+    frame = pd.DataFrame({"Account": ["C1"] * 3, "Medium": ["sms", "PHONE", "Email"]})
+    table = map_table("interactions", "activities.csv", frame, mapping=mapping)
+    assert list(table.frame.columns) == ["client_id", "channel"]
+    assert table.frame["channel"].tolist() == ["other", "call", "Email"]
+    assert table.renamed == {"client_id": "Account", "channel": "Medium"}
+    assert table.row_numbers.tolist() == [1, 2, 3]
+
+
+def test_mapped_column_missing_from_the_file_is_named_by_its_source_name() -> None:
+    mapping = parse_mapping({"columns": {"clients": {"client_id": "AccountId"}}})
+    raw = {"clients": csv_table("clients", "Id,name\nC1,Acme\n", mapping)}
+    raw["contracts"] = csv_table("contracts", CONTRACTS.replace("C2", "C1"))
+    with pytest.raises(DataContractError) as info:
+        validate(raw)
+    assert [str(p) for p in info.value.report.errors] == [
+        "clients.csv: missing required column client_id (from 'AccountId'); "
+        "the file has columns: Id, name"
+    ]
+
+
+def test_problems_in_mapped_columns_name_the_source_column() -> None:
+    mapping = parse_mapping({"columns": {"clients": {"client_id": "AccountId"}}})
+    raw = tables()
+    raw["clients"] = csv_table("clients", "AccountId,client_id\nC1,x\n,y\nC2,z\n", mapping)
+    with pytest.raises(DataContractError) as info:
+        validate(raw)
+    report = info.value.report
+    assert [str(p) for p in report.errors] == [
+        "clients.csv, column AccountId (client_id), line 3: empty value in a required column"
+    ]
+    assert "unknown column ignored: client_id" in str(report.warnings[0])
+
+
+def test_file_column_shadowed_by_a_mapped_column_is_ignored() -> None:
+    mapping = parse_mapping({"columns": {"clients": {"client_id": "AccountId"}}})
+    raw = tables()
+    raw["clients"] = csv_table("clients", "client_id,name\nC1,Acme\nC2,Beta\n", mapping)
+    with pytest.raises(DataContractError) as info:
+        validate(raw)
+    assert info.value.report.format().splitlines()[:2] == [
+        "error: clients.csv: missing required column client_id (from 'AccountId'); "
+        "the file has columns: name, client_id",
+        "warning: clients.csv: unknown column ignored: client_id",
+    ]
+
+
+# Tables and columns -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table", ["clients", "contracts"])
+def test_missing_required_table_is_an_error(table: str) -> None:
+    assert errors(**{table: None}) == [f"{table}: required table {table} is missing"]
+
+
+def test_missing_required_column_lists_the_columns_the_file_has() -> None:
+    text = "contract_id,client,start,monthly_value\nK1,C1,2024-01-01,100\n"
+    assert errors(contracts=text) == [
+        "contracts.csv: missing required columns client_id, start_date; "
+        "the file has columns: contract_id, client, start, monthly_value"
+    ]
+
+
+def test_unknown_columns_are_a_warning_and_are_dropped() -> None:
+    data, report = validate(tables(clients="client_id,name,vip\nC1,Acme,yes\nC2,Beta,no\n"))
+    assert [str(p) for p in report.problems] == ["clients.csv: unknown column ignored: vip"]
+    assert report.ok and "vip" not in data.clients.columns
+
+
+def test_required_table_with_a_header_but_no_rows_is_an_error() -> None:
+    assert errors(contracts="contract_id,client_id,start_date,monthly_value\n") == [
+        "contracts.csv: has a header but no rows; contracts is a required table"
+    ]
+
+
+def test_optional_table_with_a_header_but_no_rows_is_fine() -> None:
+    data, report = validate(tables(tickets="ticket_id,client_id,opened_at\n"))
+    assert report.problems == [] and data.tickets.empty
+
+
+# Values -----------------------------------------------------------------------------------------
+
+
+def test_unparseable_dates_show_the_values_and_lines() -> None:
+    text = (
+        "invoice_id,client_id,issued_at,due_at,amount\n"
+        "I1,C1,2024-01-01,2024-13-45,1\n"
+        "I2,C1,2024-01-01,2024-01-31,1\n"
+        "I3,C2,2024-01-01,31/02/2024,1\n"
+        "I4,C2,2024-01-01,2024-02,1\n"
+    )
+    assert errors(invoices=text) == [
+        "invoices.csv, column due_at, lines 2, 4, 5: unparseable date '2024-13-45', '31/02/2024', "
+        "'2024-02' (expected YYYY-MM-DD or an ISO 8601 datetime such as 2024-03-01T09:30:00+02:00)"
+    ]
+
+
+def test_unparseable_numbers_show_the_values_and_lines() -> None:
+    text = CONTRACTS + "K3,C1,2024-01-01,1.200,50\nK4,C2,2024-01-01,€50\nK5,C2,2024-01-01,abc\n"
+    text = text.replace("1.200,50", '"1.200,50"')
+    assert errors(contracts=text) == [
+        "contracts.csv, column monthly_value, lines 4, 5, 6: unparseable number "
+        "'1.200,50', '€50', 'abc'"
+    ]
+
+
+def test_empty_values_in_required_columns_are_errors() -> None:
+    text = "contract_id,client_id,start_date,monthly_value\nK1,,2024-01-01,100\nK2,C2,  ,\n"
+    assert errors(contracts=text) == [
+        "contracts.csv, column client_id, line 2: empty value in a required column",
+        "contracts.csv, column start_date, line 3: empty value in a required column",
+        "contracts.csv, column monthly_value, line 3: empty value in a required column",
+    ]
+
+
+def test_mixing_naive_and_aware_timestamps_in_a_column_is_an_error() -> None:
+    text = (
+        "client_id,occurred_at\n"
+        "C1,2024-01-01T10:00:00Z\n"
+        "C1,2024-01-02 10:00:00\n"
+        "C2,2024-01-03T10:00:00+02:00\n"
+        "C2,2024-01-04\n"
+    )
+    assert errors(interactions=text) == [
+        "interactions.csv, column occurred_at, line 3: timestamp '2024-01-02 10:00:00' without a "
+        "UTC offset while 2 other values have one (e.g. '2024-01-01T10:00:00Z'); a column must "
+        "not mix timezone-naive and timezone-aware timestamps"
+    ]
+
+
+def test_timestamps_are_converted_to_utc() -> None:
+    text = (
+        "client_id,submitted_at,score\n"
+        "C1,2024-03-01T10:00:00+02:00,5\n"
+        "C1,2024-03-01 10:00:00-05:30,5\n"
+        "C2,2024-03-01T10:00:00Z,5\n"
+        "C2,2024-03-01,5\n"
+    )
+    data, _ = validate(tables(feedback=text))
+    expected = ["2024-03-01 08:00:00", "2024-03-01 15:30:00", "2024-03-01 10:00:00", "2024-03-01"]
+    assert data.feedback["submitted_at"].tolist() == [pd.Timestamp(t, tz="UTC") for t in expected]
+    assert data.feedback["submitted_at"].dtype == "datetime64[s, UTC]"
+
+
+def test_naive_datetimes_are_taken_as_utc() -> None:
+    text = "client_id,occurred_at\nC1,2024-03-01 10:00:00\nC2,2024-03-01T23:59:59.9\n"
+    data, _ = validate(tables(interactions=text))
+    assert data.interactions["occurred_at"].tolist() == [
+        pd.Timestamp("2024-03-01 10:00:00", tz="UTC"),
+        pd.Timestamp("2024-03-01 23:59:59", tz="UTC"),
+    ]
+
+
+def test_negative_amounts_are_errors() -> None:
+    text = "invoice_id,client_id,issued_at,due_at,amount\nI1,C1,2024-01-01,2024-01-31,-12.5\n"
+    assert errors(invoices=text) == [
+        "invoices.csv, column amount, line 2: negative value '-12.5' (amount must be >= 0)"
+    ]
+
+
+def test_scores_outside_their_survey_range_are_errors() -> None:
+    text = (
+        "client_id,submitted_at,survey,score\n"
+        "C1,2024-01-01,nps,11\n"
+        "C1,2024-01-01,nps,0\n"
+        "C1,2024-01-01,CSAT,0\n"
+        "C1,2024-01-01,csat,5\n"
+        "C1,2024-01-01,,-1\n"
+        "C2,2024-01-01,nps,10\n"
+    )
+    assert errors(feedback=text) == [
+        "feedback.csv, column score, line 2: score '11' outside the nps range (0 to 10)",
+        "feedback.csv, column score, line 4: score '0' outside the csat range (1 to 5)",
+        "feedback.csv, column score, line 6: score '-1' outside every survey's range (0 to 10)",
+    ]
+
+
+def test_unknown_choice_values_list_the_allowed_ones() -> None:
+    text = (
+        "client_id,occurred_at,channel\nC1,2024-01-01,Email\nC1,2024-01-02,SMS\nC2,2024-01-03,fax\n"
+    )
+    assert errors(interactions=text) == [
+        "interactions.csv, column channel, lines 3, 4: unknown channel 'sms', 'fax' (allowed: "
+        "email, call, meeting, review, other; a mapping file can recode other values)"
+    ]
+
+
+def test_mapping_values_recode_choices_before_validation() -> None:
+    mapping = parse_mapping({"values": {"interactions": {"channel": {"sms": "other"}}}})
+    text = "client_id,occurred_at,channel\nC1,2024-01-01,Email\nC1,2024-01-02,SMS\n"
+    raw = {**tables(), "interactions": csv_table("interactions", text, mapping)}
+    data, _ = validate(raw)
+    assert data.interactions["channel"].tolist() == ["email", "other"]
+
+
+def test_booleans_accept_common_spellings_and_reject_others() -> None:
+    words = ["true", "FALSE", "Yes", "no", "1", "0", "t", "F", "y", "N", ""]
+    rows = "".join(f"K{i},C1,2024-01-01,1,{w}\n" for i, w in enumerate(words))
+    data, _ = validate(
+        tables(contracts=f"contract_id,client_id,start_date,monthly_value,auto_renew\n{rows}")
+    )
+    expected = [True, False, True, False, True, False, True, False, True, False, False]
+    assert data.contracts["auto_renew"].tolist() == expected
+    assert data.contracts["auto_renew"].dtype == bool
+    bad = "contract_id,client_id,start_date,monthly_value,auto_renew\nK1,C1,2024-01-01,1,maybe\n"
+    assert errors(contracts=bad) == [
+        "contracts.csv, column auto_renew, line 2: not a yes/no value 'maybe' "
+        "(use true/false, yes/no, t/f, y/n or 1/0)"
+    ]
+
+
+# Rows and tables --------------------------------------------------------------------------------
+
+
+def test_duplicate_ids_name_every_line() -> None:
+    assert errors(clients="client_id\nC1\nC2\nC1\nC3\nC1\n") == [
+        "clients.csv, column client_id, lines 2, 4, 6: duplicate client_id 'C1' "
+        "(each client_id must appear once)"
+    ]
+
+
+def test_rows_of_unknown_clients_are_errors() -> None:
+    text = "client_id,occurred_at\nC1,2024-01-01\nC9,2024-01-02\nc1,2024-01-03\n"
+    assert errors(interactions=text) == [
+        "interactions.csv, column client_id, lines 3, 4: client_id 'C9', 'c1' not in clients"
+    ]
+
+
+ORDER_CASES = [(table, pair) for table, pairs in ORDERED_COLUMNS.items() for pair in pairs]
+
+
+@pytest.mark.parametrize(
+    ("table", "pair"), ORDER_CASES, ids=[f"{t}.{p[1]}" for t, p in ORDER_CASES]
+)
+def test_end_before_start_is_an_error(table: str, pair: tuple[str, str]) -> None:
+    earlier, later = pair
+    spec = TABLES[table]
+    values = {c.name: _valid_value(c.kind, c.name) for c in spec.columns if c.required}
+    good = {**values, earlier: "2024-03-01", later: "2024-03-01T10:00:00"}  # same day is fine
+    bad = {**values, earlier: "2024-03-01", later: "2024-02-28"}
+    if spec.key:
+        bad[spec.key] = "X2"
+    text = pd.DataFrame([good, bad]).to_csv(index=False)
+    assert errors(**{table: text}) == [
+        f"{table}.csv, column {later}, line 3: {later} is before {earlier} "
+        "(e.g. 2024-02-28 < 2024-03-01)"
+    ]
+
+
+def _valid_value(kind: Kind, name: str) -> str:
+    """A valid value for a required column of the given kind."""
+    return {"client_id": "C1"}.get(name) or {
+        Kind.ID: "X1",
+        Kind.DATETIME: "2024-03-01",
+        Kind.NUMBER: "1",
+        Kind.CATEGORY: "x",
+    }[kind]
+
+
+def test_dispute_resolved_without_dispute_is_an_error() -> None:
+    text = (
+        "invoice_id,client_id,issued_at,due_at,amount,disputed_at,dispute_resolved_at\n"
+        "I1,C1,2024-01-01,2024-01-31,1,2024-02-01,2024-02-10\n"
+        "I2,C1,2024-01-01,2024-01-31,1,,2024-02-10\n"
+    )
+    assert errors(invoices=text) == [
+        "invoices.csv, column dispute_resolved_at, line 3: dispute_resolved_at is set but "
+        "disputed_at is empty"
+    ]
+
+
+def test_every_problem_is_collected_not_just_the_first() -> None:
+    found = errors(
+        clients="client_id\nC1\nC1\n",
+        contracts="contract_id,client_id,start_date,monthly_value\nK1,C1,2024-01-01,-1\n",
+        interactions="client_id,occurred_at,channel\nC7,yesterday,sms\n",
+    )
+    assert [f.split(":")[0] for f in found] == [
+        "clients.csv, column client_id, lines 2, 3",
+        "contracts.csv, column monthly_value, line 2",
+        "interactions.csv, column occurred_at, line 2",
+        "interactions.csv, column channel, line 2",
+        "interactions.csv, column client_id, line 2",
+    ]
+
+
+def test_validated_tables_have_the_contract_dtypes() -> None:
+    raw = {p.stem: csv_table(p.stem, p.read_text()) for p in FIXTURES.glob("*.csv")}
+    data, report = validate(raw)
+    assert report.problems == []
+    for name, spec in TABLES.items():
+        frame = data.table(name)
+        assert list(frame.columns) == list(spec.column_names)
+        assert len(frame) == len(raw[name].frame)
+        for column in spec.columns:
+            expected = dtype_of(column)
+            if column.name == "client_id" and name != "clients":
+                expected = pd.CategoricalDtype(data.clients["client_id"])
+            assert frame[column.name].dtype == expected, (name, column.name)
+
+
+def test_typed_input_is_accepted_and_converted() -> None:
+    since = pd.to_datetime(pd.Series(["2020-01-01", None]))
+    clients = pd.DataFrame({"client_id": [1.0, 2.0], "client_since": since})
+    contracts = pd.DataFrame(
+        {
+            "contract_id": ["K1", "K2"],
+            "client_id": ["1", "2"],
+            "start_date": pd.to_datetime(["2024-01-01 12:00"])
+            .tz_localize("Europe/Berlin")
+            .repeat(2),
+            "monthly_value": [100, 50],
+            "auto_renew": [1, 0],
+        }
+    )
+    raw = {"clients": map_table("clients", "db table clients", clients)}
+    raw["contracts"] = map_table("contracts", "db table contracts", contracts)
+    data, _ = validate(raw)
+    assert data.clients["client_id"].tolist() == ["1", "2"]
+    assert data.clients["client_since"].isna().tolist() == [False, True]
+    assert data.contracts["start_date"].iloc[0] == pd.Timestamp("2024-01-01 11:00", tz="UTC")
+    assert data.contracts["monthly_value"].tolist() == [100.0, 50.0]
+    assert data.contracts["auto_renew"].tolist() == [True, False]
+
+
+def test_warnings_alone_do_not_raise_and_nothing_is_dropped() -> None:
+    raw = tables(interactions="client_id,occurred_at,note\nC1,2024-01-01,x\nC2,2024-01-02,y\n")
+    data, report = validate(raw)
+    assert report.ok and len(report.warnings) == 1
+    assert len(data.interactions) == 2 and data.n_rows == 6
