@@ -1,0 +1,47 @@
+# churnguard — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(BIN)/uv
+	$(BIN)/uv sync --frozen --inexact --extra dev
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with the locked dependencies (uv.lock)
+
+demo: install ## the main job on demo data: simulate a business, validate it, build today's features
+	$(BIN)/churnguard demo-data
+	$(BIN)/churnguard validate --data .churnguard/demo
+	$(BIN)/churnguard features --data .churnguard/demo --out .churnguard/demo-features.csv
+
+test: install ## run the test suite
+	$(BIN)/python -m pytest
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+bench: install ## feature-engine benchmark against the pandas baseline (see bench/README.md)
+	$(BIN)/python -m bench.features_bench
+
+clean: ## remove local state (.churnguard/) and caches, keep .venv
+	rm -rf .churnguard .pytest_cache .mypy_cache .ruff_cache
