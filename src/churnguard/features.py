@@ -20,13 +20,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import TABLES, CRMData
+from churnguard.contract import TABLES, CRMData, Kind, Table
 
 DAY = 86_400
 SCALE = 1_000_000  # values are summed as int64 micro-units: exact, whatever the batch
@@ -743,25 +743,19 @@ class _Prepared:
             return None
         return self._memo("mask", where, None, lambda: _filter(self.stream, where, self.columns))
 
-    def counts(self, where: str | None) -> np.ndarray:
-        """Prefix counts of filtered events: counts[i] = events among the first i."""
+    def prefix_into(self, key: tuple[str, str | None, str | None], out: np.ndarray) -> None:
+        """Write prefix counts ("count", where) or micro-unit sums ("sum", where, value) to out.
 
-        def build() -> np.ndarray:
-            m = self.mask(where)
-            ones = np.ones(len(self.keys), np.int64) if m is None else m.astype(np.int64)
-            return _prefix(ones)
-
-        return self._memo("counts", where, None, build)
-
-    def sums(self, value: str, where: str | None) -> np.ndarray:
-        """Prefix sums of a value in micro-units over filtered events."""
-
-        def build() -> np.ndarray:
-            v = _micro(self.stream.values[value](self.columns))
-            m = self.mask(where)
-            return _prefix(v if m is None else np.where(m, v, 0))
-
-        return self._memo("sums", where, value, build)
+        out[i] is the total over the first i events, so a run [lo, hi) is out[hi] - out[lo].
+        """
+        how, where, value = key
+        m = self.mask(where)
+        out[0] = 0
+        if how == "count":
+            np.cumsum(np.ones(len(self.keys), np.int64) if m is None else m, out=out[1:])
+            return
+        v = _micro(self.values_of(value or ""))
+        np.cumsum(v if m is None else np.where(m, v, 0), out=out[1:])
 
     def last_index(self, where: str | None) -> np.ndarray:
         """For each position, the index of the last filtered event at or before it (-1: none)."""
@@ -804,16 +798,10 @@ def _filter(stream: Stream, where: str, columns: Columns) -> np.ndarray:
     return np.asarray(stream.filters[where](columns), dtype=bool)
 
 
-def _prefix(values: np.ndarray) -> np.ndarray:
-    out = np.empty(len(values) + 1, dtype=np.int64)
-    out[0] = 0
-    np.cumsum(values, out=out[1:])
-    return out
-
-
 def _micro(values: np.ndarray) -> np.ndarray:
-    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
-    return np.rint(v * SCALE).astype(np.int64)
+    v = np.asarray(values, dtype=np.float64) * SCALE
+    v[np.isnan(v)] = 0.0
+    return np.rint(v, out=v).astype(np.int64)
 
 
 def _encode(times: np.ndarray) -> np.ndarray:
@@ -837,36 +825,66 @@ def _group_order(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
     return by_time[np.sort((codes[by_time] << bits) | rows) & low]
 
 
-class _TableArrays:
-    """A table's columns as numpy arrays, converted once and on demand."""
+@dataclass(frozen=True)
+class TableArrays:
+    """One contract table as numpy arrays, the form the engine reads.
 
-    def __init__(self, df: pd.DataFrame) -> None:
-        self._df = df
-        self._arrays: dict[tuple[str, str], np.ndarray] = {}
+    Timestamps are int64 epoch seconds (NAT when empty), numbers and booleans float64, and
+    categorical columns int codes (-1 when empty) into ``categories[column]``; ``client_code`` is
+    each row's position in the clients table.
+    """
+
+    columns: dict[str, np.ndarray]
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __call__(self, name: str) -> np.ndarray:
-        return self._memo("values", name, lambda: _as_array(self._df[name]))
+        return self.columns[name]
 
     def codes(self, name: str) -> np.ndarray:
-        return self._memo("codes", name, lambda: self._df[name].cat.codes.to_numpy())
+        return self.columns[name]
 
     def isin(self, name: str, values: Sequence[str]) -> np.ndarray:
-        categories = self._df[name].cat.categories
-        lookup = np.zeros(len(categories) + 1, dtype=bool)  # last slot: empty (code -1)
-        lookup[[categories.get_loc(v) for v in values if v in categories]] = True
-        return lookup[self.codes(name)]
-
-    def _memo(self, kind: str, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
-        if (kind, name) not in self._arrays:
-            self._arrays[kind, name] = build()
-        return self._arrays[kind, name]
+        labels = self.categories[name]
+        lookup = np.zeros(len(labels) + 1, dtype=bool)  # last slot: empty (code -1)
+        lookup[[labels.index(v) for v in values if v in labels]] = True
+        return lookup[self.columns[name]]
 
 
-def _as_array(s: pd.Series) -> np.ndarray:
-    """A numeric or time column as numpy: timestamps as epoch seconds (NAT), bools as 0/1."""
-    if isinstance(s.dtype, pd.DatetimeTZDtype) or s.dtype.kind == "M":
-        return s.to_numpy(dtype="datetime64[s]").view(np.int64)
-    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+@dataclass(frozen=True)
+class CRMArrays:
+    """All contract tables as numpy arrays, with the clients' ids (row i = client code i)."""
+
+    client_ids: np.ndarray
+    tables: dict[str, TableArrays]
+
+    def table(self, name: str) -> TableArrays:
+        return self.tables[name]
+
+
+def crm_arrays(data: CRMData) -> CRMArrays:
+    """The engine's view of validated CRM data: each column converted to numpy once."""
+    tables = {name: _table_arrays(df, TABLES[name]) for name, df in data.tables().items()}
+    return CRMArrays(data.clients["client_id"].to_numpy(dtype=object), tables)
+
+
+def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
+    columns: dict[str, np.ndarray] = {}
+    categories: dict[str, tuple[str, ...]] = {}
+    for col in spec.columns:
+        s = df[col.name]
+        if col.name == "client_id":
+            codes = s.array.codes if spec.name != "clients" else np.arange(len(s))
+            columns["client_code"] = np.asarray(codes, dtype=np.int64)
+        elif col.kind in (Kind.CHOICE, Kind.CATEGORY):
+            columns[col.name] = np.asarray(s.array.codes, dtype=np.int64)
+            categories[col.name] = tuple(str(c) for c in s.dtype.categories)
+        elif col.kind == Kind.DATETIME:
+            columns[col.name] = s.to_numpy(dtype="datetime64[s]").view(np.int64)
+        elif col.kind in (Kind.NUMBER, Kind.BOOL):
+            columns[col.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif col.name == "account_manager":
+            columns["has_account_manager"] = (s.fillna("").str.strip() != "").to_numpy(float)
+    return TableArrays(columns, categories)
 
 
 class _Reordered:
@@ -900,13 +918,13 @@ class _Grouped:
     columns: _Reordered
 
 
-def _group(table: pd.DataFrame, time_column: str) -> _Grouped:
-    codes = table["client_id"].cat.codes.to_numpy().astype(np.int64)
-    columns = _TableArrays(table)
+def _group(table: TableArrays, time_column: str) -> _Grouped:
+    codes = table("client_code")
+    columns: Columns = table
     known = np.flatnonzero(codes >= 0)
     if len(known) < len(codes):
         codes = codes[known]
-        columns = _Reordered(columns, known)  # type: ignore[assignment]
+        columns = _Reordered(columns, known)
     order = _group_order(codes, columns(time_column))
     return _Grouped(codes[order], _Reordered(columns, order))
 
@@ -930,15 +948,24 @@ class _Snapshots:
         self.as_of = as_of  # epoch seconds
 
     def bounds(
-        self, p: _Prepared, window: int | None, offset: int
+        self, p: _Prepared, spans: Sequence[tuple[int | None, int]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Positions [lo, hi) of events in [as_of - offset - window, as_of - offset)."""
+        """Positions lo, hi (a row per span) of events in [as_of - offset - window, as_of - offset).
+
+        One binary search answers every span of the stream; window None means all history.
+        """
         base = self.codes << _TIME_BITS
-        end = self.as_of - offset * DAY
-        hi = np.searchsorted(p.keys, base | _encode(end))
-        if window is None:
-            return np.searchsorted(p.keys, base), hi
-        return np.searchsorted(p.keys, base | _encode(end - window * DAY)), hi
+        queries = np.empty((2 * len(spans), len(base)), dtype=np.int64)
+        for i, (window, offset) in enumerate(spans):
+            end = self.as_of - offset * DAY
+            queries[2 * i + 1] = base | _encode(end)
+            queries[2 * i] = base if window is None else base | _encode(end - window * DAY)
+        found = np.searchsorted(p.keys, queries.ravel()).reshape(queries.shape)
+        return found[0::2], found[1::2]
+
+
+def _prefix_key(a: Agg) -> tuple[str, str | None, str | None]:
+    return (a.how, a.where, a.value if a.how == "sum" else None)
 
 
 def _aggs_in(f: Formula) -> list[Agg]:
@@ -952,6 +979,58 @@ def _aggs_in(f: Formula) -> list[Agg]:
     return []
 
 
+@dataclass(frozen=True)
+class _StreamPlan:
+    """What to compute on one stream, worked out once per feature set."""
+
+    stream: str
+    aggs: tuple[Agg, ...]
+    spans: tuple[tuple[int | None, int], ...]  # distinct (window, offset) pairs
+    span: tuple[int, ...]  # each agg's span
+    totals: tuple[int, ...]  # aggs answered by prefix totals
+    prefix_keys: tuple[tuple[str, str | None, str | None], ...]
+    rows: np.ndarray  # per total: its prefix row (column vector)
+    cols: np.ndarray  # per total: its span
+    others: tuple[int, ...]  # aggs answered one by one
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The aggregations of a feature set, grouped by table and stream."""
+
+    tables: dict[str, list[_StreamPlan]]
+
+
+def _stream_plan(stream: str, aggs: list[Agg]) -> _StreamPlan:
+    spans = list(dict.fromkeys((a.window, a.offset) for a in aggs))
+    span = [spans.index((a.window, a.offset)) for a in aggs]
+    totals = [i for i, a in enumerate(aggs) if a.how == "sum" or (a.how == "count" and a.where)]
+    keys = list(dict.fromkeys(_prefix_key(aggs[i]) for i in totals))
+    return _StreamPlan(
+        stream,
+        tuple(aggs),
+        tuple(spans),
+        tuple(span),
+        tuple(totals),
+        tuple(keys),
+        np.array([keys.index(_prefix_key(aggs[i])) for i in totals], dtype=np.intp)[:, None],
+        np.array([span[i] for i in totals], dtype=np.intp),
+        tuple(i for i in range(len(aggs)) if i not in totals),
+    )
+
+
+@lru_cache(maxsize=32)
+def _plan(feature_set: FeatureSet) -> _Plan:
+    """The computation plan of a feature set (cached: the online path reuses it every call)."""
+    by_stream: dict[str, list[Agg]] = {}
+    for a in dict.fromkeys(a for f in feature_set.features for a in _aggs_in(f.formula)):
+        by_stream.setdefault(a.stream, []).append(a)
+    tables: dict[str, list[_StreamPlan]] = {}
+    for stream, aggs in by_stream.items():
+        tables.setdefault(STREAMS[stream].table, []).append(_stream_plan(stream, aggs))
+    return _Plan(tables)
+
+
 class _Engine:
     """Evaluates feature formulas for a set of snapshots over prepared streams.
 
@@ -960,7 +1039,7 @@ class _Engine:
     tables are processed in parallel).
     """
 
-    def __init__(self, data: CRMData, snapshots: _Snapshots) -> None:
+    def __init__(self, data: CRMArrays, snapshots: _Snapshots) -> None:
         self.data = data
         self.snap = snapshots
         self._results: dict[Agg, np.ndarray] = {}
@@ -971,12 +1050,9 @@ class _Engine:
         s = STREAMS[name]
         return _prepare(s, _group(self.data.table(s.table), TABLES[s.table].time or ""))
 
-    def precompute(self, formulas: Iterable[Formula], workers: int = 1) -> None:
-        """Compute every aggregation the formulas use, one table (and stream) at a time."""
-        by_table: dict[str, dict[str, list[Agg]]] = {}
-        for a in dict.fromkeys(a for f in formulas for a in _aggs_in(f)):
-            by_table.setdefault(STREAMS[a.stream].table, {}).setdefault(a.stream, []).append(a)
-        jobs = list(by_table.items())
+    def precompute(self, plan: _Plan, workers: int = 1) -> None:
+        """Compute every aggregation of the plan, one table (and stream) at a time."""
+        jobs = list(plan.tables.items())
         if workers > 1 and len(jobs) > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(lambda job: self._table_aggs(*job), jobs))
@@ -984,15 +1060,27 @@ class _Engine:
             for job in jobs:
                 self._table_aggs(*job)
 
-    def _table_aggs(self, table: str, streams: dict[str, list[Agg]]) -> None:
+    def _table_aggs(self, table: str, streams: list[_StreamPlan]) -> None:
         grouped = _group(self.data.table(table), TABLES[table].time or "")
-        for name, aggs in streams.items():
-            p = _prepare(STREAMS[name], grouped)
-            bounds: dict[tuple[int | None, int], tuple[np.ndarray, np.ndarray]] = {}
-            for a in aggs:
-                if (a.window, a.offset) not in bounds:
-                    bounds[a.window, a.offset] = self.snap.bounds(p, a.window, a.offset)
-                self._results[a] = self._agg(p, a, *bounds[a.window, a.offset])
+        for sp in streams:
+            self._results.update(self._stream_aggs(_prepare(STREAMS[sp.stream], grouped), sp))
+
+    def _stream_aggs(self, p: _Prepared, sp: _StreamPlan) -> dict[Agg, np.ndarray]:
+        """Every aggregation of one stream: windowed totals in one gather, the rest one by one."""
+        lo, hi = self.snap.bounds(p, sp.spans)
+        out: dict[Agg, np.ndarray] = {}
+        if sp.totals:
+            prefix = np.empty((len(sp.prefix_keys), len(p.keys) + 1), dtype=np.int64)
+            for row, key in enumerate(sp.prefix_keys):
+                p.prefix_into(key, prefix[row])
+            diff = prefix[sp.rows, hi[sp.cols]] - prefix[sp.rows, lo[sp.cols]]
+            for k, i in enumerate(sp.totals):
+                a = sp.aggs[i]
+                out[a] = diff[k] / SCALE if a.how == "sum" else diff[k].astype(float)
+        for i in sp.others:
+            a = sp.aggs[i]
+            out[a] = self._agg(p, a, lo[sp.span[i]], hi[sp.span[i]])
+        return out
 
     def evaluate(self, f: Formula) -> np.ndarray:
         if isinstance(f, Agg):
@@ -1011,14 +1099,8 @@ class _Engine:
         return self._custom(f.name)
 
     def _agg(self, p: _Prepared, a: Agg, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        if a.how == "count":
-            if a.where is None:
-                return (hi - lo).astype(np.float64)
-            c = p.counts(a.where)
-            return (c[hi] - c[lo]).astype(np.float64)
-        if a.how == "sum":
-            s = p.sums(a.value or "", a.where)
-            return (s[hi] - s[lo]) / SCALE
+        if a.how == "count":  # unfiltered: the run's length
+            return (hi - lo).astype(np.float64)
         if a.how == "days_since_first":
             first = p.first_index(a.where)
             j = first[np.minimum(lo, len(first) - 1)] if len(first) else lo
@@ -1048,7 +1130,7 @@ class _Engine:
 def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
     """Per snapshot: days to the nearest fixed end, rolling contracts and service lines in force."""
     p = e.prepared("contract_start")
-    lo, hi = e.snap.bounds(p, None, 0)  # contracts started before as_of
+    lo, hi = (b[0] for b in e.snap.bounds(p, [(None, 0)]))  # contracts started before as_of
     lengths = hi - lo
     snap = np.repeat(np.arange(len(lo)), lengths)
     rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
@@ -1074,23 +1156,17 @@ def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
 
 def _client_attributes(e: _Engine) -> dict[str, np.ndarray]:
     """Per snapshot: the client's own attributes, as known at as_of."""
-    clients = e.data.clients
+    clients = e.data.table("clients")
     codes = e.snap.codes
-    since = _as_array(clients["client_since"])[codes]
+    since = clients("client_since")[codes]
     known = (since != NAT) & (since < e.snap.as_of)
-    manager = clients["account_manager"].fillna("").str.strip().str.len().to_numpy() > 0
     out: dict[str, np.ndarray] = {
         "client_age_days": np.where(known, (e.snap.as_of - since) / DAY, np.nan),
-        "has_account_manager": manager[codes].astype(np.float64),
+        "has_account_manager": clients("has_account_manager")[codes],
     }
     for name in ("segment", "industry", "region"):
-        categories = np.asarray(clients[name].cat.categories, dtype=object)
-        cat_codes = clients[name].cat.codes.to_numpy()[codes]
-        out[name] = (
-            np.where(cat_codes >= 0, categories[np.maximum(cat_codes, 0)], None)
-            if len(categories)
-            else np.full(len(codes), None)
-        )
+        labels = np.array([*clients.categories[name], None], dtype=object)
+        out[name] = labels[clients.codes(name)[codes]]  # code -1 picks the trailing None
     return out
 
 
@@ -1126,25 +1202,36 @@ def compute_features(
     """
     fs = feature_set or feature_set_for(data)
     codes = _client_codes(data, snapshots["client_id"])
-    as_of = _as_array(pd.Series(pd.to_datetime(snapshots["as_of"], utc=True)).dt.as_unit("s"))
-    engine = _Engine(data, _Snapshots(codes, as_of))
-    engine.precompute((f.formula for f in fs.features), workers=_workers(data))
-    columns = {f.name: engine.evaluate(f.formula) for f in fs.features}
+    as_of = pd.to_datetime(snapshots["as_of"], utc=True).dt.as_unit("s")
+    seconds = as_of.to_numpy(dtype="datetime64[s]").view(np.int64)
+    columns = feature_columns(crm_arrays(data), codes, seconds, fs)
+    ids = snapshots["client_id"].astype("str").to_numpy()
+    numeric = [f.name for f in fs.features if not f.categorical]
     out = pd.DataFrame(
-        {
-            "client_id": snapshots["client_id"].astype("str").to_numpy(),
-            "as_of": snapshots["as_of"].to_numpy(),
-        }
+        np.column_stack([columns[n] for n in numeric]) if numeric else None,
+        columns=numeric,
+        index=snapshots.index,
     )
-    feats = pd.DataFrame(columns, index=out.index)
     for name in fs.categorical:
-        feats[name] = pd.Categorical(feats[name])
-    return pd.concat([out, feats], axis=1)
+        out[name] = pd.Categorical(columns[name])
+    out.insert(0, "as_of", as_of.to_numpy())
+    out.insert(0, "client_id", ids)
+    return out[["client_id", "as_of", *fs.names]].reset_index(drop=True)
 
 
-def _workers(data: CRMData) -> int:
+def feature_columns(
+    data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet
+) -> dict[str, np.ndarray]:
+    """The engine itself: one array per feature for snapshots (client codes, as_of seconds)."""
+    engine = _Engine(data, _Snapshots(np.asarray(codes, np.int64), np.asarray(as_of, np.int64)))
+    n_rows = sum(len(t.columns.get("client_code", ())) for t in data.tables.values())
+    engine.precompute(_plan(feature_set), workers=_workers(n_rows))
+    return {f.name: engine.evaluate(f.formula) for f in feature_set.features}
+
+
+def _workers(n_rows: int) -> int:
     """Threads for the bulk path: numpy releases the GIL; one client is faster on one thread."""
-    return min(2, os.cpu_count() or 1) if data.n_rows > 200_000 else 1
+    return min(2, os.cpu_count() or 1) if n_rows > 200_000 else 1
 
 
 def _client_codes(data: CRMData, client_ids: pd.Series) -> np.ndarray:
