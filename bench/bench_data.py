@@ -1,4 +1,4 @@
-"""Large CRM data sets for benchmarks, built directly in memory (about 100 history rows per client)."""
+"""Large CRM data sets for benchmarks, built in memory: about 100 history rows per client."""
 
 from __future__ import annotations
 

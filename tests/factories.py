@@ -1,4 +1,4 @@
-"""Small random CRM data sets for tests: every table, with ties, gaps and empty values on purpose."""
+"""Small random CRM data sets for tests: every table, with ties, gaps and empty values."""
 
 from __future__ import annotations
 

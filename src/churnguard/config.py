@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Everything churnguard can be configured with; environment variables use prefix CHURNGUARD_."""
+    """Everything churnguard can be configured with; environment variable prefix CHURNGUARD_."""
 
     model_config = SettingsConfigDict(env_prefix="CHURNGUARD_", env_file=".env", extra="ignore")
 

@@ -199,7 +199,7 @@ def dtype_of(column: Column) -> str | pd.CategoricalDtype:
     the clients' ids, so that every table refers to clients by the same integer codes.
     """
     if column.kind == Kind.CHOICE:
-        return pd.CategoricalDtype(column.choices)
+        return pd.CategoricalDtype(list(column.choices))
     return _DTYPES[column.kind]
 
 
@@ -226,7 +226,8 @@ class CRMData:
     events: pd.DataFrame
 
     def table(self, name: str) -> pd.DataFrame:
-        return getattr(self, name)  # type: ignore[no-any-return]
+        frame: pd.DataFrame = getattr(self, name)
+        return frame
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -877,7 +877,7 @@ def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
             columns["client_code"] = np.asarray(codes, dtype=np.int64)
         elif col.kind in (Kind.CHOICE, Kind.CATEGORY):
             columns[col.name] = np.asarray(s.array.codes, dtype=np.int64)
-            categories[col.name] = tuple(str(c) for c in s.dtype.categories)
+            categories[col.name] = tuple(str(c) for c in s.cat.categories)
         elif col.kind == Kind.DATETIME:
             columns[col.name] = s.to_numpy(dtype="datetime64[s]").view(np.int64)
         elif col.kind in (Kind.NUMBER, Kind.BOOL):
