@@ -27,6 +27,16 @@ def _choice(rng: np.random.Generator, values: tuple[str, ...], n: int) -> pd.Cat
     return pd.Categorical(rng.choice(values, n), categories=values)
 
 
+def _feedback(rng: np.random.Generator, owners: np.ndarray, at: pd.Series) -> pd.DataFrame:
+    """Survey responses with scores in each survey's range (NPS 0-10, CSAT 1-5)."""
+    survey = _choice(rng, ("nps", "csat"), len(at))
+    nps = np.asarray(survey == "nps")
+    score = np.where(nps, rng.integers(0, 11, len(at)), rng.integers(1, 6, len(at)))
+    return pd.DataFrame(
+        {"client_id": owners, "submitted_at": at, "survey": survey, "score": score.astype(float)}
+    )
+
+
 def random_crm(n_clients: int = 40, seed: int = 0, days: int = 900, rows: int = 30) -> CRMData:
     """A random, contract-conforming data set; `rows` is the mean rows per client per table."""
     rng = np.random.default_rng(seed)
@@ -85,14 +95,7 @@ def random_crm(n_clients: int = 40, seed: int = 0, days: int = 900, rows: int = 
                     "direction": _choice(rng, DIRECTIONS, n),
                 }
             ),
-            "feedback": pd.DataFrame(
-                {
-                    "client_id": owners(n),
-                    "submitted_at": _times(rng, n, days),
-                    "survey": _choice(rng, ("nps", "csat"), n),
-                    "score": rng.integers(0, 11, n).astype(float),
-                }
-            ),
+            "feedback": _feedback(rng, owners(n), _times(rng, n, days)),
             "invoices": invoices,
             "tickets": pd.DataFrame(
                 {

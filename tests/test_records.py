@@ -1,0 +1,122 @@
+"""API records: validation from the contract, and the array path equal to the DataFrame path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from churnguard.contract import TABLES, CRMData
+from churnguard.features import compute_features, feature_columns, feature_set_for
+from churnguard.records import client_arrays, records_model
+from tests.factories import as_of_dates, random_crm
+
+Records = records_model(max_rows=5000)
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def records_of(data: CRMData, client_id: str) -> dict[str, Any]:
+    """One client's rows as the JSON body a CRM would send."""
+    one = data.for_clients([client_id])
+    body: dict[str, Any] = {"client_id": client_id}
+    for name, df in one.tables().items():
+        rows = [
+            {k: _json_value(v) for k, v in row.items() if k != "client_id"}
+            for row in df.astype(object).to_dict("records")
+        ]
+        rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
+        if name == "clients":
+            body["client"] = rows[0]
+        else:
+            body[name] = rows
+    return body
+
+
+@pytest.fixture(scope="module")
+def data() -> CRMData:
+    return random_crm(n_clients=12, seed=5)
+
+
+def test_records_give_the_same_features_as_the_tables(data: CRMData) -> None:
+    fs = feature_set_for(data)
+    as_of = as_of_dates(4)[2]
+    for client_id in data.clients["client_id"][:8]:
+        snaps = pd.DataFrame({"client_id": [client_id], "as_of": [as_of]})
+        expected = compute_features(data, snaps, fs).iloc[0]
+        records = Records.model_validate(records_of(data, client_id))
+        got = feature_columns(
+            client_arrays(records), np.array([0]), np.array([int(as_of.timestamp())]), fs
+        )
+        for name in fs.names:
+            a, b = got[name][0], expected[name]
+            assert (pd.isna(a) and pd.isna(b)) or a == b, (client_id, name, a, b)
+
+
+def test_every_contract_column_is_accepted_and_unknown_ones_rejected(data: CRMData) -> None:
+    body = records_of(data, data.clients["client_id"][0])
+    for name in TABLES:
+        if name != "clients" and body[name]:
+            assert set(body[name][0]) <= set(TABLES[name].column_names)
+    body["interactions"] = [{"occurred_at": "2024-01-01", "chanel": "email"}]
+    with pytest.raises(ValidationError) as err:
+        Records.model_validate(body)
+    assert err.value.errors()[0]["loc"] == ("interactions", 0, "chanel")
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "field", "message"),
+    [
+        (
+            "contracts",
+            {
+                "contract_id": "k",
+                "start_date": "2024-05-01",
+                "end_date": "2024-01-01",
+                "monthly_value": 10,
+            },
+            None,
+            "end_date",
+        ),
+        (
+            "contracts",
+            {"contract_id": "k", "start_date": "2024-05-01", "monthly_value": -5},
+            "monthly_value",
+            "greater than or equal",
+        ),
+        ("feedback", {"submitted_at": "2024-01-01", "survey": "nps", "score": 11}, None, "0..10"),
+        ("interactions", {"occurred_at": "2024-01-01", "channel": "fax"}, "channel", "email"),
+        ("tickets", {"ticket_id": "t", "opened_at": "not a date"}, "opened_at", "datetime"),
+    ],
+)
+def test_bad_records_name_the_field_and_the_reason(
+    table: str, row: dict[str, Any], field: str | None, message: str
+) -> None:
+    body: dict[str, Any] = {
+        "client_id": "c1",
+        "contracts": [{"contract_id": "k0", "start_date": "2024-01-01", "monthly_value": 1}],
+    }
+    body[table] = [*body.get(table, []), row]
+    with pytest.raises(ValidationError) as err:
+        Records.model_validate(body)
+    problem = err.value.errors()[0]
+    assert problem["loc"][:2] == (table, len(body[table]) - 1)
+    if field is not None:
+        assert problem["loc"][2] == field
+    assert message in problem["msg"]
+
+
+def test_a_client_needs_a_contract() -> None:
+    with pytest.raises(ValidationError, match="contracts"):
+        Records.model_validate({"client_id": "c1", "contracts": []})
