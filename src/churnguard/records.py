@@ -68,7 +68,7 @@ def _row_model(spec: Table) -> type[BaseModel]:
         for c in spec.columns
         if c.name != "client_id"
     }
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"{spec.name.title()}Record",
         __config__=_STRICT,
         __validators__={"ordered": _ordered(spec.name)},
@@ -80,22 +80,27 @@ ROW_MODELS: dict[str, type[BaseModel]] = {name: _row_model(spec) for name, spec 
 ClientRecord = ROW_MODELS["clients"]
 
 
+def _list_of(model: type[BaseModel]) -> Any:
+    return list[model]  # type: ignore[valid-type]
+
+
 def records_model(max_rows: int) -> type[BaseModel]:
     """The request body for one client: its own row and its rows of every other table."""
     tables: dict[str, Any] = {
-        name: (list[model], Field(default_factory=list, max_length=max_rows))  # type: ignore[valid-type]
+        name: (_list_of(model), Field(default_factory=list, max_length=max_rows))
         for name, model in ROW_MODELS.items()
         if name != "clients"
     }
     tables["contracts"] = (
-        list[ROW_MODELS["contracts"]],  # type: ignore[valid-type]
+        _list_of(ROW_MODELS["contracts"]),
         Field(min_length=1, max_length=max_rows),
     )
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    client: Any = ClientRecord | None
+    return create_model(
         "ClientRecords",
         __config__=_STRICT,
         client_id=(Annotated[str, Field(min_length=1, max_length=200)], ...),
-        client=(ClientRecord | None, None),
+        client=(client, None),
         as_of=(datetime | None, None),
         **tables,
     )
