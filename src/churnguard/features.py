@@ -1145,8 +1145,8 @@ def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
     rolling = np.bincount(snap[in_force & (end == NAT)], minlength=n).astype(np.float64)
     lines = p.columns.codes("service_line")[rows][in_force].astype(np.int64) + 1  # 0 = empty
     width = int(lines.max(initial=0)) + 1
-    pairs = np.unique(snap[in_force].astype(np.int64) * width + lines)
-    n_lines = np.bincount(pairs // width, minlength=n)
+    held = np.bincount(snap[in_force] * width + lines, minlength=n * width).reshape(n, width)
+    n_lines = (held > 0).sum(axis=1)
     return {
         "days_to_contract_end": np.where(np.isinf(days_to_end), np.nan, days_to_end),
         "rolling_contracts": rolling,
@@ -1205,28 +1205,25 @@ def compute_features(
     as_of = pd.to_datetime(snapshots["as_of"], utc=True).dt.as_unit("s")
     seconds = as_of.to_numpy(dtype="datetime64[s]").view(np.int64)
     columns = feature_columns(crm_arrays(data), codes, seconds, fs)
-    ids = snapshots["client_id"].astype("str").to_numpy()
-    numeric = [f.name for f in fs.features if not f.categorical]
-    out = pd.DataFrame(
-        np.column_stack([columns[n] for n in numeric]) if numeric else None,
-        columns=numeric,
-        index=snapshots.index,
-    )
-    for name in fs.categorical:
-        out[name] = pd.Categorical(columns[name])
-    out.insert(0, "as_of", as_of.to_numpy())
-    out.insert(0, "client_id", ids)
-    return out[["client_id", "as_of", *fs.names]].reset_index(drop=True)
+    out: dict[str, object] = {"client_id": snapshots["client_id"].array, "as_of": as_of.array}
+    for f in fs.features:
+        out[f.name] = pd.Categorical(columns[f.name]) if f.categorical else columns[f.name]
+    return pd.DataFrame(out, copy=False)
 
 
 def feature_columns(
     data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet
 ) -> dict[str, np.ndarray]:
     """The engine itself: one array per feature for snapshots (client codes, as_of seconds)."""
-    engine = _Engine(data, _Snapshots(np.asarray(codes, np.int64), np.asarray(as_of, np.int64)))
+    codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
+    # In (client, as_of) order every binary search below walks the events front to back.
+    order = np.lexsort((as_of, codes)) if len(codes) > 1 else np.arange(len(codes))
+    engine = _Engine(data, _Snapshots(codes[order], as_of[order]))
     n_rows = sum(len(t.columns.get("client_code", ())) for t in data.tables.values())
     engine.precompute(_plan(feature_set), workers=_workers(n_rows))
-    return {f.name: engine.evaluate(f.formula) for f in feature_set.features}
+    restore = np.empty_like(order)
+    restore[order] = np.arange(len(order))
+    return {f.name: engine.evaluate(f.formula)[restore] for f in feature_set.features}
 
 
 def _workers(n_rows: int) -> int:

@@ -1,0 +1,276 @@
+"""Feature-engine benchmark: churnguard's engine against the pandas baseline, side by side.
+
+Usage: python -m bench.features_bench [--sizes 10000 100000 1000000] [--repeats 3]
+       [--single-calls 1000] [--skip-baseline-over N] [--out bench/results/features.json]
+
+What each case measures is described in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.baseline_features import baseline_features
+from bench.bench_data import bench_crm
+from churnguard.contract import CRMData
+from churnguard.features import (
+    FeatureSet,
+    compute_features,
+    crm_arrays,
+    feature_columns,
+    feature_set_for,
+)
+
+AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
+MONTHLY = pd.date_range("2024-07-01", "2025-06-01", freq="MS", tz="UTC")  # 12 as_of dates
+MB = 2**20
+
+Record = dict[str, Any]
+
+
+def snapshots_for(data: CRMData, dates: pd.DatetimeIndex) -> pd.DataFrame:
+    """Every client at every date, date by date."""
+    ids = data.clients["client_id"].to_numpy()
+    return pd.DataFrame(
+        {"client_id": np.tile(ids, len(dates)), "as_of": dates.as_unit("s").repeat(len(ids))}
+    )
+
+
+def timed(fn: Callable[[], object], collect: bool = True) -> float:
+    """Wall seconds of one call; the result is freed after the clock stops."""
+    if collect:
+        gc.collect()
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    del result
+    return elapsed
+
+
+def peak_mb(fn: Callable[[], object]) -> float:
+    """Peak memory allocated during one call (result included), as traced by tracemalloc."""
+    gc.collect()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    before, _ = tracemalloc.get_traced_memory()
+    result = fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del result
+    return (peak - before) / MB
+
+
+def measure(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, Record]:
+    """One traced, untimed call of each (memory), then `repeats` interleaved timed calls."""
+    peaks = {name: peak_mb(call) for name, call in calls.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            seconds[name].append(timed(call))
+    return {
+        name: {"s": statistics.median(s), "all_s": s, "peak_mb": peaks[name]}
+        for name, s in seconds.items()
+    }
+
+
+def bulk_case(
+    data: CRMData, fs: FeatureSet, dates: pd.DatetimeIndex, repeats: int, baseline: bool
+) -> Record:
+    """Engine (and baseline unless skipped) for every client at each of the dates."""
+    snapshots = snapshots_for(data, dates)
+    calls: dict[str, Callable[[], object]] = {
+        "engine": partial(compute_features, data, snapshots, fs)
+    }
+    if baseline:
+        calls["baseline"] = partial(baseline_features, data, snapshots, fs)
+    m = measure(calls, repeats)
+    rows = data.n_rows
+    record: Record = {
+        "clients": len(data.clients),
+        "case": f"{len(dates)} as_of",
+        "rows": rows,
+        "snapshots": len(snapshots),
+        "engine": m["engine"] | {"rows_per_s": rows / m["engine"]["s"]},
+        "baseline": None,
+        "ratio": None,
+    }
+    if baseline:
+        record["baseline"] = m["baseline"] | {"rows_per_s": rows / m["baseline"]["s"]}
+        record["ratio"] = m["baseline"]["s"] / m["engine"]["s"]
+    return record
+
+
+def estimate_baseline(record: Record, one_date: Record) -> Record:
+    """A skipped baseline's time, estimated from the one-date speed ratio (not a measurement)."""
+    if record["baseline"] is not None or one_date["ratio"] is None:
+        return record
+    return record | {"baseline_estimate_s": record["engine"]["s"] * one_date["ratio"]}
+
+
+def single_client(data: CRMData, fs: FeatureSet, n_calls: int, seed: int = 0) -> Record:
+    """Per-call times for one client at a time: DataFrame engine, array engine, baseline."""
+    ids = np.random.default_rng(seed).choice(data.clients["client_id"].to_numpy(), n_calls, False)
+    subsets = [data.for_clients([i]) for i in ids]  # prebuilt, not timed
+    arrays = [crm_arrays(d) for d in subsets]
+    snaps = [pd.DataFrame({"client_id": [i], "as_of": [AS_OF]}) for i in ids]
+    codes = [
+        np.flatnonzero(a.client_ids == i).astype(np.int64) for a, i in zip(arrays, ids, strict=True)
+    ]
+    seconds = np.array([AS_OF.value // 10**9], dtype=np.int64)
+    calls = {
+        "compute_features": lambda k: compute_features(subsets[k], snaps[k], fs),
+        "feature_columns": lambda k: feature_columns(arrays[k], codes[k], seconds, fs),
+        "baseline_features": lambda k: baseline_features(subsets[k], snaps[k], fs),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():
+        call(0)  # warm-up
+    for k in range(len(ids)):
+        for name, call in calls.items():
+            times[name].append(timed(partial(call, k), collect=False))
+    return {
+        "clients": len(data.clients),
+        "calls": len(ids),
+        "rows_per_client": float(np.mean([d.n_rows for d in subsets])),
+        **{name: _percentiles_ms(t) for name, t in times.items()},
+    }
+
+
+def _percentiles_ms(seconds: list[float]) -> Record:
+    p50, p99 = np.percentile(np.array(seconds) * 1000, [50, 99])
+    return {"median_ms": float(p50), "p99_ms": float(p99)}
+
+
+def warm_up(data: CRMData, fs: FeatureSet) -> None:
+    """One untimed call of each: this VM pays a large first-touch cost on fresh memory."""
+    snapshots = snapshots_for(data, pd.DatetimeIndex([AS_OF]))
+    compute_features(data, snapshots, fs)
+    baseline_features(data, snapshots, fs)
+
+
+def machine() -> Record:
+    """Date, machine and library versions for the results file."""
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+HEADER = (
+    f"{'clients':>9}  {'case':<10} {'engine s':>9} {'baseline s':>11} {'ratio':>7} "
+    f"{'engine rows/s':>14}  peak MB engine / baseline"
+)
+
+
+def format_bulk(r: Record) -> str:
+    """One table row; an estimated baseline time is marked with '~' and 'est.'."""
+    b, est = r["baseline"], r.get("baseline_estimate_s")
+    base = f"{b['s']:11.3f}" if b else f"{f'~{est:.0f} est' if est else 'skipped':>11}"
+    ratio = f"{r['ratio']:6.1f}x" if r["ratio"] else f"{'':>7}"
+    peaks = f"{r['engine']['peak_mb']:,.0f} / " + (f"{b['peak_mb']:,.0f}" if b else "-")
+    return (
+        f"{r['clients']:>9,}  {r['case']:<10} {r['engine']['s']:9.3f} {base} {ratio} "
+        f"{r['engine']['rows_per_s'] / 1e6:13.1f}M  {peaks}"
+    )
+
+
+def format_single(r: Record) -> str:
+    """The one-client table: median and p99 per call of each method."""
+    lines = [
+        f"one client at a time ({r['calls']:,} random clients of the {r['clients']:,}-client set,"
+        f" {r['rows_per_client']:.0f} history rows per client on average)",
+        f"  {'method':<20} {'median ms':>10} {'p99 ms':>8}",
+    ]
+    for name in ("compute_features", "feature_columns", "baseline_features"):
+        lines.append(f"  {name:<20} {r[name]['median_ms']:10.3f} {r[name]['p99_ms']:8.3f}")
+    return "\n".join(lines)
+
+
+def run_size(n_clients: int, args: argparse.Namespace, results: Record, first: bool) -> None:
+    """Generate one size's data once, run every case on it, save after each case."""
+    start = time.perf_counter()
+    data = bench_crm(n_clients)
+    fs = feature_set_for(data)
+    took = time.perf_counter() - start
+    print(f"# {n_clients:,} clients: {data.n_rows:,} rows generated in {took:.0f} s", flush=True)
+    if first:
+        warm_up(data, fs)
+    one = bulk_case(data, fs, pd.DatetimeIndex([AS_OF]), args.repeats, baseline=True)
+    save(results, args.out, one)
+    skip = args.skip_baseline_over is not None and n_clients > args.skip_baseline_over
+    monthly = bulk_case(data, fs, MONTHLY, args.repeats, baseline=not skip)
+    monthly = estimate_baseline(monthly, one)
+    save(results, args.out, monthly)
+    if first:
+        results["single"] = single_client(data, fs, args.single_calls)
+        save(results, args.out)
+    del data, fs, one, monthly
+    gc.collect()  # free this size's data before the next one is generated
+
+
+def save(results: Record, path: Path, bulk: Record | None = None) -> None:
+    """Add a bulk case (printed as a table row), then rewrite the JSON: a long run may be cut."""
+    if bulk is not None:
+        bulk["load_average_1min"] = os.getloadavg()[0]
+        results["bulk"].append(bulk)
+        print(format_bulk(bulk), flush=True)
+    results["machine"]["load_average_end"] = os.getloadavg()
+    path.write_text(json.dumps(results, indent=2))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--single-calls", type=int, default=1000)
+    p.add_argument(
+        "--skip-baseline-over",
+        type=int,
+        default=None,
+        metavar="N",
+        help="skip the 12-date baseline for sizes above N clients (estimate it)",
+    )
+    p.add_argument("--out", type=Path, default=Path("bench/results/features.json"))
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every size, print the tables, write the JSON results."""
+    args = parse_args(argv)
+    results: Record = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}}
+    results |= {"bulk": [], "single": None}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    print(HEADER, flush=True)
+    for i, n_clients in enumerate(sorted(args.sizes)):
+        run_size(n_clients, args, results, first=i == 0)
+    if any("baseline_estimate_s" in r for r in results["bulk"]):
+        print("~ est: baseline not run; engine time x one-date ratio (an estimate, not measured)")
+    if results["single"]:
+        print("\n" + format_single(results["single"]))
+    print(f"\nload average {results['machine']['load_average_end']}; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

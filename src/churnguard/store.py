@@ -1,0 +1,656 @@
+"""The score store: scores with their history, an audit record per write, logged actions, API keys.
+
+SQLAlchemy Core over SQLite (default; WAL journal, foreign keys on) or PostgreSQL
+(``postgresql+psycopg://...``). All tables live in one ``metadata`` so ``ScoreStore.create()``
+makes the whole schema; ``keys.py`` holds the logic of API keys. Timestamps go in and come out as
+UTC-aware datetimes. Results are plain dataclasses: the service wraps them in its own schemas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import ColumnElement
+
+Source = Literal["batch", "api"]
+SOURCES: tuple[Source, ...] = ("batch", "api")
+ROLES = ("crm", "manager", "admin")  # what an API key may do; the rules are in keys.py
+ORDERS = ("revenue_at_risk", "probability", "monthly_value", "client_id")
+MAX_PAGE = 1000
+_CHUNK = 5000  # rows per executemany call: bounds the driver's memory, not the transaction
+_SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
+
+
+def _utc(value: datetime) -> datetime:
+    """A timezone-aware datetime as a plain ``datetime`` in UTC; naive ones are refused."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"timestamp {value!r} has no timezone; pass a UTC-aware datetime")
+    v = value.astimezone(UTC)
+    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=UTC)
+
+
+_utc_cached = functools.lru_cache(maxsize=256)(_utc)  # a batch shares a handful of as_of values
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC (SQLite keeps it as naive text) and read back UTC-aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = _utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
+_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+scores = sa.Table(
+    "scores",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("client_id", sa.String(100), nullable=False),
+    sa.Column("as_of", UTCDateTime(), nullable=False),
+    sa.Column("model_version", sa.String(100), nullable=False),
+    sa.Column("probability", sa.Float(), nullable=False),
+    sa.Column("band", sa.String(20), nullable=False),
+    sa.Column("revenue_at_risk", sa.Float(), nullable=False),
+    sa.Column("monthly_value", sa.Float(), nullable=False),
+    sa.Column("account_manager", sa.String(200)),
+    sa.Column("segment", sa.String(100)),
+    sa.Column("client_name", sa.String(300)),
+    sa.Column("drivers", _JSON, nullable=False),
+    sa.Column("actions", _JSON, nullable=False),
+    sa.Column("change", _JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("client_id", "as_of", "model_version", name="uq_scores_key"),
+    sa.CheckConstraint("probability >= 0 AND probability <= 1", name="ck_scores_probability"),
+    sa.Index("ix_scores_manager", "account_manager"),
+)
+
+# Each client's latest score, kept up to date by save_scores so that listing the latest scores
+# does not rank the whole history on every dashboard page.
+current = sa.Table(
+    "current_scores",
+    metadata,
+    sa.Column("client_id", sa.String(100), primary_key=True),
+    sa.Column("as_of", UTCDateTime(), nullable=False),
+    sa.Column("model_version", sa.String(100), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["client_id", "as_of", "model_version"],
+        ["scores.client_id", "scores.as_of", "scores.model_version"],
+        name="fk_current_score",
+    ),
+)
+
+audit = sa.Table(
+    "score_audit",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("client_id", sa.String(100), nullable=False),
+    sa.Column("as_of", UTCDateTime(), nullable=False),
+    sa.Column("model_version", sa.String(100), nullable=False),
+    sa.Column("feature_digest", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(10), nullable=False),
+    sa.Column("scored_at", UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["client_id", "as_of", "model_version"],
+        ["scores.client_id", "scores.as_of", "scores.model_version"],
+        name="fk_audit_score",
+    ),
+    sa.CheckConstraint(f"source IN {SOURCES}", name="ck_audit_source"),
+    sa.Index("ix_audit_score", "client_id", "as_of", "model_version"),
+)
+
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("client_id", sa.String(100), nullable=False, index=True),
+    sa.Column("action_type", sa.String(100), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+    sa.Column("happened_on", sa.Date(), nullable=False),
+    sa.Column("logged_by", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(20), nullable=False),
+    sa.Column("manager", sa.String(200)),
+    sa.Column("label", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.CheckConstraint(f"role IN {ROLES}", name="ck_api_keys_role"),
+    sa.CheckConstraint(
+        "(role = 'manager') = (manager IS NOT NULL)", name="ck_api_keys_manager_bound"
+    ),
+)
+
+# A batch being saved: loaded in bulk, then merged into the tables above by SQL. Temporary (per
+# connection) and without constraints, so that a bad row fails at the merge with a clear message.
+incoming = sa.Table(
+    "incoming_scores",
+    sa.MetaData(),
+    *(sa.Column(c.name, c.type) for c in scores.columns if c.name != "id"),
+    sa.Column("feature_digest", sa.String(64)),
+    sa.Column("seq", sa.Integer()),
+    prefixes=["TEMPORARY"],
+)
+
+_KEY_NAMES = ["client_id", "as_of", "model_version"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoreRecord:
+    """One score to write; ``(client_id, as_of, model_version)`` identifies it.
+
+    ``drivers`` are ``{feature, value, contribution, reason}`` dicts, ``actions``
+    ``{action, reason, feature}`` dicts, ``change`` what ``describe_change`` returns, and
+    ``feature_digest`` the ``feature_digest()`` of the features the model saw (kept in the audit).
+    """
+
+    client_id: str
+    as_of: datetime
+    model_version: str
+    probability: float
+    band: str
+    revenue_at_risk: float
+    monthly_value: float
+    feature_digest: str
+    change: dict[str, Any]
+    account_manager: str | None = None
+    segment: str | None = None
+    client_name: str | None = None
+    drivers: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScoreSummary:
+    """The part of a stored score that "what changed" compares with."""
+
+    client_id: str
+    as_of: datetime
+    model_version: str
+    probability: float
+    band: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Score(ScoreSummary):
+    """A stored score, as read back."""
+
+    id: int
+    revenue_at_risk: float
+    monthly_value: float
+    account_manager: str | None
+    segment: str | None
+    client_name: str | None
+    drivers: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    change: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    """One write of a score: which model, on which features, when, from where."""
+
+    id: int
+    client_id: str
+    as_of: datetime
+    model_version: str
+    feature_digest: str
+    source: str
+    scored_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedAction:
+    """Something an account manager did about a client."""
+
+    id: int
+    client_id: str
+    action_type: str
+    note: str
+    happened_on: date
+    logged_by: str
+    created_at: datetime
+
+
+def feature_digest(features: Mapping[str, Any]) -> str:
+    """SHA-256 of a client's feature values, independent of their order (NaN and None differ)."""
+    text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def describe_change(
+    previous: ScoreSummary | None, probability: float, tolerance: float = 0.05
+) -> dict[str, Any]:
+    """What changed since ``previous``: "new", or "rising"/"falling"/"steady" with the delta.
+
+    A move smaller than ``tolerance`` (in probability) is "steady".
+    """
+    if previous is None:
+        return {"direction": "new"}
+    delta = probability - previous.probability
+    direction = "steady" if abs(delta) < tolerance else "rising" if delta > 0 else "falling"
+    return {
+        "direction": direction,
+        "delta": round(delta, 6),
+        "previous_probability": previous.probability,
+        "previous_band": previous.band,
+        "previous_as_of": previous.as_of.isoformat(),
+    }
+
+
+def _store_url(url: str) -> sa.URL:
+    """The URL to connect with: SQLite, or PostgreSQL through psycopg 3 (its COPY loads batches)."""
+    parsed = sa.make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" or parsed.drivername == "postgresql+psycopg":
+        return parsed
+    raise ValueError(
+        f"the score store runs on SQLite or PostgreSQL through psycopg, not {parsed.drivername!r}"
+        " (use sqlite:///path/scores.db or postgresql+psycopg://user:password@host/db)"
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+    """WAL lets readers work during a batch write; SQLite leaves foreign keys off unless asked."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed data
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class ScoreStore:
+    """Scores, audit records, logged actions and API keys in one SQL database."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = _store_url(url)
+        is_sqlite = self.url.get_backend_name() == "sqlite"
+        connect_args = {"timeout": _SQLITE_BUSY_SECONDS} if is_sqlite else {}
+        self.engine: Engine = sa.create_engine(
+            self.url, echo=echo, connect_args=connect_args, json_serializer=_to_json
+        )
+        if is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create(self) -> ScoreStore:
+        """Create the tables that are missing (a SQLite file's folder too); returns ``self``."""
+        database = self.url.database
+        if self.dialect == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        metadata.create_all(self.engine)
+        return self
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> ScoreStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- writing scores --------------------------------------------------------------------------
+
+    def save_scores(self, records: Iterable[ScoreRecord], source: Source = "batch") -> int:
+        """Write scores and their audit records in one transaction; returns the rows written.
+
+        A score whose ``(client_id, as_of, model_version)`` is already stored takes the new
+        values (within ``records`` the last one wins). If any record fails, nothing is written.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        rows = _incoming_rows(records, _now())
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            # load the batch into a scratch table, then merge it with three set-based statements
+            conn.execute(sa.schema.DropTable(incoming, if_exists=True))
+            conn.execute(sa.schema.CreateTable(incoming))
+            _load(conn, rows)
+            conn.execute(self._merge_scores())
+            conn.execute(self._merge_current())
+            conn.execute(_append_audit(source))
+            conn.execute(sa.schema.DropTable(incoming))
+        return len(rows)
+
+    def _insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+        """The dialect's INSERT, which has ON CONFLICT."""
+        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+    def _merge_scores(self) -> sa.Insert:
+        """Insert the batch; a stored (client_id, as_of, model_version) takes the new values."""
+        names = [c.name for c in scores.columns if c.name != "id"]
+        # SQLite needs a WHERE to tell INSERT ... SELECT ... ON CONFLICT from a join's ON
+        batch = sa.select(*(incoming.c[n] for n in names)).where(sa.true())
+        stmt = self._insert(scores).from_select(names, batch)
+        return stmt.on_conflict_do_update(
+            index_elements=_KEY_NAMES,
+            set_={n: stmt.excluded[n] for n in names if n not in _KEY_NAMES},
+        )
+
+    def _merge_current(self) -> sa.Insert:
+        """Point each client at its newest score in the batch, unless a newer as_of is stored."""
+        rank = sa.func.row_number().over(
+            partition_by=incoming.c.client_id,
+            order_by=(incoming.c.as_of.desc(), incoming.c.seq.desc()),
+        )
+        ranked = sa.select(*(incoming.c[n] for n in _KEY_NAMES), rank.label("rank")).subquery()
+        newest = sa.select(*(ranked.c[n] for n in _KEY_NAMES)).where(ranked.c.rank == 1)
+        stmt = self._insert(current).from_select(_KEY_NAMES, newest)
+        return stmt.on_conflict_do_update(
+            index_elements=["client_id"],
+            set_={"as_of": stmt.excluded.as_of, "model_version": stmt.excluded.model_version},
+            where=stmt.excluded.as_of >= current.c.as_of,
+        )
+
+    # --- reading scores --------------------------------------------------------------------------
+
+    def latest_scores(
+        self,
+        manager: str | None = None,
+        band: str | None = None,
+        search: str | None = None,
+        order_by: str = "revenue_at_risk",
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Score], int]:
+        """Each client's latest score, filtered, ordered and paged; returns (page, total matches).
+
+        The latest score is the one with the newest ``as_of``; among model versions that scored
+        the same ``as_of``, the one written last. Filters apply to that score, so a client who
+        moved to another account manager shows only in the new manager's book. ``search`` matches
+        part of the client id or name, ignoring case. Numbers sort high to low, ids A to Z.
+        """
+        if order_by not in ORDERS:
+            raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, not {order_by!r}")
+        if not 1 <= limit <= MAX_PAGE or offset < 0:
+            raise ValueError(f"need 1 <= limit <= {MAX_PAGE} and offset >= 0")
+        matches = _current_scores().where(*_filters(manager, band, search))
+        column = scores.c[order_by]
+        order = column.asc() if order_by == "client_id" else column.desc()
+        page = matches.order_by(order, scores.c.client_id).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(matches.subquery())
+            ).scalar_one()
+            rows = conn.execute(page).all()
+        return [Score(**row._mapping) for row in rows], total
+
+    def latest_score(self, client_id: str) -> Score | None:
+        """A client's latest score (see ``latest_scores``), or None if it was never scored."""
+        with self.engine.connect() as conn:
+            row = conn.execute(_current_scores().where(scores.c.client_id == client_id)).first()
+        return None if row is None else Score(**row._mapping)
+
+    def previous_score(self, client_id: str, before_as_of: datetime) -> Score | None:
+        """A client's latest score strictly before ``before_as_of``: the base for "what changed".
+
+        Among model versions that scored the same ``as_of``, the one written last.
+        """
+        query = (
+            sa.select(scores)
+            .where(scores.c.client_id == client_id, scores.c.as_of < _utc(before_as_of))
+            .order_by(*_NEWEST_FIRST)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else Score(**row._mapping)
+
+    def previous_scores(self, before_as_of: datetime) -> dict[str, ScoreSummary]:
+        """Every client's latest score strictly before ``before_as_of``, by client id.
+
+        One query for a whole batch instead of one ``previous_score`` per client; summaries
+        only, since decoding every client's drivers and actions would cost more than the query.
+        """
+        rank = sa.func.row_number().over(partition_by=scores.c.client_id, order_by=_NEWEST_FIRST)
+        fields = [scores.c[name] for name in _SUMMARY]
+        ranked = (
+            sa.select(*fields, rank.label("rank"))
+            .where(scores.c.as_of < _utc(before_as_of))
+            .subquery()
+        )
+        query = sa.select(*(ranked.c[name] for name in _SUMMARY)).where(ranked.c.rank == 1)
+        with self.engine.connect() as conn:
+            return {row.client_id: ScoreSummary(**row._mapping) for row in conn.execute(query)}
+
+    def client_history(self, client_id: str) -> list[Score]:
+        """All of a client's scores, oldest ``as_of`` first (same ``as_of``: in write order)."""
+        query = (
+            sa.select(scores)
+            .where(scores.c.client_id == client_id)
+            .order_by(scores.c.as_of, scores.c.created_at, scores.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [Score(**row._mapping) for row in conn.execute(query)]
+
+    def audit_trail(self, client_id: str) -> list[AuditRecord]:
+        """Every write of a client's scores, oldest first."""
+        query = (
+            sa.select(audit)
+            .where(audit.c.client_id == client_id)
+            .order_by(audit.c.scored_at, audit.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [AuditRecord(**row._mapping) for row in conn.execute(query)]
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def log_action(
+        self, client_id: str, action_type: str, note: str, happened_on: date, logged_by: str
+    ) -> LoggedAction:
+        """Record what an account manager did about a client; returns the stored entry."""
+        for name, value in (
+            ("client_id", client_id),
+            ("action_type", action_type),
+            ("logged_by", logged_by),
+        ):
+            if not value or not value.strip():
+                raise ValueError(f"an action needs a {name}")
+        row = {
+            "client_id": client_id,
+            "action_type": action_type.strip(),
+            "note": note,
+            "happened_on": happened_on,
+            "logged_by": logged_by,
+            "created_at": _now(),
+        }
+        with self.engine.begin() as conn:
+            stored = conn.execute(actions.insert().values(row).returning(*actions.c)).one()
+        return LoggedAction(**stored._mapping)
+
+    def list_actions(self, client_id: str) -> list[LoggedAction]:
+        """A client's logged actions, most recent first."""
+        query = (
+            sa.select(actions)
+            .where(actions.c.client_id == client_id)
+            .order_by(actions.c.happened_on.desc(), actions.c.id.desc())
+        )
+        with self.engine.connect() as conn:
+            return [LoggedAction(**row._mapping) for row in conn.execute(query)]
+
+
+_NEWEST_FIRST = (scores.c.as_of.desc(), scores.c.created_at.desc(), scores.c.id.desc())
+_SUMMARY = [f.name for f in dataclasses.fields(ScoreSummary)]
+_RECORD_FIELDS = [f.name for f in dataclasses.fields(ScoreRecord)]
+
+
+def _current_scores() -> sa.Select[Any]:
+    """Each client's latest score: the one ``current_scores`` points at."""
+    on = sa.and_(*(scores.c[name] == current.c[name] for name in _KEY_NAMES))
+    return sa.select(scores).join(current, on)
+
+
+def _filters(
+    manager: str | None, band: str | None, search: str | None
+) -> list[ColumnElement[bool]]:
+    """WHERE conditions on ``scores`` for ``latest_scores``."""
+    conditions: list[ColumnElement[bool]] = []
+    if manager is not None:
+        conditions.append(scores.c.account_manager == manager)
+    if band is not None:
+        conditions.append(scores.c.band == band)
+    if search:
+        conditions.append(
+            sa.or_(
+                scores.c.client_id.icontains(search, autoescape=True),
+                scores.c.client_name.icontains(search, autoescape=True),
+            )
+        )
+    return conditions
+
+
+def _incoming_rows(records: Iterable[ScoreRecord], now: datetime) -> list[dict[str, Any]]:
+    """The batch as scratch-table rows, one per score key: the last record of a key wins."""
+    batch: dict[tuple[str, datetime, str], dict[str, Any]] = {}
+    for record in records:
+        row = _incoming_row(record, now)
+        key = (row["client_id"], row["as_of"], row["model_version"])
+        batch.pop(key, None)  # a key's place in the batch is where it was last given
+        batch[key] = row
+    rows = list(batch.values())
+    for seq, row in enumerate(rows):
+        row["seq"] = seq
+    return rows
+
+
+def _incoming_row(record: ScoreRecord, now: datetime) -> dict[str, Any]:
+    """A row of the scratch table: the record and the write time."""
+    row = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    row["as_of"] = _utc_cached(record.as_of)
+    row["created_at"] = now
+    return row
+
+
+def _append_audit(source: Source) -> sa.Insert:
+    """One audit record per score in the batch."""
+    names = [*_KEY_NAMES, "feature_digest", "source", "scored_at"]
+    batch = sa.select(
+        *(incoming.c[n] for n in [*_KEY_NAMES, "feature_digest"]),
+        sa.literal(source, sa.String()),
+        incoming.c.created_at,
+    )
+    return audit.insert().from_select(names, batch)
+
+
+def _load(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Fill the scratch table: COPY on PostgreSQL, executemany on SQLite."""
+    if conn.dialect.name == "postgresql":
+        _copy(conn, rows)
+    else:
+        _insert_many(conn, incoming, rows)
+
+
+def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY: one stream instead of a round trip per row."""
+    names = list(rows[0])
+    json_columns = {c.name for c in incoming.columns if isinstance(c.type, sa.JSON)}
+    psycopg_connection: Any = conn.connection.driver_connection
+    sql = f"COPY {incoming.name} ({', '.join(names)}) FROM STDIN"
+    with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row([_to_json(row[n]) if n in json_columns else row[n] for n in names])
+
+
+def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """SQLite: executemany straight through the driver, in slices, in the caller's transaction.
+
+    SQLAlchemy's per-row parameter handling costs more than SQLite's own work on a large batch;
+    here each column's bind processor is applied directly, and a timestamp (the same ``as_of``
+    and write time on every row of a batch) is converted once. ``rows`` are converted in place.
+    """
+    names = list(rows[0])
+    sql = str(table.insert().compile(dialect=sqlite.dialect(paramstyle="named"), column_keys=names))
+    binders = [(n, bind) for n in names if (bind := _binder(table.c[n].type, conn.dialect))]
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        for row in chunk:
+            for name, bind in binders:
+                row[name] = bind(row[name])
+        conn.exec_driver_sql(sql, chunk)
+
+
+def _binder(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """What SQLAlchemy would apply to a value of this type, if anything (timestamps: memoised)."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is not None and isinstance(type_, UTCDateTime):
+        return functools.lru_cache(maxsize=256)(process)
+    return process
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and timestamps as JSON-ready values."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not a number, text or timestamp")
+
+
+_encode = json.JSONEncoder(
+    check_circular=False, allow_nan=False, separators=(",", ":"), default=_plain
+).encode
+
+
+def _to_json(value: Any) -> str:
+    """Compact JSON; NaN and infinity (say, a missing feature value) become null, as in JSON."""
+    try:
+        return _encode(value)
+    except ValueError:
+        return _encode(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
