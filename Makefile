@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test test-postgres postgres lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ demo: install ## the main job on demo data: simulate a business, validate it, bu
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest
+
+postgres: ## start a local PostgreSQL for the store tests (installs it from Debian's packages if missing)
+	@bash scripts/postgres.sh >/dev/null
+
+test-postgres: install ## the test suite with the store tests also on a real PostgreSQL
+	CHURNGUARD_TEST_POSTGRES_URL="$$(bash scripts/postgres.sh)" $(BIN)/python -m pytest
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests bench
