@@ -23,10 +23,11 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(BIN)/uv
 
 install: $(VENV)/.installed ## create .venv with the locked dependencies (uv.lock)
 
-demo: install ## the main job on demo data: simulate a business, validate it, build today's features
+demo: install ## the main job on demo data: simulate a business, validate it, train, score every client
 	$(BIN)/churnguard demo-data
 	$(BIN)/churnguard validate --data .churnguard/demo
-	$(BIN)/churnguard features --data .churnguard/demo --out .churnguard/demo-features.csv
+	$(BIN)/churnguard train --data .churnguard/demo
+	$(BIN)/churnguard score --data .churnguard/demo
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest

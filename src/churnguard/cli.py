@@ -113,12 +113,255 @@ def _write_table(table: pd.DataFrame, out: Path) -> None:
             os.unlink(tmp)
 
 
+# --- train, models, promote -----------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train, evaluate and register a churn model; promote it if it passes the gate."""
+    if args.table is not None or args.data is None:  # flat-table mode (flat.py)
+        return train_table(args, settings)
+    from churnguard.registry import Registry
+    from churnguard.train import TrainOptions, format_summary
+    from churnguard.train import train as run_training
+
+    data = load_data(args)
+    options = TrainOptions(
+        horizon_days=args.horizon or settings.horizon_days,
+        grace_days=settings.grace_days,
+        seed=settings.seed,
+        experiment=args.experiment,
+        test_periods=args.test_months,
+        val_periods=args.val_months,
+    )
+    registry = Registry.from_settings(settings)
+    result = run_training(data, registry, settings.models_dir, options, _load_truth(args.data))
+    print(format_summary(result))
+    return 0
+
+
+def train_table(args: argparse.Namespace, settings: Settings) -> int:
+    """`train --table`: train on one row per client with a churn column (churnguard.flat)."""
+    from churnguard.flat import FlatOptions, format_table_summary
+    from churnguard.flat import train_table as run_table_training
+    from churnguard.registry import Registry
+    from churnguard.train import TrainOptions
+
+    problem = _table_args_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    options = FlatOptions(
+        train=TrainOptions(seed=settings.seed, experiment=args.experiment),
+        horizon_days=args.horizon or 0,
+        folds=args.cv_folds,
+        repeats=args.cv_repeats,
+    )
+    result = run_table_training(
+        args.table,
+        args.label,
+        args.id_column,
+        args.time_column,
+        registry=Registry.from_settings(settings),
+        models_dir=settings.models_dir,
+        options=options,
+    )
+    print(format_table_summary(result))
+    return 0
+
+
+def _table_args_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the train arguments for table mode ("" when nothing)."""
+    if args.table is None:
+        return "train needs --data (CRM tables) or --table FILE --label COLUMN --id COLUMN"
+    if args.data is not None or args.mapping is not None:
+        return (
+            "--data/--mapping (CRM tables) and --table (one row per client) are mutually exclusive"
+        )
+    if args.label is None or args.id_column is None:
+        return "--table needs --label COLUMN (the churn column) and --id COLUMN (the client id)"
+    if not args.table.is_file():
+        return f"no table at {args.table}: give a CSV or Parquet file"
+    return ""
+
+
+def _load_truth(source: str) -> pd.DataFrame | None:
+    """The simulator's true probabilities next to the tables (demo data only), else None."""
+    from churnguard.data import TRUTH_FILE_STEM
+
+    folder = Path(source)
+    if "://" in source or not folder.is_dir():
+        return None
+    for path in sorted(folder.glob(f"{TRUTH_FILE_STEM}.*")):
+        if path.suffix == ".csv":
+            return pd.read_csv(path, dtype={"client_id": str})
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    return None
+
+
+def models(args: argparse.Namespace, settings: Settings) -> int:
+    """List registered model versions with their aliases and key test metrics."""
+    from churnguard.registry import Registry
+
+    registry = Registry.from_settings(settings)
+    versions = registry.versions()
+    if not versions:
+        print(f"No registered versions of model churnguard in {registry.tracking_uri}")
+        return 0
+    rows = [
+        {
+            "version": v.version,
+            "aliases": ",".join(v.aliases) or "-",
+            "created": v.created.strftime("%Y-%m-%d %H:%M"),
+            "kind": v.params.get("kind", "?"),
+            "horizon": v.params.get("horizon_days", "?"),
+            "test_auc": _metric(v.metrics, "test_roc_auc"),
+            "test_brier": _metric(v.metrics, "test_brier"),
+            "test_ece": _metric(v.metrics, "test_ece"),
+            "backtest_auc": _metric(v.metrics, "backtest_roc_auc_mean"),
+            "oracle_ratio": _metric(v.metrics, "oracle_ratio"),
+            "test_window": f"{v.params.get('test_start', '?')}..{v.params.get('test_end', '?')}",
+        }
+        for v in versions
+    ]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _metric(metrics: dict[str, float], name: str) -> str:
+    return f"{metrics[name]:.4f}" if name in metrics else "-"
+
+
+def promote(args: argparse.Namespace, settings: Settings) -> int:
+    """Point the champion alias at a version (also back: rollback) and refresh the local copy."""
+    from churnguard.model import model_card, save_local_model
+    from churnguard.registry import CHAMPION, Registry
+
+    registry = Registry.from_settings(settings)
+    previous = registry.alias_version(CHAMPION)
+    model = registry.load_model(args.version)
+    registry.set_alias(CHAMPION, args.version)
+    info = registry.version_info(args.version)
+    path = save_local_model(
+        model, model_card(model, args.version, info.run_id), settings.models_dir
+    )
+    was = f"was version {previous}" if previous is not None else "there was none"
+    print(f"champion -> version {args.version} ({was}); local copy {path}")
+    return 0
+
+
+# --- score --------------------------------------------------------------------------------------
+
+
+def score(args: argparse.Namespace, settings: Settings) -> int:
+    """Score every client active at --as-of into the score store and print a summary."""
+    from churnguard.labels import observation_end
+    from churnguard.scoring import format_summary, load_scorer, score_to_store
+    from churnguard.store import ScoreStore
+
+    scorer = load_scorer(settings)  # before the data: no model, no point loading it
+    data = load_data(args)
+    as_of = args.as_of or observation_end(data)
+    explain_from = args.explain_from
+    with ScoreStore(settings.score_store_url) as store:
+        summary = score_to_store(
+            data, scorer, store.create(), as_of, drivers=args.drivers, explain_from=explain_from
+        )
+    print(format_summary(summary))
+    return 0
+
+
+# --- serve, keys --------------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the HTTP service (one uvicorn worker) until interrupted."""
+    import uvicorn
+
+    from churnguard.service import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        workers=1,
+        access_log=args.access_log,
+        log_level="debug" if args.verbose else "info",
+    )
+    return 0
+
+
+def keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Create an API key and print it: the only time the key itself is shown."""
+    from churnguard.keys import create_key
+    from churnguard.store import ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        key = create_key(store.create(), args.role, args.manager, args.label)
+    whose = f" for account manager {args.manager.strip()}" if args.manager else ""
+    print(f"New {args.role} key{whose}; keep it now, it is not shown again:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    """List API keys (ids, roles, managers; never the keys themselves)."""
+    from churnguard.keys import list_keys
+    from churnguard.store import ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        found = list_keys(store.create())
+    if not found:
+        print("No API keys yet; create one with `churnguard keys create --role ...`")
+        return 0
+    rows = [
+        {
+            "key_id": k.key_id,
+            "role": k.role,
+            "manager": k.manager or "-",
+            "label": k.label or "-",
+            "created": f"{k.created_at:%Y-%m-%d %H:%M}",
+            "revoked": f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+        }
+        for k in found
+    ]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """Revoke an API key by its id; it stops working at once."""
+    from churnguard.keys import revoke
+    from churnguard.store import ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        revoked = revoke(store.create(), args.key_id)
+    if not revoked:
+        print("error: no active key with that id (see `churnguard keys list`)", file=sys.stderr)
+        return 1
+    print("Revoked; the key no longer works.")
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of CSV/Parquet tables, or a database URL")
     p.add_argument("--mapping", type=Path, help="YAML file renaming a CRM export's tables/columns")
+
+
+def _table_args(p: argparse.ArgumentParser) -> None:
+    """`train --table`: a flat table instead of CRM tables, so --data is no longer required."""
+    p._option_string_actions["--data"].required = False
+    p.add_argument("--table", type=Path, help="CSV/Parquet file, one row per client (not --data)")
+    p.add_argument("--label", help="--table's churn column: 1/0, true/false or yes/no")
+    p.add_argument("--id", dest="id_column", help="--table's client id column (not a feature)")
+    p.add_argument(
+        "--time", dest="time_column", help="--table's time column: out-of-time split on it"
+    )
+    p.add_argument("--cv-folds", type=_positive, default=5, help="--table without --time")
+    p.add_argument("--cv-repeats", type=_positive, default=3, help="--table without --time")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +389,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, help="date (default: the end of the data)")
     p.add_argument("--out", type=Path, help="CSV or .parquet file (default: print CSV)")
     p.set_defaults(handler=features)
+
+    p = sub.add_parser("train", help="train, evaluate and register a churn model")
+    _data_args(p)
+    _table_args(p)
+    p.add_argument("--horizon", type=_positive, help="churn horizon in days (default: settings)")
+    p.add_argument("--experiment", default="churnguard", help="MLflow experiment name")
+    p.add_argument("--test-months", type=_positive, default=3, help="months in the test window")
+    p.add_argument(
+        "--val-months", type=_positive, default=3, help="months in the validation window"
+    )
+    p.set_defaults(handler=train)
+
+    p = sub.add_parser("models", help="list registered model versions, aliases and metrics")
+    p.set_defaults(handler=models)
+
+    p = sub.add_parser("promote", help="make a model version the champion (also to roll back)")
+    p.add_argument("version", type=_positive, help="registered version number")
+    p.set_defaults(handler=promote)
+
+    p = sub.add_parser("score", help="score every active client into the score store")
+    _data_args(p)
+    p.add_argument("--as-of", type=_date, help="date (default: the end of the data)")
+    p.add_argument(
+        "--no-drivers", dest="drivers", action="store_false", help="scores only: much faster"
+    )
+    p.add_argument(
+        "--explain-from",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="drivers and actions only for clients scored at least P (default 0: every client)",
+    )
+    p.set_defaults(handler=score)
+
+    p = sub.add_parser("serve", help="run the HTTP service (CRM API, health, metrics)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=_positive, default=8000)
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(handler=serve)
+
+    p = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    k = keys_sub.add_parser("create", help="create a key and print it (shown only once)")
+    k.add_argument("--role", required=True, help="crm (scores), manager (own book) or admin")
+    k.add_argument("--manager", help="the account manager a manager key is bound to")
+    k.add_argument("--label", help="what the key is for, shown in listings")
+    k.set_defaults(handler=keys_create)
+    k = keys_sub.add_parser("list", help="list keys (never the secrets)")
+    k.set_defaults(handler=keys_list)
+    k = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    k.add_argument("key_id", help="the key id (as `keys list` shows it)")
+    k.set_defaults(handler=keys_revoke)
     return parser
 
 

@@ -1,0 +1,354 @@
+"""Scoring benchmark: batch scoring of every active client, and one client through the API path.
+
+Usage: python -m bench.scoring_bench [--clients 100000] [--months 36] [--train-clients 3000]
+       [--calls 1000] [--sample 10000] [--cache FILE.pkl] [--out bench/results/scoring.json]
+
+Data: ``churnguard.synth.simulate(--clients, --months)``, scored at its end of observation (the
+clients active then). Models are trained on a separate, smaller simulation (--train-clients) with
+train.py's own functions, so they use the same feature set:
+
+- ``lightgbm``: the pipeline's LightGBM recipe (16 leaves, early stopping picks the trees);
+- ``lightgbm-300``: 300 trees of 31 leaves, no early stopping (PERFORMANCE.md's yardstick);
+- ``logistic``: the pipeline's logistic regression (C=0.1).
+
+Batch, per model: clients/s of each step on its own (features: compute_features for the active
+clients; predict: model.predict_proba; contributions on 1 and 2 threads; drivers+actions:
+top_drivers_batch and the playbook), then end to end through ``Scorer.score_data``: scores only,
+with drivers for every client, and with drivers only from p >= 0.1 (the medium and high bands)
+and from p >= 0.3 (high). The 300-tree model's contributions are measured on --sample clients and
+projected to all of them (marked).
+
+One client: ``Scorer.score_records`` median and p99 over --calls calls (validated records of 50
+clients, cycled), its stages, and ``model.predict_proba`` on a one-row DataFrame (the
+pandas/Pipeline path) as the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import os
+import pickle
+import platform
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightgbm
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+
+from churnguard.contract import CRMData
+from churnguard.explain import load_playbook
+from churnguard.features import feature_columns
+from churnguard.labels import observation_end
+from churnguard.model import ChurnModel, align_inputs
+from churnguard.records import client_arrays, records_model
+from churnguard.scoring import Scorer
+from churnguard.synth import simulate
+from churnguard.train import (
+    LIGHTGBM_BASE,
+    TrainOptions,
+    build_dataset,
+    calibrate,
+    fit_estimator,
+    split_dates,
+)
+from tests.test_records import records_of
+
+Record = dict[str, Any]
+EXPLAIN_FROM = (0.1, 0.3)  # the medium and high bands
+LATENCY_CLIENTS = 50
+
+
+def timed(fn: Callable[[], Any], scale: float = 1.0) -> tuple[Record, Any]:
+    """Wall and CPU seconds of one call (times ``scale``, for projections), and its result.
+
+    CPU seconds (all threads of the process) are the steadier figure on a shared machine: other
+    processes stretch wall time, much less the CPU time a step needs.
+    """
+    gc.collect()
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    seconds = {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+    return {k: v * scale for k, v in seconds.items()}, result
+
+
+# ---------------------------------------------------------------------------------- setup
+
+
+def scoring_data(clients: int, months: int, cache: Path | None) -> CRMData:
+    """The simulated book to score (pickled to --cache, and read from it when it exists)."""
+    if cache is not None and cache.exists():
+        with cache.open("rb") as f:
+            data: CRMData = pickle.load(f)
+        return data
+    data = simulate(clients=clients, months=months, seed=11).data
+    if cache is not None:
+        with cache.open("wb") as f:
+            pickle.dump(data, f, protocol=5)
+    return data
+
+
+def train_models(train_clients: int, months: int) -> tuple[dict[str, ChurnModel], CRMData]:
+    """The three benchmark models, and the small book they were trained on."""
+    data = simulate(clients=train_clients, months=months, seed=7).data
+    ds = build_dataset(data, TrainOptions())
+    split = split_dates(ds.dates, 90)
+    fs = ds.feature_set
+    categories = {c: [str(v) for v in ds.features[c].cat.categories] for c in fs.categorical}
+    X = align_inputs(ds.features, fs.names, categories)
+    y = ds.labels["churned"].to_numpy()
+    tr, val = ds.rows(split.train), ds.rows(split.validation)
+    params = {**LIGHTGBM_BASE, "num_leaves": 31, "n_estimators": 300, "random_state": 7}
+    reference = LGBMClassifier(**params).fit(X[tr], y[tr])
+    estimators = {
+        "lightgbm": fit_estimator(
+            "lightgbm", {"num_leaves": 16}, X[tr], y[tr], X[val], y[val], fs, 7
+        )[0],
+        "lightgbm-300": reference,
+        "logistic": fit_estimator("logistic", {"C": 0.1}, X[tr], y[tr], X[val], y[val], fs, 7)[0],
+    }
+    models = {
+        name: ChurnModel(
+            fs,
+            "logistic" if name == "logistic" else "lightgbm",
+            est,
+            calibrate(est, X[val], y[val], TrainOptions()),
+            90,
+            fs.names,
+            categories,
+        )
+        for name, est in estimators.items()
+    }
+    return models, data
+
+
+def describe(model: ChurnModel) -> str:
+    booster = model.booster
+    if booster is None:
+        return "logistic regression"
+    trees = booster.best_iteration or booster.num_trees()
+    return f"{trees} trees, {booster.params.get('num_leaves', 31)} leaves"
+
+
+# ---------------------------------------------------------------------------------- batch
+
+
+def batch_case(
+    name: str, scorer: Scorer, data: CRMData, features: pd.DataFrame, sample: int
+) -> Record:
+    """Each step's time on its own, then end to end through score_data.
+
+    Contributions are timed on the first ``sample`` clients with 1 and 2 threads, then on every
+    client with 2 threads, except for the 300-tree model: its per-client costs are projected
+    from the sample.
+    """
+    n, as_of = len(features), features["as_of"].iloc[0].to_pydatetime()
+    rows = features.iloc[:sample]
+    scorer.threads = 1
+    one = timed(lambda: scorer.contributions(rows))[0]
+    scorer.threads = 2
+    two, c = timed(lambda: scorer.contributions(rows))
+    rates = {"1_thread": len(rows) / one["wall"], "2_threads": len(rows) / two["wall"]}
+    projected = name == "lightgbm-300"
+    part = rows if projected else features
+    steps: Record = {"predict": timed(lambda: scorer.predict(features))[0]}
+    if projected:
+        steps["contributions"] = {k: v * n / len(rows) for k, v in two.items()}
+    else:
+        steps["contributions"], c = timed(lambda: scorer.contributions(features))
+    steps["drivers_actions"] = timed(lambda: scorer.explain(part, c), n / len(part))[0]
+    p = scorer.predict(features)
+    runs = {"scores_only": partial(scorer.score_data, data, as_of, False)}
+    if not projected:
+        runs["with_drivers"] = partial(scorer.score_data, data, as_of)
+        for cut in EXPLAIN_FROM:
+            runs[f"drivers_from_p{cut:g}"] = partial(
+                scorer.score_data, data, as_of, explain_from=cut
+            )
+    return {
+        "model": name,
+        "detail": describe(scorer.model),
+        "clients": n,
+        "share_from": {f"p{cut:g}": float((p >= cut).mean()) for cut in EXPLAIN_FROM},
+        "sample": len(rows),
+        "contributions_per_s_on_sample": rates,
+        "steps_s": steps,
+        "steps_projected": projected,
+        "end_to_end_s": {case: timed(run)[0] for case, run in runs.items()},
+    }
+
+
+# ---------------------------------------------------------------------------------- one client
+
+
+def single_client(scorer: Scorer, data: CRMData, calls: int) -> Record:
+    """score_records per call, its stages, and predict_proba on a one-row DataFrame."""
+    as_of = observation_end(data)
+    features = scorer.features_at(data, as_of)
+    picked = features.sample(LATENCY_CLIENTS, random_state=0)
+    Records = records_model(max_rows=10_000)
+    bodies = [records_of(data, cid) for cid in picked["client_id"]]
+    records = [Records.model_validate(body) for body in bodies]
+    frames = [picked.iloc[[k]] for k in range(len(picked))]
+    arrays = [client_arrays(r) for r in records]
+    seconds = np.array([int(as_of.timestamp())])
+    code = np.zeros(1, np.int64)
+    fs = scorer.model.feature_set
+    when = as_of.to_pydatetime()
+    stages: dict[str, Callable[[int], Any]] = {
+        "score_records": lambda k: scorer.score_records(records[k], when),
+        "client_arrays": lambda k: client_arrays(records[k]),
+        "feature_columns": lambda k: feature_columns(arrays[k], code, seconds, fs),
+        "predict_proba_1row_df": lambda k: scorer.model.predict_proba(frames[k]),
+    }
+    out: Record = {
+        "calls": calls,
+        "rows_per_client": float(np.mean([_rows(body) for body in bodies])),
+    }
+    for name, call in stages.items():
+        out[name] = _latency(call, calls)
+    gc.freeze()  # as the service does after start-up
+    out["score_records_gc_frozen"] = _latency(stages["score_records"], calls)
+    gc.unfreeze()
+    out["ratio_median"] = (
+        out["predict_proba_1row_df"]["median_ms"] / out["score_records"]["median_ms"]
+    )
+    return out
+
+
+def _rows(body: dict[str, Any]) -> int:
+    """CRM rows in one client's request body (its own row included)."""
+    return 1 + sum(len(v) for v in body.values() if isinstance(v, list))
+
+
+def _latency(call: Callable[[int], Any], calls: int) -> Record:
+    """Median and p99 per call, wall and CPU, cycling through the prepared clients."""
+    for k in range(LATENCY_CLIENTS):
+        call(k)  # warm-up
+    gc.collect()
+    wall, cpu = [], []
+    for i in range(calls):
+        w, c = time.perf_counter(), time.process_time()
+        call(i % LATENCY_CLIENTS)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    p50, p99 = np.percentile(np.array(wall) * 1000, [50, 99])
+    c50, c99 = np.percentile(np.array(cpu) * 1000, [50, 99])
+    return {"median_ms": p50, "p99_ms": p99, "cpu_median_ms": c50, "cpu_p99_ms": c99}
+
+
+# ---------------------------------------------------------------------------------- report
+
+
+def machine() -> Record:
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "load_average_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "lightgbm": lightgbm.__version__,
+    }
+
+
+def format_batch(r: Record, features: Record) -> list[str]:
+    """One model's batch figures: each step, then end to end (clients/s from wall time)."""
+    n, s, rate = r["clients"], r["steps_s"], r["contributions_per_s_on_sample"]
+    mark = (
+        f" (contributions, drivers: projected from {r['sample']:,})" if r["steps_projected"] else ""
+    )
+    steps = {"features": features, **s}
+    totals = dict(r["end_to_end_s"])
+    if r["steps_projected"]:
+        totals["with_drivers (sum of steps)"] = {
+            k: sum(t[k] for t in steps.values()) for k in ("wall", "cpu")
+        }
+    lines = [f"{r['model']} ({r['detail']}), {n:,} clients{mark}"]
+    lines += [_line(k, n, t) for k, t in steps.items()]
+    lines.append(
+        f"  contributions on {r['sample']:,} clients: {rate['1_thread']:,.0f}/s on 1 thread, "
+        f"{rate['2_threads']:,.0f}/s on 2"
+    )
+    lines += [_line("total " + k, n, t) for k, t in totals.items()]
+    shares = ", ".join(f"{v:.1%} at {k}+" for k, v in r["share_from"].items())
+    lines.append(f"  clients explained with drivers_from: {shares}")
+    return lines
+
+
+def _line(name: str, n: int, t: Record) -> str:
+    rate = n / t["wall"]
+    return f"  {name:<30}{rate:>9,.0f} clients/s {t['wall']:>7.1f} s wall {t['cpu']:>7.1f} s cpu"
+
+
+def format_single(name: str, r: Record) -> list[str]:
+    lines = [f"one client, {name} ({r['calls']:,} calls, {r['rows_per_client']:.0f} rows/client)"]
+    for stage in (
+        "score_records",
+        "score_records_gc_frozen",
+        "client_arrays",
+        "feature_columns",
+        "predict_proba_1row_df",
+    ):
+        t = r[stage]
+        lines.append(
+            f"  {stage:<26}{t['median_ms']:>8.3f} ms median {t['p99_ms']:>8.3f} ms p99   cpu "
+            f"{t['cpu_median_ms']:>7.3f} ms median {t['cpu_p99_ms']:>7.3f} ms p99"
+        )
+    lines.append(
+        f"  predict_proba(1-row DataFrame) / score_records, medians: {r['ratio_median']:.2f}x"
+    )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--train-clients", type=int, default=3000)
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--sample", type=int, default=5_000, help="clients for projections")
+    parser.add_argument("--cache", type=Path, help="pickle of the simulated book (reused)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/scoring.json"))
+    args = parser.parse_args()
+
+    info = machine()
+    models, small = train_models(args.train_clients, args.months)
+    data = scoring_data(args.clients, args.months, args.cache)
+    scorers = {
+        name: Scorer(m, name, load_playbook(feature_set=m.feature_set))
+        for name, m in models.items()
+    }
+    any_scorer = scorers["lightgbm"]
+    features_at = observation_end(data)
+    any_scorer.features_at(data, features_at)  # warm-up: first touch of fresh memory
+    features_time, features = timed(lambda: any_scorer.features_at(data, features_at))
+    results: Record = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}}
+    results["features_s"] = features_time
+    results["rows"] = data.n_rows
+    results["batch"] = [batch_case(n, s, data, features, args.sample) for n, s in scorers.items()]
+    results["single"] = {
+        name: single_client(scorers[name], small, args.calls) for name in ("lightgbm", "logistic")
+    }
+    info["load_average_end"] = os.getloadavg()
+
+    load = info["load_average_start"]
+    print(f"{data.n_rows:,} CRM rows, {len(data.clients):,} clients; load average {load}")
+    for r in results["batch"]:
+        print("\n".join(format_batch(r, features_time)))
+    for name, r in results["single"].items():
+        print("\n".join(format_single(name, r)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1, default=str))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

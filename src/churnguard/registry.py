@@ -1,0 +1,284 @@
+"""The one narrow wrapper around MLflow: runs, the pyfunc model, the registry and its aliases.
+
+Nothing happens at import time. ``Registry`` points MLflow at one tracking URI (a local
+``sqlite:///<home>/mlflow.db`` by default, artifacts under ``<home>/mlartifacts``; a server via
+``MLFLOW_TRACKING_URI``). Model versions of the registered model ``churnguard`` carry two aliases:
+``champion`` (what scoring and the service load) and ``challenger`` (the latest version that did
+not become champion).
+
+The registered model is an MLflow pyfunc: input is the features DataFrame (categorical columns as
+strings), output the calibrated churn probability. It wraps the joblib-saved ``ChurnModel``, so
+loading it needs the churnguard package importable (as it is in the service and in batch jobs).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+
+from churnguard.config import Settings
+from churnguard.model import ChurnModel
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "churnguard"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ARTIFACT_KEY = "churn_model"
+_PARAM_MAX = 6000  # MLflow's limit on a parameter value
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+_RUNTIME_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "joblib", "mlflow")
+
+
+class RegistryError(ValueError):
+    """A registry lookup that cannot be satisfied (unknown version, no champion, ...)."""
+
+
+class ChurnPyfunc(PythonModel):
+    """MLflow pyfunc around a ChurnModel stored as a joblib artifact."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.model: ChurnModel = joblib.load(context.artifacts[ARTIFACT_KEY])
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> np.ndarray:
+        return self.model.predict_proba(model_input)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered model version with its aliases and its run's metrics."""
+
+    version: int
+    aliases: tuple[str, ...]
+    run_id: str
+    created: pd.Timestamp
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
+class RunLog:
+    """Logging into one MLflow run (created by ``Registry.start_run``)."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def params(self, params: Mapping[str, object]) -> None:
+        """Log parameters; values are stringified and cut to MLflow's length limit."""
+        items = [Param(k, str(v)[:_PARAM_MAX]) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log metrics; NaN values (undefined, e.g. AUC of one class) are left out."""
+        now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+        items = [
+            Metric(k, float(v), now, step) for k, v in metrics.items() if not math.isnan(float(v))
+        ]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[start : start + 500])
+
+    def tags(self, tags: Mapping[str, object]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value))
+
+    def figure(self, figure: Figure, path: str) -> None:
+        self.client.log_figure(self.run_id, figure, path)
+
+    def text(self, text: str, path: str) -> None:
+        self.client.log_text(self.run_id, text, path)
+
+    def table(self, table: pd.DataFrame, path: str) -> None:
+        self.client.log_text(self.run_id, table.to_csv(index=False), path)
+
+
+class Registry:
+    """MLflow tracking and model registry for churnguard models."""
+
+    def __init__(
+        self, tracking_uri: str, artifact_root: Path | None = None, model_name: str = MODEL_NAME
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifact_root = artifact_root
+        self.model_name = model_name
+        self.client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The registry named by settings; local stores keep artifacts under <home>/mlartifacts."""
+        uri = settings.tracking_uri
+        local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return cls(uri, (settings.home / "mlartifacts").resolve() if local else None)
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def start_run(self, experiment: str, run_name: str | None = None) -> Iterator[RunLog]:
+        """An MLflow run in the experiment (created if needed); marked FAILED on an exception."""
+        self._use()
+        experiment_id = self._experiment_id(experiment)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            yield RunLog(self.client, run.info.run_id)
+
+    def _use(self) -> None:
+        """Point MLflow's fluent API (log_model, load_model) at this store."""
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+
+    def _experiment_id(self, name: str) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        location = self.artifact_root.as_uri() if self.artifact_root is not None else None
+        return str(self.client.create_experiment(name, artifact_location=location))
+
+    def log_model(self, run: RunLog, model: ChurnModel, input_example: pd.DataFrame) -> int:
+        """Log the model as a pyfunc in the run, register it, and return the new version."""
+        example = input_example.astype({c: object for c in model.categories})
+        signature = infer_signature(example, model.predict_proba(example))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "churn_model.joblib"
+            joblib.dump(model, path)
+            with _quiet("mlflow"):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=ChurnPyfunc(),
+                    artifacts={ARTIFACT_KEY: str(path)},
+                    signature=signature,
+                    input_example=example,
+                    registered_model_name=self.model_name,
+                    pip_requirements=_pip_requirements(),
+                )
+        version = int(info.registered_model_version)
+        self.client.set_model_version_tag(self.model_name, str(version), "kind", model.kind)
+        return version
+
+    # --- registry -------------------------------------------------------------------------------
+
+    def alias_version(self, alias: str) -> int | None:
+        """The version an alias points to, or None."""
+        try:
+            return int(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except MlflowException:
+            return None
+
+    def set_alias(self, alias: str, version: int) -> None:
+        """Point alias at version (which must exist)."""
+        self._check_version(version)
+        self.client.set_registered_model_alias(self.model_name, alias, str(version))
+
+    def delete_alias(self, alias: str) -> None:
+        if self.alias_version(alias) is not None:
+            self.client.delete_registered_model_alias(self.model_name, alias)
+
+    def load_model(self, version: int) -> ChurnModel:
+        """The ChurnModel of a registered version, through its pyfunc."""
+        self._check_version(version)
+        self._use()
+        with _quiet("mlflow"):
+            pyfunc = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
+        model = pyfunc.unwrap_python_model().model
+        if not isinstance(model, ChurnModel):
+            raise RegistryError(f"version {version} of {self.model_name} holds no ChurnModel")
+        return model
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version of the registered model, newest first, with aliases and run metrics."""
+        try:
+            registered = self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            return []
+        aliases: dict[int, list[str]] = {}
+        for alias, version in registered.aliases.items():
+            aliases.setdefault(int(version), []).append(alias)
+        found = self.client.search_model_versions(f"name = '{self.model_name}'")
+        infos = [
+            self._info(int(v.version), v.run_id or "", v.creation_timestamp, aliases) for v in found
+        ]
+        return sorted(infos, key=lambda i: i.version, reverse=True)
+
+    def version_info(self, version: int) -> VersionInfo:
+        """One version's aliases and run metrics."""
+        found = [v for v in self.versions() if v.version == version]
+        if not found:
+            raise RegistryError(self._unknown(version))
+        return found[0]
+
+    def _info(
+        self, version: int, run_id: str, created_ms: int, aliases: dict[int, list[str]]
+    ) -> VersionInfo:
+        data = self.client.get_run(run_id).data if run_id else None
+        return VersionInfo(
+            version=version,
+            aliases=tuple(sorted(aliases.get(version, []))),
+            run_id=run_id or "",
+            created=pd.Timestamp(created_ms, unit="ms", tz="UTC"),
+            metrics=dict(data.metrics) if data else {},
+            params=dict(data.params) if data else {},
+        )
+
+    def _check_version(self, version: int) -> None:
+        try:
+            self.client.get_model_version(self.model_name, str(version))
+        except MlflowException:
+            raise RegistryError(self._unknown(version)) from None
+
+    def _unknown(self, version: int) -> str:
+        return (
+            f"model {self.model_name!r} has no version {version} in {self.tracking_uri} "
+            "(list them with `churnguard models`)"
+        )
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned runtime requirements of the pyfunc (saves MLflow inferring them in a subprocess)."""
+    pins = []
+    for name in _RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Hide MLflow's info/warning chatter and progress bars (errors stay) around one call."""
+    log = logging.getLogger(name)
+    level, bar = log.level, os.environ.get(_PROGRESS_BAR)
+    log.setLevel(logging.ERROR)
+    os.environ[_PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        if bar is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = bar

@@ -1,0 +1,784 @@
+"""Scoring: churn probability, risk band, revenue at risk, drivers and actions for clients.
+
+Two paths give one answer. ``Scorer.score_records`` scores one client's validated API records: the
+hot path (records -> engine arrays -> features -> a float64 numpy row -> LightGBM booster or the
+logistic model's linear terms -> calibrator), with no DataFrame, Pipeline or MLflow in it.
+``Scorer.score_data`` scores every client active at as_of in bulk through ``compute_features`` and
+``ChurnModel.predict_proba``, with per-feature contributions (the expensive part) computed in
+chunks on all cores. Both read the one feature engine, so the same records give the same score.
+
+Contributions are log-odds: LightGBM's SHAP values (``pred_contrib``, bias column dropped), or the
+logistic model's coefficient x transformed value summed back onto the feature it came from (a
+missing-value indicator onto its feature, a one-hot column onto its categorical feature).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from tqdm import tqdm
+
+from churnguard.config import Settings
+from churnguard.contract import CRMData
+from churnguard.explain import (
+    RISK_BANDS,
+    Action,
+    Driver,
+    Playbook,
+    load_playbook,
+    revenue_at_risk,
+    risk_band,
+    top_drivers,
+    top_drivers_batch,
+)
+from churnguard.features import compute_features, feature_columns
+from churnguard.labels import active_clients
+from churnguard.model import ChurnModel, load_local_model, load_model_card, signed_log1p
+from churnguard.records import client_arrays
+from churnguard.store import ScoreRecord, ScoreStore, describe_change, feature_digest
+
+logger = logging.getLogger(__name__)
+
+FeatureValue = float | str | None
+CHUNK_ROWS = 5_000  # clients per batch step: bounds contribution arrays, paces the progress bar
+TOP_CLIENTS = 5  # clients by revenue at risk kept in a BatchSummary
+_PARITY = 1e-9  # the array paths must reproduce model.predict_proba this closely
+_PROBE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+class NoModelError(FileNotFoundError):
+    """Neither the registry's champion nor a local copy of a model could be loaded."""
+
+
+# ---------------------------------------------------------------------------------- the score
+
+
+@dataclass(frozen=True, slots=True)
+class ClientScore:
+    """What a score carries (ARCHITECTURE.md), before "what changed" is worked out by the store.
+
+    ``features`` are the model's inputs by name (missing = None), kept for the audit digest.
+    """
+
+    client_id: str
+    as_of: datetime
+    probability: float
+    band: str
+    revenue_at_risk: float
+    monthly_value: float
+    drivers: list[Driver]
+    actions: list[Action]
+    model_version: str
+    account_manager: str | None
+    segment: str | None
+    client_name: str | None
+    features: dict[str, FeatureValue]
+
+    def to_record(self, change: dict[str, Any] | None = None) -> ScoreRecord:
+        """The score as the store keeps it.
+
+        Args:
+            change: ``store.describe_change(previous, probability)``; None means there is no
+                previous score (``{"direction": "new"}``).
+        """
+        return ScoreRecord(
+            client_id=self.client_id,
+            as_of=self.as_of,
+            model_version=self.model_version,
+            probability=self.probability,
+            band=self.band,
+            revenue_at_risk=self.revenue_at_risk,
+            monthly_value=self.monthly_value,
+            feature_digest=feature_digest(self.features),
+            change=describe_change(None, self.probability) if change is None else change,
+            account_manager=self.account_manager,
+            segment=self.segment,
+            client_name=self.client_name,
+            drivers=[_driver_json(d) for d in self.drivers],
+            actions=[_action_json(a, self.drivers) for a in self.actions],
+        )
+
+
+def _driver_json(d: Driver) -> dict[str, Any]:
+    return {
+        "feature": d.feature,
+        "value": d.value,
+        "contribution": d.contribution,
+        "reason": d.reason,
+    }
+
+
+def _action_json(a: Action, drivers: Sequence[Driver]) -> dict[str, Any]:
+    """An action with the driver it answers (the playbook words its why as that driver's reason)."""
+    answered = next((d.feature for d in drivers if d.reason == a.why), None)
+    return {"action": a.action, "reason": a.why, "priority": a.priority, "feature": answered}
+
+
+# ---------------------------------------------------------------------------------- model terms
+
+
+@dataclass(frozen=True)
+class _LinearTerms:
+    """A fitted ``train.make_logistic`` Pipeline as arrays: contributions without pandas.
+
+    Numeric columns: median imputation with missing indicators, signed log1p of heavy-tailed
+    columns, standard scaling, times the weights; categorical columns: the one-hot weight of the
+    column's category (unknown: 0; missing: the weight of a missing category seen in training).
+    """
+
+    numeric: np.ndarray  # input columns of the numeric block, in its order
+    kept: np.ndarray  # numeric block positions the imputer keeps (not all-missing in training)
+    median: np.ndarray  # per kept column
+    indicated: np.ndarray  # numeric block positions with a missing indicator
+    log: np.ndarray  # bool per imputer output column
+    mean: np.ndarray  # per imputer output column
+    scale: np.ndarray
+    weight: np.ndarray
+    categorical: np.ndarray  # input columns of the categorical block
+    onehot: tuple[np.ndarray, ...]  # per categorical column: weight by code, last = missing
+    intercept: float
+    n_features: int
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Log-odds contribution of each input column, rows of X (categoricals as codes)."""
+        out = np.zeros((len(X), self.n_features))
+        values = X[:, self.numeric]
+        missing = np.isnan(values)
+        kept = values[:, self.kept]
+        imputed = np.where(np.isnan(kept), self.median, kept)
+        U = np.hstack([imputed, missing[:, self.indicated].astype(np.float64)])
+        U[:, self.log] = signed_log1p(U[:, self.log])
+        terms = (U - self.mean) / self.scale * self.weight
+        block = np.zeros((len(X), len(self.numeric)))
+        block[:, self.kept] = terms[:, : len(self.kept)]
+        block[:, self.indicated] += terms[:, len(self.kept) :]
+        out[:, self.numeric] = block
+        for j, w in zip(self.categorical.tolist(), self.onehot, strict=True):
+            codes = X[:, j]
+            out[:, j] = w[np.where(np.isnan(codes), len(w) - 1, codes).astype(np.intp)]
+        return out
+
+
+def _linear_terms(model: ChurnModel) -> _LinearTerms:
+    """Read the fitted Pipeline's parameters; TypeError for a layout other than make_logistic's."""
+    pipe = model.estimator
+    try:
+        prep, clf = pipe[0], pipe[-1]
+        num_cols, cat_cols = _block_columns(prep, "num"), _block_columns(prep, "cat")
+        impute, log, scale = (
+            prep.named_transformers_["num"][k] for k in ("impute", "log", "scale")
+        )
+        coef = np.asarray(clf.coef_[0], dtype=np.float64)
+        num_w = coef[prep.output_indices_["num"]]
+        index = {n: j for j, n in enumerate(model.feature_names)}
+        kept = np.flatnonzero(~np.isnan(np.asarray(impute.statistics_, dtype=np.float64)))
+        indicated = (
+            np.asarray(impute.indicator_.features_, dtype=np.intp)
+            if impute.add_indicator
+            else np.empty(0, np.intp)
+        )
+        width = len(kept) + len(indicated)
+        onehot = _onehot_weights(model, prep, cat_cols, coef) if cat_cols else ()
+    except (AttributeError, KeyError, IndexError, ValueError) as exc:
+        raise TypeError(f"not a train.make_logistic pipeline: {exc}") from exc
+    return _LinearTerms(
+        numeric=np.array([index[c] for c in num_cols], dtype=np.intp),
+        kept=kept,
+        median=np.asarray(impute.statistics_, dtype=np.float64)[kept],
+        indicated=indicated,
+        log=np.asarray(log.log_columns_, dtype=bool),
+        mean=np.asarray(scale.mean_, dtype=np.float64) if scale.with_mean else np.zeros(width),
+        scale=np.asarray(scale.scale_, dtype=np.float64) if scale.with_std else np.ones(width),
+        weight=num_w,
+        categorical=np.array([index[c] for c in cat_cols], dtype=np.intp),
+        onehot=onehot,
+        intercept=float(clf.intercept_[0]),
+        n_features=len(model.feature_names),
+    )
+
+
+def _block_columns(prep: Any, name: str) -> list[str]:
+    """The input columns of one ColumnTransformer block ([] when it has none)."""
+    for block, _, columns in prep.transformers_:
+        if block == name:
+            return list(columns)
+    return []
+
+
+def _onehot_weights(
+    model: ChurnModel, prep: Any, columns: list[str], coef: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Per categorical column: the one-hot weight of each training category code, then missing."""
+    encoder = prep.named_transformers_["cat"]
+    if getattr(encoder, "drop_idx_", None) is not None or getattr(
+        encoder, "_infrequent_enabled", False
+    ):
+        raise ValueError("one-hot encoding with dropped or infrequent categories")
+    weights = coef[prep.output_indices_["cat"]]
+    out, start = [], 0
+    for name, seen in zip(columns, encoder.categories_, strict=True):
+        by_label = {_label(v): weights[start + k] for k, v in enumerate(seen)}
+        start += len(seen)
+        codes = [by_label.get(c, 0.0) for c in model.categories[name]]
+        out.append(np.array([*codes, by_label.get(None, 0.0)], dtype=np.float64))
+    return tuple(out)
+
+
+def _label(value: object) -> str | None:
+    """A one-hot category as text; a missing category (NaN or None) as None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------- the scorer
+
+
+class Scorer:
+    """Scores clients with one model and playbook: one client from API records, or in bulk."""
+
+    def __init__(
+        self,
+        model: ChurnModel,
+        version: str,
+        playbook: Playbook,
+        thresholds: tuple[float, float] = (0.1, 0.3),
+        top_k: int = 3,
+        threads: int | None = None,
+    ) -> None:
+        """Prepare the hot path and check it reproduces ``model.predict_proba``.
+
+        Args:
+            threads: threads for batch contributions (default: every core); one-client
+                predictions always run on one thread.
+
+        Raises:
+            TypeError: the model's estimator has a layout the array path cannot reproduce.
+        """
+        self.model = model
+        self.version = version
+        self.playbook = playbook
+        self.thresholds = thresholds
+        self.top_k = top_k
+        self.threads = threads or os.cpu_count() or 1
+        self.names = list(model.feature_names)
+        self._numeric = [j for j, n in enumerate(self.names) if n not in model.categories]
+        self._codes = {
+            j: {c: k for k, c in enumerate(model.categories[n])}
+            for j, n in enumerate(self.names)
+            if n in model.categories
+        }
+        self._booster = model.booster
+        self._linear = _linear_terms(model) if self._booster is None else None
+        risk_band(0.5, thresholds)  # thresholds are checked once, here
+        self._check_parity()
+
+    # --- one client: the hot path -------------------------------------------------------------
+
+    def score_records(self, records: BaseModel, as_of: datetime) -> ClientScore:
+        """Score one client's validated records (a ``records_model`` instance) at as_of."""
+        when, seconds = _utc(as_of)
+        arrays = client_arrays(records)
+        columns = feature_columns(
+            arrays, np.zeros(1, np.int64), np.array([seconds]), self.model.feature_set
+        )
+        values = [_plain(columns[n][0]) for n in self.names]
+        row = self._row(values)
+        probability = float(self.model.calibrator.transform(self._raw(row, threads=1))[0])
+        drivers = top_drivers(
+            self.names,
+            values,
+            self._contributions(row, threads=1)[0],
+            self.model.feature_set,
+            self.top_k,
+        )
+        features = dict(zip(self.names, values, strict=True))
+        client = getattr(records, "client", None)
+        return self._score(
+            records.client_id,  # type: ignore[attr-defined]
+            when,
+            probability,
+            _plain(columns["monthly_value"][0]),
+            drivers,
+            self.playbook.actions(features, drivers),
+            _client_info(client),
+            features,
+        )
+
+    def _row(self, values: Sequence[FeatureValue]) -> np.ndarray:
+        """The model's input row: numbers as float64, categoricals as training category codes."""
+        row = np.empty((1, len(self.names)))
+        for j, v in enumerate(values):
+            codes = self._codes.get(j)
+            if codes is None:
+                row[0, j] = np.nan if v is None else v
+            else:
+                row[0, j] = codes.get(v, np.nan) if isinstance(v, str) else np.nan
+        return row
+
+    def _score(
+        self,
+        client_id: str,
+        when: datetime,
+        probability: float,
+        monthly_value: FeatureValue,
+        drivers: list[Driver],
+        actions: list[Action],
+        client: tuple[str | None, str | None, str | None],
+        features: dict[str, FeatureValue],
+    ) -> ClientScore:
+        value = float(monthly_value) if isinstance(monthly_value, float) else 0.0
+        return ClientScore(
+            client_id=client_id,
+            as_of=when,
+            probability=probability,
+            band=str(risk_band(probability, self.thresholds)),
+            revenue_at_risk=float(revenue_at_risk(probability, value)),
+            monthly_value=value,
+            drivers=drivers,
+            actions=actions,
+            model_version=self.version,
+            account_manager=client[0],
+            segment=client[1],
+            client_name=client[2],
+            features=features,
+        )
+
+    # --- many clients: the batch path --------------------------------------------------------
+
+    def score_data(
+        self,
+        data: CRMData,
+        as_of: datetime,
+        drivers: bool = True,
+        progress: bool = False,
+        explain_from: float = 0.0,
+    ) -> list[ClientScore]:
+        """Score every client active at as_of, in client id order.
+
+        Args:
+            drivers: False gives scores only (no drivers, no actions): contributions are the
+                expensive part of a batch.
+            explain_from: drivers and actions only for clients scored at least this probability
+                (0: every client); the others get none.
+        """
+        chunks = self.iter_scores(data, as_of, drivers, progress, explain_from)
+        return [s for chunk in chunks for s in chunk]
+
+    def iter_scores(
+        self,
+        data: CRMData,
+        as_of: datetime,
+        drivers: bool = True,
+        progress: bool = False,
+        explain_from: float = 0.0,
+    ) -> Iterator[list[ClientScore]]:
+        """``score_data`` in chunks of clients, so a caller need not hold every score at once.
+
+        Features and probabilities are computed for every client at once (vectorised);
+        contributions, drivers, actions and the score objects chunk by chunk.
+        """
+        when, _ = _utc(as_of)
+        started = time.perf_counter()
+        features = self.features_at(data, when)
+        logger.info(
+            "features of %s clients active at %s: %.1f s",
+            f"{len(features):,}",
+            f"{when:%Y-%m-%d}",
+            time.perf_counter() - started,
+        )
+        probability = self.predict(features)
+        info = _clients_info(data, features["client_id"])
+        explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
+        with tqdm(total=len(features), unit="client", disable=not progress) as bar:
+            for start in range(0, len(features), CHUNK_ROWS):
+                part = slice(start, start + CHUNK_ROWS)
+                chunk = features.iloc[part]
+                yield self._scores(chunk, when, probability[part], info[part], explained[part])
+                bar.update(len(chunk))
+
+    def features_at(self, data: CRMData, as_of: datetime) -> pd.DataFrame:
+        """Features of every client active at as_of (client_id, as_of, then the features)."""
+        when, _ = _utc(as_of)
+        stamp = pd.Timestamp(when).as_unit("s")
+        ids = active_clients(data.contracts, stamp)
+        snapshots = pd.DataFrame({"client_id": ids, "as_of": [stamp] * len(ids)})
+        return compute_features(data, snapshots, self.model.feature_set)
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        """Calibrated churn probabilities, through the model's own DataFrame path."""
+        return self.model.predict_proba(features)
+
+    def contributions(self, features: pd.DataFrame) -> np.ndarray:
+        """Log-odds contribution of each model feature, shape (rows, len(feature_names)).
+
+        LightGBM: SHAP values, which with the booster's constant bias sum to the raw logit;
+        logistic: they sum to the decision function minus the intercept.
+        """
+        X = self.matrix(features)
+        out = np.empty((len(X), len(self.names)))
+        for start in range(0, len(X), CHUNK_ROWS):
+            part = slice(start, start + CHUNK_ROWS)
+            out[part] = self._contributions(X[part], self.threads)
+        return out
+
+    def explain(
+        self,
+        features: pd.DataFrame,
+        contributions: np.ndarray,
+        rows: list[dict[str, FeatureValue]] | None = None,
+    ) -> tuple[list[list[Driver]], list[list[Action]]]:
+        """Drivers and playbook actions of each row of a features frame, from its contributions.
+
+        ``rows`` are the rows' feature values by name (``feature_rows``), when already at hand.
+        """
+        drivers = top_drivers_batch(
+            self.names, features, contributions, self.model.feature_set, self.top_k
+        )
+        rows = self.feature_rows(features) if rows is None else rows
+        actions = [self.playbook.actions(f, d) for f, d in zip(rows, drivers, strict=True)]
+        return drivers, actions
+
+    def feature_rows(self, features: pd.DataFrame) -> list[dict[str, FeatureValue]]:
+        """Each row's model inputs by name, as ``score_records`` gives them (missing = None)."""
+        columns = []
+        for name in self.names:
+            if name in self.model.categories:
+                column = features[name].astype(object)
+                columns.append(column.where(column.notna(), None).tolist())
+            else:
+                a = features[name].to_numpy(np.float64)
+                values = a.astype(object)
+                values[np.isnan(a)] = None
+                columns.append(values.tolist())
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    def matrix(self, features: pd.DataFrame) -> np.ndarray:
+        """The model's inputs as float64 (categoricals as training category codes, missing NaN)."""
+        aligned = self.model.inputs(features)
+        X = np.empty(aligned.shape)
+        X[:, self._numeric] = aligned.iloc[:, self._numeric].to_numpy(np.float64)
+        for j in self._codes:
+            codes = aligned.iloc[:, j].cat.codes.to_numpy()
+            X[:, j] = np.where(codes >= 0, codes, np.nan)
+        return X
+
+    def _scores(
+        self,
+        features: pd.DataFrame,
+        when: datetime,
+        probability: np.ndarray,
+        info: list[tuple[str | None, str | None, str | None]],
+        explained: np.ndarray,
+    ) -> list[ClientScore]:
+        """Score objects of a chunk; drivers and actions for the rows marked explained."""
+        rows = self.feature_rows(features)
+        drivers: list[list[Driver]] = [[] for _ in rows]
+        actions: list[list[Action]] = [[] for _ in rows]
+        chosen = np.flatnonzero(explained).tolist()
+        if chosen:
+            part = features.iloc[chosen]
+            found = self.explain(part, self.contributions(part), [rows[i] for i in chosen])
+            for i, d, a in zip(chosen, *found, strict=True):
+                drivers[i], actions[i] = d, a
+        value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
+        columns = zip(
+            features["client_id"].tolist(),
+            probability.tolist(),
+            np.asarray(risk_band(probability, self.thresholds)).tolist(),
+            np.asarray(revenue_at_risk(probability, value)).tolist(),
+            value.tolist(),
+            drivers,
+            actions,
+            info,
+            rows,
+            strict=True,
+        )
+        return [
+            ClientScore(
+                client_id=cid,
+                as_of=when,
+                probability=p,
+                band=b,
+                revenue_at_risk=r,
+                monthly_value=v,
+                drivers=d,
+                actions=a,
+                model_version=self.version,
+                account_manager=who[0],
+                segment=who[1],
+                client_name=who[2],
+                features=f,
+            )
+            for cid, p, b, r, v, d, a, who, f in columns
+        ]
+
+    # --- model arithmetic on arrays ----------------------------------------------------------
+
+    def _raw(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """Uncalibrated probabilities of input rows."""
+        if self._booster is not None:
+            return np.asarray(self._booster.predict(X, num_threads=threads), dtype=np.float64)
+        assert self._linear is not None
+        z = self._linear.contributions(X).sum(axis=1) + self._linear.intercept
+        with np.errstate(over="ignore"):  # exp overflow -> inf -> probability 0, as it should
+            return 1.0 / (1.0 + np.exp(-z))
+
+    def _contributions(self, X: np.ndarray, threads: int) -> np.ndarray:
+        """Per-feature log-odds contributions of input rows (no bias column)."""
+        if self._booster is not None:
+            c = self._booster.predict(X, pred_contrib=True, num_threads=threads)
+            return np.asarray(c, dtype=np.float64)[:, :-1]
+        assert self._linear is not None
+        return self._linear.contributions(X)
+
+    def _check_parity(self) -> None:
+        """The array path must give the model's own probabilities on awkward rows, or refuse."""
+        probe = _probe_frame(self.model)
+        expected = self.model.raw_proba(probe)
+        got = self._raw(self.matrix(probe), threads=1)
+        worst = float(np.max(np.abs(got - expected)))
+        if not worst <= _PARITY:
+            raise TypeError(
+                f"the array path of this {self.model.kind} model differs from its predict_proba by "
+                f"{worst:.3g}; it cannot be scored safely"
+            )
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _utc(as_of: datetime) -> tuple[datetime, int]:
+    """as_of as a UTC datetime to the second (naive = UTC), and its epoch seconds."""
+    if isinstance(as_of, pd.Timestamp):
+        as_of = as_of.to_pydatetime()
+    when = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
+    when = when.replace(microsecond=0)
+    return when, int(when.timestamp())
+
+
+def _plain(value: object) -> FeatureValue:
+    """An engine value as JSON-ready Python: float, str, or None when missing."""
+    if value is None or isinstance(value, str):
+        return value
+    v = float(value)  # type: ignore[arg-type]
+    return None if math.isnan(v) else v
+
+
+def _text(value: object) -> str | None:
+    """A client attribute: text, or None when empty or missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _client_info(client: BaseModel | None) -> tuple[str | None, str | None, str | None]:
+    """(account manager, segment, name) of a client record."""
+    if client is None:
+        return None, None, None
+    manager, segment, name = (
+        _text(getattr(client, k, None)) for k in ("account_manager", "segment", "name")
+    )
+    return manager, segment, name
+
+
+def _clients_info(data: CRMData, ids: pd.Series) -> list[tuple[str | None, str | None, str | None]]:
+    """(account manager, segment, name) of each client id, from the clients table."""
+    clients = data.clients.set_index("client_id")
+    rows = clients.reindex(pd.Index(ids.astype(str)))
+    columns = [
+        rows[k].astype(object).tolist() if k in rows else [None] * len(rows)
+        for k in ("account_manager", "segment", "name")
+    ]
+    return [(_text(m), _text(s), _text(n)) for m, s, n in zip(*columns, strict=True)]
+
+
+def _probe_frame(model: ChurnModel) -> pd.DataFrame:
+    """Rows that exercise every path: missing, zero, negative, large values; each category,
+    a missing and an unknown one."""
+    grid = [np.nan, 0.0, 1.0, 0.5, 3.0, 42.0, -7.0, 1e4, 2.5e5]
+    n = max([len(grid), *(len(c) + 2 for c in model.categories.values())])
+    columns: dict[str, Any] = {}
+    for j, name in enumerate(model.feature_names):
+        if name in model.categories:
+            labels = [*model.categories[name], None, "not a category seen in training"]
+            columns[name] = [labels[i % len(labels)] for i in range(n)]
+        else:
+            columns[name] = [grid[(i + j) % len(grid)] for i in range(n)]
+    return pd.DataFrame(columns)
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+def load_scorer(settings: Settings, playbook_path: Path | None = None) -> Scorer:
+    """A Scorer for the registry's champion, or the local last-known-good copy when it has none.
+
+    The version reads "3" for registry version 3, "local:3" for the local copy of version 3.
+
+    Raises:
+        NoModelError: neither the registry nor settings.models_dir holds a model.
+    """
+    model, version = _champion(settings)
+    playbook = load_playbook(playbook_path, feature_set=model.feature_set)
+    return Scorer(model, version, playbook)
+
+
+def _champion(settings: Settings) -> tuple[ChurnModel, str]:
+    """The champion and its version string: from the registry, else from the local copy."""
+    from churnguard.registry import CHAMPION, Registry  # imports MLflow: only when needed
+
+    try:
+        registry = Registry.from_settings(settings)
+        with _impatient():  # alias_version reads any failure as "no alias": ask first
+            registry.client.search_registered_models(max_results=1)
+        number = registry.alias_version(CHAMPION)
+        if number is not None:
+            model = registry.load_model(number)
+            logger.info(
+                "scoring with %s version %s from %s", CHAMPION, number, settings.tracking_uri
+            )
+            return model, str(number)
+        why = f"the registry at {settings.tracking_uri} has no {CHAMPION}"
+    except Exception as exc:  # any registry failure: fall back to the last-known-good copy
+        why = f"the registry at {settings.tracking_uri} failed: {_first_line(exc)}"
+    try:
+        model = load_local_model(settings.models_dir)
+    except FileNotFoundError:
+        raise NoModelError(
+            f"no model to score with: {why}, and there is no local copy in {settings.models_dir}; "
+            "train a model first: churnguard train --data <folder or database URL>"
+        ) from None
+    card = load_model_card(settings.models_dir)
+    version = f"local:{card['version']}" if card.get("version") is not None else "local"
+    logger.warning("%s; scoring with the local copy in %s (%s)", why, settings.models_dir, version)
+    return model, version
+
+
+@contextmanager
+def _impatient() -> Iterator[None]:
+    """Few HTTP retries and a short timeout for MLflow calls inside, unless the user set them.
+
+    With MLflow's defaults an unreachable server is retried for about four minutes before the
+    call fails; a scorer starting up should fall back to its local copy well before that.
+    """
+    added = {k: v for k, v in _PROBE_HTTP.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------- batch to store
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch run wrote."""
+
+    n_scored: int
+    by_band: dict[str, int]
+    revenue_at_risk: float  # total, per year
+    seconds: float
+    as_of: datetime
+    model_version: str
+    top: list[ClientScore]  # highest revenue at risk first
+
+
+def score_to_store(
+    data: CRMData,
+    scorer: Scorer,
+    store: ScoreStore,
+    as_of: datetime,
+    progress: bool = True,
+    drivers: bool = True,
+    explain_from: float = 0.0,
+) -> BatchSummary:
+    """Score every client active at as_of into the store, in one transaction.
+
+    ``drivers`` and ``explain_from`` are as in ``Scorer.score_data``.
+
+    Each score's "what changed" compares it with the client's latest stored score before as_of,
+    so re-running an as_of rewrites the same rows with the same change (the store upserts on
+    client, as_of and model version).
+    """
+    started = time.perf_counter()
+    when, _ = _utc(as_of)
+    previous = store.previous_scores(when)
+    records: list[ScoreRecord] = []
+    bands: Counter[str] = Counter()
+    total = 0.0
+    top: list[ClientScore] = []
+    for chunk in scorer.iter_scores(data, when, drivers, progress, explain_from):
+        for s in chunk:
+            records.append(s.to_record(describe_change(previous.get(s.client_id), s.probability)))
+            bands[s.band] += 1
+            total += s.revenue_at_risk
+        top = heapq.nlargest(TOP_CLIENTS, [*top, *chunk], key=_by_revenue)
+    store.save_scores(records, source="batch")
+    return BatchSummary(
+        n_scored=len(records),
+        by_band={band: bands[band] for band in RISK_BANDS},
+        revenue_at_risk=total,
+        seconds=time.perf_counter() - started,
+        as_of=when,
+        model_version=scorer.version,
+        top=top,
+    )
+
+
+def _by_revenue(s: ClientScore) -> tuple[float, str]:
+    return s.revenue_at_risk, s.client_id
+
+
+def format_summary(summary: BatchSummary) -> str:
+    """A batch run in a few lines: counts by band, revenue at risk, the clients to call first."""
+    lines = [
+        f"Scored {summary.n_scored:,} clients at {summary.as_of:%Y-%m-%d} with model "
+        f"{summary.model_version} in {summary.seconds:.1f} s",
+        *(f"  {band:<7}{summary.by_band[band]:>10,}" for band in reversed(RISK_BANDS)),
+        f"Revenue at risk: {summary.revenue_at_risk:,.0f} per year",
+    ]
+    if summary.top:
+        lines.append(f"Top {len(summary.top)} clients by revenue at risk:")
+    for s in summary.top:
+        reason = s.drivers[0].reason if s.drivers else "-"
+        name = s.client_name or ""
+        lines.append(
+            f"  {s.client_id:<12} {name[:28]:<28} {s.revenue_at_risk:>12,.0f}  "
+            f"p={s.probability:.2f}  {reason}"
+        )
+    return "\n".join(lines)
+
+
+__all__: Sequence[str] = (
+    "BatchSummary",
+    "ClientScore",
+    "NoModelError",
+    "Scorer",
+    "format_summary",
+    "load_scorer",
+    "score_to_store",
+)

@@ -1,0 +1,132 @@
+"""The churnguard service: ``create_app(settings)`` builds the FastAPI application.
+
+At start-up (the lifespan) it opens the score store, starts the score writer and loads the
+champion model once; then it freezes the garbage collector's view of everything loaded so far,
+which keeps collection pauses, and the latency tail, short. Without a model it still starts:
+``/health/ready`` answers 503 with the reason, and loading is retried in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from churnguard.config import Settings
+from churnguard.service.auth import KeyChecker
+from churnguard.service.limits import BodySizeLimit
+from churnguard.service.metrics import RequestMetrics, ServiceMetrics
+from churnguard.service.routes import clients, health, model, score
+from churnguard.service.settings import ServiceOptions
+from churnguard.service.state import ServiceState
+from churnguard.service.writer import ScoreWriter
+from churnguard.store import ScoreStore
+
+logger = logging.getLogger(__name__)
+
+_MAX_ERRORS = 50  # field errors listed in one 422 answer
+
+DESCRIPTION = """
+Churn risk for a service business's clients: probability of churning within the model's
+horizon, revenue at risk, the drivers behind it in plain words, and recommended actions.
+
+**Authentication**: every `/api/v1` call takes an API key, as `Authorization: Bearer <key>` or
+`X-API-Key: <key>` (create one with `churnguard keys create`). Roles: `crm` scores clients,
+`manager` sees and acts on their own clients only, `admin` does everything. A revoked key stops
+working within `key_cache_seconds` (10 s by default). `/health/*` and `/metrics` need no key.
+"""
+
+
+def create_app(settings: Settings, options: ServiceOptions | None = None) -> FastAPI:
+    """The API application for these settings (service options: from settings, else defaults)."""
+    options = options or ServiceOptions.from_settings(settings)
+    metrics = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with _serving(settings, options, metrics) as state:
+            app.state.service = state
+            yield
+
+    app = FastAPI(
+        title="churnguard",
+        summary="Churn-risk prediction for service businesses",
+        description=DESCRIPTION,
+        version=_package_version(),
+        lifespan=lifespan,
+    )
+    for router in (score.router, clients.router, model.router, health.router):
+        app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    settings: Settings, options: ServiceOptions, metrics: ServiceMetrics
+) -> AsyncIterator[ServiceState]:
+    """Store, writer and model for the life of the app; written and closed at the end."""
+    store = ScoreStore(settings.score_store_url).create()
+    writer = ScoreWriter(store, options.score_write_interval).start()
+    metrics.watch_writer(writer)
+    checker = KeyChecker(store, options.key_cache_seconds)
+    state = ServiceState(settings, options, store, writer, metrics, checker)
+    metrics.set_model(None)
+    await anyio.to_thread.run_sync(state.try_load_model)  # also freezes the GC once loaded
+    retry = asyncio.create_task(_keep_trying(state, options.model_retry_seconds))
+    try:
+        yield state
+    finally:
+        retry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retry
+        await anyio.to_thread.run_sync(writer.close)
+        store.close()
+
+
+async def _keep_trying(state: ServiceState, every: float) -> None:
+    """While no model is loaded, try again every ``every`` seconds (0: never)."""
+    while every > 0 and state.scorer is None:
+        await asyncio.sleep(every)
+        await anyio.to_thread.run_sync(state.try_load_model)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 listing each invalid field's path, message and type; input values are not echoed."""
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    detail: list[dict[str, Any]] = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in errors[:_MAX_ERRORS]
+    ]
+    if len(errors) > _MAX_ERRORS:
+        more = len(errors) - _MAX_ERRORS
+        detail.append({"loc": ["body"], "msg": f"and {more} more errors", "type": "too_many"})
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """500 without details for the caller; the traceback goes to the log."""
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR
+    )
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("churnguard")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,45 @@
+"""API key checks for the service, with a short memory of keys already checked.
+
+A CRM sends the same key with every request, and checking it reads the score store. The service
+remembers each key it accepted for ``ttl`` seconds (by the key's SHA-256, not the key itself),
+so a revoked key stops working within ``ttl`` seconds; ``ttl`` 0 checks the store every time.
+Rejected keys are never remembered: a wrong or revoked key always goes to the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from churnguard import keys
+from churnguard.keys import Principal
+from churnguard.store import ScoreStore
+
+_MAX_KEYS = 10_000  # remembered at once; beyond it the memory starts afresh
+
+
+class KeyChecker:
+    """``keys.authenticate`` against one store, remembering accepted keys for ``ttl`` seconds."""
+
+    def __init__(self, store: ScoreStore, ttl: float = 10.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._accepted: dict[bytes, tuple[Principal, float]] = {}
+
+    def authenticate(self, key: str) -> Principal | None:
+        """The principal of a valid, unrevoked key, else None."""
+        if self.ttl <= 0:
+            return keys.authenticate(self.store, key)
+        digest = hashlib.sha256(key.encode()).digest()
+        now = time.monotonic()
+        remembered = self._accepted.get(digest)
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        principal = keys.authenticate(self.store, key)
+        if principal is None:
+            self._accepted.pop(digest, None)
+            return None
+        if len(self._accepted) >= _MAX_KEYS:
+            self._accepted.clear()
+        self._accepted[digest] = (principal, now + self.ttl)
+        return principal

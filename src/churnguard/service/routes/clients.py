@@ -1,0 +1,116 @@
+"""Clients' latest scores, one client's detail, and the actions account managers log.
+
+A manager key sees its own book only, everywhere: the list is filtered to it, and another
+manager's client is "not found" (404), as if it did not exist, not "forbidden".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
+
+from churnguard.keys import Principal
+from churnguard.service.deps import (
+    ActingPrincipal,
+    CurrentPrincipal,
+    StoreDep,
+    WriterDep,
+    book_of,
+)
+from churnguard.service.schemas import (
+    ActionCreate,
+    Band,
+    ClientDetail,
+    ClientsPublic,
+    ErrorPublic,
+    LoggedActionPublic,
+    Order,
+    ScoreHistoryItem,
+    ScorePublic,
+)
+from churnguard.store import MAX_PAGE, Score, ScoreStore
+
+router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
+
+ClientId = Annotated[str, Path(min_length=1, max_length=200)]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorPublic, "description": "No such client in the caller's view."}
+}
+
+
+@router.get("")
+def read_clients(
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    writer: WriterDep,
+    manager: Annotated[
+        str | None, Query(max_length=200, description="Account manager (a manager key: own)")
+    ] = None,
+    band: Band | None = None,
+    search: Annotated[
+        str | None, Query(max_length=200, description="Part of the client id or name")
+    ] = None,
+    order_by: Order = "revenue_at_risk",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ClientsPublic:
+    """Each client's latest score, highest revenue at risk first by default, one page."""
+    book = book_of(principal)
+    writer.flush()
+    rows, total = store.latest_scores(
+        manager=book if book is not None else manager,
+        band=band,
+        search=search,
+        order_by=order_by,
+        limit=limit,
+        offset=offset,
+    )
+    items = [ScorePublic.of(r) for r in rows]
+    return ClientsPublic(total=total, limit=limit, offset=offset, items=items)
+
+
+@router.get("/{client_id}", responses=_NOT_FOUND)
+def read_client(
+    client_id: ClientId, principal: CurrentPrincipal, store: StoreDep, writer: WriterDep
+) -> ClientDetail:
+    """A client's latest score (drivers, actions), its score history and logged actions."""
+    writer.flush()
+    latest = _visible_score(store, principal, client_id)
+    return ClientDetail(
+        client_id=client_id,
+        latest=ScorePublic.of(latest),
+        history=[ScoreHistoryItem.model_validate(s) for s in store.client_history(client_id)],
+        logged_actions=[LoggedActionPublic.of(a) for a in store.list_actions(client_id)],
+    )
+
+
+@router.post("/{client_id}/actions", status_code=status.HTTP_201_CREATED, responses=_NOT_FOUND)
+def create_action(
+    client_id: ClientId,
+    action: ActionCreate,
+    principal: ActingPrincipal,
+    store: StoreDep,
+    writer: WriterDep,
+) -> LoggedActionPublic:
+    """Log what was done about a client (a manager: only on their own clients)."""
+    writer.flush()
+    _visible_score(store, principal, client_id)
+    logged = store.log_action(
+        client_id,
+        action.type,
+        action.note,
+        action.date or datetime.now(UTC).date(),
+        logged_by=principal.manager or f"{principal.role} key {principal.key_id}",
+    )
+    return LoggedActionPublic.of(logged)
+
+
+def _visible_score(store: ScoreStore, principal: Principal, client_id: str) -> Score:
+    """The client's latest score if the principal may see the client, else 404."""
+    score = store.latest_score(client_id)
+    book = book_of(principal)
+    if score is None or (book is not None and score.account_manager != book):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no client {client_id!r}")
+    return score

@@ -1,0 +1,41 @@
+"""Liveness, readiness and Prometheus metrics: unauthenticated, for the operator's tools."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
+
+from churnguard.service.deps import MetricsDep, StateDep
+from churnguard.service.metrics import CONTENT_TYPE
+from churnguard.service.schemas import ErrorPublic, HealthPublic, ReadyPublic
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health/live")
+async def read_live() -> HealthPublic:
+    """The process is up and answering."""
+    return HealthPublic(status="ok")
+
+
+@router.get(
+    "/health/ready",
+    response_model=ReadyPublic,
+    responses={503: {"model": ErrorPublic, "description": "No model loaded yet, and why."}},
+)
+async def read_ready(state: StateDep) -> ReadyPublic | JSONResponse:
+    """Ready to score: a model is loaded (503 with the reason until one is)."""
+    scorer = state.scorer
+    if scorer is None:
+        return JSONResponse(
+            {"detail": state.unavailable},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "30"},
+        )
+    return ReadyPublic(status="ready", model_version=scorer.version)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
+async def read_metrics(metrics: MetricsDep) -> Response:
+    """Prometheus metrics: requests by route and status, latency, scores by band, the model."""
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -1,0 +1,123 @@
+"""``POST /api/v1/score``: a CRM sends clients' records and gets risk, drivers and actions back.
+
+The route runs on the event loop and does its CPU and database work (features, model, "what
+changed", handing the scores to the writer) in one trip to a worker thread: each trip costs,
+and FastAPI would otherwise make one for every synchronous step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+
+from churnguard.service.deps import ScorerDep, ScoringPrincipal, StateDep
+from churnguard.service.schemas import (
+    ErrorPublic,
+    ScorePublic,
+    ScoreRequest,
+    ScoresPublic,
+    ValidationErrorPublic,
+)
+from churnguard.service.state import ServiceState
+from churnguard.store import describe_change
+
+if TYPE_CHECKING:
+    from churnguard.scoring import ClientScore, Scorer
+
+router = APIRouter(prefix="/api/v1", tags=["scores"])
+
+EARLIEST_AS_OF = datetime(1900, 1, 1, tzinfo=UTC)  # the feature engine's time range is wider
+LATEST_AS_OF = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+@router.post(
+    "/score",
+    responses={
+        401: {"model": ErrorPublic, "description": "No API key, or not a valid one."},
+        403: {"model": ErrorPublic, "description": "The key's role may not score (crm, admin)."},
+        413: {"model": ErrorPublic, "description": "The body is over the size limit."},
+        422: {"model": ValidationErrorPublic, "description": "Invalid records: field paths."},
+        503: {"model": ErrorPublic, "description": "No model is loaded yet."},
+    },
+)
+async def create_scores(
+    body: ScoreRequest, _: ScoringPrincipal, scorer: ScorerDep, state: StateDep
+) -> ScoresPublic:
+    """Score clients from their CRM records; each score is stored with its audit record.
+
+    Each score carries the calibrated churn probability within the model's horizon, the risk
+    band, revenue at risk, the top drivers with reasons, recommended actions and what changed
+    since the client's previous stored score.
+    """
+    _check_clients(body, state.options.max_clients_per_request)
+    scored = await run_in_threadpool(score_clients, body, scorer, state)
+    state.metrics.count_scores(s.band for s in scored.scores)
+    return scored
+
+
+def score_clients(body: ScoreRequest, scorer: Scorer, state: ServiceState) -> ScoresPublic:
+    """Score each client, say what changed since its last score, and hand the scores over."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    records = []
+    for i, client in enumerate(body.clients):
+        try:
+            score = scorer.score_records(client, _as_of(body, i, now))
+        except ValueError as exc:  # records the model cannot score (explained in the message)
+            raise _invalid(("body", "clients", i), str(exc), "value_error") from exc
+        records.append(score.to_record(_change(state, score)))
+    state.writer.submit(records)
+    return ScoresPublic(model_version=scorer.version, scores=[ScorePublic.of(r) for r in records])
+
+
+def _check_clients(body: ScoreRequest, most: int) -> None:
+    """At most ``most`` clients, each once."""
+    if len(body.clients) > most:
+        raise _invalid(
+            ("body", "clients"),
+            f"at most {most} clients per request, got {len(body.clients)}: "
+            "send them in several requests",
+            "too_long",
+        )
+    seen: set[str] = set()
+    for i, client in enumerate(body.clients):
+        if client.client_id in seen:
+            raise _invalid(
+                ("body", "clients", i, "client_id"),
+                f"client {client.client_id!r} appears more than once in the request",
+                "duplicate",
+            )
+        seen.add(client.client_id)
+
+
+def _as_of(body: ScoreRequest, i: int, now: datetime) -> datetime:
+    """Client i's as_of: its own, else the request's, else now; in UTC and in range."""
+    own: datetime | None = body.clients[i].as_of
+    given = own or body.as_of
+    if given is None:
+        return now
+    loc = ("body", "clients", i, "as_of") if own is not None else ("body", "as_of")
+    when = _utc(given)
+    if not EARLIEST_AS_OF <= when < LATEST_AS_OF:
+        msg = f"as_of must lie in {EARLIEST_AS_OF:%Y-%m-%d} .. {LATEST_AS_OF:%Y-%m-%d} (UTC)"
+        raise _invalid(loc, msg, "value_error")
+    return when
+
+
+def _change(state: ServiceState, score: ClientScore) -> dict[str, Any]:
+    """What changed since the client's latest stored score before this one."""
+    if state.writer.is_pending(score.client_id):  # its last score is on its way to the store
+        state.writer.flush()
+    previous = state.store.previous_score(score.client_id, score.as_of)
+    return describe_change(previous, score.probability)
+
+
+def _invalid(loc: tuple[str | int, ...], msg: str, kind: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

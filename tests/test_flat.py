@@ -1,0 +1,360 @@
+"""Tests for flat.py: flat-table training (`churnguard train --table`) on small generated tables.
+
+Column typing (yes/no, booleans, blank numbers, dropped columns), scoring unseen categories, the
+cross-validated and out-of-time runs, registration and aliases, the pyfunc, and clear errors.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.cli import main
+from churnguard.flat import (
+    CV_NOTE,
+    FlatChurnModel,
+    FlatOptions,
+    TableError,
+    TableResult,
+    TableSchema,
+    fit_table_model,
+    infer_schema,
+    input_example,
+    parse_label,
+    prepare_rows,
+    split_by_time,
+    train_table,
+)
+from churnguard.model import ChurnModel
+from churnguard.registry import CHALLENGER, CHAMPION, Registry
+from churnguard.train import NotEnoughDataError, TrainOptions
+
+# Small and quick: 2 folds x 1 repeat, 2 inner folds, few bootstrap resamples.
+FAST = FlatOptions(
+    train=TrainOptions(n_boot=20, experiment="flat-tests"), folds=2, repeats=1, inner_folds=2
+)
+
+
+def client_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """One row per client, Telco-like: churn depends on contract, tenure, support and billing."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n)
+    monthly = rng.uniform(20, 110, n).round(2)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.5, 0.3, 0.2])
+    paperless = rng.choice(["Yes", "No"], n)
+    support = rng.choice([True, False], n)
+    logit = (
+        -0.5
+        + 1.8 * (contract == "Month-to-month")
+        - 0.05 * tenure
+        + 0.01 * monthly
+        + 0.6 * (paperless == "Yes")
+        - 0.8 * support
+    )
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    total = (tenure * monthly).round(2).astype(str)
+    total[:7] = " "  # new clients not billed yet, as in Telco's TotalCharges
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "tenure": tenure,
+            "monthly": monthly,
+            "total": total,
+            "contract": contract,
+            "paperless": paperless,
+            "support": support,
+            "country": "NL",
+            "email": [f"client{i}@example.com" for i in range(n)],
+            "churn": np.where(churned, "Yes", "No"),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry in its own temporary MLflow store (model name churnguard)."""
+    home = tmp_path_factory.mktemp("flat-home")
+    previous = mlflow.get_tracking_uri()
+    yield Registry(f"sqlite:///{home / 'mlflow.db'}", home / "mlartifacts")
+    mlflow.set_tracking_uri(previous)
+    mlflow.set_registry_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def cv_run(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TableResult:
+    """Cross-validated training on a table without a time column, in a fresh store."""
+    models = tmp_path_factory.mktemp("flat-models")
+    table = client_table()
+    return train_table(
+        table, "churn", "customer_id", registry=registry, models_dir=models, options=FAST
+    )
+
+
+# ---------------------------------------------------------------------------------- columns
+
+
+def test_columns_are_typed_and_unusable_ones_dropped() -> None:
+    table = client_table().drop(columns=["customer_id", "churn"])
+    table["signed_up"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(table["tenure"], "D")
+    table["notes"] = np.nan
+    table["active"] = np.where(table["tenure"] > 10, "TRUE", "false")
+    schema = infer_schema(table)
+    assert schema.kinds == {
+        "tenure": "numeric",
+        "monthly": "numeric",
+        "total": "numeric",  # numbers stored as text, with blanks
+        "contract": "categorical",
+        "paperless": "flag",
+        "support": "flag",
+        "active": "flag",
+    }
+    assert set(schema.dropped) == {"country", "email", "signed_up", "notes"}
+    assert "constant" in schema.dropped["country"]
+    assert "distinct values" in schema.dropped["email"]
+    assert schema.dropped["notes"] == "all missing"
+
+
+def test_blank_numbers_and_yes_no_words_become_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    rows = pd.DataFrame(
+        {
+            "total": ["12.5", " ", "", "n/a", None],
+            "paperless": ["Yes", "no", " YES ", "maybe", None],
+            "support": [True, False, True, False, True],
+        }
+    )
+    schema = TableSchema({"total": "numeric", "paperless": "flag", "support": "flag"})
+    with caplog.at_level(logging.WARNING, logger="churnguard.flat"):
+        prepared = prepare_rows(rows, schema)
+    assert prepared["total"].tolist()[0] == 12.5
+    assert prepared["total"].isna().tolist() == [False, True, True, True, True]
+    assert prepared["paperless"].tolist()[:3] == [1.0, 0.0, 1.0]
+    assert prepared["paperless"].isna().tolist()[3:] == [True, True]
+    assert prepared["support"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert "'n/a'" in caplog.text and "'maybe'" in caplog.text  # unreadable values are logged
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["Yes", "No", "yes", None],
+        ["True", "False", "TRUE", None],
+        [1, 0, 1, None],
+        ["1", "0", "1", ""],
+    ],
+)
+def test_label_accepts_yes_no_true_false_and_one_zero(values: list[object]) -> None:
+    label = parse_label(pd.Series(values), "churn")
+    assert label[:3].tolist() == [1.0, 0.0, 1.0]
+    assert np.isnan(label[3])
+
+
+def test_label_with_other_values_is_a_clear_error() -> None:
+    with pytest.raises(TableError, match=r"label column 'status' .*\['active', 'cancelled'\]"):
+        parse_label(pd.Series(["active", "cancelled", "active"]), "status")
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def _train(
+    table: pd.DataFrame | str, registry: Registry, tmp_path: Path, options: FlatOptions = FAST
+) -> None:
+    train_table(
+        table, "churn", "customer_id", registry=registry, models_dir=tmp_path, options=options
+    )
+
+
+def test_one_class_label_is_a_clear_error(registry: Registry, tmp_path: Path) -> None:
+    table = client_table().assign(churn="No")
+    with pytest.raises(TableError, match="one class only"):
+        _train(table, registry, tmp_path)
+
+
+def test_missing_column_and_missing_file_are_clear_errors(
+    registry: Registry, tmp_path: Path
+) -> None:
+    table = client_table().drop(columns=["churn"])
+    with pytest.raises(TableError, match=r"\['churn'\] not in the table; it has: customer_id"):
+        _train(table, registry, tmp_path)
+    with pytest.raises(FileNotFoundError, match="no table at"):
+        _train(str(tmp_path / "nope.csv"), registry, tmp_path)
+
+
+def test_too_few_churned_rows_and_repeated_ids_are_errors(
+    registry: Registry, tmp_path: Path
+) -> None:
+    table = client_table()
+    few = table.assign(churn=np.where(np.arange(len(table)) < 5, "Yes", "No"))
+    with pytest.raises(NotEnoughDataError, match="5 churned"):
+        _train(few, registry, tmp_path)
+    repeated = pd.concat([table, table.head(3)])
+    with pytest.raises(TableError, match="appear more than once"):
+        _train(repeated, registry, tmp_path)
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+def test_unseen_category_and_blank_number_score_like_missing() -> None:
+    table = client_table()
+    y = parse_label(table["churn"], "churn").astype(np.int64)
+    rows = table.drop(columns=["customer_id", "churn"])
+    options = FlatOptions(train=TrainOptions(lightgbm_min_train_events=10**9), inner_folds=2)
+    model = fit_table_model(rows, y, options).model
+    unseen = pd.Series(["Three year", None, "Three year"], dtype=object)
+    new = rows.head(3).assign(contract=unseen.to_numpy(), total=[" ", "", np.nan])
+    missing = new.assign(contract=np.nan)
+    p = model.predict_proba(new)
+    assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    np.testing.assert_allclose(p, model.predict_proba(missing))
+    assert not np.allclose(p, model.predict_proba(rows.head(3)))  # the category does matter
+
+
+# ---------------------------------------------------------------------------------- CV run
+
+
+def test_cross_validated_run_says_so_and_reports_metrics(
+    cv_run: TableResult, registry: Registry
+) -> None:
+    from churnguard.flat import format_table_summary
+
+    summary = format_table_summary(cv_run)
+    assert CV_NOTE in summary
+    assert len(cv_run.folds) == FAST.folds * FAST.repeats
+    assert cv_run.metrics["roc_auc"] > 0.7  # the generated churn is learnable
+    run = registry.client.get_run(cv_run.run_id).data
+    assert CV_NOTE in run.tags["evaluation"] and CV_NOTE in run.params["evaluation"]
+    assert run.metrics["cv_roc_auc_mean"] == pytest.approx(cv_run.folds["roc_auc"].mean())
+    assert {"cv_brier_std", "cv_roc_auc_low", "val_roc_auc"} <= set(run.metrics)
+    assert not any(k.startswith("test_") for k in run.metrics)  # nothing passes for out-of-time
+    assert run.params["dropped_columns"].startswith("country (constant")
+    assert "customer_id" not in cv_run.model.feature_names
+
+
+def test_cross_validated_run_registers_a_champion_with_a_local_copy(
+    cv_run: TableResult, registry: Registry
+) -> None:
+    assert cv_run.version is not None
+    assert registry.alias_version(CHAMPION) == cv_run.version
+    assert cv_run.promotion.reason == "no champion yet"
+    assert cv_run.local_copy is not None and cv_run.local_copy.exists()
+    loaded = registry.load_model(cv_run.version)
+    assert isinstance(loaded, ChurnModel) and isinstance(loaded, FlatChurnModel)
+
+
+def test_packaged_model_scores_through_the_pyfunc(cv_run: TableResult, registry: Registry) -> None:
+    rows = input_example(cv_run.data, cv_run.model)
+    rows = rows.assign(contract=["Three year", *rows["contract"][1:]])  # unseen at training
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    mlflow.set_registry_uri(registry.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/churnguard@{CHAMPION}")
+    scored = np.asarray(pyfunc.predict(rows), dtype=np.float64)
+    np.testing.assert_allclose(scored, cv_run.model.predict_proba(rows))
+    assert ((scored > 0) & (scored < 1)).all()
+
+
+def test_same_data_again_is_compared_on_recorded_cv_metrics(
+    cv_run: TableResult, registry: Registry, tmp_path: Path
+) -> None:
+    again = train_table(
+        client_table(), "churn", "customer_id", registry=registry, models_dir=tmp_path, options=FAST
+    )
+    assert again.promotion.champion_metrics is not None
+    assert again.promotion.champion_metrics["roc_auc"] == pytest.approx(cv_run.metrics["roc_auc"])
+    assert "in cross-validation on the same data" in again.promotion.reason
+    assert again.promotion.promoted  # same data, same seed: the same model
+    other = train_table(
+        client_table(seed=1),
+        "churn",
+        "customer_id",
+        registry=registry,
+        models_dir=tmp_path,
+        options=FAST,
+    )
+    assert not other.promotion.promoted and "other data" in other.promotion.reason
+    assert registry.alias_version(CHALLENGER) == other.version
+
+
+# ---------------------------------------------------------------------------------- time
+
+
+def _with_time(n: int = 600) -> pd.DataFrame:
+    table = client_table(n, seed=2)
+    months = pd.date_range("2023-01-01", periods=12, freq="MS")
+    return table.assign(snapshot=np.repeat(months, n // 12)[::-1])  # newest rows first
+
+
+def test_split_by_time_never_shares_a_time_between_windows() -> None:
+    times = pd.Series(np.repeat(pd.date_range("2024-01-01", periods=10, freq="MS"), [7] * 10))
+    train, validation, test = split_by_time(times, 0.2, 0.2)
+    assert (train.astype(int) + validation + test == 1).all()
+    assert times[train].max() < times[validation].min()
+    assert times[validation].max() < times[test].min()
+    assert test.sum() == 14 and validation.sum() == 14  # 2 whole months each
+
+
+def test_time_column_gives_an_out_of_time_run(registry: Registry, tmp_path: Path) -> None:
+    result = train_table(
+        _with_time(),
+        "churn",
+        "customer_id",
+        "snapshot",
+        registry=registry,
+        models_dir=tmp_path,
+        options=FAST,
+    )
+    w = result.windows.set_index("window")
+    assert w.loc["train", "end"] < w.loc["validation", "start"]
+    assert w.loc["validation", "end"] < w.loc["test", "start"]
+    assert w["rows"].sum() == 600
+    assert "snapshot" not in result.model.feature_names
+    run = registry.client.get_run(result.run_id).data
+    assert "out-of-time" in run.tags["evaluation"]
+    assert run.params["test_start"] == str(w.loc["test", "start"])
+    assert result.metrics["roc_auc"] == pytest.approx(run.metrics["test_roc_auc"])
+    # the champion (a cross-validated model for the same label) was re-scored on the test rows
+    assert result.promotion.champion_metrics is not None
+    aliases = registry.version_info(result.version or 0).aliases
+    assert aliases == ((CHAMPION,) if result.promotion.promoted else (CHALLENGER,))
+
+
+# ---------------------------------------------------------------------------------- CLI
+
+
+def test_cli_table_and_data_are_mutually_exclusive(tmp_path: Path) -> None:
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["train", "--table", "t.csv", "--data", "x", "--label", "c", "--id", "i"])
+    assert code == 2 and "mutually exclusive" in err.getvalue()
+    with redirect_stderr(err):
+        assert main(["train", "--table", "t.csv"]) == 2
+    assert "--label" in err.getvalue()
+
+
+def test_cli_trains_on_a_csv_table(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "clients.csv"
+    client_table(150, seed=3).to_csv(path, index=False)  # < 50 churned: logistic only, quick
+    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CHURNGUARD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
+    out = io.StringIO()
+    args = ["train", "--table", str(path), "--label", "churn", "--id", "customer_id"]
+    with redirect_stdout(out):
+        assert (
+            main([*args, "--experiment", "flat-cli", "--cv-folds", "2", "--cv-repeats", "1"]) == 0
+        )
+    printed = out.getvalue()
+    assert CV_NOTE in printed and "(2 folds x 1 repeats" in printed
+    version = registry.versions()[0].version
+    assert f"Registered model churnguard version {version}" in printed
+    assert registry.version_info(version).aliases in ((CHAMPION,), (CHALLENGER,))

@@ -1,0 +1,117 @@
+"""Tests for registry.py: runs, the pyfunc model and its signature, versions and aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from churnguard.config import Settings
+from churnguard.model import ChurnModel
+from churnguard.registry import CHALLENGER, CHAMPION, Registry, RegistryError
+from churnguard.train import Dataset
+
+ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
+NAME = "registry-test"  # its own registered model: the aliases of `churnguard` are not touched
+
+
+@pytest.fixture(scope="module")
+def registry(store: Path) -> Registry:
+    return Registry(Settings().tracking_uri, store / "mlartifacts", model_name=NAME)
+
+
+@pytest.fixture(scope="module")
+def model(make_model: ModelFactory) -> ChurnModel:
+    return make_model("logistic", {"C": 0.1})
+
+
+@pytest.fixture(scope="module")
+def features(dataset: Dataset) -> pd.DataFrame:
+    return dataset.features.tail(50).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def logged(registry: Registry, model: ChurnModel, features: pd.DataFrame) -> tuple[str, int]:
+    """A run with params, metrics, a figure, a text and the model; (run_id, version)."""
+    figure = Figure()
+    figure.add_subplot().plot([0, 1], [0, 1])
+    with registry.start_run("registry-tests") as run:
+        run.params({"horizon_days": 90, "features": "x" * 7000})
+        run.metrics({"test_roc_auc": 0.8, "undefined": float("nan")})
+        run.figure(figure, "plots/line.png")
+        run.text("# report", "model_report.md")
+        version = registry.log_model(run, model, model.inputs(features.head(5)))
+    return run.run_id, version
+
+
+def test_a_run_keeps_params_metrics_and_artifacts(registry: Registry, logged: tuple[str, int]):
+    run = registry.client.get_run(logged[0])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["horizon_days"] == "90"
+    assert len(run.data.params["features"]) == 6000  # cut to MLflow's limit, not refused
+    assert run.data.metrics == {"test_roc_auc": 0.8}  # NaN (undefined) left out
+    paths = {a.path for a in registry.client.list_artifacts(logged[0])}
+    assert {"plots", "model_report.md"} <= paths
+    experiment = registry.client.get_experiment(run.info.experiment_id)
+    assert experiment.artifact_location.startswith("file://")
+    assert experiment.artifact_location.endswith("mlartifacts")
+
+
+def test_a_failing_run_is_marked_failed(registry: Registry) -> None:
+    with pytest.raises(RuntimeError), registry.start_run("registry-tests") as run:
+        raise RuntimeError("boom")
+    assert registry.client.get_run(run.run_id).info.status == "FAILED"
+
+
+def test_the_pyfunc_takes_strings_and_returns_the_models_probabilities(
+    registry: Registry, logged: tuple[str, int], model: ChurnModel, features: pd.DataFrame
+) -> None:
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}/{logged[1]}")
+    inputs = {spec.name: spec.type.name for spec in pyfunc.metadata.get_input_schema().inputs}
+    assert list(inputs) == model.feature_names
+    assert {inputs[c] for c in model.categories} == {"string"}
+    assert inputs["days_since_contact"] == "double"
+    as_text = features[model.feature_names].astype({c: object for c in model.categories})
+    np.testing.assert_array_equal(pyfunc.predict(as_text), model.predict_proba(features))
+
+
+def test_load_model_returns_the_churn_model(
+    registry: Registry, logged: tuple[str, int], model: ChurnModel, features: pd.DataFrame
+) -> None:
+    loaded = registry.load_model(logged[1])
+    assert isinstance(loaded, ChurnModel)
+    np.testing.assert_array_equal(loaded.predict_proba(features), model.predict_proba(features))
+
+
+def test_aliases_move_and_unknown_versions_are_refused(
+    registry: Registry, logged: tuple[str, int]
+) -> None:
+    version = logged[1]
+    assert registry.alias_version(CHAMPION) is None
+    registry.set_alias(CHAMPION, version)
+    registry.set_alias(CHALLENGER, version)
+    assert registry.alias_version(CHAMPION) == version
+    info = registry.version_info(version)
+    assert info.aliases == (CHALLENGER, CHAMPION)
+    assert info.metrics["test_roc_auc"] == 0.8 and info.run_id == logged[0]
+    registry.delete_alias(CHALLENGER)
+    registry.delete_alias(CHALLENGER)  # deleting a missing alias is fine
+    assert registry.alias_version(CHALLENGER) is None
+    with pytest.raises(RegistryError, match="no version 42"):
+        registry.set_alias(CHAMPION, 42)
+    with pytest.raises(RegistryError, match="no version 42"):
+        registry.load_model(42)
+    assert registry.alias_version(CHAMPION) == version
+
+
+def test_versions_lists_newest_first(registry: Registry, logged: tuple[str, int]) -> None:
+    versions = registry.versions()
+    assert [v.version for v in versions] == sorted((v.version for v in versions), reverse=True)
+    assert versions[-1].version == 1 and versions[0].version == logged[1]
+    assert Registry(registry.tracking_uri, model_name="no-such-model").versions() == []

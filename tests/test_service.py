@@ -1,0 +1,676 @@
+"""Tests for the service (churnguard.service) through FastAPI's TestClient, with real models.
+
+A module-wide churnguard home holds its own MLflow store with two registered versions (version 1
+champion at start) and its own score store; the app loads the champion as `churnguard serve`
+would. Records sent to the API are the simulated business's own rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from churnguard import cli, keys
+from churnguard.config import Settings
+from churnguard.contract import CRMData
+from churnguard.model import ChurnModel, model_card, save_local_model
+from churnguard.registry import CHAMPION, Registry
+from churnguard.scoring import load_scorer
+from churnguard.service import create_app
+from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords
+from churnguard.service.settings import ServiceOptions
+from churnguard.service.writer import ScoreWriter
+from churnguard.store import ScoreRecord, ScoreStore, Source
+from churnguard.synth import SimulatedBusiness
+from churnguard.train import Dataset
+
+ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
+Keys = dict[str, str]
+KEY_CACHE_SECONDS = 0.5  # accepted keys are trusted this long without a store read
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def records_body(data: CRMData, client_id: str) -> dict[str, Any]:
+    """One client's rows as the JSON a CRM would send (empty values left out)."""
+    body: dict[str, Any] = {"client_id": client_id}
+    for name, df in data.for_clients([client_id]).tables().items():
+        rows = [
+            {k: _json_value(v) for k, v in row.items() if k != "client_id"}
+            for row in df.astype(object).to_dict("records")
+        ]
+        rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
+        if name == "clients":
+            body["client"] = rows[0]
+        else:
+            body[name] = rows
+    return body
+
+
+def settings_for(home: Path) -> Settings:
+    """Settings of a churnguard home of its own (MLflow store, score store, models folder)."""
+    return Settings(
+        home=home,
+        models_dir=home / "models",
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+    )
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return settings_for(tmp_path_factory.mktemp("service"))
+
+
+@pytest.fixture(scope="module")
+def versions(settings: Settings, make_model: ModelFactory, dataset: Dataset) -> tuple[int, int]:
+    """Two registered versions: a LightGBM champion, and a logistic model to reload to."""
+    registry = Registry.from_settings(settings)
+    found = []
+    for kind, params in (("lightgbm", {"num_leaves": 4}), ("logistic", {"C": 0.1})):
+        model = make_model(kind, params)
+        with registry.start_run("service-tests") as run:
+            found.append(registry.log_model(run, model, model.inputs(dataset.features.head(5))))
+    registry.set_alias(CHAMPION, found[0])
+    return found[0], found[1]
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings, versions: tuple[int, int]) -> Iterator[TestClient]:
+    app = create_app(settings, ServiceOptions(key_cache_seconds=KEY_CACHE_SECONDS))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def managers(book: dict[str, list[str]]) -> list[str]:
+    """The two account managers: the first holds the "manager" key."""
+    return list(book)
+
+
+@pytest.fixture(scope="module")
+def api_keys(settings: Settings, client: TestClient, managers: list[str]) -> Keys:
+    """A key per role; the manager key is bound to the first of `managers`."""
+    with ScoreStore(settings.score_store_url) as store:
+        return {
+            "crm": keys.create_key(store, "crm"),
+            "admin": keys.create_key(store, "admin"),
+            "manager": keys.create_key(store, "manager", managers[0]),
+        }
+
+
+@pytest.fixture(scope="module")
+def as_of(business: SimulatedBusiness) -> str:
+    return business.observed_until.isoformat()
+
+
+@pytest.fixture(scope="module")
+def book(business: SimulatedBusiness) -> dict[str, list[str]]:
+    """Active clients of the two busiest account managers: {manager: [client ids]}."""
+    clients = business.data.clients
+    active = set(
+        business.data.contracts.loc[
+            business.data.contracts["end_date"].isna()
+            | (business.data.contracts["end_date"] > business.observed_until),
+            "client_id",
+        ].astype(str)
+    )
+    managed = clients[clients["client_id"].isin(active) & (clients["account_manager"] != "")]
+    top = managed["account_manager"].value_counts().index[:2].tolist()
+    return {m: managed.loc[managed["account_manager"] == m, "client_id"].tolist() for m in top}
+
+
+@pytest.fixture(autouse=True)
+def no_unhandled_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every test here: no request may reach the generic 500 handler."""
+    yield
+    unhandled = [r for r in caplog.records if r.name == "churnguard.service.app"]
+    assert not unhandled, [r.getMessage() for r in unhandled]
+
+
+def score(
+    client: TestClient,
+    key: str,
+    business: SimulatedBusiness,
+    ids: list[str],
+    as_of: str | None = None,
+) -> Any:
+    body: dict[str, Any] = {"clients": [records_body(business.data, c) for c in ids]}
+    if as_of is not None:
+        body["as_of"] = as_of
+    return client.post("/api/v1/score", json=body, headers=bearer(key))
+
+
+# ---------------------------------------------------------------------------------- auth
+
+
+def test_no_key_or_a_bad_key_is_401_with_a_challenge(
+    client: TestClient, api_keys: Keys, settings: Settings
+) -> None:
+    for headers in ({}, bearer("cg_0123456789ab_wrong"), {"X-API-Key": "nonsense"}):
+        answer = client.get("/api/v1/clients", headers=headers)
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "nonsense" not in answer.text and "wrong" not in answer.text
+    with ScoreStore(settings.score_store_url) as store:
+        revoked = keys.create_key(store, "admin")
+        assert client.get("/api/v1/clients", headers=bearer(revoked)).status_code == 200
+        keys.revoke(store, revoked)
+    time.sleep(KEY_CACHE_SECONDS)  # the service may trust an accepted key this long
+    assert client.get("/api/v1/clients", headers=bearer(revoked)).status_code == 401
+    assert client.get("/api/v1/clients", headers={"X-API-Key": api_keys["crm"]}).status_code == 200
+
+
+def test_a_role_that_may_not_do_something_is_403(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+) -> None:
+    someone = book[managers[0]][0]
+    assert score(client, api_keys["manager"], business, [someone]).status_code == 403
+    action = {"type": "call", "note": "", "date": "2025-01-01"}
+    answer = client.post(
+        f"/api/v1/clients/{someone}/actions", json=action, headers=bearer(api_keys["crm"])
+    )
+    assert answer.status_code == 403
+    assert "crm key may not" in answer.json()["detail"]
+    for role in ("crm", "manager"):
+        answer = client.post("/api/v1/model/reload", headers=bearer(api_keys[role]))
+        assert answer.status_code == 403
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+def test_scoring_returns_risk_drivers_actions_and_stores_the_score(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+    as_of: str,
+    settings: Settings,
+) -> None:
+    ids = book[managers[0]][:3]
+    answer = score(client, api_keys["crm"], business, ids, as_of)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_version"] == "1"
+    assert [s["client_id"] for s in body["scores"]] == ids
+    for s in body["scores"]:
+        assert 0 <= s["probability"] <= 1
+        assert s["band"] in ("low", "medium", "high")
+        assert s["revenue_at_risk"] == pytest.approx(s["probability"] * s["monthly_value"] * 12)
+        assert s["account_manager"] == managers[0]
+        assert s["change"]["direction"] == "new"
+        assert all(d["reason"] and d["contribution"] > 0 for d in s["drivers"])
+        assert all(a["action"] and a["why"] for a in s["actions"])
+    assert any(s["drivers"] for s in body["scores"]) and any(s["actions"] for s in body["scores"])
+    stored = client.get(f"/api/v1/clients/{ids[0]}", headers=bearer(api_keys["admin"])).json()
+    assert stored["latest"] == body["scores"][0]
+    with ScoreStore(settings.score_store_url) as store:
+        trail = store.audit_trail(ids[0])
+    assert [(a.source, a.model_version) for a in trail] == [("api", "1")]
+
+
+def test_the_api_gives_the_scorers_probability(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+    as_of: str,
+    settings: Settings,
+) -> None:
+    ids = book[managers[1]][:4]
+    answer = score(client, api_keys["admin"], business, ids, as_of).json()
+    scorer = load_scorer(settings)
+    for client_id, got in zip(ids, answer["scores"], strict=True):
+        records = ClientRecords.model_validate(records_body(business.data, client_id))
+        expected = scorer.score_records(records, pd.Timestamp(as_of).to_pydatetime())
+        assert got["probability"] == expected.probability
+        assert [d["feature"] for d in got["drivers"]] == [d.feature for d in expected.drivers]
+
+
+def test_a_later_score_says_what_changed(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+    as_of: str,
+) -> None:
+    client_id = book[managers[0]][3]
+    first = score(client, api_keys["crm"], business, [client_id], as_of).json()["scores"][0]
+    later = (pd.Timestamp(as_of) + pd.Timedelta(days=30)).isoformat()
+    second = score(client, api_keys["crm"], business, [client_id], later).json()["scores"][0]
+    change = second["change"]
+    assert change["direction"] in ("rising", "falling", "steady")
+    assert change["previous_probability"] == first["probability"]
+    assert change["delta"] == pytest.approx(second["probability"] - first["probability"], abs=1e-6)
+    history = client.get(f"/api/v1/clients/{client_id}", headers=bearer(api_keys["admin"]))
+    assert [h["probability"] for h in history.json()["history"]] == [
+        first["probability"],
+        second["probability"],
+    ]
+
+
+def test_as_of_defaults_to_the_time_of_the_request(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+) -> None:
+    before = pd.Timestamp.now(tz="UTC").floor("s")
+    answer = score(client, api_keys["crm"], business, [book[managers[1]][5]])
+    stamped = pd.Timestamp(answer.json()["scores"][0]["as_of"])
+    assert before <= stamped <= pd.Timestamp.now(tz="UTC")
+
+
+def test_the_documented_example_scores(client: TestClient, api_keys: Keys) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ScoreRequest"]
+    assert schema["examples"] == [SCORE_REQUEST_EXAMPLE]
+    answer = client.post(
+        "/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=bearer(api_keys["crm"])
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["scores"][0]["client_name"] == "Harbour & Finch Architects"
+
+
+# ---------------------------------------------------------------------------------- bad input
+
+
+def _example() -> dict[str, Any]:
+    return {"clients": [dict(SCORE_REQUEST_EXAMPLE["clients"][0])]}
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "words"),
+    [
+        (
+            {"contracts": [{"contract_id": "K1", "start_date": "2024-01-01", "monthly_value": -5}]},
+            ["body", "clients", 0, "contracts", 0, "monthly_value"],
+            "greater than or equal to 0",
+        ),
+        (
+            {"interactions": [{"occurred_at": "2024-01-01", "channel": "pigeon-SECRET"}]},
+            ["body", "clients", 0, "interactions", 0, "channel"],
+            "'email'",
+        ),
+        (
+            {
+                "tickets": [
+                    {"ticket_id": "T", "opened_at": "2024-02-01", "resolved_at": "2024-01-01"}
+                ]
+            },
+            ["body", "clients", 0, "tickets", 0],
+            "resolved_at (2024-01-01T00:00:00) is before opened_at",
+        ),
+        ({"contracts": []}, ["body", "clients", 0, "contracts"], "at least 1"),
+        (
+            {"invoices": [{"invoice_id": "I"}]},
+            ["body", "clients", 0, "invoices", 0, "issued_at"],
+            "required",
+        ),
+        (
+            {"feedback": [{"submitted_at": "2024-01-01", "survey": "nps", "score": 11}]},
+            ["body", "clients", 0, "feedback", 0],
+            "outside 0..10",
+        ),
+        ({"colour": "blue"}, ["body", "clients", 0, "colour"], "not permitted"),
+    ],
+)
+def test_invalid_records_are_422_with_the_field_path(
+    client: TestClient, api_keys: Keys, change: dict[str, Any], loc: list[Any], words: str
+) -> None:
+    body = _example()
+    body["clients"][0].update(change)
+    answer = client.post("/api/v1/score", json=body, headers=bearer(api_keys["crm"]))
+    assert answer.status_code == 422
+    errors = answer.json()["detail"]
+    assert errors[0]["loc"] == loc
+    assert words in errors[0]["msg"]
+    assert set(errors[0]) == {"loc", "msg", "type"}  # input values are not echoed
+    assert "SECRET" not in answer.text
+
+
+def test_malformed_json_and_wrong_shapes_are_422(client: TestClient, api_keys: Keys) -> None:
+    headers = {**bearer(api_keys["crm"]), "Content-Type": "application/json"}
+    for body in (b"{not json", b"[]", b'{"clients": {}}', b'{"clients": []}', b"null"):
+        answer = client.post("/api/v1/score", content=body, headers=headers)
+        assert answer.status_code == 422, (body, answer.text)
+        assert answer.json()["detail"][0]["loc"][0] == "body"
+
+
+def test_an_as_of_out_of_range_is_422(client: TestClient, api_keys: Keys) -> None:
+    headers = bearer(api_keys["crm"])
+    body = {**SCORE_REQUEST_EXAMPLE, "as_of": "0001-01-02T00:00:00Z"}
+    answer = client.post("/api/v1/score", json=body, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "as_of"]
+    body = _example()
+    body["clients"][0]["as_of"] = "9999-01-01T00:00:00"
+    answer = client.post("/api/v1/score", json=body, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "clients", 0, "as_of"]
+
+
+def test_too_many_clients_is_422_saying_the_limit(client: TestClient, api_keys: Keys) -> None:
+    one = SCORE_REQUEST_EXAMPLE["clients"][0]
+    body = {"clients": [{**one, "client_id": f"X{i}"} for i in range(101)]}
+    answer = client.post("/api/v1/score", json=body, headers=bearer(api_keys["crm"]))
+    assert answer.status_code == 422
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "clients"]
+    assert "at most 100 clients per request, got 101" in error["msg"]
+
+
+def test_a_client_twice_in_one_request_is_422(client: TestClient, api_keys: Keys) -> None:
+    one = SCORE_REQUEST_EXAMPLE["clients"][0]
+    answer = client.post(
+        "/api/v1/score", json={"clients": [one, one]}, headers=bearer(api_keys["crm"])
+    )
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "clients", 1, "client_id"]
+
+
+def test_a_body_over_the_limit_is_413_declared_or_streamed(
+    client: TestClient, api_keys: Keys
+) -> None:
+    big = b'{"clients": [' + b" " * (2 * 1024 * 1024) + b"]}"
+    headers = {**bearer(api_keys["crm"]), "Content-Type": "application/json"}
+    answer = client.post("/api/v1/score", content=big, headers=headers)
+    assert answer.status_code == 413
+    assert "too large" in answer.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        yield b'{"clients": ['
+        for _ in range(300):
+            yield b" " * 10_000
+
+    answer = client.post("/api/v1/score", content=chunks(), headers=headers)
+    assert answer.status_code == 413
+
+
+# ---------------------------------------------------------------------------------- clients
+
+
+def test_a_manager_sees_and_acts_on_their_own_clients_only(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+) -> None:
+    mine, theirs = book[managers[0]][:2], book[managers[1]][:2]
+    assert score(client, api_keys["admin"], business, mine + theirs).status_code == 200
+    me = bearer(api_keys["manager"])
+    for query in ("", f"?manager={managers[1]}"):
+        listed = client.get(f"/api/v1/clients{query}", headers=me).json()
+        assert {i["account_manager"] for i in listed["items"]} == {managers[0]}
+        assert set(mine) <= {i["client_id"] for i in listed["items"]}
+    action = {"type": "check-in call", "note": "Agreed a review in July", "date": "2025-05-02"}
+    for other in theirs:
+        assert client.get(f"/api/v1/clients/{other}", headers=me).status_code == 404
+        answer = client.post(f"/api/v1/clients/{other}/actions", json=action, headers=me)
+        assert answer.status_code == 404
+    logged = client.post(f"/api/v1/clients/{mine[0]}/actions", json=action, headers=me)
+    assert logged.status_code == 201
+    assert logged.json()["logged_by"] == managers[0]
+    detail = client.get(f"/api/v1/clients/{mine[0]}", headers=me).json()
+    assert detail["logged_actions"][0]["note"] == "Agreed a review in July"
+    assert detail["latest"]["drivers"] is not None
+    admin = bearer(api_keys["admin"])
+    assert (
+        client.post(f"/api/v1/clients/{theirs[0]}/actions", json=action, headers=admin).status_code
+        == 201
+    )
+
+
+def test_the_list_filters_orders_and_pages(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+) -> None:
+    score(client, api_keys["crm"], business, book[managers[1]][6:16])
+    admin = bearer(api_keys["admin"])
+    everyone = client.get("/api/v1/clients?limit=1000", headers=admin).json()
+    risks = [i["revenue_at_risk"] for i in everyone["items"]]
+    assert risks == sorted(risks, reverse=True) and everyone["total"] == len(risks)
+    page = client.get("/api/v1/clients?limit=3&offset=2", headers=admin).json()
+    assert [i["client_id"] for i in page["items"]] == [
+        i["client_id"] for i in everyone["items"][2:5]
+    ]
+    band = everyone["items"][0]["band"]
+    banded = client.get(f"/api/v1/clients?band={band}", headers=admin).json()
+    assert banded["total"] == sum(i["band"] == band for i in everyone["items"])
+    theirs = client.get(f"/api/v1/clients?manager={managers[1]}", headers=admin).json()
+    assert {i["account_manager"] for i in theirs["items"]} == {managers[1]}
+    assert client.get("/api/v1/clients?band=purple", headers=admin).status_code == 422
+    assert client.get("/api/v1/clients?limit=0", headers=admin).status_code == 422
+
+
+def test_an_unknown_client_is_404(client: TestClient, api_keys: Keys) -> None:
+    admin = bearer(api_keys["admin"])
+    assert client.get("/api/v1/clients/NOPE", headers=admin).status_code == 404
+    action = {"type": "call"}
+    answer = client.post("/api/v1/clients/NOPE/actions", json=action, headers=admin)
+    assert answer.status_code == 404
+
+
+# ---------------------------------------------------------------------------------- model, health
+
+
+def test_the_model_endpoint_describes_the_champion(client: TestClient, api_keys: Keys) -> None:
+    info = client.get("/api/v1/model", headers=bearer(api_keys["crm"])).json()
+    assert info["version"] == "1" and info["source"] == "registry"
+    assert info["kind"] == "lightgbm" and info["horizon_days"] == 90
+
+
+def test_health_and_metrics(client: TestClient, api_keys: Keys) -> None:
+    assert client.get("/health/live").json() == {"status": "ok"}
+    assert client.get("/health/ready").json() == {"status": "ready", "model_version": "1"}
+    client.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=bearer(api_keys["crm"]))
+    text = client.get("/metrics").text
+    assert (
+        'churnguard_http_requests_total{method="POST",route="/api/v1/score",status="200"}' in text
+    )
+    assert 'route="/api/v1/clients/{client_id}"' in text
+    assert "churnguard_http_request_duration_seconds_bucket" in text
+    assert 'churnguard_scores_total{band="' in text
+    assert 'churnguard_model_info{kind="lightgbm",source="registry",version="1"} 1.0' in text
+    assert "churnguard_score_writes_pending" in text
+
+
+def test_reload_swaps_the_model_while_requests_keep_succeeding(
+    client: TestClient,
+    api_keys: Keys,
+    settings: Settings,
+    versions: tuple[int, int],
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+) -> None:
+    bodies = [{"clients": [records_body(business.data, c)]} for c in book[managers[1]][:8]]
+    done = threading.Event()
+
+    def keep_scoring(body: dict[str, Any]) -> list[tuple[int, str]]:
+        seen: list[tuple[int, str]] = []
+        while not done.is_set() or len(seen) < 3:
+            answer = client.post("/api/v1/score", json=body, headers=bearer(api_keys["crm"]))
+            seen.append((answer.status_code, answer.json().get("model_version", answer.text)))
+        return seen
+
+    registry = Registry.from_settings(settings)
+    registry.set_alias(CHAMPION, versions[1])
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            running = [pool.submit(keep_scoring, b) for b in bodies[:4]]
+            swap = client.post("/api/v1/model/reload", headers=bearer(api_keys["admin"]))
+            done.set()
+            seen = [s for r in running for s in r.result()]
+        assert swap.json() == {"previous_version": "1", "version": "2", "changed": True}
+        assert {code for code, _ in seen} == {200}
+        assert {version for _, version in seen} <= {"1", "2"}
+        after = score(client, api_keys["crm"], business, book[managers[1]][:1]).json()
+        assert after["model_version"] == "2"
+        assert 'version="2"' in client.get("/metrics").text
+    finally:
+        registry.set_alias(CHAMPION, versions[0])
+        client.post("/api/v1/model/reload", headers=bearer(api_keys["admin"]))
+
+
+# ---------------------------------------------------------------------------------- no model
+
+
+def test_without_a_model_the_service_starts_but_is_not_ready(
+    tmp_path: Path, versions: tuple[int, int], make_model: ModelFactory
+) -> None:
+    settings = settings_for(tmp_path)
+    app = create_app(settings, ServiceOptions(model_retry_seconds=0.2))
+    with TestClient(app) as empty:
+        assert empty.get("/health/live").status_code == 200
+        ready = empty.get("/health/ready")
+        assert ready.status_code == 503
+        assert "no model" in ready.json()["detail"] and "train" in ready.json()["detail"]
+        with ScoreStore(settings.score_store_url) as store:
+            admin = bearer(keys.create_key(store, "admin"))
+        answer = empty.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=admin)
+        assert answer.status_code == 503
+        assert empty.get("/api/v1/model", headers=admin).status_code == 503
+        assert "churnguard_model_loaded 0.0" in empty.get("/metrics").text
+
+        model = make_model("logistic", {"C": 0.1})  # a last-known-good copy appears ...
+        save_local_model(model, model_card(model, 7, None), settings.models_dir)
+        deadline = time.monotonic() + 30
+        while empty.get("/health/ready").status_code != 200:  # ... and the retry loads it
+            assert time.monotonic() < deadline, "the model was not picked up"
+            time.sleep(0.1)
+        info = empty.get("/api/v1/model", headers=admin).json()
+        assert info["version"] == "local:7" and info["source"] == "local"
+        answer = empty.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=admin)
+        assert answer.status_code == 200
+        again = empty.post("/api/v1/model/reload", headers=admin).json()
+        assert again == {"previous_version": "local:7", "version": "local:7", "changed": False}
+
+
+def test_an_unexpected_error_is_a_bare_500(settings: Settings, versions: tuple[int, int]) -> None:
+    app = create_app(settings)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    logger = logging.getLogger("churnguard.service.app")
+    logger.disabled = True  # this one error is expected: keep it from the autouse check
+    try:
+        with TestClient(app, raise_server_exceptions=False) as test_client:
+            answer = test_client.get("/boom")
+    finally:
+        logger.disabled = False
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "internal server error"}
+    assert "secret" not in answer.text and "Traceback" not in answer.text
+
+
+# ---------------------------------------------------------------------------------- the writer
+
+
+class _FlakyStore:
+    """A store that refuses any batch holding client "bad"."""
+
+    def __init__(self) -> None:
+        self.saved: list[str] = []
+        self.calls = 0
+
+    def save_scores(self, records: list[ScoreRecord], source: Source) -> int:
+        self.calls += 1
+        if any(r.client_id == "bad" for r in records):
+            raise ValueError("refused")
+        self.saved.extend(r.client_id for r in records)
+        return len(records)
+
+
+def _record(client_id: str) -> ScoreRecord:
+    return ScoreRecord(
+        client_id=client_id,
+        as_of=datetime(2025, 1, 1, tzinfo=UTC),
+        model_version="1",
+        probability=0.5,
+        band="high",
+        revenue_at_risk=6.0,
+        monthly_value=1.0,
+        feature_digest="0" * 64,
+        change={"direction": "new"},
+    )
+
+
+def test_the_writer_batches_flushes_and_keeps_the_good_scores_of_a_failed_batch() -> None:
+    store = _FlakyStore()
+    writer = ScoreWriter(store, interval=60).start()
+    writer.submit([_record("a"), _record("bad")])
+    writer.submit([_record("b")])
+    assert writer.pending == 3 and writer.is_pending("a") and store.saved == []
+    writer.flush()  # does not wait for the interval
+    assert store.saved == ["a", "b"] and writer.failed == 1
+    assert writer.pending == 0 and not writer.is_pending("a")
+    writer.submit([_record("c")])
+    writer.close()  # writes what is pending
+    assert store.saved == ["a", "b", "c"]
+    assert store.calls == 5  # the batch, its three scores one by one, then the last one
+    with pytest.raises(RuntimeError):
+        writer.submit([_record("d")])
+
+
+# ---------------------------------------------------------------------------------- CLI keys
+
+
+def test_keys_are_created_listed_and_revoked_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))
+    assert cli.main(["keys", "create", "--role", "manager", "--manager", "Dana Whitfield"]) == 0
+    key = capsys.readouterr().out.split()[-1]
+    with ScoreStore(Settings().score_store_url) as store:
+        principal = keys.authenticate(store, key)
+    assert principal is not None and principal.manager == "Dana Whitfield"
+    assert cli.main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert principal.key_id in listing and "Dana Whitfield" in listing and key not in listing
+    assert cli.main(["keys", "revoke", principal.key_id]) == 0
+    with ScoreStore(Settings().score_store_url) as store:
+        assert keys.authenticate(store, key) is None
+    assert cli.main(["keys", "create", "--role", "manager"]) == 1  # a manager key names one

@@ -1,0 +1,352 @@
+"""Tests for train.py: `churnguard train` end to end on simulated data, the out-of-time split,
+the promotion gate, calibration, reproducibility, small books and too little data."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.cli import main
+from churnguard.config import Settings
+from churnguard.evaluate import evaluate
+from churnguard.model import align_inputs, load_local_model, load_model_card
+from churnguard.registry import CHALLENGER, CHAMPION, Registry
+from churnguard.synth import simulate, write_demo_data
+from churnguard.train import (
+    Candidate,
+    Dataset,
+    NotEnoughDataError,
+    TrainOptions,
+    calibrate,
+    check_enough_data,
+    decide_promotion,
+    fit_estimator,
+    format_summary,
+    select,
+    split_dates,
+    train,
+    train_on,
+)
+
+HORIZON = pd.Timedelta(days=90)
+
+
+def _train_cli(demo_dir: Path) -> str:
+    """Run `churnguard train` on the demo folder; returns what it printed."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["train", "--data", str(demo_dir)]) == 0
+    return out.getvalue()
+
+
+def _registry() -> Registry:
+    return Registry.from_settings(Settings())
+
+
+@pytest.fixture(scope="module")
+def first_run(store: Path, demo_dir: Path) -> tuple[int, str]:
+    """The first training in a fresh store: (its version, the printed summary)."""
+    printed = _train_cli(demo_dir)
+    version = _registry().alias_version(CHAMPION)
+    assert version is not None
+    return version, printed
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run: tuple[int, str], demo_dir: Path) -> tuple[int, str]:
+    """The same training again, on the same data and seed."""
+    printed = _train_cli(demo_dir)
+    versions = _registry().versions()
+    return versions[0].version, printed
+
+
+def _artifacts(registry: Registry, run_id: str, path: str | None = None) -> set[str]:
+    found: set[str] = set()
+    for item in registry.client.list_artifacts(run_id, path):
+        found |= _artifacts(registry, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def _test_features(ds: Dataset) -> pd.DataFrame:
+    split = split_dates(ds.dates, 90)
+    return ds.features.loc[ds.rows(split.test), ds.feature_set.names]
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+def test_train_cli_logs_registers_promotes_and_saves_a_local_copy(
+    first_run: tuple[int, str], dataset: Dataset, store: Path
+) -> None:
+    version, printed = first_run
+    registry = _registry()
+    info = registry.version_info(version)
+    assert CHAMPION in info.aliases
+    metrics, params = info.metrics, info.params
+    for name in (
+        "val_roc_auc",
+        "test_roc_auc",
+        "test_roc_auc_low",
+        "test_roc_auc_high",
+        "test_brier",
+        "test_ece",
+        "test_top_decile_lift",
+        "test_raw_brier",
+        "backtest_roc_auc_mean",
+        "backtest_roc_auc_std",
+        "oracle_roc_auc",
+        "oracle_ratio",
+    ):
+        assert name in metrics, name
+    assert 0.65 < metrics["test_roc_auc"] <= metrics["oracle_roc_auc"] + 0.05
+    assert metrics["test_roc_auc_low"] < metrics["test_roc_auc"] < metrics["test_roc_auc_high"]
+    assert params["horizon_days"] == "90" and params["seed"] == "7"
+    assert len(params["data_digest"]) == 64
+    assert params["features"].split(",") == dataset.feature_set.names
+    assert {
+        "plots/roc.png",
+        "plots/precision_recall.png",
+        "plots/calibration.png",
+        "plots/gains.png",
+        "plots/feature_importance.png",
+        "model_report.md",
+        "tables/backtest.csv",
+    } <= _artifacts(registry, info.run_id)
+
+    settings = Settings()
+    card = load_model_card(settings.models_dir)
+    assert card["version"] == version and card["data_digest"] == params["data_digest"]
+    assert card["features"] == dataset.feature_set.names and card["horizon_days"] == 90
+    local = load_local_model(settings.models_dir)
+
+    features = _test_features(dataset)
+    as_strings = features.astype({c: object for c in dataset.feature_set.categorical})
+    pyfunc = mlflow.pyfunc.load_model(f"models:/churnguard@{CHAMPION}")
+    expected = local.predict_proba(features)
+    np.testing.assert_array_equal(np.asarray(pyfunc.predict(as_strings)), expected)
+    np.testing.assert_array_equal(registry.load_model(version).predict_proba(features), expected)
+
+    for text in ("Candidates", "Chosen:", "90% bootstrap intervals", "Oracle AUC", "Backtest over"):
+        assert text in printed
+    assert f"version {version}" in printed and "-> champion: no champion yet" in printed
+
+
+def test_the_logged_split_leaves_one_horizon_between_windows(first_run: tuple[int, str]) -> None:
+    params = _registry().version_info(first_run[0]).params
+    day = {
+        k: pd.Timestamp(v, tz="UTC") for k, v in params.items() if k.endswith(("_start", "_end"))
+    }
+    assert day["train_start"] <= day["train_end"]
+    assert day["train_end"] + HORIZON <= day["validation_start"]
+    assert day["validation_end"] + HORIZON <= day["test_start"]
+    grace = pd.Timedelta(days=30)
+    assert day["test_end"] + HORIZON + grace < pd.Timestamp(params["observed_until"], tz="UTC")
+
+
+@pytest.mark.parametrize("horizon", [30, 90, 180])
+def test_split_windows_never_overlap_and_the_gap_is_tight(horizon: int) -> None:
+    dates = pd.date_range("2021-01-01", periods=40, freq="MS", tz="UTC")
+    split = split_dates(dates, horizon, test_periods=3, val_periods=3)
+    gap = pd.Timedelta(days=horizon)
+    assert list(split.test) == list(dates[-3:])
+    assert len(split.validation) == 3
+    assert split.train[-1] + gap <= split.validation[0]
+    assert split.validation[-1] + gap <= split.test[0]
+    after_train = dates[dates.get_loc(split.train[-1]) + 1]
+    after_val = dates[dates.get_loc(split.validation[-1]) + 1]
+    assert after_train + gap > split.validation[0]  # the gap is no longer than it needs to be
+    assert after_val + gap > split.test[0]
+    assert split.train[0] == dates[0]
+
+
+def test_split_with_too_few_dates_says_what_is_missing() -> None:
+    dates = pd.date_range("2024-01-01", periods=8, freq="MS", tz="UTC")
+    with pytest.raises(NotEnoughDataError, match="labelled monthly snapshot dates"):
+        split_dates(dates, 90, min_train_periods=3)
+
+
+def test_features_and_labels_stay_inside_the_labelled_history(dataset: Dataset) -> None:
+    labels = dataset.labels
+    assert labels["churned"].isin([0, 1]).all()
+    assert (labels["as_of"] + HORIZON + pd.Timedelta(days=30) < dataset.observed_until).all()
+    assert (labels["as_of"] >= dataset.history_start).all()
+    assert (labels["churn_date"].dropna() > dataset.history_start).all()
+    assert dataset.features[["client_id", "as_of"]].equals(labels[["client_id", "as_of"]])
+
+
+# --- promotion gate -----------------------------------------------------------------------------
+
+
+def test_a_second_identical_training_is_reproducible_and_promoted(
+    first_run: tuple[int, str], second_run: tuple[int, str], dataset: Dataset
+) -> None:
+    registry = _registry()
+    features = _test_features(dataset)
+    first, second = (registry.load_model(v) for v in (first_run[0], second_run[0]))
+    assert second_run[0] == first_run[0] + 1
+    np.testing.assert_array_equal(first.predict_proba(features), second.predict_proba(features))
+    assert "-> champion: as good as the champion" in second_run[1]
+    assert registry.alias_version(CHAMPION) == second_run[0]
+
+
+def test_a_model_trained_on_shuffled_labels_is_never_promoted(
+    second_run: tuple[int, str], dataset: Dataset, store: Path
+) -> None:
+    registry = _registry()
+    champion = registry.alias_version(CHAMPION)
+    split = split_dates(dataset.dates, 90)
+    train_rows = dataset.rows(split.train)
+    churned = dataset.labels["churned"].to_numpy().copy()
+    churned[train_rows] = np.random.default_rng(0).permutation(churned[train_rows])
+    shuffled = replace(dataset, labels=dataset.labels.assign(churned=churned))
+
+    models_dir = Settings().models_dir
+    result = train_on(shuffled, registry, models_dir, TrainOptions(backtest_cutoffs=1))
+
+    assert not result.promotion.promoted
+    assert "AUC" in result.promotion.reason and f"champion v{champion}" in result.promotion.reason
+    assert result.test.metrics["roc_auc"] < 0.65
+    assert registry.alias_version(CHAMPION) == champion
+    assert registry.alias_version(CHALLENGER) == result.version
+    assert load_model_card(models_dir)["version"] == champion
+    assert "-> challenger: AUC" in format_summary(result)
+
+
+def test_promote_and_rollback_move_the_champion_and_the_local_copy(
+    first_run: tuple[int, str], second_run: tuple[int, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = _registry()
+    models_dir = Settings().models_dir
+    current = registry.alias_version(CHAMPION)
+    older = first_run[0] if current != first_run[0] else second_run[0]
+
+    assert main(["promote", str(older)]) == 0
+    assert registry.alias_version(CHAMPION) == older
+    assert load_model_card(models_dir)["version"] == older
+    assert f"champion -> version {older} (was version {current})" in capsys.readouterr().out
+
+    assert main(["promote", str(current)]) == 0  # roll back
+    assert registry.alias_version(CHAMPION) == current
+    assert load_model_card(models_dir)["version"] == current
+
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "champion" in listing and "test_auc" in listing
+
+    assert main(["promote", "999"]) == 1
+    err = capsys.readouterr().err
+    assert "no version 999" in err and "Traceback" not in err
+    assert registry.alias_version(CHAMPION) == current
+
+
+def test_the_gate_tolerates_noise_but_not_a_worse_model() -> None:
+    champion = {"roc_auc": 0.80, "brier": 0.050}
+    ok = decide_promotion({"roc_auc": 0.7951, "brier": 0.0549}, champion, 0.005, 3)
+    worse_auc = decide_promotion({"roc_auc": 0.7940, "brier": 0.040}, champion, 0.005, 3)
+    worse_brier = decide_promotion({"roc_auc": 0.90, "brier": 0.0560}, champion, 0.005, 3)
+    assert ok.promoted
+    assert not worse_auc.promoted and worse_auc.reason.startswith("AUC")
+    assert not worse_brier.promoted and worse_brier.reason.startswith("Brier")
+
+
+# --- candidates and calibration -----------------------------------------------------------------
+
+
+def _windows(ds: Dataset) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    split = split_dates(ds.dates, 90)
+    categories = {c: list(ds.features[c].cat.categories) for c in ds.feature_set.categorical}
+    X = align_inputs(ds.features, ds.feature_set.names, categories)
+    return X, {k: ds.rows(getattr(split, k)) for k in ("train", "validation", "test")}
+
+
+class _Distorted:
+    """A fitted model whose probabilities are inflated and flattened, as class weights do."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.estimator.predict_proba(X)[:, 1]
+        q = 1 / (1 + np.exp(-(0.6 * np.log(p / (1 - p)) + 1.5)))
+        return np.c_[1 - q, q]
+
+
+def test_calibration_fixes_distorted_probabilities_on_the_test_window(dataset: Dataset) -> None:
+    X, rows = _windows(dataset)
+    y = dataset.labels["churned"].to_numpy()
+    tr, val, te = rows["train"], rows["validation"], rows["test"]
+    fitted, _ = fit_estimator(
+        "lightgbm", {"num_leaves": 4}, X[tr], y[tr], X[val], y[val], dataset.feature_set, 7
+    )
+    distorted = _Distorted(fitted)
+    calibrator = calibrate(distorted, X[val], y[val], TrainOptions())  # validation window only
+    raw = distorted.predict_proba(X[te])[:, 1]
+    before, after = evaluate(y[te], raw), evaluate(y[te], calibrator.transform(raw))
+    assert after["brier"] < 0.8 * before["brier"]
+    assert after["ece"] < 0.3 * before["ece"]
+    assert after["roc_auc"] == pytest.approx(before["roc_auc"])  # Platt keeps the ranking
+    assert calibrator.slope > 1.2 and calibrator.intercept < -1  # it undid the distortion
+
+
+def test_calibration_keeps_or_improves_brier_of_the_trained_model(
+    first_run: tuple[int, str],
+) -> None:
+    metrics = _registry().version_info(first_run[0]).metrics
+    # out-of-time Platt scaling fitted on 3 months can only add noise of this order
+    assert metrics["test_brier"] <= metrics["test_raw_brier"] + 0.001
+    assert metrics["test_ece"] < 0.05
+
+
+def test_selection_prefers_the_simpler_candidate_on_a_tie() -> None:
+    def cand(name: str, auc: float) -> Candidate:
+        return Candidate(name, "logistic", {}, None, {"roc_auc": auc})
+
+    simple, complex_ = cand("simple", 0.800), cand("complex", 0.801)
+    assert select([simple, complex_]).name == "simple"
+    assert select([simple, cand("better", 0.81)]).name == "better"
+
+
+# --- small books and too little data ------------------------------------------------------------
+
+
+def test_a_small_book_trains_a_logistic_model_and_reports_intervals(store: Path) -> None:
+    business = simulate(clients=60, months=36, seed=2)
+    registry = Registry(Settings().tracking_uri, store / "mlartifacts", model_name="small-book")
+    result = train(business.data, registry, store / "small-book", TrainOptions(), business.truth)
+
+    assert {c.kind for c in result.candidates} == {"logistic"}  # too few events for LightGBM
+    assert result.chosen.kind == "logistic"
+    low, high = result.test.intervals["roc_auc"]
+    assert low <= result.test.metrics["roc_auc"] <= high
+    assert high - low > 0.05  # a handful of churners: wide, honest intervals
+    assert result.version == 1 and result.promotion.promoted
+    summary = format_summary(result)
+    assert "90% bootstrap intervals" in summary and f"{low:.4f} - {high:.4f}" in summary
+
+
+def test_too_little_data_is_a_clear_error_without_a_traceback(
+    tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_demo_data(tmp_path / "tiny", clients=20, months=36, seed=7)
+    assert main(["train", "--data", str(tmp_path / "tiny")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert "churn" in err and ("Export a longer history" in err or "Widen it" in err)
+
+
+def test_no_churn_in_the_test_window_is_refused(dataset: Dataset) -> None:
+    split = split_dates(dataset.dates, 90)
+    churned = dataset.labels["churned"].where(~dataset.rows(split.test), 0)
+    quiet = replace(dataset, labels=dataset.labels.assign(churned=churned))
+    with pytest.raises(NotEnoughDataError, match=r"test window .* has no churned snapshot"):
+        check_enough_data(quiet, split, TrainOptions())
+    with pytest.raises(NotEnoughDataError, match="needs at least 1000"):
+        check_enough_data(dataset, split, TrainOptions(min_train_events=1000))
