@@ -4,6 +4,7 @@ the promotion gate, calibration, reproducibility, small books and too little dat
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from contextlib import redirect_stdout
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,21 @@ def _train_cli(demo_dir: Path) -> str:
 
 def _registry() -> Registry:
     return Registry.from_settings(Settings())
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh churnguard home for this module: its version numbers and aliases start clean.
+
+    Overrides the session-wide home, where other test modules register versions too.
+    """
+    home = tmp_path_factory.mktemp("train-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURNGUARD_HOME", str(home))
+        mp.setenv("CHURNGUARD_MODELS_DIR", str(home / "models"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        yield home
 
 
 @pytest.fixture(scope="module")
