@@ -208,6 +208,13 @@ def single_client(scorer: Scorer, data: CRMData, calls: int) -> Record:
         "feature_columns": lambda k: feature_columns(arrays[k], code, seconds, fs),
         "predict_proba_1row_df": lambda k: scorer.model.predict_proba(frames[k]),
     }
+    booster = scorer.model.booster
+    if booster is not None:  # the hot path's model step alone: booster on a numpy row
+        rows = [scorer.matrix(frame) for frame in frames]
+        stages["booster_numpy_row"] = lambda k: booster.predict(rows[k], num_threads=1)
+        stages["contributions_numpy_row"] = lambda k: booster.predict(
+            rows[k], pred_contrib=True, num_threads=1
+        )
     out: Record = {
         "calls": calls,
         "rows_per_client": float(np.mean([_rows(body) for body in bodies])),
@@ -295,8 +302,12 @@ def format_single(name: str, r: Record) -> list[str]:
         "score_records_gc_frozen",
         "client_arrays",
         "feature_columns",
+        "booster_numpy_row",
+        "contributions_numpy_row",
         "predict_proba_1row_df",
     ):
+        if stage not in r:
+            continue
         t = r[stage]
         lines.append(
             f"  {stage:<26}{t['median_ms']:>8.3f} ms median {t['p99_ms']:>8.3f} ms p99   cpu "

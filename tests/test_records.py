@@ -96,6 +96,18 @@ def test_every_contract_column_is_accepted_and_unknown_ones_rejected(data: CRMDa
             "greater than or equal",
         ),
         ("feedback", {"submitted_at": "2024-01-01", "survey": "nps", "score": 11}, None, "0..10"),
+        (
+            "contracts",
+            {"contract_id": "k", "start_date": "2024-05-01", "monthly_value": 1e308},
+            "monthly_value",
+            "less than or equal",
+        ),
+        (
+            "events",
+            {"occurred_at": "2024-05-01", "event_type": "x", "value": "Infinity"},
+            "value",
+            "finite",
+        ),
         ("interactions", {"occurred_at": "2024-01-01", "channel": "fax"}, "channel", "email"),
         ("tickets", {"ticket_id": "t", "opened_at": "not a date"}, "opened_at", "datetime"),
     ],

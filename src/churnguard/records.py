@@ -25,6 +25,7 @@ from churnguard.contract import (
 from churnguard.features import NAT, CRMArrays, TableArrays
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
+_MAX_NUMBER = 1e12
 
 
 def _field_type(column: Column) -> Any:
@@ -32,8 +33,9 @@ def _field_type(column: Column) -> Any:
     base: Any
     if column.kind == Kind.DATETIME:
         base = datetime
-    elif column.kind == Kind.NUMBER:
-        base = Annotated[float, Field(ge=0)] if column.non_negative else float
+    elif column.kind == Kind.NUMBER:  # finite and bounded: the engine sums in int64 micro-units
+        low = 0 if column.non_negative else -_MAX_NUMBER
+        base = Annotated[float, Field(ge=low, le=_MAX_NUMBER, allow_inf_nan=False)]
     elif column.kind == Kind.BOOL:
         base = bool
     elif column.kind == Kind.CHOICE:
