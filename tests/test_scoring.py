@@ -118,7 +118,8 @@ def test_contributions_add_up_to_the_models_log_odds(
     assert (np.abs(c) > 1e-6).any(axis=0).sum() > 5  # several features move the score
     raw = model.raw_proba(features)
     if model.booster is not None:  # SHAP: contributions + the constant bias = the raw logit
-        bias = model.booster.predict(scorer.matrix(features.head(1)), pred_contrib=True)[0, -1]
+        shap = model.booster.predict(scorer.matrix(features.head(1)), pred_contrib=True)
+        bias = np.asarray(shap)[0, -1]
         np.testing.assert_allclose(c.sum(axis=1) + bias, np.log(raw / (1 - raw)), atol=1e-9)
     else:  # coefficient x transformed value: the decision function without the intercept
         decision = model.estimator.decision_function(model.inputs(features))
