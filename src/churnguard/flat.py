@@ -86,9 +86,7 @@ from churnguard.model import (
     Calibrator,
     ChurnModel,
     Estimator,
-    IsotonicCalibrator,
     ModelKind,
-    PlattCalibrator,
     align_inputs,
     model_card,
     save_local_model,
@@ -105,6 +103,7 @@ from churnguard.train import (
     Promotion,
     TrainOptions,
     calibrate,
+    calibrate_raw,
     decide_promotion,
     make_lightgbm,
     make_logistic,
@@ -511,7 +510,7 @@ def fit_table_model(
         candidates.append(Candidate(name, kind, fitted, None, evaluate(y, raw)))
         oof[name] = raw
     chosen = select(candidates)
-    calibrator = _calibrator(oof[chosen.name], y, options.train)
+    calibrator = calibrate_raw(oof[chosen.name], y, options.train)
     estimator, _ = _fit(chosen.kind, chosen.params, X, y, schema.categorical, seed)
     model = _package(schema, categories, chosen.kind, estimator, calibrator, options)
     return TableFit(model, candidates, replace(chosen, estimator=estimator))
@@ -616,13 +615,6 @@ def _out_of_fold(
 
 def _raw(estimator: Estimator, X: pd.DataFrame) -> np.ndarray:
     return np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1]
-
-
-def _calibrator(raw: np.ndarray, y: np.ndarray, options: TrainOptions) -> Calibrator:
-    """CRM mode's rule (``train.calibrate``) on given raw probabilities."""
-    if y.sum() >= options.isotonic_min_positives:
-        return IsotonicCalibrator.fit(raw, y)
-    return PlattCalibrator.fit(raw, y)
 
 
 def _package(

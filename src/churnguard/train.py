@@ -457,10 +457,16 @@ def calibrate(
     estimator: Any, X_val: pd.DataFrame, y_val: np.ndarray, options: TrainOptions
 ) -> PlattCalibrator | IsotonicCalibrator:
     """Fit the calibrator on the validation window's raw probabilities."""
-    raw = estimator.predict_proba(X_val)[:, 1]
-    if y_val.sum() >= options.isotonic_min_positives:
-        return IsotonicCalibrator.fit(raw, y_val)
-    return PlattCalibrator.fit(raw, y_val)
+    return calibrate_raw(estimator.predict_proba(X_val)[:, 1], y_val, options)
+
+
+def calibrate_raw(
+    raw: np.ndarray, y: np.ndarray, options: TrainOptions
+) -> PlattCalibrator | IsotonicCalibrator:
+    """The calibration rule on given raw probabilities: Platt, isotonic with many positives."""
+    if y.sum() >= options.isotonic_min_positives:
+        return IsotonicCalibrator.fit(raw, y)
+    return PlattCalibrator.fit(raw, y)
 
 
 # ---------------------------------------------------------------------------------- evaluation
