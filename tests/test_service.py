@@ -29,7 +29,6 @@ from churnguard.registry import CHAMPION, Registry
 from churnguard.scoring import load_scorer
 from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords
-from churnguard.service.settings import ServiceOptions
 from churnguard.service.writer import ScoreWriter
 from churnguard.store import ScoreRecord, ScoreStore, Source
 from churnguard.synth import SimulatedBusiness
@@ -105,7 +104,7 @@ def versions(settings: Settings, make_model: ModelFactory, dataset: Dataset) -> 
 
 @pytest.fixture(scope="module")
 def client(settings: Settings, versions: tuple[int, int]) -> Iterator[TestClient]:
-    app = create_app(settings, ServiceOptions(key_cache_seconds=KEY_CACHE_SECONDS))
+    app = create_app(settings.model_copy(update={"key_cache_seconds": KEY_CACHE_SECONDS}))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -560,7 +559,7 @@ def test_without_a_model_the_service_starts_but_is_not_ready(
     tmp_path: Path, versions: tuple[int, int], make_model: ModelFactory
 ) -> None:
     settings = settings_for(tmp_path)
-    app = create_app(settings, ServiceOptions(model_retry_seconds=0.2))
+    app = create_app(settings.model_copy(update={"model_retry_seconds": 0.2}))
     with TestClient(app) as empty:
         assert empty.get("/health/live").status_code == 200
         ready = empty.get("/health/ready")

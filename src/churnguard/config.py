@@ -33,6 +33,34 @@ class Settings(BaseSettings):
     models_dir: Path = Field(
         default=Path("models"), description="Last-known-good copy of the champion model."
     )
+    crm_data: str | None = Field(
+        default=None,
+        description="CRM data the dashboard reads (client timelines, renewal dates, portfolio): "
+        "a folder or SQLAlchemy URL; default <home>/demo.",
+    )
+
+    # The service (``churnguard serve``).
+    max_clients_per_request: int = Field(
+        default=100, ge=1, description="Most clients one POST /api/v1/score may carry."
+    )
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1, description="Largest request body accepted (413 beyond)."
+    )
+    playbook_path: Path | None = Field(
+        default=None, description="A YAML playbook replacing the packaged one."
+    )
+    score_write_interval: float = Field(
+        default=0.5, gt=0, description="Seconds between the background writes of API scores."
+    )
+    model_retry_seconds: float = Field(
+        default=30.0, ge=0, description="While no model is loaded, retry this often (0: never)."
+    )
+    key_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="An accepted API key is trusted this long without reading the store again, "
+        "so a revoked key stops working within it (0: read the store every time).",
+    )
 
     @property
     def demo_data_dir(self) -> Path:
@@ -45,3 +73,7 @@ class Settings(BaseSettings):
     @property
     def score_store_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'scores.db').resolve()}"
+
+    @property
+    def crm_source(self) -> str | Path:
+        return self.crm_data or self.demo_data_dir

@@ -24,7 +24,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -626,8 +625,10 @@ def _probe_frame(model: ChurnModel) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------- loading
 
 
-def load_scorer(settings: Settings, playbook_path: Path | None = None) -> Scorer:
+def load_scorer(settings: Settings) -> Scorer:
     """A Scorer for the registry's champion, or the local last-known-good copy when it has none.
+
+    The playbook is ``settings.playbook_path`` when set, else the packaged one.
 
     The version reads "3" for registry version 3, "local:3" for the local copy of version 3.
 
@@ -635,7 +636,7 @@ def load_scorer(settings: Settings, playbook_path: Path | None = None) -> Scorer
         NoModelError: neither the registry nor settings.models_dir holds a model.
     """
     model, version = _champion(settings)
-    playbook = load_playbook(playbook_path, feature_set=model.feature_set)
+    playbook = load_playbook(settings.playbook_path, feature_set=model.feature_set)
     return Scorer(model, version, playbook)
 
 

@@ -24,7 +24,6 @@ from churnguard.service.auth import KeyChecker
 from churnguard.service.limits import BodySizeLimit
 from churnguard.service.metrics import RequestMetrics, ServiceMetrics
 from churnguard.service.routes import clients, health, model, score
-from churnguard.service.settings import ServiceOptions
 from churnguard.service.state import ServiceState
 from churnguard.service.writer import ScoreWriter
 from churnguard.store import ScoreStore
@@ -44,14 +43,13 @@ working within `key_cache_seconds` (10 s by default). `/health/*` and `/metrics`
 """
 
 
-def create_app(settings: Settings, options: ServiceOptions | None = None) -> FastAPI:
-    """The API application for these settings (service options: from settings, else defaults)."""
-    options = options or ServiceOptions.from_settings(settings)
+def create_app(settings: Settings) -> FastAPI:
+    """The API application for these settings."""
     metrics = ServiceMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with _serving(settings, options, metrics) as state:
+        async with _serving(settings, metrics) as state:
             app.state.service = state
             yield
 
@@ -66,24 +64,22 @@ def create_app(settings: Settings, options: ServiceOptions | None = None) -> Fas
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(BodySizeLimit, max_bytes=options.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
     return app
 
 
 @contextlib.asynccontextmanager
-async def _serving(
-    settings: Settings, options: ServiceOptions, metrics: ServiceMetrics
-) -> AsyncIterator[ServiceState]:
+async def _serving(settings: Settings, metrics: ServiceMetrics) -> AsyncIterator[ServiceState]:
     """Store, writer and model for the life of the app; written and closed at the end."""
     store = ScoreStore(settings.score_store_url).create()
-    writer = ScoreWriter(store, options.score_write_interval).start()
+    writer = ScoreWriter(store, settings.score_write_interval).start()
     metrics.watch_writer(writer)
-    checker = KeyChecker(store, options.key_cache_seconds)
-    state = ServiceState(settings, options, store, writer, metrics, checker)
+    checker = KeyChecker(store, settings.key_cache_seconds)
+    state = ServiceState(settings, store, writer, metrics, checker)
     metrics.set_model(None)
     await anyio.to_thread.run_sync(state.try_load_model)  # also freezes the GC once loaded
-    retry = asyncio.create_task(_keep_trying(state, options.model_retry_seconds))
+    retry = asyncio.create_task(_keep_trying(state, settings.model_retry_seconds))
     try:
         yield state
     finally:

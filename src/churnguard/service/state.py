@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from churnguard.config import Settings
 from churnguard.service.auth import KeyChecker
 from churnguard.service.metrics import ServiceMetrics
-from churnguard.service.settings import ServiceOptions
 from churnguard.service.writer import ScoreWriter
 from churnguard.store import ScoreStore
 
@@ -37,7 +36,6 @@ class ServiceState:
     """The service's long-lived objects, kept on ``app.state.service``."""
 
     settings: Settings
-    options: ServiceOptions
     store: ScoreStore
     writer: ScoreWriter
     metrics: ServiceMetrics
@@ -55,7 +53,7 @@ class ServiceState:
         with self._loading:  # one load at a time; requests go on with the current scorer
             previous = self.scorer
             try:
-                scorer = load_scorer(self.settings, self.options)
+                scorer = load_scorer(self.settings)
             except Exception as exc:
                 reason = f"no model could be loaded: {_redact(str(exc)) or type(exc).__name__}"
                 logger.warning("%s", reason, exc_info=logger.isEnabledFor(logging.DEBUG))
@@ -78,11 +76,11 @@ class ServiceState:
         return True
 
 
-def load_scorer(settings: Settings, options: ServiceOptions) -> Scorer:
+def load_scorer(settings: Settings) -> Scorer:
     """The champion's scorer: from the registry, else the local last-known-good copy."""
     from churnguard.scoring import load_scorer as load  # imports MLflow: only when needed
 
-    return load(settings, options.playbook_path)
+    return load(settings)
 
 
 def model_source(scorer: Scorer) -> str:

@@ -53,7 +53,7 @@ async def create_scores(
     band, revenue at risk, the top drivers with reasons, recommended actions and what changed
     since the client's previous stored score.
     """
-    _check_clients(body, state.options.max_clients_per_request)
+    _check_clients(body, state.settings.max_clients_per_request)
     scored = await run_in_threadpool(score_clients, body, scorer, state)
     state.metrics.count_scores(s.band for s in scored.scores)
     return scored
