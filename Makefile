@@ -23,11 +23,14 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(BIN)/uv
 
 install: $(VENV)/.installed ## create .venv with the locked dependencies (uv.lock)
 
-demo: install ## the main job on demo data: simulate a business, validate it, train, score every client
+demo: install ## the main job on demo data: simulate, validate, train, score, then serve on :8000
 	$(BIN)/churnguard demo-data
 	$(BIN)/churnguard validate --data .churnguard/demo
 	$(BIN)/churnguard train --data .churnguard/demo
 	$(BIN)/churnguard score --data .churnguard/demo
+	$(BIN)/churnguard keys demo
+	@echo "Serving on http://127.0.0.1:8000 (API docs: /docs); Ctrl-C stops it."
+	$(BIN)/churnguard serve --host 127.0.0.1 --port 8000
 
 test: install ## run the test suite
 	$(BIN)/python -m pytest

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from churnguard import cli
+from churnguard.config import Settings
 from churnguard.keys import Principal, authenticate, create_key, list_keys, revoke
-from churnguard.store import ScoreStore, api_keys
+from churnguard.store import ScoreRecord, ScoreStore, api_keys
 from tests.test_store import BACKENDS, open_store
 
 
@@ -121,3 +124,51 @@ def test_the_database_itself_refuses_an_unbound_manager_key(store: ScoreStore) -
     row = {"key_id": "a" * 12, "secret_hash": "0" * 64, "role": "manager", "manager": None}
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
         conn.execute(api_keys.insert().values(created_at=sa.func.now(), **row))
+
+
+def _scored(client_id: str, manager: str, revenue_at_risk: float) -> ScoreRecord:
+    return ScoreRecord(
+        client_id=client_id,
+        as_of=datetime(2026, 1, 1, tzinfo=UTC),
+        model_version="1",
+        probability=0.5,
+        band="high",
+        revenue_at_risk=revenue_at_risk,
+        monthly_value=revenue_at_risk / 6,
+        feature_digest="0" * 64,
+        change={"kind": "new"},
+        account_manager=manager,
+    )
+
+
+def test_demo_keys_replace_the_last_demo_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))
+    assert cli.main(["keys", "demo"]) == 1  # nothing scored yet: no managers to make keys for
+    with ScoreStore(Settings().score_store_url) as store:
+        at_risk = [("a", "Ana", 100.0), ("b", "Ben", 900.0), ("c", "Ana", 50.0), ("d", "Cy", 300.0)]
+        store.create().save_scores([_scored(*row) for row in at_risk])
+        kept = create_key(store, "crm", label="the CRM")
+
+    def demo_keys() -> dict[tuple[str, str | None], str]:
+        assert cli.main(["keys", "demo"]) == 0
+        lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+        made = {}
+        for words in lines:
+            if words and words[0] in ("admin", "crm", "manager"):
+                manager = words[1] if words[0] == "manager" else None
+                made[words[0], manager] = words[-1]
+        return made
+
+    first = demo_keys()
+    # The managers with the most revenue at risk: Ben (900), then Cy (300); not Ana (150).
+    assert set(first) == {("admin", None), ("crm", None), ("manager", "Ben"), ("manager", "Cy")}
+    second = demo_keys()
+    with ScoreStore(Settings().score_store_url) as store:
+        for who, key in first.items():
+            assert authenticate(store, key) is None, who  # revoked by the second run
+        for (role, manager), key in second.items():
+            principal = authenticate(store, key)
+            assert principal is not None and (principal.role, principal.manager) == (role, manager)
+        assert authenticate(store, kept) is not None  # keys made by hand stay

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from churnguard.config import Settings
 from churnguard.contract import CRMData, DataContractError
@@ -346,6 +347,38 @@ def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 # --- parser -------------------------------------------------------------------------------------
 
 
+DEMO_KEY_LABEL = "demo"
+
+
+def keys_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Replace the demo keys: an admin, a crm and a manager key per top account manager."""
+    from churnguard.keys import create_key, list_keys, revoke
+    from churnguard.store import MAX_PAGE, ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        store.create()
+        top, _ = store.latest_scores(order_by="revenue_at_risk", limit=MAX_PAGE)
+        at_risk: dict[str, float] = {}
+        for s in top:
+            if s.account_manager:
+                at_risk[s.account_manager] = at_risk.get(s.account_manager, 0) + s.revenue_at_risk
+        if not at_risk:
+            print("error: no scored clients with an account manager yet; run `churnguard score`")
+            return 1
+        for old in list_keys(store):
+            if old.label == DEMO_KEY_LABEL and old.active:
+                revoke(store, old.key_id)
+        managers = sorted(at_risk, key=lambda m: -at_risk[m])[: args.managers]
+        made = [("admin", "-", create_key(store, "admin", None, DEMO_KEY_LABEL))]
+        made.append(("crm", "-", create_key(store, "crm", None, DEMO_KEY_LABEL)))
+        made += [("manager", m, create_key(store, "manager", m, DEMO_KEY_LABEL)) for m in managers]
+    print("Demo API keys (earlier demo keys are revoked; these are not shown again):")
+    for role, manager, key in made:
+        print(f"  {role:<8} {manager:<24} {key}")
+    print("Use one as `Authorization: Bearer <key>`, or sign in to the dashboard with it.")
+    return 0
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="folder of CSV/Parquet tables, or a database URL")
     p.add_argument("--mapping", type=Path, help="YAML file renaming a CRM export's tables/columns")
@@ -438,6 +471,13 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(handler=keys_create)
     k = keys_sub.add_parser("list", help="list keys (never the secrets)")
     k.set_defaults(handler=keys_list)
+    k = keys_sub.add_parser(
+        "demo", help="replace the demo keys (admin, crm, top managers') and print them"
+    )
+    k.add_argument(
+        "--managers", type=_positive, default=2, help="manager keys for this many managers"
+    )
+    k.set_defaults(handler=keys_demo)
     k = keys_sub.add_parser("revoke", help="revoke a key by its id")
     k.add_argument("key_id", help="the key id (as `keys list` shows it)")
     k.set_defaults(handler=keys_revoke)
@@ -451,8 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    settings = Settings()
     handler: Handler = args.handler
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"error: invalid settings (CHURNGUARD_* variables or .env):\n{exc}", file=sys.stderr)
+        return 1
     try:
         return handler(args, settings)
     except DataContractError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         "a folder or SQLAlchemy URL; default <home>/demo.",
     )
 
+    risk_bands: tuple[float, float] = Field(
+        default=(0.1, 0.3),
+        description='Risk band thresholds: "low" below the first, "high" from the second on.',
+    )
+
     # The service (``churnguard serve``).
     max_clients_per_request: int = Field(
         default=100, ge=1, description="Most clients one POST /api/v1/score may carry."
@@ -61,6 +66,13 @@ class Settings(BaseSettings):
         description="An accepted API key is trusted this long without reading the store again, "
         "so a revoked key stops working within it (0: read the store every time).",
     )
+
+    @field_validator("risk_bands")
+    @classmethod
+    def _ascending(cls, bands: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < bands[0] < bands[1] < 1:
+            raise ValueError(f"risk_bands must be two ascending numbers in (0, 1), got {bands}")
+        return bands
 
     @property
     def demo_data_dir(self) -> Path:

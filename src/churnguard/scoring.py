@@ -628,7 +628,8 @@ def _probe_frame(model: ChurnModel) -> pd.DataFrame:
 def load_scorer(settings: Settings) -> Scorer:
     """A Scorer for the registry's champion, or the local last-known-good copy when it has none.
 
-    The playbook is ``settings.playbook_path`` when set, else the packaged one.
+    The playbook is ``settings.playbook_path`` when set, else the packaged one; the risk bands
+    are ``settings.risk_bands``.
 
     The version reads "3" for registry version 3, "local:3" for the local copy of version 3.
 
@@ -637,7 +638,7 @@ def load_scorer(settings: Settings) -> Scorer:
     """
     model, version = _champion(settings)
     playbook = load_playbook(settings.playbook_path, feature_set=model.feature_set)
-    return Scorer(model, version, playbook)
+    return Scorer(model, version, playbook, thresholds=settings.risk_bands)
 
 
 def _champion(settings: Settings) -> tuple[ChurnModel, str]:
