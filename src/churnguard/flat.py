@@ -93,8 +93,6 @@ from churnguard.model import (
 )
 from churnguard.train import (
     EARLY_STOPPING_ROUNDS,
-    LIGHTGBM_GRID,
-    LOGISTIC_C,
     LOGISTIC_MAX_ROWS,
     REPORTED,
     Candidate,
@@ -107,6 +105,7 @@ from churnguard.train import (
     decide_promotion,
     make_lightgbm,
     make_logistic,
+    recipes,
     select,
 )
 
@@ -504,7 +503,7 @@ def fit_table_model(
     inner = StratifiedKFold(options.inner_folds, shuffle=True, random_state=seed)
     splits = list(inner.split(X, y))
     candidates, oof = [], {}
-    for name, kind, params in _recipes(int(y.sum()), options.train):
+    for name, kind, params in recipes(int(y.sum()), options.train):
         raw, trees = _out_of_fold(kind, params, X, y, splits, schema.categorical, seed)
         fitted = {**params, "n_estimators": int(np.median(trees))} if trees else dict(params)
         candidates.append(Candidate(name, kind, fitted, None, evaluate(y, raw)))
@@ -530,7 +529,7 @@ def fit_on_windows(
     X_val, _ = _design(rows[validation], schema, categories)
     y_tr, y_val = y[train], y[validation]
     candidates = []
-    for name, kind, params in _recipes(int(y_tr.sum()), options.train):
+    for name, kind, params in recipes(int(y_tr.sum()), options.train):
         est, trees = _fit(kind, params, X_tr, y_tr, schema.categorical, seed, (X_val, y_val))
         fitted = {**params, "best_iteration": trees} if trees else dict(params)
         metrics = evaluate(y_val, _raw(est, X_val))
@@ -551,20 +550,6 @@ def _design(
             c: sorted(map(str, prepared[c].dropna().unique())) for c in schema.categorical
         }
     return align_inputs(prepared, schema.columns, categories), categories
-
-
-def _recipes(positives: int, options: TrainOptions) -> list[tuple[str, ModelKind, dict[str, Any]]]:
-    """CRM mode's candidates, simplest first; LightGBM only with enough churned rows."""
-    out: list[tuple[str, ModelKind, dict[str, Any]]] = [
-        (f"logistic C={c:g}", "logistic", {"C": c}) for c in LOGISTIC_C
-    ]
-    if positives >= options.lightgbm_min_train_events:
-        out += [(f"lightgbm leaves={g['num_leaves']}", "lightgbm", dict(g)) for g in LIGHTGBM_GRID]
-    else:
-        logger.info(
-            "LightGBM left out: %s churned rows < %s", positives, options.lightgbm_min_train_events
-        )
-    return out
 
 
 def _fit(

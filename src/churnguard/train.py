@@ -374,13 +374,13 @@ def make_lightgbm(params: dict[str, Any], seed: int, rows: int = 0) -> LGBMClass
     )
 
 
-def _recipes(train_events: int, options: TrainOptions) -> list[tuple[str, ModelKind, dict]]:
+def recipes(train_events: int, options: TrainOptions) -> list[tuple[str, ModelKind, dict]]:
     """Candidate recipes, simplest first; LightGBM only with enough training churn events."""
     out: list[tuple[str, ModelKind, dict]] = [
         (f"logistic C={c:g}", "logistic", {"C": c}) for c in LOGISTIC_C
     ]
     if train_events >= options.lightgbm_min_train_events:
-        out += [(f"lightgbm leaves={g['num_leaves']}", "lightgbm", g) for g in LIGHTGBM_GRID]
+        out += [(f"lightgbm leaves={g['num_leaves']}", "lightgbm", dict(g)) for g in LIGHTGBM_GRID]
     else:
         logger.info(
             "LightGBM left out: %s training churn events < %s",
@@ -430,7 +430,7 @@ def fit_candidates(
     train, val = ds.rows(split.train), ds.rows(split.validation)
     X_tr, X_val, y_tr, y_val = X.loc[train], X.loc[val], ds.y(train), ds.y(val)
     out = []
-    for name, kind, params in _recipes(ds.events(train), options):
+    for name, kind, params in recipes(ds.events(train), options):
         started = time.perf_counter()
         est, fitted = fit_estimator(
             kind, params, X_tr, y_tr, X_val, y_val, ds.feature_set, options.seed
