@@ -58,7 +58,6 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -102,11 +101,16 @@ from churnguard.train import (
     TrainOptions,
     calibrate,
     calibrate_raw,
+    candidates_table,
     decide_promotion,
+    decision_line,
     make_lightgbm,
     make_logistic,
+    package_version,
     recipes,
     select,
+    slug,
+    text_table,
 )
 
 if TYPE_CHECKING:
@@ -897,7 +901,7 @@ def _log_run(run: RunLog, result: TableResult) -> None:
     run.text(
         json.dumps({"kinds": schema.kinds, "dropped": schema.dropped}, indent=1), "schema.json"
     )
-    run.table(_candidates_table(result.fit.candidates), "tables/candidates.csv")
+    run.table(candidates_table(result.fit.candidates), "tables/candidates.csv")
     if result.cross_validated:
         run.table(result.folds, "tables/cv_folds.csv")
     else:
@@ -913,7 +917,7 @@ def _log_run(run: RunLog, result: TableResult) -> None:
 def _run_metrics(result: TableResult) -> dict[str, float]:
     out: dict[str, float] = {}
     for c in result.fit.candidates:
-        out |= {f"val_{_slug(c.name)}_{k}": c.validation[k] for k in REPORTED}
+        out |= {f"val_{slug(c.name)}_{k}": c.validation[k] for k in REPORTED}
     out |= {f"val_{k}": result.fit.chosen.validation[k] for k in REPORTED}
     ev = result.evaluation
     prefix = "cv" if result.cross_validated else "test"
@@ -967,7 +971,7 @@ def _metadata(result: TableResult, options: FlatOptions) -> dict[str, Any]:
         "candidate": chosen.name,
         "calibration": result.fit.model.calibrator.method,
         "data_digest": data.digest,
-        "package_version": _package_version(),
+        "package_version": package_version(),
     }
     if result.cross_validated:
         params |= {"folds": options.folds, "repeats": options.repeats}
@@ -998,13 +1002,6 @@ def _evaluation_note(result: TableResult, options: FlatOptions) -> str:
     return OUT_OF_TIME_NOTE
 
 
-def _package_version() -> str:
-    try:
-        return package_metadata.version("churnguard")
-    except package_metadata.PackageNotFoundError:
-        return "unknown"
-
-
 # ---------------------------------------------------------------------------------- reporting
 
 
@@ -1019,7 +1016,7 @@ def format_table_summary(result: TableResult) -> str:
         f"Evaluation: {model.metadata['params']['evaluation']}",
         "",
         f"Candidates ({_candidate_scope(result)}, raw probabilities):",
-        _text_table(_candidates_table(result.fit.candidates)),
+        text_table(candidates_table(result.fit.candidates)),
         "",
         f"Chosen: {result.fit.chosen.name} (best ROC AUC; ties go to the simpler model), "
         f"calibration: {model.calibrator.method}",
@@ -1027,7 +1024,7 @@ def format_table_summary(result: TableResult) -> str:
         *_metrics_lines(result),
         *(["", "Warnings:", *(f"  {w}" for w in result.warnings)] if result.warnings else []),
         "",
-        _decision_line(result),
+        decision_line(result),
     ]
     return "\n".join(lines)
 
@@ -1047,7 +1044,7 @@ def table_report(result: TableResult) -> str:
         "```",
     ]
     if result.cross_validated:
-        sections += ["", "## Per fold", "", "```", _text_table(result.folds), "```"]
+        sections += ["", "## Per fold", "", "```", text_table(result.folds), "```"]
     sections += ["", "## Features", "", ", ".join(result.model.feature_names)]
     return "\n".join(sections)
 
@@ -1075,7 +1072,7 @@ def _metrics_lines(result: TableResult) -> list[str]:
         return [
             f"Windows: {spans}",
             "Test window (90% bootstrap intervals):",
-            _text_table(_metric_table(ev, {k: ev.metrics[k] for k in REPORTED})),
+            text_table(_metric_table(ev, {k: ev.metrics[k] for k in REPORTED})),
         ]
     summary = summarize_backtest(result.folds[list(REPORTED)])
     table = _metric_table(ev, {str(k): float(v) for k, v in summary["mean"].items()})
@@ -1086,7 +1083,7 @@ def _metrics_lines(result: TableResult) -> list[str]:
         f"Cross-validated metrics: value = mean over {len(result.folds)} folds (std, min, max "
         "over folds); 90% bootstrap interval and uncalibrated value from the first repeat's "
         "pooled out-of-fold predictions:",
-        _text_table(table),
+        text_table(table),
     ]
 
 
@@ -1101,37 +1098,3 @@ def _metric_table(ev: Evaluation, values: dict[str, float]) -> pd.DataFrame:
         for k in REPORTED
     ]
     return pd.DataFrame(rows)
-
-
-def _candidates_table(candidates: list[Candidate]) -> pd.DataFrame:
-    rows = [
-        {"candidate": c.name, **{k: c.validation[k] for k in REPORTED}, "params": _short(c.params)}
-        for c in candidates
-    ]
-    return pd.DataFrame(rows)
-
-
-def _decision_line(result: TableResult) -> str:
-    promo = result.promotion
-    where = f"model churnguard version {result.version}" if result.version else "model"
-    status = "champion" if promo.promoted else "challenger"
-    local = f"; local copy {result.local_copy}" if result.local_copy else ""
-    return f"Registered {where} (run {result.run_id}) -> {status}: {promo.reason}{local}"
-
-
-def _text_table(table: pd.DataFrame) -> str:
-    shown = table.copy()
-    for column in shown.columns:
-        if pd.api.types.is_float_dtype(shown[column]):
-            shown[column] = shown[column].map(lambda v: f"{v:.4f}")
-    return shown.to_string(index=False)
-
-
-def _slug(name: str) -> str:
-    return name.replace(" ", "_").replace("=", "")
-
-
-def _short(params: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
-    )

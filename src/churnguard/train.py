@@ -51,7 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -441,7 +441,7 @@ def fit_candidates(
             name,
             metrics["roc_auc"],
             time.perf_counter() - started,
-            _short(fitted),
+            short_params(fitted),
         )
         out.append(Candidate(name, kind, fitted, est, metrics))
     return out
@@ -754,7 +754,7 @@ def _log_run(run: RunLog, result: TrainResult, options: TrainOptions) -> None:
     run.metrics(_run_metrics(result))
     run.tags({"kind": result.chosen.kind, "candidate": result.chosen.name})
     run.text(json.dumps(result.model.feature_names, indent=1), "features.json")
-    run.table(_candidates_table(result.candidates), "tables/candidates.csv")
+    run.table(candidates_table(result.candidates), "tables/candidates.csv")
     run.table(result.backtest.astype({"cutoff": str, "train_end": str}), "tables/backtest.csv")
     run.table(calibration_table(result.test.y, result.test.p), "tables/calibration.csv")
     run.table(lift_table(result.test.y, result.test.p), "tables/lift.csv")
@@ -766,7 +766,7 @@ def _log_run(run: RunLog, result: TrainResult, options: TrainOptions) -> None:
 def _run_metrics(result: TrainResult) -> dict[str, float]:
     out: dict[str, float] = {}
     for c in result.candidates:
-        out |= {f"val_{_slug(c.name)}_{k}": c.validation[k] for k in REPORTED}
+        out |= {f"val_{slug(c.name)}_{k}": c.validation[k] for k in REPORTED}
     out |= {f"val_{k}": result.chosen.validation[k] for k in REPORTED}
     out |= {f"test_{k}": v for k, v in result.test.metrics.items()}
     out |= {f"test_raw_{k}": result.test.raw[k] for k in REPORTED}
@@ -777,7 +777,7 @@ def _run_metrics(result: TrainResult) -> dict[str, float]:
             mean, std = result.backtest_summary.loc[k, ["mean", "std"]].to_numpy(np.float64)
             out |= {f"backtest_{k}_mean": float(mean), f"backtest_{k}_std": float(std)}
     out["backtest_cutoffs"] = float(len(result.backtest))
-    out |= {f"seconds_{_slug(step)}": t for step, t in result.timings.items()}
+    out |= {f"seconds_{slug(step)}": t for step, t in result.timings.items()}
     if result.oracle is not None:
         o = result.oracle
         out |= {"oracle_roc_auc": o.roc_auc, "oracle_brier": o.brier, "oracle_ratio": o.ratio}
@@ -832,7 +832,7 @@ def _metadata(
         "candidate": chosen.name,
         "calibration": calibrator.method,
         "data_digest": data_digest(ds.data),
-        "package_version": _package_version(),
+        "package_version": package_version(),
     }
     metrics = {f"test_{k}": test.metrics[k] for k in REPORTED}
     if oracle is not None:
@@ -872,19 +872,19 @@ def format_summary(result: TrainResult) -> str:
         ),
         "",
         "Candidates (validation window, raw probabilities):",
-        _text_table(_candidates_table(result.candidates)),
+        text_table(candidates_table(result.candidates)),
         "",
         f"Chosen: {result.chosen.name} (best validation ROC AUC; ties go to the simpler model), "
         f"calibration: {result.model.calibrator.method}",
         "",
         f"Test window {_span(split.test)}: {int(test.metrics['n']):,} snapshots, "
         f"{int(test.metrics['n_positive'])} churned (90% bootstrap intervals):",
-        _text_table(_test_table(test)),
+        text_table(_test_table(test)),
         "",
         _oracle_line(result.oracle),
         _backtest_line(result.backtest, result.backtest_summary),
         "",
-        _decision_line(result),
+        decision_line(result),
     ]
     return "\n".join(lines)
 
@@ -914,7 +914,7 @@ def model_report(result: TrainResult) -> str:
             "## Backtest per cutoff",
             "",
             "```",
-            _text_table(result.backtest[[c for c in _BACKTEST_COLUMNS if c in result.backtest]]),
+            text_table(result.backtest[[c for c in _BACKTEST_COLUMNS if c in result.backtest]]),
             "```",
             "",
             "## Features",
@@ -924,9 +924,13 @@ def model_report(result: TrainResult) -> str:
     )
 
 
-def _candidates_table(candidates: list[Candidate]) -> pd.DataFrame:
+def candidates_table(candidates: list[Candidate]) -> pd.DataFrame:
     rows = [
-        {"candidate": c.name, **{k: c.validation[k] for k in REPORTED}, "params": _short(c.params)}
+        {
+            "candidate": c.name,
+            **{k: c.validation[k] for k in REPORTED},
+            "params": short_params(c.params),
+        }
         for c in candidates
     ]
     return pd.DataFrame(rows)
@@ -970,7 +974,21 @@ def _backtest_line(per_cutoff: pd.DataFrame, summary: pd.DataFrame) -> str:
     return line
 
 
-def _decision_line(result: TrainResult) -> str:
+class Registered(Protocol):
+    """What a training result says about its registration (CRM and flat-table mode alike)."""
+
+    @property
+    def promotion(self) -> Promotion: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def version(self) -> int | None: ...
+    @property
+    def local_copy(self) -> Path | None: ...
+
+
+def decision_line(result: Registered) -> str:
+    """One line: the version registered, its run, champion or challenger and why."""
     promo = result.promotion
     where = f"model {MODEL_NAME} version {result.version}" if result.version else "model"
     status = CHAMPION if promo.promoted else CHALLENGER
@@ -978,7 +996,7 @@ def _decision_line(result: TrainResult) -> str:
     return f"Registered {where} (run {result.run_id}) -> {status}: {promo.reason}{local}"
 
 
-def _text_table(table: pd.DataFrame) -> str:
+def text_table(table: pd.DataFrame) -> str:
     shown = table.copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
@@ -1015,17 +1033,17 @@ def _span(dates: pd.DatetimeIndex) -> str:
     return f"{_day(dates[0])}..{_day(dates[-1])}"
 
 
-def _slug(name: str) -> str:
+def slug(name: str) -> str:
     return "_".join(name.replace("=", "").replace(",", "").split())
 
 
-def _short(params: dict[str, Any]) -> str:
+def short_params(params: dict[str, Any]) -> str:
     return ", ".join(
         f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
     )
 
 
-def _package_version() -> str:
+def package_version() -> str:
     try:
         return metadata.version("churnguard")
     except metadata.PackageNotFoundError:
