@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from mlflow.exceptions import MlflowException
 
 from churnguard.config import Settings
 from churnguard.model import ChurnModel
@@ -115,3 +116,14 @@ def test_versions_lists_newest_first(registry: Registry, logged: tuple[str, int]
     assert [v.version for v in versions] == sorted((v.version for v in versions), reverse=True)
     assert versions[-1].version == 1 and versions[0].version == logged[1]
     assert Registry(registry.tracking_uri, model_name="no-such-model").versions() == []
+
+
+def test_an_unreachable_registry_is_an_error_not_a_missing_alias(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "No champion" would let training promote without the gate; a failure must say so instead.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    nowhere = Registry("http://127.0.0.1:9", tmp_path / "mlartifacts", model_name=NAME)
+    with pytest.raises(MlflowException):  # the discard port: nobody listens
+        nowhere.alias_version(CHAMPION)

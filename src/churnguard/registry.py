@@ -47,6 +47,7 @@ ARTIFACT_KEY = "churn_model"
 _PARAM_MAX = 6000  # MLflow's limit on a parameter value
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _RUNTIME_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "joblib", "mlflow")
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, or alias
 
 
 class RegistryError(ValueError):
@@ -182,11 +183,17 @@ class Registry:
     # --- registry -------------------------------------------------------------------------------
 
     def alias_version(self, alias: str) -> int | None:
-        """The version an alias points to, or None."""
+        """The version an alias points to, or None when the model or the alias does not exist.
+
+        Any other failure (an unreachable tracking server, say) raises: "no champion" must not
+        be concluded from an error.
+        """
         try:
             return int(self.client.get_model_version_by_alias(self.model_name, alias).version)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            if exc.error_code in _MISSING:
+                return None
+            raise
 
     def set_alias(self, alias: str, version: int) -> None:
         """Point alias at version (which must exist)."""
