@@ -30,6 +30,7 @@ Source = Literal["batch", "api"]
 SOURCES: tuple[Source, ...] = ("batch", "api")
 ROLES = ("crm", "manager", "admin")  # what an API key may do; the rules are in keys.py
 ORDERS = ("revenue_at_risk", "probability", "monthly_value", "client_id")
+GROUPINGS = ("account_manager", "segment", "band", "model_version")  # for revenue_at_risk_by
 MAX_PAGE = 1000
 _CHUNK = 5000  # rows per executemany call: bounds the driver's memory, not the transaction
 _SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
@@ -513,6 +514,51 @@ class ScoreStore:
         with self.engine.connect() as conn:
             return [LoggedAction(**row._mapping) for row in conn.execute(query)]
 
+    # --- aggregates over the latest scores -------------------------------------------------------
+
+    def latest_totals(self) -> tuple[int, float]:
+        """Clients with a latest score, and their summed revenue at risk."""
+        total = sa.func.coalesce(sa.func.sum(scores.c.revenue_at_risk), 0.0)
+        query = _over_latest(sa.func.count(), total)
+        with self.engine.connect() as conn:
+            clients, revenue = conn.execute(query).one()
+        return int(clients), float(revenue)
+
+    def band_counts(self) -> dict[str, int]:
+        """Clients by the risk band of their latest score; bands nobody is in are left out."""
+        with self.engine.connect() as conn:
+            return {band: int(n) for band, n, _ in conn.execute(_grouped(scores.c.band))}
+
+    def probability_histogram(self, bins: int = 10) -> list[tuple[float, float, int]]:
+        """Clients by the probability of their latest score in ``bins`` equal bins over [0, 1].
+
+        Returns ``(lo, hi, clients)`` for every bin, lowest first. A bin holds ``lo <= p < hi``
+        (the last one also ``p == 1``), the same side of an edge as ``explain.risk_band`` takes.
+        """
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        # the bin is the number of inner edges at or below p: portable, unlike floor() or CAST
+        bin_: ColumnElement[int] = sa.literal(0)
+        for k in range(1, bins):
+            bin_ = bin_ + sa.case((scores.c.probability >= k / bins, 1), else_=0)
+        with self.engine.connect() as conn:
+            counts = {int(b): int(n) for b, n, _ in conn.execute(_grouped(bin_))}
+        return [(k / bins, (k + 1) / bins, counts.get(k, 0)) for k in range(bins)]
+
+    def revenue_at_risk_by(self, column: str) -> list[tuple[str | None, float, int]]:
+        """Revenue at risk and clients by a column of the latest scores, largest revenue first.
+
+        ``column`` is one of ``GROUPINGS``. Empty text and NULL make one group, keyed None. Ties
+        are ordered by clients (most first), then by key (A to Z, None last).
+        """
+        if column not in GROUPINGS:
+            raise ValueError(f"column must be one of {', '.join(GROUPINGS)}, not {column!r}")
+        query = _grouped(sa.func.nullif(scores.c[column], ""))
+        revenue, clients, key = (query.selected_columns[n] for n in ("total", "clients", "key"))
+        query = query.order_by(revenue.desc(), clients.desc(), key.asc().nulls_last())
+        with self.engine.connect() as conn:
+            return [(k, float(r), int(n)) for k, n, r in conn.execute(query)]
+
 
 _NEWEST_FIRST = (scores.c.as_of.desc(), scores.c.created_at.desc(), scores.c.id.desc())
 _SUMMARY = [f.name for f in dataclasses.fields(ScoreSummary)]
@@ -523,6 +569,21 @@ def _current_scores() -> sa.Select[Any]:
     """Each client's latest score: the one ``current_scores`` points at."""
     on = sa.and_(*(scores.c[name] == current.c[name] for name in _KEY_NAMES))
     return sa.select(scores).join(current, on)
+
+
+def _over_latest(*columns: Any) -> sa.Select[Any]:
+    """A SELECT of the given columns or aggregates over each client's latest score."""
+    on = sa.and_(*(scores.c[name] == current.c[name] for name in _KEY_NAMES))
+    return sa.select(*columns).select_from(scores.join(current, on))
+
+
+def _grouped(key: ColumnElement[Any]) -> sa.Select[Any]:
+    """key, clients and their total revenue at risk per value of ``key`` over the latest scores."""
+    return _over_latest(
+        key.label("key"),
+        sa.func.count().label("clients"),
+        sa.func.sum(scores.c.revenue_at_risk).label("total"),
+    ).group_by(key)
 
 
 def _filters(
