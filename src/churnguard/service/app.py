@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from churnguard import web
 from churnguard.config import Settings
 from churnguard.service.auth import KeyChecker
 from churnguard.service.limits import BodySizeLimit
@@ -60,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=_package_version(),
         lifespan=lifespan,
     )
-    for router in (score.router, clients.router, model.router, health.router):
+    for router in (score.router, clients.router, model.router, health.router, web.router):
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal_error)

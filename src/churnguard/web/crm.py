@@ -1,0 +1,297 @@
+"""The CRM data behind the dashboard: loaded lazily, kept in memory, reloaded when it changes.
+
+Pages read a client's contracts, renewal date and recent history (interactions, feedback,
+invoices and disputes, tickets) from here. The data comes from ``settings.crm_source`` through
+``data.load_crm``; a folder is reloaded when one of its files changes, a database every few
+minutes. Without data (no folder, data that breaks the contract) the pages still work and say why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard.contract import CRMData
+
+logger = logging.getLogger(__name__)
+
+_DB_RELOAD_SECONDS = 300.0  # a database source is read again after this long
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """Something that happened with a client, for the client page's timeline."""
+
+    when: datetime
+    kind: str  # interaction, feedback, invoice, dispute, ticket, contract
+    text: str
+    tone: str = "neutral"  # good, bad or neutral
+
+
+@dataclass(frozen=True)
+class ContractRow:
+    contract_id: str
+    service_line: str
+    start: date
+    end: date | None
+    monthly_value: float
+    auto_renew: bool
+    cancelled: date | None
+
+
+class CRMView:
+    """Loaded CRM data with each table's rows found by client in one search."""
+
+    def __init__(self, data: CRMData, loaded_at: datetime) -> None:
+        self.data = data
+        self.loaded_at = loaded_at
+        self._codes = pd.Index(data.clients["client_id"].astype(str))
+        self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+        managers = data.clients["account_manager"].dropna().astype(str).str.strip()
+        self.managers = sorted({m for m in managers if m})
+
+    def rows(self, table: str, client_id: str) -> pd.DataFrame:
+        """A table's rows of one client (empty for a client not in the data)."""
+        frame = self.data.table(table)
+        code = self._codes.get_indexer(pd.Index([client_id]))[0]
+        if code < 0:
+            return frame.iloc[:0]
+        if table == "clients":
+            return frame.iloc[[code]]
+        order, bounds = self._index(table)
+        return frame.iloc[order[bounds[code] : bounds[code + 1]]]
+
+    def _index(self, table: str) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions sorted by client, and where each client's rows start in them."""
+        with self._lock:
+            if table not in self._rows:
+                codes = self.data.table(table)["client_id"].cat.codes.to_numpy()
+                order = np.argsort(codes, kind="stable")
+                bounds = np.searchsorted(codes[order], np.arange(len(self._codes) + 1))
+                self._rows[table] = (order, bounds)
+            return self._rows[table]
+
+
+@dataclass
+class CRMCache:
+    """The CRM data of a source, loaded on first use and reloaded when the source changes."""
+
+    source: str | Path
+    mapping: Path | None = None
+    load: Callable[..., Any] | None = None  # data.load_crm; injectable for tests
+    _view: CRMView | None = None
+    _problem: str | None = "the CRM data has not been loaded yet"
+    _signature: object = field(default_factory=object)  # matches no real signature
+    _checked: float = field(default=-1e18)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self) -> tuple[CRMView | None, str | None]:
+        """(the data, None), or (None, why there is none)."""
+        with self._lock:
+            signature = self._current_signature()
+            if signature != self._signature:
+                self._reload(signature)
+            return self._view, self._problem
+
+    def _current_signature(self) -> object:
+        """What identifies the source's content: its files' names, sizes and times."""
+        if "://" in str(self.source):
+            now = time.monotonic()
+            if now - self._checked >= _DB_RELOAD_SECONDS:
+                self._checked = now
+            return self._checked
+        folder = Path(self.source)
+        try:
+            files = sorted(p for p in folder.iterdir() if p.is_file())
+            return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+        except OSError:
+            return None
+
+    def _reload(self, signature: object) -> None:
+        from churnguard.data import load_crm  # pandas-heavy reading: only when needed
+
+        started = time.perf_counter()
+        try:
+            data, _ = (self.load or load_crm)(self.source, self.mapping)
+        except Exception as exc:  # any failure leaves the pages working without CRM data
+            self._view, self._problem = None, _first_line(exc)
+            logger.warning("dashboard: no CRM data from %s: %s", self.source, self._problem)
+        else:
+            self._view, self._problem = CRMView(data, datetime.now(UTC)), None
+            logger.info("dashboard: CRM data loaded in %.1f s", time.perf_counter() - started)
+        self._signature = signature
+
+
+# ---------------------------------------------------------------------------------- renewals
+
+
+def renewal_dates(view: CRMView, as_of: dict[str, datetime]) -> dict[str, date | None]:
+    """Each client's renewal date: the first end of a contract in force at its ``as_of``.
+
+    A client whose contracts in force are all rolling maps to None; a client with no contract
+    in force (or not in the data) is left out.
+    """
+    out: dict[str, date | None] = {}
+    for client_id, when in as_of.items():
+        contracts = view.rows("contracts", client_id)
+        if contracts.empty:
+            continue
+        t = pd.Timestamp(when)
+        start, end, cancelled = (contracts[c] for c in ("start_date", "end_date", "cancelled_at"))
+        stop = end.where(cancelled.isna() | (end.notna() & (end <= cancelled)), cancelled)
+        in_force = (start <= t) & (stop.isna() | (stop > t))
+        if not in_force.any():
+            continue
+        ends = stop[in_force].dropna()
+        out[client_id] = ends.min().date() if len(ends) else None
+    return out
+
+
+def client_contracts(view: CRMView, client_id: str) -> list[ContractRow]:
+    """A client's contracts, newest first."""
+    frame = view.rows("contracts", client_id).sort_values("start_date", ascending=False)
+    return [
+        ContractRow(
+            contract_id=str(r.contract_id),
+            service_line=_text(r.service_line) or "-",
+            start=r.start_date.date(),
+            end=_day(r.end_date),
+            monthly_value=float(r.monthly_value),
+            auto_renew=bool(r.auto_renew),
+            cancelled=_day(r.cancelled_at),
+        )
+        for r in _records(frame)
+    ]
+
+
+# ---------------------------------------------------------------------------------- timeline
+
+
+def client_timeline(
+    view: CRMView, client_id: str, until: datetime, limit: int = 40
+) -> list[TimelineItem]:
+    """A client's most recent events before ``until``, newest first."""
+    items = [
+        *_interactions(view.rows("interactions", client_id)),
+        *_feedback(view.rows("feedback", client_id)),
+        *_invoices(view.rows("invoices", client_id), until),
+        *_tickets(view.rows("tickets", client_id), until),
+        *_contract_events(view.rows("contracts", client_id)),
+    ]
+    recent = [i for i in items if i.when <= until]
+    recent.sort(key=lambda i: i.when, reverse=True)
+    return recent[:limit]
+
+
+def _interactions(frame: pd.DataFrame) -> list[TimelineItem]:
+    return [
+        TimelineItem(
+            r.occurred_at.to_pydatetime(),
+            "interaction",
+            " ".join(
+                w for w in (_text(r.direction), _text(r.channel) or "contact") if w
+            ).capitalize(),
+        )
+        for r in _records(frame)
+    ]
+
+
+def _feedback(frame: pd.DataFrame) -> list[TimelineItem]:
+    items = []
+    for r in _records(frame):
+        survey = _text(r.survey) or "survey"
+        low, high = (6, 9) if survey == "nps" else (2, 4)
+        tone = "bad" if r.score <= low else "good" if r.score >= high else "neutral"
+        comment = _text(r.comment)
+        text = f"{survey.upper()} score {r.score:g}" + (f": “{comment}”" if comment else "")
+        items.append(TimelineItem(r.submitted_at.to_pydatetime(), "feedback", text, tone))
+    return items
+
+
+def _invoices(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
+    items = []
+    now = pd.Timestamp(until)
+    for r in _records(frame):
+        paid = r.paid_at if pd.notna(r.paid_at) and r.paid_at <= now else None
+        status = (
+            f"paid {r.paid_at:%Y-%m-%d}"
+            if paid is not None
+            else f"overdue since {r.due_at:%Y-%m-%d}"
+            if r.due_at < now
+            else f"due {r.due_at:%Y-%m-%d}"
+        )
+        tone = "bad" if paid is None and r.due_at < now else "neutral"
+        text = f"Invoice {r.invoice_id}: {r.amount:,.2f}, {status}"
+        items.append(TimelineItem(r.issued_at.to_pydatetime(), "invoice", text, tone))
+        if pd.notna(r.disputed_at):
+            reason = _text(r.dispute_reason)
+            text = f"Invoice {r.invoice_id} disputed" + (f": {reason}" if reason else "")
+            items.append(TimelineItem(r.disputed_at.to_pydatetime(), "dispute", text, "bad"))
+        if pd.notna(r.dispute_resolved_at):
+            text = f"Dispute on invoice {r.invoice_id} resolved"
+            items.append(
+                TimelineItem(r.dispute_resolved_at.to_pydatetime(), "dispute", text, "good")
+            )
+    return items
+
+
+def _tickets(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
+    items = []
+    now = pd.Timestamp(until)
+    for r in _records(frame):
+        about = ", ".join(w for w in (_text(r.priority), _text(r.category)) if w)
+        resolved = pd.notna(r.resolved_at) and r.resolved_at <= now
+        state = (
+            f"resolved in {(r.resolved_at - r.opened_at).days} days" if resolved else "still open"
+        )
+        text = f"Ticket {r.ticket_id}" + (f" ({about})" if about else "") + f": {state}"
+        urgent = _text(r.priority) in ("high", "urgent")
+        tone = "bad" if urgent and not resolved else "neutral"
+        items.append(TimelineItem(r.opened_at.to_pydatetime(), "ticket", text, tone))
+    return items
+
+
+def _contract_events(frame: pd.DataFrame) -> list[TimelineItem]:
+    items = []
+    for r in _records(frame):
+        line = _text(r.service_line) or "service"
+        text = f"Contract {r.contract_id} started: {line}, {r.monthly_value:,.0f} a month"
+        items.append(TimelineItem(r.start_date.to_pydatetime(), "contract", text, "good"))
+        if pd.notna(r.cancelled_at):
+            text = f"Contract {r.contract_id} ({line}) cancelled"
+            items.append(TimelineItem(r.cancelled_at.to_pydatetime(), "contract", text, "bad"))
+        elif pd.notna(r.end_date):
+            text = f"Contract {r.contract_id} ({line}) ended"
+            items.append(TimelineItem(r.end_date.to_pydatetime(), "contract", text))
+    return items
+
+
+def _records(frame: pd.DataFrame) -> Iterator[Any]:
+    """A frame's rows as named tuples (typed loosely: their fields are the contract's)."""
+    return frame.itertuples(index=False)
+
+
+def _text(value: object) -> str | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _day(value: object) -> date | None:
+    return None if pd.isna(value) else pd.Timestamp(value).date()  # type: ignore[call-overload, arg-type]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

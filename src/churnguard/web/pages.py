@@ -1,0 +1,274 @@
+"""What each dashboard page shows, built from the score store and the CRM data.
+
+Routes call these functions and render the result; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+from churnguard.store import MAX_PAGE, LoggedAction, Score, ScoreStore
+from churnguard.web import charts
+from churnguard.web.crm import (
+    ContractRow,
+    CRMView,
+    TimelineItem,
+    client_contracts,
+    client_timeline,
+    renewal_dates,
+)
+
+if TYPE_CHECKING:
+    from churnguard.scoring import Scorer
+
+PAGE_SIZE = 50
+SORTS = {
+    "revenue_at_risk": "Revenue at risk",
+    "probability": "Risk",
+    "monthly_value": "Value",
+    "renewal": "Renewal date",
+}
+BANDS = ("high", "medium", "low")
+RENEWAL_SORT_LIMIT = 20_000  # clients sorted by renewal date at most; beyond, narrow the filter
+COMMON_ACTIONS = ("Call", "Meeting", "Email", "Discount", "Escalation", "Other")
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    """One line of "My clients"."""
+
+    score: Score
+    renewal: date | None
+    has_renewal: bool  # False: no contract in force, or no CRM data
+    top_reason: str | None
+    direction: str
+    delta: float | None
+
+
+@dataclass(frozen=True)
+class ClientsPage:
+    rows: list[ClientRow]
+    total: int
+    page: int
+    pages: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientPage:
+    score: Score
+    chart: Markup
+    history: list[Score]
+    actions: list[LoggedAction]
+    action_types: list[str]
+    renewal: date | None
+    has_renewal: bool
+    contracts: list[ContractRow]
+    timeline: list[TimelineItem]
+
+
+@dataclass(frozen=True)
+class PortfolioPage:
+    months: list[Any] = field(default_factory=list)  # portfolio.MonthStats
+    summary: Any = None  # portfolio.RiskSummary
+    charts: dict[str, Markup] = field(default_factory=dict)
+    model: dict[str, Any] | None = None
+    problem: str | None = None
+
+
+# ---------------------------------------------------------------------------------- my clients
+
+
+def clients_page(
+    store: ScoreStore,
+    crm: CRMView | None,
+    *,
+    manager: str | None,
+    band: str | None,
+    search: str | None,
+    sort: str,
+    page: int,
+) -> ClientsPage:
+    """One page of a book's latest scores, in the chosen order."""
+    if sort == "renewal":
+        return _by_renewal(store, crm, manager, band, search, page)
+    scores, total = store.latest_scores(
+        manager=manager,
+        band=band,
+        search=search,
+        order_by=sort,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
+    )
+    return ClientsPage(_rows(scores, crm), total, page, _pages(total))
+
+
+def _by_renewal(
+    store: ScoreStore,
+    crm: CRMView | None,
+    manager: str | None,
+    band: str | None,
+    search: str | None,
+    page: int,
+) -> ClientsPage:
+    """Soonest renewal first (then revenue at risk); rolling and unknown ones last."""
+    scores: list[Score] = []
+    total = 0
+    while len(scores) < RENEWAL_SORT_LIMIT:
+        chunk, total = store.latest_scores(
+            manager=manager, band=band, search=search, limit=MAX_PAGE, offset=len(scores)
+        )
+        scores += chunk
+        if len(chunk) < MAX_PAGE:
+            break
+    rows = _rows(scores, crm)
+    rows.sort(key=lambda r: (r.renewal is None, r.renewal or date.max, -r.score.revenue_at_risk))
+    start = (page - 1) * PAGE_SIZE
+    note = None
+    if total > len(scores):
+        note = (
+            f"Only the {len(scores):,} clients with the most revenue at risk are sorted by "
+            "renewal date; filter by band, manager or name to see the others."
+        )
+    return ClientsPage(rows[start : start + PAGE_SIZE], total, page, _pages(len(rows)), note)
+
+
+def _rows(scores: list[Score], crm: CRMView | None) -> list[ClientRow]:
+    renewals = renewal_dates(crm, {s.client_id: s.as_of for s in scores}) if crm else {}
+    return [
+        ClientRow(
+            score=s,
+            renewal=renewals.get(s.client_id),
+            has_renewal=s.client_id in renewals,
+            top_reason=s.drivers[0]["reason"] if s.drivers else None,
+            direction=str(s.change.get("direction", "new")),
+            delta=s.change.get("delta"),
+        )
+        for s in scores
+    ]
+
+
+def _pages(total: int) -> int:
+    return max(1, math.ceil(total / PAGE_SIZE))
+
+
+# ---------------------------------------------------------------------------------- one client
+
+
+def client_page(
+    store: ScoreStore, crm: CRMView | None, score: Score, thresholds: tuple[float, float]
+) -> ClientPage:
+    """A client's risk over time, drivers, actions, history and what was done."""
+    history = store.client_history(score.client_id)
+    chart = charts.line_chart(
+        [charts.Series("Churn probability", [(s.as_of.date(), s.probability) for s in history])],
+        title=f"Churn risk of {score.client_name or score.client_id} over time",
+        y_range=(0.0, max(0.5, *(s.probability for s in history))),
+        thresholds=[
+            charts.Threshold(thresholds[0], "medium"),
+            charts.Threshold(thresholds[1], "high"),
+        ],
+        x_format="%d %b %Y",
+    )
+    renewals = renewal_dates(crm, {score.client_id: score.as_of}) if crm else {}
+    now = datetime.now(UTC)
+    return ClientPage(
+        score=score,
+        chart=chart,
+        history=history,
+        actions=store.list_actions(score.client_id),
+        action_types=action_types(score),
+        renewal=renewals.get(score.client_id),
+        has_renewal=score.client_id in renewals,
+        contracts=client_contracts(crm, score.client_id) if crm else [],
+        timeline=client_timeline(crm, score.client_id, now) if crm else [],
+    )
+
+
+def action_types(score: Score) -> list[str]:
+    """The choices of the action form: the client's recommended actions, then common ones."""
+    recommended = [str(a["action"]) for a in score.actions if a.get("action")]
+    return list(dict.fromkeys([*recommended, *COMMON_ACTIONS]))
+
+
+# ---------------------------------------------------------------------------------- portfolio
+
+
+def portfolio_page(store: ScoreStore, crm: CRMView | None, scorer: Scorer | None) -> PortfolioPage:
+    """Retention, churn and revenue by month, the book's risk, and the model serving."""
+    try:
+        from churnguard import portfolio
+    except ImportError:  # the portfolio figures are not part of this build
+        return PortfolioPage(model=model_info(scorer), problem="Portfolio figures are unavailable.")
+    summary = portfolio.risk_summary(store)
+    months = portfolio.monthly_portfolio(crm.data) if crm else []
+    return PortfolioPage(
+        months=months,
+        summary=summary,
+        charts=portfolio_charts(months, summary),
+        model=model_info(scorer),
+        problem=None if crm else "No CRM data: retention by month is not shown.",
+    )
+
+
+def portfolio_charts(months: list[Any], summary: Any) -> dict[str, Markup]:
+    """The portfolio page's charts from ``MonthStats`` rows and a ``RiskSummary``."""
+    by_month = {
+        "retention": charts.line_chart(
+            [
+                charts.Series(
+                    "Retention rate", [(m.month, m.retention_rate / 100) for m in months]
+                ),
+                charts.Series("Churn rate", [(m.month, m.churn_rate / 100) for m in months]),
+                charts.Series(
+                    "Revenue churn", [(m.month, m.revenue_churn_rate / 100) for m in months]
+                ),
+            ],
+            title="Retention, churn and revenue churn by month",
+        ),
+        "nrr": charts.line_chart(
+            [
+                charts.Series(
+                    "Net revenue retention",
+                    [(m.month, m.net_revenue_retention / 100) for m in months],
+                )
+            ],
+            title="Net revenue retention by month",
+        ),
+    }
+    by_band = [(band, float(summary.by_band.get(band, 0))) for band in BANDS]
+    return {
+        **by_month,
+        "histogram": charts.histogram(summary.histogram, title="Clients by churn probability"),
+        "bands": charts.bar_chart(
+            by_band, title="Clients by risk band", value_format=lambda v: f"{v:,.0f}"
+        ),
+        "managers": charts.bar_chart(
+            [(name or "Unassigned", value) for name, value, _ in summary.by_manager],
+            title="Revenue at risk by account manager",
+        ),
+        "segments": charts.bar_chart(
+            [(name or "Unknown", value) for name, value, _ in summary.by_segment],
+            title="Revenue at risk by segment",
+        ),
+    }
+
+
+def model_info(scorer: Scorer | None) -> dict[str, Any] | None:
+    """The model serving: version, kind, horizon, trained at, finite test metrics."""
+    if scorer is None:
+        return None
+    model = scorer.model
+    metrics = model.metadata.get("metrics", {})
+    return {
+        "version": scorer.version,
+        "kind": model.kind,
+        "horizon_days": model.horizon_days,
+        "trained_at": model.metadata.get("trained_at"),
+        "metrics": {k: float(v) for k, v in sorted(metrics.items()) if math.isfinite(float(v))},
+    }

@@ -1,0 +1,309 @@
+"""The dashboard's pages: sign in and out, my clients, one client, the portfolio.
+
+Server-rendered HTML from the same app as the API. A manager sees their own book only; another
+manager's client is a 404 page, exactly like a client that does not exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from churnguard.service.deps import StateDep, StoreDep, WriterDep
+from churnguard.service.state import ServiceState
+from churnguard.store import Score, ScoreStore
+from churnguard.web import pages
+from churnguard.web.auth import (
+    SIGN_IN_PATH,
+    AdminViewer,
+    CurrentViewer,
+    Dashboard,
+    DashboardDep,
+    DashboardRoute,
+    WebError,
+    check_post,
+    not_found,
+    safe_next,
+    session_token,
+)
+from churnguard.web.crm import CRMCache
+from churnguard.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
+from churnguard.web.templating import render
+
+STATIC = Path(__file__).parent / "static"
+STATIC_FILES = {"dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
+SIGN_IN_SECONDS = 30 * 60  # the sign-in form's own token lives this long
+MAX_NOTE = 5000
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Sessions table on the score store, and the CRM data loading in the background."""
+    state: ServiceState = app.state.service
+    settings = state.settings
+    hours = float(getattr(settings, "dashboard_session_hours", 12.0))
+    dashboard = Dashboard(
+        settings=settings,
+        sessions=SessionStore(state.store.engine, timedelta(hours=hours)).create(),
+        crm=CRMCache(settings.crm_source, getattr(settings, "crm_mapping", None)),
+        secure_cookies=bool(getattr(settings, "dashboard_secure_cookies", True)),
+    )
+    app.state.dashboard = dashboard
+    threading.Thread(target=dashboard.crm.get, name="crm-load", daemon=True).start()
+    yield
+
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False, lifespan=lifespan)
+
+Sort = Literal["revenue_at_risk", "probability", "monthly_value", "renewal"]
+Band = Literal["high", "medium", "low", ""]
+
+
+@router.get("/")
+def read_home() -> RedirectResponse:
+    return RedirectResponse("/clients", status_code=303)
+
+
+@router.get("/static/{name}")
+def read_static(name: str) -> Response:
+    """The stylesheet and icon, from the package (the pages load nothing else)."""
+    if name not in STATIC_FILES:
+        raise WebError(404, "Not found", "There is no such file.")
+    headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return FileResponse(STATIC / name, media_type=STATIC_FILES[name], headers=headers)
+
+
+# ---------------------------------------------------------------------------------- signing in
+
+
+@router.get(SIGN_IN_PATH)
+def read_sign_in(
+    request: Request, dashboard: DashboardDep, next: str | None = None, signed_out: bool = False
+) -> Response:
+    """The sign-in form (or straight on, when already signed in)."""
+    token = session_token(request, dashboard)
+    if token and dashboard.sessions.viewer(token):
+        return RedirectResponse(safe_next(next), status_code=303)
+    return _sign_in_form(request, dashboard, next, "Signed out." if signed_out else None)
+
+
+@router.post(SIGN_IN_PATH)
+def sign_in(
+    request: Request,
+    dashboard: DashboardDep,
+    state: StateDep,
+    api_key: Annotated[str, Form(max_length=500)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str | None, Form(max_length=2000)] = None,
+) -> Response:
+    """Check the key; a manager or admin key starts a session."""
+    check_post(request, csrf, request.cookies.get(dashboard.sign_in_cookie))
+    address = request.client.host if request.client else "unknown"
+    if dashboard.limiter.blocked(address):
+        raise WebError(429, "Too many attempts", "Too many failed sign-ins; wait a few minutes.")
+    principal = state.keys.authenticate(api_key.strip()) if api_key.strip() else None
+    if principal is None or principal.role not in DASHBOARD_ROLES:
+        dashboard.limiter.failed(address)
+        message = (
+            "This API key is valid, but a CRM key cannot sign in to the dashboard: use a "
+            "manager or admin key."
+            if principal is not None
+            else "That key is not valid (or has been revoked)."
+        )
+        return _sign_in_form(request, dashboard, next, error=message, status_code=401)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    token = dashboard.sessions.start(principal.key_id)
+    max_age = int(dashboard.sessions.lifetime.total_seconds())
+    dashboard.set_cookie(response, dashboard.session_cookie, token, max_age)
+    dashboard.delete_cookie(response, dashboard.sign_in_cookie)
+    return response
+
+
+@router.post("/sign-out")
+def sign_out(
+    request: Request, dashboard: DashboardDep, csrf: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """End the session and forget the cookie."""
+    token = session_token(request, dashboard)
+    viewer = dashboard.sessions.viewer(token) if token else None
+    if token and viewer is not None:
+        check_post(request, csrf, viewer.csrf)
+        dashboard.sessions.end(token)
+    response = RedirectResponse(f"{SIGN_IN_PATH}?signed_out=true", status_code=303)
+    dashboard.delete_cookie(response, dashboard.session_cookie)
+    return response
+
+
+def _sign_in_form(
+    request: Request,
+    dashboard: Dashboard,
+    next: str | None,
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    token = new_token()
+    context = {"csrf": token, "next": safe_next(next), "notice": notice, "error": error}
+    response = render(request, "sign_in.html", context, status_code)
+    dashboard.set_cookie(response, dashboard.sign_in_cookie, token, SIGN_IN_SECONDS)
+    return response
+
+
+# ---------------------------------------------------------------------------------- my clients
+
+
+@router.get("/clients")
+def read_clients(
+    request: Request,
+    viewer: CurrentViewer,
+    dashboard: DashboardDep,
+    store: StoreDep,
+    writer: WriterDep,
+    sort: Sort = "revenue_at_risk",
+    band: Band = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    manager: Annotated[str, Query(max_length=200)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """The viewer's clients, highest revenue at risk first by default."""
+    writer.flush()
+    crm, problem = dashboard.crm.get()
+    book = viewer.manager if not viewer.is_admin else (manager.strip() or None)
+    listing = pages.clients_page(
+        store, crm, manager=book, band=band or None, search=q.strip() or None, sort=sort, page=page
+    )
+    context = {
+        "viewer": viewer,
+        "listing": listing,
+        "filters": {"sort": sort, "band": band, "q": q, "manager": manager},
+        "sorts": pages.SORTS,
+        "bands": pages.BANDS,
+        "managers": crm.managers if crm and viewer.is_admin else [],
+        "crm_problem": problem,
+    }
+    return render(request, "clients.html", context)
+
+
+# ---------------------------------------------------------------------------------- one client
+
+
+@router.get("/clients/{client_id}")
+def read_client(
+    request: Request,
+    client_id: str,
+    viewer: CurrentViewer,
+    dashboard: DashboardDep,
+    state: StateDep,
+    writer: WriterDep,
+    logged: bool = False,
+) -> Response:
+    """A client's risk, reasons, recommended actions, history, and the action form."""
+    writer.flush()
+    score = _visible_score(state.store, viewer, client_id)
+    return _client_page(request, dashboard, state, viewer, score, notice=logged)
+
+
+@router.post("/clients/{client_id}/actions")
+def create_action(
+    request: Request,
+    client_id: str,
+    viewer: CurrentViewer,
+    dashboard: DashboardDep,
+    state: StateDep,
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    type: Annotated[str, Form(max_length=200)] = "",
+    note: Annotated[str, Form(max_length=20_000)] = "",
+    happened_on: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """Log what was done about a client; a bad form comes back with its errors."""
+    check_post(request, csrf, viewer.csrf)
+    score = _visible_score(state.store, viewer, client_id)
+    form = {"type": type.strip(), "note": note.strip(), "happened_on": happened_on.strip()}
+    errors, when = _check_action(form, pages.action_types(score))
+    if errors:
+        return _client_page(
+            request, dashboard, state, viewer, score, form=form, errors=errors, status_code=422
+        )
+    logged_by = viewer.manager or f"{viewer.role} key {viewer.key_id}"
+    state.store.log_action(client_id, form["type"], form["note"], when, logged_by=logged_by)
+    return RedirectResponse(f"/clients/{client_id}?logged=true#actions", status_code=303)
+
+
+def _check_action(form: dict[str, str], types: list[str]) -> tuple[dict[str, str], date]:
+    """Field errors of the action form, and its date."""
+    errors: dict[str, str] = {}
+    today = datetime.now(UTC).date()
+    when = today
+    if form["type"] not in types:
+        errors["type"] = "Choose what you did from the list."
+    if len(form["note"]) > MAX_NOTE:
+        errors["note"] = f"Keep the note under {MAX_NOTE:,} characters."
+    try:
+        when = date.fromisoformat(form["happened_on"]) if form["happened_on"] else today
+    except ValueError:
+        errors["happened_on"] = "Give the date as YYYY-MM-DD."
+    else:
+        if when > today:
+            errors["happened_on"] = "The date cannot be in the future."
+        elif when.year < 2000:
+            errors["happened_on"] = "The date is too far in the past."
+    return errors, when
+
+
+def _client_page(
+    request: Request,
+    dashboard: Dashboard,
+    state: ServiceState,
+    viewer: Viewer,
+    score: Score,
+    *,
+    form: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    notice: bool = False,
+    status_code: int = 200,
+) -> Response:
+    crm, problem = dashboard.crm.get()
+    scorer = state.scorer
+    thresholds = scorer.thresholds if scorer is not None else state.settings.risk_bands
+    detail = pages.client_page(state.store, crm, score, thresholds)
+    today = datetime.now(UTC).date()
+    context = {
+        "viewer": viewer,
+        "client": detail,
+        "form": form or {"type": "", "note": "", "happened_on": today.isoformat()},
+        "errors": errors or {},
+        "today": today.isoformat(),
+        "notice": "Action logged." if notice else None,
+        "crm_problem": problem,
+    }
+    return render(request, "client.html", context, status_code)
+
+
+def _visible_score(store: ScoreStore, viewer: Viewer, client_id: str) -> Score:
+    """The client's latest score if the viewer may see the client, else a 404 page."""
+    score = store.latest_score(client_id) if len(client_id) <= 200 else None
+    if score is None or (not viewer.is_admin and score.account_manager != viewer.manager):
+        raise not_found(viewer)
+    return score
+
+
+# ---------------------------------------------------------------------------------- portfolio
+
+
+@router.get("/portfolio")
+def read_portfolio(
+    request: Request, viewer: AdminViewer, dashboard: DashboardDep, state: StateDep
+) -> Response:
+    """Retention and churn by month, risk across the book, the model serving (admins only)."""
+    state.writer.flush()
+    crm, problem = dashboard.crm.get()
+    portfolio = pages.portfolio_page(state.store, crm, state.scorer)
+    context = {"viewer": viewer, "portfolio": portfolio, "crm_problem": problem}
+    return render(request, "portfolio.html", context)

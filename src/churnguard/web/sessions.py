@@ -1,0 +1,157 @@
+"""Dashboard sessions: a random token in a cookie, kept server-side as a hash, with an expiry.
+
+Signing in with an API key (manager or admin) starts a session bound to that key's id; every
+request re-reads the key, so a revoked key (or one whose role changed) ends its sessions at once.
+The table lives in its own ``MetaData`` on the score store's engine, created at start-up.
+
+CSRF: a signed-in form carries ``csrf_token(token)``, an HMAC of the session token that only the
+holder of the cookie can compute; the sign-in form, before any session exists, carries a random
+value that must equal the one in a short-lived pre-session cookie (double submit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from churnguard.store import UTCDateTime, api_keys
+
+metadata = sa.MetaData()
+
+web_sessions = sa.Table(
+    "web_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.String(32), nullable=False, index=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+DASHBOARD_ROLES = ("manager", "admin")  # a crm key is for machines, not for people
+_TOKEN_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking at the dashboard: the key's role and, for a manager, whose book."""
+
+    role: str
+    manager: str | None
+    key_id: str
+    csrf: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def name(self) -> str:
+        return self.manager or f"{self.role} ({self.key_id})"
+
+
+class SessionStore:
+    """Sessions in the score store's database."""
+
+    def __init__(self, engine: Engine, lifetime: timedelta) -> None:
+        self.engine = engine
+        self.lifetime = lifetime
+
+    def create(self) -> SessionStore:
+        """Create the sessions table if it is missing; returns ``self``."""
+        metadata.create_all(self.engine)
+        return self
+
+    def start(self, key_id: str) -> str:
+        """A new session for a key; returns the token for the cookie (never stored as is)."""
+        token = secrets.token_urlsafe(_TOKEN_BYTES)
+        now = datetime.now(UTC)
+        row = {
+            "token_hash": _hash(token),
+            "key_id": key_id,
+            "created_at": now,
+            "expires_at": now + self.lifetime,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(web_sessions.delete().where(web_sessions.c.expires_at <= now))
+            conn.execute(web_sessions.insert().values(row))
+        return token
+
+    def viewer(self, token: str) -> Viewer | None:
+        """The viewer of an unexpired session whose key is still active and may sign in."""
+        if not token or len(token) > 200:
+            return None
+        query = (
+            sa.select(api_keys.c.key_id, api_keys.c.role, api_keys.c.manager)
+            .join(web_sessions, web_sessions.c.key_id == api_keys.c.key_id)
+            .where(
+                web_sessions.c.token_hash == _hash(token),
+                web_sessions.c.expires_at > datetime.now(UTC),
+                api_keys.c.revoked_at.is_(None),
+                api_keys.c.role.in_(DASHBOARD_ROLES),
+            )
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return Viewer(role=row.role, manager=row.manager, key_id=row.key_id, csrf=csrf_token(token))
+
+    def end(self, token: str) -> None:
+        """Delete a session (signing out)."""
+        with self.engine.begin() as conn:
+            conn.execute(web_sessions.delete().where(web_sessions.c.token_hash == _hash(token)))
+
+
+def csrf_token(session_token: str) -> str:
+    """The CSRF token of a session: derived from its secret token, so nothing else is stored."""
+    return hmac.new(session_token.encode(), b"churnguard-csrf", hashlib.sha256).hexdigest()
+
+
+def same_token(given: str | None, expected: str | None) -> bool:
+    """Whether a submitted token matches, compared in constant time."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+class SignInLimiter:
+    """At most ``attempts`` failed sign-ins per client address within ``window`` seconds."""
+
+    def __init__(self, attempts: int = 10, window: float = 300.0) -> None:
+        self.attempts = attempts
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, address: str) -> bool:
+        with self._lock:
+            return len(self._recent(address)) >= self.attempts
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            self._recent(address).append(time.monotonic())
+            if len(self._failures) > 10_000:  # bounded memory: forget the quiet addresses
+                self._failures = {a: q for a, q in self._failures.items() if q}
+
+    def _recent(self, address: str) -> deque[float]:
+        failures = self._failures.setdefault(address, deque())
+        while failures and failures[0] < time.monotonic() - self.window:
+            failures.popleft()
+        return failures
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,522 @@
+"""Tests for the dashboard (churnguard.web) over HTTP with TestClient: sessions, CSRF, roles,
+escaping, the pages' content; and its parts: SVG charts, renewal dates, the CRM data cache.
+
+The app runs without a model (pages do not need one) on the simulated business's CRM folder,
+with scores written straight into its store for the clients of two account managers. The
+browser tests (test_web_browser.py) drive the same pages with a real model in Chromium.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from churnguard import keys
+from churnguard.config import Settings
+from churnguard.contract import from_frames
+from churnguard.data import load_crm
+from churnguard.service import create_app
+from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
+from churnguard.synth import SimulatedBusiness
+from churnguard.web import charts
+from churnguard.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
+from churnguard.web.sessions import csrf_token
+
+BASE = "https://testserver"  # the session cookie is Secure: the test client sends it on https
+EVIL_NAME = '<script>alert("x")</script> & Sons'
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, demo_dir: Path) -> Settings:
+    home = tmp_path_factory.mktemp("web")
+    return Settings(
+        home=home,
+        models_dir=home / "models",
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        crm_data=str(demo_dir),
+        model_retry_seconds=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def book(business: SimulatedBusiness) -> dict[str, list[str]]:
+    """Two account managers with their clients: {manager: [client ids]}."""
+    clients = business.data.clients
+    managed = clients[clients["account_manager"].fillna("") != ""]
+    top = managed["account_manager"].value_counts().index[:2].tolist()
+    return {m: managed.loc[managed["account_manager"] == m, "client_id"].tolist() for m in top}
+
+
+@pytest.fixture(scope="module")
+def as_of(business: SimulatedBusiness) -> datetime:
+    return business.observed_until.to_pydatetime()
+
+
+@pytest.fixture(scope="module")
+def scored(
+    settings: Settings, business: SimulatedBusiness, book: dict[str, list[str]], as_of: datetime
+) -> dict[str, ScoreRecord]:
+    """Two scores a month apart for each client of the two managers, plus one evil name."""
+    names = business.data.clients.set_index("client_id")["name"]
+    latest: dict[str, ScoreRecord] = {}
+    with ScoreStore(settings.score_store_url) as store:
+        store.create()
+        for step, when in enumerate((as_of - timedelta(days=30), as_of)):
+            records = []
+            for manager, ids in book.items():
+                for i, client_id in enumerate(ids):
+                    p = round(((i * 37 + step * 11) % 100) / 100, 2)
+                    records.append(_record(client_id, when, p, manager, names[client_id]))
+            records.append(_record("X-EVIL", when, 0.5, next(iter(book)), EVIL_NAME))
+            before = store.previous_scores(when)
+            records = [_with_change(r, before.get(r.client_id)) for r in records]
+            store.save_scores(records)
+        latest = {r.client_id: r for r in records}
+    return latest
+
+
+def _record(client_id: str, when: datetime, p: float, manager: str, name: str) -> ScoreRecord:
+    return ScoreRecord(
+        client_id=client_id,
+        as_of=when,
+        model_version="7",
+        probability=p,
+        band="low" if p < 0.1 else "medium" if p < 0.3 else "high",
+        revenue_at_risk=p * 1000 * 12,
+        monthly_value=1000.0,
+        feature_digest="0" * 64,
+        change={"direction": "new"},
+        account_manager=manager,
+        client_name=name,
+        segment="mid-market",
+        drivers=[
+            {
+                "feature": "days_since_contact",
+                "value": 74,
+                "contribution": 0.8,
+                "reason": "No contact for 74 days",
+            }
+        ],
+        actions=[{"action": "Schedule a check-in call", "reason": "No contact for 74 days"}],
+    )
+
+
+def _with_change(record: ScoreRecord, previous: ScoreSummary | None) -> ScoreRecord:
+    """The record with "what changed" since the previous stored score, as batch scoring says."""
+    return dataclasses.replace(record, change=describe_change(previous, record.probability))
+
+
+@pytest.fixture(scope="module")
+def app_client(settings: Settings, scored: dict[str, ScoreRecord]) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"key_cache_seconds": 0}))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def api_keys(settings: Settings, app_client: TestClient, book: dict[str, list[str]]) -> dict:
+    managers = list(book)
+    with ScoreStore(settings.score_store_url) as store:
+        return {
+            "a": keys.create_key(store, "manager", managers[0]),
+            "b": keys.create_key(store, "manager", managers[1]),
+            "admin": keys.create_key(store, "admin"),
+            "crm": keys.create_key(store, "crm"),
+        }
+
+
+def sign_in(client: TestClient, key: str) -> TestClient:
+    """Sign in through the form; the client keeps the session cookie."""
+    client.cookies.clear()
+    form = client.get("/sign-in")
+    token = CSRF_FIELD.search(form.text).group(1)  # type: ignore[union-attr]
+    answer = client.post("/sign-in", data={"api_key": key, "csrf": token, "next": "/clients"})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def page_csrf(html: str) -> str:
+    return CSRF_FIELD.search(html).group(1)  # type: ignore[union-attr]
+
+
+def listed_ids(html: str) -> list[str]:
+    return re.findall(r'<tr data-client-id="([^"]+)"', html)
+
+
+# ---------------------------------------------------------------------------------- sessions
+
+
+def test_signing_in_sets_a_secure_http_only_same_site_session_cookie(
+    app_client: TestClient, api_keys: dict
+) -> None:
+    app_client.cookies.clear()
+    form = app_client.get("/sign-in")
+    assert form.status_code == 200
+    pre = form.headers["set-cookie"]
+    assert pre.startswith("__Host-churnguard_sign_in=")
+    assert all(flag in pre for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/"))
+    answer = app_client.post(
+        "/sign-in", data={"api_key": api_keys["a"], "csrf": page_csrf(form.text), "next": "/"}
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    cookies = answer.headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("__Host-churnguard_session="))
+    assert all(flag in session for flag in ("HttpOnly", "Secure", "SameSite=lax", "Path=/"))
+    assert "Domain" not in session and "Max-Age=43200" in session
+    assert api_keys["a"] not in session  # the cookie holds a session token, not the key
+
+
+def test_pages_redirect_to_sign_in_without_a_session(app_client: TestClient) -> None:
+    app_client.cookies.clear()
+    for path in ("/clients", "/clients/C000001", "/portfolio", "/clients?band=high"):
+        answer = app_client.get(path)
+        assert answer.status_code == 303
+        assert answer.headers["location"].startswith("/sign-in?next=/clients") or answer.headers[
+            "location"
+        ].startswith("/sign-in?next=/portfolio")
+    app_client.cookies.set("__Host-churnguard_session", "forged", domain="testserver")
+    assert app_client.get("/clients").status_code == 303
+
+
+def test_a_bad_key_or_a_crm_key_cannot_sign_in(app_client: TestClient, api_keys: dict) -> None:
+    for key, words in (
+        ("cg_0123456789ab_nope", "not valid"),
+        (api_keys["crm"], "CRM key cannot sign in"),
+    ):
+        app_client.cookies.clear()
+        form = app_client.get("/sign-in")
+        answer = app_client.post("/sign-in", data={"api_key": key, "csrf": page_csrf(form.text)})
+        assert answer.status_code == 401
+        assert words in answer.text
+        assert "churnguard_session" not in answer.headers.get("set-cookie", "")
+        assert key not in answer.text
+
+
+def test_sign_in_needs_its_form_token_and_this_sites_origin(
+    app_client: TestClient, api_keys: dict
+) -> None:
+    app_client.cookies.clear()
+    form = app_client.get("/sign-in")
+    token = page_csrf(form.text)
+    data = {"api_key": api_keys["a"], "csrf": token}
+    foreign = app_client.post("/sign-in", data=data, headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    app_client.cookies.clear()  # a forged form cannot read or set the sign-in cookie
+    assert app_client.post("/sign-in", data=data).status_code == 403
+    assert "churnguard_session" not in app_client.cookies.keys().__repr__()
+
+
+def test_signing_out_ends_the_session(app_client: TestClient, api_keys: dict) -> None:
+    sign_in(app_client, api_keys["a"])
+    page = app_client.get("/clients")
+    cookie = app_client.cookies.get("__Host-churnguard_session")
+    assert page.status_code == 200 and cookie
+    out = app_client.post("/sign-out", data={"csrf": page_csrf(page.text)})
+    assert out.status_code == 303 and out.headers["location"].startswith("/sign-in")
+    app_client.cookies.set("__Host-churnguard_session", cookie, domain="testserver")
+    assert app_client.get("/clients").status_code == 303  # the old token is dead server-side
+
+
+def test_a_revoked_key_is_signed_out(app_client: TestClient, settings: Settings) -> None:
+    with ScoreStore(settings.score_store_url) as store:
+        key = keys.create_key(store, "admin")
+        sign_in(app_client, key)
+        assert app_client.get("/clients").status_code == 200
+        keys.revoke(store, key)
+    assert app_client.get("/clients").status_code == 303
+
+
+# ---------------------------------------------------------------------------------- CSRF
+
+
+def test_a_post_without_the_csrf_token_is_rejected(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    client_id = book[next(iter(book))][0]
+    page = app_client.get(f"/clients/{client_id}")
+    token = page_csrf(page.text)
+    action = {"type": "Call", "note": "csrf probe", "happened_on": date.today().isoformat()}
+    for data in (action, {**action, "csrf": "0" * 64}, {**action, "csrf": csrf_token("other")}):
+        answer = app_client.post(f"/clients/{client_id}/actions", data=data)
+        assert answer.status_code == 403
+        assert "Form expired" in answer.text
+    answer = app_client.post(
+        f"/clients/{client_id}/actions",
+        data={**action, "csrf": token},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert answer.status_code == 403
+    assert app_client.post("/sign-out", data={}).status_code == 403
+    with ScoreStore(settings.score_store_url) as store:
+        assert all(a.note != "csrf probe" for a in store.list_actions(client_id))
+
+
+# ---------------------------------------------------------------------------------- roles
+
+
+def test_a_manager_sees_their_own_book_only(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    mine, theirs = (set(ids) for ids in book.values())
+    sign_in(app_client, api_keys["a"])
+    page = app_client.get("/clients", params={"manager": next(iter(reversed(book)))})
+    shown = set(listed_ids(page.text))
+    assert shown and shown <= mine | {"X-EVIL"} and not shown & theirs
+    other = sorted(theirs)[0]
+    for answer in (
+        app_client.get(f"/clients/{other}"),
+        app_client.get("/clients/NO-SUCH-CLIENT"),
+    ):
+        assert answer.status_code == 404
+        assert "text/html" in answer.headers["content-type"]
+        assert "Not found" in answer.text
+    token = page_csrf(page.text)
+    logged = app_client.post(
+        f"/clients/{other}/actions", data={"type": "Call", "csrf": token, "happened_on": ""}
+    )
+    assert logged.status_code == 404
+    api = app_client.get(f"/api/v1/clients/{other}", headers={"X-API-Key": api_keys["a"]})
+    assert api.status_code == 404 and api.json()["detail"]  # the API keeps its JSON errors
+
+
+def test_the_portfolio_is_for_admins(app_client: TestClient, api_keys: dict) -> None:
+    sign_in(app_client, api_keys["a"])
+    answer = app_client.get("/portfolio")
+    assert answer.status_code == 403 and "administrators only" in answer.text
+    assert 'href="/portfolio"' not in app_client.get("/clients").text
+    sign_in(app_client, api_keys["admin"])
+    answer = app_client.get("/portfolio")
+    assert answer.status_code == 200
+    assert "<svg" in answer.text and "No model is loaded" in answer.text
+
+
+def test_an_admin_sees_every_book_and_can_filter_by_manager(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    sign_in(app_client, api_keys["admin"])
+    first, second = book
+    everyone = set(listed_ids(app_client.get("/clients").text))
+    assert everyone & set(book[first]) and everyone & set(book[second])
+    only = set(listed_ids(app_client.get("/clients", params={"manager": second}).text))
+    assert only and only <= set(book[second])
+
+
+# ---------------------------------------------------------------------------------- pages
+
+
+def test_my_clients_are_in_revenue_at_risk_order_and_sort_filter_and_page(
+    app_client: TestClient,
+    api_keys: dict,
+    book: dict[str, list[str]],
+    scored: dict[str, ScoreRecord],
+    settings: Settings,
+) -> None:
+    manager = next(iter(book))
+    sign_in(app_client, api_keys["a"])
+    with ScoreStore(settings.score_store_url) as store:
+        for order in ("revenue_at_risk", "probability", "monthly_value"):
+            expected, _ = store.latest_scores(manager=manager, order_by=order, limit=50)
+            page = app_client.get("/clients", params={"sort": order})
+            assert listed_ids(page.text) == [s.client_id for s in expected]
+        high, total = store.latest_scores(manager=manager, band="high", limit=50)
+    page = app_client.get("/clients", params={"band": "high"})
+    assert listed_ids(page.text) == [s.client_id for s in high]
+    found = app_client.get("/clients", params={"q": "evil"})
+    assert listed_ids(found.text) == ["X-EVIL"]
+    if total > 50:
+        assert "Page 1 of" in page.text
+    bad = app_client.get("/clients", params={"sort": "drop table"})
+    assert bad.status_code == 400 and "text/html" in bad.headers["content-type"]
+
+
+def test_clients_sort_by_renewal_date_soonest_first(
+    app_client: TestClient, api_keys: dict, scored: dict[str, ScoreRecord], demo_dir: Path
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    ids = listed_ids(app_client.get("/clients", params={"sort": "renewal"}).text)
+    data, _ = load_crm(demo_dir)
+    renewals = renewal_dates(CRMView(data, datetime.now(UTC)), {c: scored[c].as_of for c in ids})
+    dated = [renewals[c] for c in ids if renewals.get(c) is not None]
+    assert dated and dated == sorted(dated)
+    first_undated = next((i for i, c in enumerate(ids) if renewals.get(c) is None), len(ids))
+    assert all(renewals.get(c) is None for c in ids[first_undated:])
+
+
+def test_the_client_page_shows_risk_reasons_actions_history_and_contracts(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    client_id = book[next(iter(book))][0]
+    page = app_client.get(f"/clients/{client_id}")
+    assert page.status_code == 200
+    html = page.text
+    assert html.count("<circle") == 2  # two scores, two points on the chart
+    assert "No contact for 74 days" in html and "Schedule a check-in call" in html
+    assert 'data-testid="timeline"' in html and "Contracts" in html
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_logging_an_action_stores_and_lists_it_and_bad_input_is_explained(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    client_id = book[next(iter(book))][1]
+    token = page_csrf(app_client.get(f"/clients/{client_id}").text)
+    url = f"/clients/{client_id}/actions"
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+    for form, words in (
+        ({"type": "Call", "happened_on": tomorrow}, "cannot be in the future"),
+        ({"type": "Call", "happened_on": "31/12/2024"}, "YYYY-MM-DD"),
+        ({"type": "Bribe", "happened_on": ""}, "Choose what you did"),
+    ):
+        answer = app_client.post(url, data={**form, "csrf": token, "note": "kept <b>"})
+        assert answer.status_code == 422 and words in answer.text
+        assert "kept &lt;b&gt;" in answer.text  # the note is kept in the form, escaped
+    done = {"type": "Schedule a check-in call", "note": "Booked a review <ok>", "csrf": token}
+    answer = app_client.post(url, data={**done, "happened_on": "2025-03-04"})
+    assert answer.status_code == 303
+    page = app_client.get(answer.headers["location"])
+    assert "Action logged." in page.text and "Booked a review &lt;ok&gt;" in page.text
+    with ScoreStore(settings.score_store_url) as store:
+        logged = store.list_actions(client_id)[0]
+    assert (logged.action_type, logged.happened_on) == (
+        "Schedule a check-in call",
+        date(2025, 3, 4),
+    )
+    assert logged.logged_by == next(iter(book))
+
+
+def test_templates_escape_a_client_name(app_client: TestClient, api_keys: dict) -> None:
+    sign_in(app_client, api_keys["a"])
+    for path in ("/clients?q=evil", "/clients/X-EVIL"):
+        html = app_client.get(path).text
+        assert "<script>" not in html
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; Sons" in html
+
+
+def test_static_files_are_served_and_nothing_else(app_client: TestClient) -> None:
+    css = app_client.get("/static/dashboard.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert app_client.get("/static/..%2Fweb%2Froutes.py").status_code == 404
+    assert app_client.get("/static/routes.py").status_code == 404
+
+
+# ---------------------------------------------------------------------------------- charts
+
+
+def _parse(svg: str) -> ET.Element:
+    return ET.fromstring(svg)
+
+
+def test_a_line_chart_is_valid_svg_with_a_point_and_tooltip_per_value() -> None:
+    series = [
+        charts.Series("Churn <risk>", [(date(2025, 1, 1), 0.2), (date(2025, 2, 1), 0.35)]),
+        charts.Series("Other", [(date(2025, 1, 1), 0.1)]),
+    ]
+    svg = charts.line_chart(series, title="A & B", thresholds=[charts.Threshold(0.3, "high")])
+    root = _parse(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.tag == f"{ns}svg" and root.get("viewBox") and root.get("width") == "100%"
+    assert root.find(f"{ns}title").text == "A & B"  # type: ignore[union-attr]
+    points = root.findall(f"{ns}circle")
+    assert len(points) == 3
+    assert points[0].find(f"{ns}title").text == "Churn <risk>, Jan 2025: 20%"  # type: ignore[union-attr]
+    assert len(root.findall(f"{ns}polyline")) == 1  # a single point draws no line
+    ys = [float(p.get("cy", 0)) for p in points[:2]]
+    assert ys[1] < ys[0]  # higher risk is drawn higher up
+
+
+def test_charts_escape_text_and_handle_empty_data() -> None:
+    evil = "<script>alert(1)</script>"
+    for svg in (
+        charts.bar_chart([(evil, 10.0), ("b", 0.0)], title=evil),
+        charts.line_chart([charts.Series(evil, [(date(2025, 1, 1), 0.5)])], title=evil),
+        charts.histogram([(0.0, 0.1, 3), (0.1, 0.2, 0)], title=evil),
+    ):
+        assert "<script>" not in svg
+        _parse(svg)
+    for empty in (
+        charts.bar_chart([], title="t"),
+        charts.line_chart([charts.Series("s", [])], title="t"),
+        charts.histogram([(0.0, 0.1, 0)], title="t"),
+    ):
+        assert "No data yet" in empty
+        _parse(empty)
+
+
+def test_bars_are_as_long_as_their_values() -> None:
+    root = _parse(charts.bar_chart([("a", 100.0), ("b", 50.0), ("c", 0.0)], title="t"))
+    widths = [float(r.get("width", 0)) for r in root.iter("{http://www.w3.org/2000/svg}rect")]
+    assert widths[1] == pytest.approx(widths[0] / 2) and widths[2] == 0
+
+
+# ---------------------------------------------------------------------------------- CRM data
+
+
+def _crm(contracts: list[dict[str, object]]) -> CRMView:
+    clients = pd.DataFrame({"client_id": ["A", "B", "C", "D"], "account_manager": ["m"] * 4})
+    frame = pd.DataFrame(contracts)
+    for column in ("start_date", "end_date", "cancelled_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return CRMView(from_frames({"clients": clients, "contracts": frame}), datetime.now(UTC))
+
+
+def test_the_renewal_date_is_the_first_end_of_a_contract_in_force() -> None:
+    nat = None
+    view = _crm(
+        [
+            {"contract_id": "1", "client_id": "A", "start_date": "2024-01-01",
+             "end_date": "2025-12-31", "monthly_value": 1.0, "cancelled_at": nat},
+            {"contract_id": "2", "client_id": "A", "start_date": "2024-06-01",
+             "end_date": "2025-06-30", "monthly_value": 1.0, "cancelled_at": nat},
+            {"contract_id": "3", "client_id": "A", "start_date": "2023-01-01",
+             "end_date": "2024-01-31", "monthly_value": 1.0, "cancelled_at": nat},
+            {"contract_id": "4", "client_id": "B", "start_date": "2024-01-01",
+             "end_date": nat, "monthly_value": 1.0, "cancelled_at": nat},
+            {"contract_id": "5", "client_id": "C", "start_date": "2024-01-01",
+             "end_date": "2026-01-01", "monthly_value": 1.0, "cancelled_at": "2024-12-01"},
+            {"contract_id": "6", "client_id": "D", "start_date": "2024-01-01",
+             "end_date": nat, "monthly_value": 1.0, "cancelled_at": "2025-04-01"},
+        ]
+    )  # fmt: skip
+    when = datetime(2025, 3, 1, tzinfo=UTC)
+    got = renewal_dates(view, dict.fromkeys(["A", "B", "C", "D", "nobody"], when))
+    assert got == {"A": date(2025, 6, 30), "B": None, "D": date(2025, 4, 1)}
+
+
+def test_the_crm_cache_loads_lazily_reloads_on_change_and_survives_missing_data(
+    tmp_path: Path, demo_dir: Path
+) -> None:
+    missing = CRMCache(tmp_path / "nothing")
+    view, problem = missing.get()
+    assert view is None and problem and "nothing" in problem
+    folder = tmp_path / "crm"
+    shutil.copytree(demo_dir, folder)
+    cache = CRMCache(folder)
+    first, problem = cache.get()
+    assert first is not None and problem is None
+    assert cache.get()[0] is first  # unchanged files: the same data, not read again
+    clients = folder / "clients.csv"
+    time.sleep(0.01)
+    clients.write_text(clients.read_text().replace('"C000001","', '"C000001","Renamed ', 1))
+    second, _ = cache.get()
+    assert second is not first and second is not None
+    assert second.data.clients.loc[0, "name"].startswith("Renamed")
+    timeline = client_timeline(second, "C000001", datetime.now(UTC))
+    assert timeline and timeline == sorted(timeline, key=lambda i: i.when, reverse=True)
