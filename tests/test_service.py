@@ -480,6 +480,9 @@ def test_the_list_filters_orders_and_pages(
     assert {i["account_manager"] for i in theirs["items"]} == {managers[1]}
     assert client.get("/api/v1/clients?band=purple", headers=admin).status_code == 422
     assert client.get("/api/v1/clients?limit=0", headers=admin).status_code == 422
+    # Past any real table but still a 422, not the database's integer overflow (a 500).
+    huge = client.get(f"/api/v1/clients?offset={10**22}", headers=admin)
+    assert huge.status_code == 422 and huge.json()["detail"][0]["loc"] == ["query", "offset"]
 
 
 def test_an_unknown_client_is_404(client: TestClient, api_keys: Keys) -> None:

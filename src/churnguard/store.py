@@ -32,6 +32,7 @@ ROLES = ("crm", "manager", "admin")  # what an API key may do; the rules are in 
 ORDERS = ("revenue_at_risk", "probability", "monthly_value", "client_id")
 GROUPINGS = ("account_manager", "segment", "band", "model_version")  # for revenue_at_risk_by
 MAX_PAGE = 1000
+MAX_OFFSET = 2**53  # an offset past any real table; beyond it databases overflow their integers
 _CHUNK = 5000  # rows per executemany call: bounds the driver's memory, not the transaction
 _SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
 
@@ -408,8 +409,8 @@ class ScoreStore:
         """
         if order_by not in ORDERS:
             raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, not {order_by!r}")
-        if not 1 <= limit <= MAX_PAGE or offset < 0:
-            raise ValueError(f"need 1 <= limit <= {MAX_PAGE} and offset >= 0")
+        if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
+            raise ValueError(f"need 1 <= limit <= {MAX_PAGE} and 0 <= offset <= {MAX_OFFSET}")
         matches = _current_scores().where(*_filters(manager, band, search))
         column = scores.c[order_by]
         order = column.asc() if order_by == "client_id" else column.desc()

@@ -30,7 +30,7 @@ from churnguard.service.schemas import (
     ScoreHistoryItem,
     ScorePublic,
 )
-from churnguard.store import MAX_PAGE, Score, ScoreStore
+from churnguard.store import MAX_OFFSET, MAX_PAGE, Score, ScoreStore
 
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
 
@@ -54,7 +54,7 @@ def read_clients(
     ] = None,
     order_by: Order = "revenue_at_risk",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ClientsPublic:
     """Each client's latest score, highest revenue at risk first by default, one page."""
     book = book_of(principal)
