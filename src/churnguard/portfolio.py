@@ -17,8 +17,10 @@ a churn once its grace period lies inside the data. It is judged with all the da
 - **Not churned.** A period still covered, or whose end is pending (its grace period runs past the
   end of the data), is active from its start on and never counted as churned. So a client that
   left in the last ``grace_days`` of the data shows as active until it is known not to return,
-  and the latest month's churn can still rise. A renewal inside the grace period is neither churn
-  nor new: the client stays active, and its revenue carried, through the gap.
+  and recent months' churn can still rise: with the default 30 days, the last month of the data
+  shows almost none. ``pending_clients`` counts the periods ending in the month whose churn is
+  pending in this way (they are in ``clients_end``). A renewal inside the grace period is neither
+  churn nor new: the client stays active, and its revenue carried, through the gap.
 - ``new_clients``: activity periods starting in the month: a first contract, or a return after a
   churn (the client was counted as churned when it left).
 - ``churned_clients``: activity periods whose churn date falls in the month.
@@ -77,7 +79,7 @@ def retention_rate(clients_start: int, clients_end: int, new_clients: int) -> fl
 
 
 def _percent(part: float, whole: float) -> float:
-    return part / whole * 100 if whole else math.nan
+    return 100 * part / whole if whole else math.nan
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class MonthStats:
     revenue_churn_rate: float
     net_revenue_retention: float
     revenue_new: float = math.nan  # value at month end of the month's new clients
+    pending_clients: int = 0  # periods ended in the month whose churn is still pending
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class _Book:
 
     start: np.ndarray  # per period: its start, seconds since the epoch
     end: np.ndarray  # its churn date, _NEVER when it has not churned (open or pending)
+    pending: np.ndarray  # its end when that is pending, else _NEVER
     lost: np.ndarray  # its monthly value just before the churn date (0 when not churned)
     t: np.ndarray  # per change point (sorted by client, then time): its time
     next_t: np.ndarray  # the client's next change point, _NEVER after its last
@@ -119,12 +123,13 @@ def _book(contracts: pd.DataFrame, grace_days: int, observed: pd.Timestamp) -> _
     opens = labels._span_starts(tl, grace_days * _DAY)  # the points activity_periods starts at
     assert len(periods) == opens.sum(), "labels' timeline and activity periods disagree"
     closes = np.append(opens[1:], True)[: len(opens)]  # last point of its period
-    churned = periods["churned"].to_numpy(bool)
+    churned, pending = periods["churned"].to_numpy(bool), periods["pending"].to_numpy(bool)
     period = np.cumsum(opens) - 1
     same_client = np.append(tl.code[1:] == tl.code[:-1], False)[: len(opens)]
     return _Book(
         start=tl.t[opens],
         end=np.where(churned, tl.t[closes], _NEVER),
+        pending=np.where(pending, tl.t[closes], _NEVER),
         lost=np.where(churned, tl.value[closes], 0.0),  # the end point carries the value before
         t=tl.t,
         next_t=np.where(same_client, np.append(tl.t[1:], 0)[: len(opens)], _NEVER),
@@ -134,10 +139,12 @@ def _book(contracts: pd.DataFrame, grace_days: int, observed: pd.Timestamp) -> _
 
 
 def _client_counts(book: _Book, bounds: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Clients active at each boundary, and new and churned clients in each month."""
-    started = np.searchsorted(np.sort(book.start), bounds, side="left")  # start < boundary
-    churned = np.searchsorted(np.sort(book.end), bounds, side="left")  # churn date < boundary
-    return started - churned, np.diff(started), np.diff(churned)
+    """Clients active at each boundary; new, churned and pending clients in each month."""
+    started, churned, pending = (
+        np.searchsorted(np.sort(times), bounds, side="left")  # how many are before each boundary
+        for times in (book.start, book.end, book.pending)
+    )
+    return started - churned, np.diff(started), np.diff(churned), np.diff(pending)
 
 
 def _revenue(book: _Book, bounds: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -186,20 +193,24 @@ def monthly_portfolio(
         )
     book = _book(crm.contracts, grace_days, observed)
     bounds = starts.asi8
-    clients, new, churned = _client_counts(book, bounds)
+    clients, new, churned, pending = _client_counts(book, bounds)
     revenue, new_revenue, lost = _revenue(book, bounds)
     return [
         _month_stats(
             starts[i].date(),
             (int(clients[i]), int(clients[i + 1]), int(new[i]), int(churned[i])),
             (float(revenue[i]), float(revenue[i + 1]), float(new_revenue[i + 1]), float(lost[i])),
+            int(pending[i]),
         )
         for i in range(months)
     ]
 
 
 def _month_stats(
-    month: date, counts: tuple[int, int, int, int], values: tuple[float, float, float, float]
+    month: date,
+    counts: tuple[int, int, int, int],
+    values: tuple[float, float, float, float],
+    pending: int,
 ) -> MonthStats:
     """One month's figures from its counts (start, end, new, churned) and values (the same)."""
     start, end, new, churned = counts
@@ -218,6 +229,7 @@ def _month_stats(
         revenue_churn_rate=_percent(revenue_churned, revenue_start),
         net_revenue_retention=_percent(revenue_end - revenue_new, revenue_start),
         revenue_new=revenue_new,
+        pending_clients=pending,
     )
 
 
