@@ -365,7 +365,7 @@ def test_the_client_page_shows_risk_reasons_actions_history_and_contracts(
     page = app_client.get(f"/clients/{client_id}")
     assert page.status_code == 200
     html = page.text
-    assert html.count("<circle") == 2  # two scores, two points on the chart
+    assert html.count("<circle") == 2 * 2  # two scores, two points; drawn wide and narrow
     assert "No contact for 74 days" in html and "Schedule a check-in call" in html
     assert 'data-testid="timeline"' in html and "Contracts" in html
     assert page.headers["content-security-policy"].startswith("default-src 'none'")

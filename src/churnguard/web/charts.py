@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 Format = Callable[[float], str]
 
 _W, _H = 640, 260  # drawing units; the SVG scales to its container
+_NARROW = 480  # default width of bar charts, drawn in half-width cards
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 18, 30, 34
 _BAR_ROW = 26  # height of one horizontal bar's row
 _LABEL_CHARS = 22  # horizontal bar labels are cut to this many characters
@@ -63,59 +64,82 @@ def line_chart(
     y_range: tuple[float, float] | None = None,
     thresholds: Sequence[Threshold] = (),
     x_format: str = "%b %Y",
+    width: int = _W,
 ) -> Markup:
-    """Lines over time, one per series, with axes, a legend and a tooltip on every point."""
+    """Lines over time, one per series, with axes, a legend and a tooltip on every point.
+
+    ``width`` is in drawing units (the height is fixed): a wide chart keeps its text small.
+    """
     points = [p for s in series for p in s.points if math.isfinite(p[1])]
     if not points:
-        return _empty(title)
+        return _empty(title, width)
     days = sorted({d.toordinal() for d, _ in points})
     values = [v for _, v in points] + [t.value for t in thresholds]
     lo, hi = y_range if y_range is not None else (min(values), max(values))
     ticks = _nice_ticks(min(lo, *values), max(hi, *values))
-    x_of = _scale(days[0], days[-1], _LEFT + 8, _W - _RIGHT - 8)
+    x_of = _scale(days[0], days[-1], _LEFT + 8, width - _RIGHT - 8)
     y_of = _scale(ticks[0], ticks[-1], _H - _BOTTOM, _TOP)
-    parts = _y_axis(ticks, y_of, y_format)
-    parts += _x_ticks([date.fromordinal(d) for d in _spread(days, 6)], x_of, x_format)
+    parts = _y_axis(ticks, y_of, y_format, width)
+    labels = [date.fromordinal(d) for d in _spread(days, max(2, width // 150))]
+    parts += _x_ticks(labels, x_of, x_format)
     for t in thresholds:
         y = y_of(t.value)
         parts.append(
-            f'<line class="threshold" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="threshold-label" x="{_W - _RIGHT - 2}" y="{y - 3:.1f}" '
-            f'text-anchor="end">{escape(t.label)}</text>'
+            f'<line class="threshold" x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y:.1f}" '
+            f'y2="{y:.1f}"/><text class="threshold-label" x="{width - _RIGHT - 2}" '
+            f'y="{y - 3:.1f}" text-anchor="end">{escape(t.label)}</text>'
         )
     for i, s in enumerate(series):
         parts += _line(s, f"series-{i}", x_of, y_of, y_format, x_format)
     parts += _legend([s.name for s in series])
-    return _svg(title, _describe_lines(series, y_format, x_format), parts, "line-chart")
+    desc = _describe_lines(series, y_format, x_format)
+    return _svg(title, desc, parts, "line-chart", width=width)
+
+
+def wide_and_narrow(draw: Callable[[int], Markup], wide: int = 1000, narrow: int = 420) -> Markup:
+    """A chart drawn twice: the stylesheet shows the wide drawing on large screens and the
+    narrow one (fewer labels, larger text once scaled) on phones."""
+    return Markup(
+        f'<div class="chart-wide">{draw(wide)}</div><div class="chart-narrow">{draw(narrow)}</div>'
+    )
 
 
 def bar_chart(
-    bars: Sequence[tuple[str, float]], *, title: str, value_format: Format = money
+    bars: Sequence[tuple[str, float]],
+    *,
+    title: str,
+    value_format: Format = money,
+    classes: Sequence[str] = (),
+    width: int = _NARROW,
 ) -> Markup:
-    """Horizontal bars, one row per label, with the value written at the end of each bar."""
+    """Horizontal bars, one row per label, with the value written at the end of each bar.
+
+    ``classes`` gives each bar a CSS class (default ``bar``).
+    """
     if not bars:
-        return _empty(title)
+        return _empty(title, width)
     height = _TOP + _BAR_ROW * len(bars) + 8
-    label_w = 170
+    label_w = 150
     top = max((v for _, v in bars), default=0.0)
-    x_of = _scale(0.0, top if top > 0 else 1.0, label_w, _W - _RIGHT - 70)
+    x_of = _scale(0.0, top if top > 0 else 1.0, label_w, width - _RIGHT - 56)
     parts = []
     for i, (label, value) in enumerate(bars):
         y = _TOP + i * _BAR_ROW
-        width = max(x_of(max(value, 0.0)) - label_w, 0.0)
+        length = max(x_of(max(value, 0.0)) - label_w, 0.0)
+        css = classes[i] if i < len(classes) else "bar"
         shown = label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
         tip = f"{label}: {value_format(value)}"
         parts.append(
             f'<g class="bar-row"><title>{escape(tip)}</title>'
             f'<text class="bar-label" x="{label_w - 8}" y="{y + 16}" text-anchor="end">'
             f"{escape(shown)}</text>"
-            f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{width:.1f}" '
+            f'<rect class="{escape(css)}" x="{label_w}" y="{y + 4}" width="{length:.1f}" '
             f'height="{_BAR_ROW - 8}" rx="2"/>'
-            f'<text class="bar-value" x="{label_w + width + 6:.1f}" y="{y + 16}">'
+            f'<text class="bar-value" x="{label_w + length + 6:.1f}" y="{y + 16}">'
             f"{escape(value_format(value))}</text></g>"
         )
     desc = "; ".join(f"{label}: {value_format(v)}" for label, v in bars)
-    return _svg(title, desc, parts, "bar-chart", height=height)
+    return _svg(title, desc, parts, "bar-chart", height=height, width=width)
 
 
 def histogram(
@@ -124,14 +148,15 @@ def histogram(
     title: str,
     x_format: Format = percent,
     classes: Sequence[str] = (),
+    width: int = _NARROW,
 ) -> Markup:
     """Vertical bars over (lo, hi, count) bins; ``classes`` gives each bar a CSS class."""
     if not bins or not any(count for _, _, count in bins):
-        return _empty(title)
+        return _empty(title, width)
     ticks = _nice_ticks(0, max(count for _, _, count in bins), integers=True)
     y_of = _scale(ticks[0], ticks[-1], _H - _BOTTOM, _TOP)
-    slot = (_W - _LEFT - _RIGHT) / len(bins)
-    parts = _y_axis(ticks, y_of, lambda v: f"{v:,.0f}")
+    slot = (width - _LEFT - _RIGHT) / len(bins)
+    parts = _y_axis(ticks, y_of, lambda v: f"{v:,.0f}", width)
     for i, (lo, hi, count) in enumerate(bins):
         x = _LEFT + i * slot
         y = y_of(count)
@@ -147,24 +172,27 @@ def histogram(
             f'text-anchor="middle">{escape(x_format(lo))}</text>'
         )
     desc = "; ".join(f"{x_format(lo)}\N{EN DASH}{x_format(hi)}: {n}" for lo, hi, n in bins)
-    return _svg(title, desc, parts, "histogram")
+    return _svg(title, desc, parts, "histogram", width=width)
 
 
 # ---------------------------------------------------------------------------------- pieces
 
 
-def _svg(title: str, desc: str, parts: list[str], kind: str, height: int = _H) -> Markup:
+def _svg(
+    title: str, desc: str, parts: list[str], kind: str, height: int = _H, width: int = _W
+) -> Markup:
     body = "".join(parts)
     return Markup(
         f'<svg class="chart {kind}" xmlns="http://www.w3.org/2000/svg" role="img" '
-        f'viewBox="0 0 {_W} {height}" width="100%" preserveAspectRatio="xMidYMid meet">'
+        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMidYMid meet">'
         f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>{body}</svg>"
     )
 
 
-def _empty(title: str) -> Markup:
-    text = f'<text class="empty" x="{_W / 2}" y="{_H / 2}" text-anchor="middle">No data yet</text>'
-    return _svg(title, "No data yet", [text], "empty-chart")
+def _empty(title: str, width: int = _W) -> Markup:
+    x, y = width / 2, _H / 2
+    text = f'<text class="empty" x="{x}" y="{y}" text-anchor="middle">No data yet</text>'
+    return _svg(title, "No data yet", [text], "empty-chart", width=width)
 
 
 def _scale(lo: float, hi: float, out_lo: float, out_hi: float) -> Callable[[float], float]:
@@ -197,28 +225,34 @@ def _spread(values: list[int], most: int) -> list[int]:
     return [values[round(i * step)] for i in range(most)]
 
 
-def _y_axis(ticks: list[float], y_of: Callable[[float], float], fmt: Format) -> list[str]:
+def _y_axis(
+    ticks: list[float], y_of: Callable[[float], float], fmt: Format, width: int = _W
+) -> list[str]:
     parts = []
     for t in ticks:
         y = y_of(t)
         parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<line class="grid" x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>'
             f'<text class="tick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
             f"{escape(fmt(t))}</text>"
         )
     parts.append(
         f'<line class="axis" x1="{_LEFT}" x2="{_LEFT}" y1="{_TOP}" y2="{_H - _BOTTOM}"/>'
-        f'<line class="axis" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{_H - _BOTTOM}" '
+        f'<line class="axis" x1="{_LEFT}" x2="{width - _RIGHT}" y1="{_H - _BOTTOM}" '
         f'y2="{_H - _BOTTOM}"/>'
     )
     return parts
 
 
 def _x_ticks(days: list[date], x_of: Callable[[float], float], fmt: str) -> list[str]:
+    """Date labels under the axis; the first and last align inwards to stay inside."""
+    anchors = ["middle"] * len(days)
+    if len(days) > 1:
+        anchors[0], anchors[-1] = "start", "end"
     return [
         f'<text class="tick" x="{x_of(d.toordinal()):.1f}" y="{_H - _BOTTOM + 16}" '
-        f'text-anchor="middle">{escape(d.strftime(fmt))}</text>'
-        for d in days
+        f'text-anchor="{anchor}">{escape(d.strftime(fmt))}</text>'
+        for d, anchor in zip(days, anchors, strict=True)
     ]
 
 

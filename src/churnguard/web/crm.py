@@ -57,6 +57,7 @@ class CRMView:
         self._codes = pd.Index(data.clients["client_id"].astype(str))
         self._rows: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._lock = threading.Lock()
+        self._memo: dict[object, Any] = {}
         managers = data.clients["account_manager"].dropna().astype(str).str.strip()
         self.managers = sorted({m for m in managers if m})
 
@@ -70,6 +71,13 @@ class CRMView:
             return frame.iloc[[code]]
         order, bounds = self._index(table)
         return frame.iloc[order[bounds[code] : bounds[code + 1]]]
+
+    def memo(self, key: object, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per loaded data (figures derived from the whole data)."""
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
 
     def _index(self, table: str) -> tuple[np.ndarray, np.ndarray]:
         """Row positions sorted by client, and where each client's rows start in them."""

@@ -6,12 +6,15 @@ Routes call these functions and render the result; nothing here knows about HTTP
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from churnguard import portfolio
+from churnguard.portfolio import MonthStats, RiskSummary
 from churnguard.store import MAX_PAGE, LoggedAction, Score, ScoreStore
 from churnguard.web import charts
 from churnguard.web.crm import (
@@ -74,11 +77,11 @@ class ClientPage:
 
 @dataclass(frozen=True)
 class PortfolioPage:
-    months: list[Any] = field(default_factory=list)  # portfolio.MonthStats
-    summary: Any = None  # portfolio.RiskSummary
-    charts: dict[str, Markup] = field(default_factory=dict)
-    model: dict[str, Any] | None = None
-    problem: str | None = None
+    months: list[MonthStats]
+    summary: RiskSummary
+    charts: dict[str, Markup]
+    model: dict[str, Any] | None
+    problem: str | None
 
 
 # ---------------------------------------------------------------------------------- my clients
@@ -165,15 +168,19 @@ def client_page(
 ) -> ClientPage:
     """A client's risk over time, drivers, actions, history and what was done."""
     history = store.client_history(score.client_id)
-    chart = charts.line_chart(
-        [charts.Series("Churn probability", [(s.as_of.date(), s.probability) for s in history])],
-        title=f"Churn risk of {score.client_name or score.client_id} over time",
-        y_range=(0.0, max(0.5, *(s.probability for s in history))),
-        thresholds=[
-            charts.Threshold(thresholds[0], "medium"),
-            charts.Threshold(thresholds[1], "high"),
-        ],
-        x_format="%d %b %Y",
+    risk = charts.Series("Churn probability", [(s.as_of.date(), s.probability) for s in history])
+    chart = charts.wide_and_narrow(
+        lambda width: charts.line_chart(
+            [risk],
+            title=f"Churn risk of {score.client_name or score.client_id} over time",
+            y_range=(0.0, max(0.5, *(s.probability for s in history))),
+            thresholds=[
+                charts.Threshold(thresholds[0], "medium"),
+                charts.Threshold(thresholds[1], "high"),
+            ],
+            x_format="%d %b %Y",
+            width=width,
+        )
     )
     renewals = renewal_dates(crm, {score.client_id: score.as_of}) if crm else {}
     now = datetime.now(UTC)
@@ -199,61 +206,81 @@ def action_types(score: Score) -> list[str]:
 # ---------------------------------------------------------------------------------- portfolio
 
 
-def portfolio_page(store: ScoreStore, crm: CRMView | None, scorer: Scorer | None) -> PortfolioPage:
+def portfolio_page(
+    store: ScoreStore,
+    crm: CRMView | None,
+    scorer: Scorer | None,
+    thresholds: tuple[float, float],
+    grace_days: int,
+) -> PortfolioPage:
     """Retention, churn and revenue by month, the book's risk, and the model serving."""
-    try:
-        from churnguard import portfolio
-    except ImportError:  # the portfolio figures are not part of this build
-        return PortfolioPage(model=model_info(scorer), problem="Portfolio figures are unavailable.")
     summary = portfolio.risk_summary(store)
-    months = portfolio.monthly_portfolio(crm.data) if crm else []
+    months: list[MonthStats] = []
+    if crm is not None:
+        data = crm.data
+        months = crm.memo(
+            ("months", grace_days),
+            lambda: portfolio.monthly_portfolio(data, grace_days=grace_days),
+        )
     return PortfolioPage(
         months=months,
         summary=summary,
-        charts=portfolio_charts(months, summary),
+        charts=portfolio_charts(months, summary, thresholds),
         model=model_info(scorer),
         problem=None if crm else "No CRM data: retention by month is not shown.",
     )
 
 
-def portfolio_charts(months: list[Any], summary: Any) -> dict[str, Markup]:
-    """The portfolio page's charts from ``MonthStats`` rows and a ``RiskSummary``."""
-    by_month = {
-        "retention": charts.line_chart(
-            [
-                charts.Series(
-                    "Retention rate", [(m.month, m.retention_rate / 100) for m in months]
-                ),
-                charts.Series("Churn rate", [(m.month, m.churn_rate / 100) for m in months]),
-                charts.Series(
-                    "Revenue churn", [(m.month, m.revenue_churn_rate / 100) for m in months]
-                ),
-            ],
-            title="Retention, churn and revenue churn by month",
-        ),
-        "nrr": charts.line_chart(
-            [
-                charts.Series(
-                    "Net revenue retention",
-                    [(m.month, m.net_revenue_retention / 100) for m in months],
-                )
-            ],
-            title="Net revenue retention by month",
-        ),
-    }
-    by_band = [(band, float(summary.by_band.get(band, 0))) for band in BANDS]
+def portfolio_charts(
+    months: list[MonthStats], summary: RiskSummary, thresholds: tuple[float, float]
+) -> dict[str, Markup]:
+    """The portfolio page's charts (rates are percentages in ``MonthStats``)."""
+
+    def by_month(name: str, rate: Callable[[MonthStats], float]) -> charts.Series:
+        return charts.Series(name, [(m.month, rate(m) / 100) for m in months])
+
+    bands = [(band, float(summary.by_band.get(band, 0))) for band in BANDS]
+    colours = [
+        f"bar bar-{'low' if lo < thresholds[0] else 'medium' if lo < thresholds[1] else 'high'}"
+        for lo, _, _ in summary.histogram
+    ]
     return {
-        **by_month,
-        "histogram": charts.histogram(summary.histogram, title="Clients by churn probability"),
+        "retention": charts.wide_and_narrow(
+            lambda width: charts.line_chart(
+                [
+                    by_month("Client retention", lambda m: m.retention_rate),
+                    by_month("Net revenue retention", lambda m: m.net_revenue_retention),
+                ],
+                title="Client retention and net revenue retention by month",
+                width=width,
+            )
+        ),
+        "churn": charts.wide_and_narrow(
+            lambda width: charts.line_chart(
+                [
+                    by_month("Client churn", lambda m: m.churn_rate),
+                    by_month("Revenue churn", lambda m: m.revenue_churn_rate),
+                ],
+                title="Client churn and revenue churn by month",
+                y_range=(0.0, 0.0),
+                width=width,
+            )
+        ),
+        "histogram": charts.histogram(
+            summary.histogram, title="Clients by churn probability", classes=colours
+        ),
         "bands": charts.bar_chart(
-            by_band, title="Clients by risk band", value_format=lambda v: f"{v:,.0f}"
+            bands,
+            title="Clients by risk band",
+            value_format=lambda v: f"{v:,.0f}",
+            classes=[f"bar bar-{band}" for band, _ in bands],
         ),
         "managers": charts.bar_chart(
-            [(name or "Unassigned", value) for name, value, _ in summary.by_manager],
+            [(name, value) for name, value, _ in summary.by_manager],
             title="Revenue at risk by account manager",
         ),
         "segments": charts.bar_chart(
-            [(name or "Unknown", value) for name, value, _ in summary.by_segment],
+            [(name, value) for name, value, _ in summary.by_segment],
             title="Revenue at risk by segment",
         ),
     }

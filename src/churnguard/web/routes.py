@@ -304,6 +304,9 @@ def read_portfolio(
     """Retention and churn by month, risk across the book, the model serving (admins only)."""
     state.writer.flush()
     crm, problem = dashboard.crm.get()
-    portfolio = pages.portfolio_page(state.store, crm, state.scorer)
+    settings = state.settings
+    scorer = state.scorer
+    thresholds = scorer.thresholds if scorer is not None else settings.risk_bands
+    portfolio = pages.portfolio_page(state.store, crm, scorer, thresholds, settings.grace_days)
     context = {"viewer": viewer, "portfolio": portfolio, "crm_problem": problem}
     return render(request, "portfolio.html", context)

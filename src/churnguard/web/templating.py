@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from datetime import date, datetime
 from typing import Any
 
@@ -37,7 +38,9 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(money=_money, pct=percent, day=_day, signed_points=_signed_points)
+    env.filters.update(
+        money=_money, pct=percent, rate=_rate, day=_day, signed_points=_signed_points
+    )
     return env
 
 
@@ -54,6 +57,11 @@ def _money(value: float | None, short: bool = False) -> str:
     if value is None:
         return _NONE
     return money(value) if short else f"{value:,.0f}"
+
+
+def _rate(value: float) -> str:
+    """A percentage already times 100 (portfolio rates); none when undefined (NaN)."""
+    return f"{value:.1f}%" if math.isfinite(value) else _NONE
 
 
 def _day(value: date | datetime | None, fmt: str = "%d %b %Y") -> str:
