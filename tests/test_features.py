@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,6 +169,17 @@ def test_unknown_client_is_a_clear_error(data: CRMData) -> None:
     )
     with pytest.raises(KeyError, match="nobody"):
         compute_features(data, snaps)
+
+
+def test_a_time_the_engine_cannot_encode_is_a_clear_error(data: CRMData) -> None:
+    interactions = data.interactions.copy()
+    interactions.loc[interactions.index[0], "occurred_at"] = pd.Timestamp("1800-01-01", tz="UTC")
+    bad = dataclasses.replace(data, interactions=interactions)
+    snaps = pd.DataFrame({"client_id": data.clients["client_id"][:1], "as_of": as_of_dates(1)[0]})
+    with pytest.raises(
+        ValueError, match=r"interactions\.occurred_at: 1800-01-01T00:00:00 is outside"
+    ):
+        compute_features(bad, snaps)
 
 
 def test_inputs_are_not_mutated(data: CRMData) -> None:

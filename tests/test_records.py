@@ -110,6 +110,24 @@ def test_every_contract_column_is_accepted_and_unknown_ones_rejected(data: CRMDa
         ),
         ("interactions", {"occurred_at": "2024-01-01", "channel": "fax"}, "channel", "email"),
         ("tickets", {"ticket_id": "t", "opened_at": "not a date"}, "opened_at", "datetime"),
+        (
+            "tickets",
+            {"ticket_id": "t", "opened_at": "1833-11-24T17:31:43"},
+            "opened_at",
+            "greater than or equal to 1833-11-24T17:31:44Z",
+        ),
+        (
+            "contracts",
+            {"contract_id": "k", "start_date": "2024-05-01", "end_date": "2200-01-01"},
+            "end_date",
+            "less than or equal to 2106-02-07T06:28:15Z",
+        ),
+        (
+            "events",
+            {"occurred_at": "2106-02-07T07:28:16+01:00", "event_type": "x"},  # 06:28:16 UTC
+            "occurred_at",
+            "less than or equal to 2106-02-07T06:28:15Z",
+        ),
     ],
 )
 def test_bad_records_name_the_field_and_the_reason(
@@ -127,6 +145,26 @@ def test_bad_records_name_the_field_and_the_reason(
     if field is not None:
         assert problem["loc"][2] == field
     assert message in problem["msg"]
+
+
+def test_dates_at_the_engines_limits_are_accepted_and_keep_their_order() -> None:
+    body: dict[str, Any] = {
+        "client_id": "c1",
+        "contracts": [{"contract_id": "k0", "start_date": "1900-01-01", "monthly_value": 1}],
+        "interactions": [
+            {"occurred_at": "1833-11-24T17:31:44Z"},
+            {"occurred_at": "1833-11-24T18:31:45+01:00"},  # one second later
+            {"occurred_at": "2106-02-07T06:28:15"},
+        ],
+    }
+    arrays = client_arrays(Records.model_validate(body))
+    times = arrays.table("interactions")("occurred_at")
+    assert times.tolist() == [-(2**32), -(2**32) + 1, 2**32 - 1]
+    as_of = np.array([int(pd.Timestamp("2000-01-01", tz="UTC").timestamp())])
+    fs = feature_set_for(random_crm(n_clients=2, seed=1))
+    got = feature_columns(arrays, np.array([0]), as_of, fs)
+    assert got["contacts_365d"][0] == 0
+    assert got["days_since_contact"][0] == (as_of[0] - (-(2**32) + 1)) / 86_400
 
 
 def test_a_client_needs_a_contract() -> None:

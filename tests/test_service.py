@@ -676,3 +676,28 @@ def test_keys_are_created_listed_and_revoked_from_the_command_line(
     with ScoreStore(Settings().score_store_url) as store:
         assert keys.authenticate(store, key) is None
     assert cli.main(["keys", "create", "--role", "manager"]) == 1  # a manager key names one
+
+
+@pytest.mark.parametrize(
+    ("table", "row", "field", "words"),
+    [
+        ("interactions", {"occurred_at": "1800-01-01", "channel": "email"}, "occurred_at", "1833"),
+        (
+            "invoices",
+            {"invoice_id": "I", "issued_at": "2025-01-01", "due_at": "2200-01-01"},
+            "due_at",
+            "2106-02-07T06:28:15Z",
+        ),
+    ],
+)
+def test_a_date_outside_what_the_engine_encodes_is_422_with_the_field_path(
+    client: TestClient, api_keys: Keys, table: str, row: dict[str, Any], field: str, words: str
+) -> None:
+    body = _example()
+    rows = [*body["clients"][0].get(table, []), row]
+    body["clients"][0][table] = rows
+    answer = client.post("/api/v1/score", json=body, headers=bearer(api_keys["crm"]))
+    assert answer.status_code == 422
+    error = answer.json()["detail"][0]
+    assert error["loc"] == ["body", "clients", 0, table, len(rows) - 1, field]
+    assert words in error["msg"]

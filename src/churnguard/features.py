@@ -34,6 +34,9 @@ NAT = np.iinfo(np.int64).min
 _TIME_BITS = 33  # encoded seconds fit 33 bits: 1834..2106
 _TIME_OFFSET = 1 << 32
 _TIME_MAX = (1 << _TIME_BITS) - 1
+_BLOCK = 1 << 16  # snapshots per block when combining formulas
+EARLIEST_TIME = -_TIME_OFFSET  # epoch seconds the engine can encode: 1833-11-24T17:31:44Z ..
+LATEST_TIME = _TIME_MAX - _TIME_OFFSET  # .. 2106-02-07T06:28:15Z; others would be clamped
 
 
 class Columns(Protocol):
@@ -879,12 +882,25 @@ def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
             columns[col.name] = np.asarray(s.array.codes, dtype=np.int64)
             categories[col.name] = tuple(str(c) for c in s.cat.categories)
         elif col.kind == Kind.DATETIME:
-            columns[col.name] = s.to_numpy(dtype="datetime64[s]").view(np.int64)
+            seconds = s.to_numpy(dtype="datetime64[s]").view(np.int64)
+            columns[col.name] = _encodable(seconds, f"{spec.name}.{col.name}")
         elif col.kind in (Kind.NUMBER, Kind.BOOL):
             columns[col.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
         elif col.name == "account_manager":
             columns["has_account_manager"] = (s.fillna("").str.strip() != "").to_numpy(float)
     return TableArrays(columns, categories)
+
+
+def _encodable(times: np.ndarray, column: str) -> np.ndarray:
+    """Epoch seconds the engine can encode (or NAT); ValueError for any other time."""
+    known = times[times != NAT]
+    if len(known) and (known.min() < EARLIEST_TIME or known.max() > LATEST_TIME):
+        bad = known[(known < EARLIEST_TIME) | (known > LATEST_TIME)][0]
+        raise ValueError(
+            f"{column}: {np.datetime64(int(bad), 's')} is outside the range the feature engine "
+            f"encodes: {np.datetime64(EARLIEST_TIME, 's')} .. {np.datetime64(LATEST_TIME, 's')} UTC"
+        )
+    return times
 
 
 class _Reordered:
@@ -940,28 +956,45 @@ def _prepare(stream: Stream, grouped: _Grouped) -> _Prepared:
     return _Prepared(keys, times[keep], _Reordered(grouped.columns, keep), stream)
 
 
+@dataclass(frozen=True)
+class _Spans:
+    """Windows [as_of - offset - window, as_of - offset), in seconds; window 0 where unbounded."""
+
+    offset: np.ndarray  # int64 per span
+    window: np.ndarray  # int64 per span
+    bounded: np.ndarray  # bool per span; False: all history before as_of - offset
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[int | None, int]]) -> _Spans:
+        """From (window days or None, offset days) pairs."""
+        return cls(
+            np.array([[offset * DAY] for _, offset in pairs], dtype=np.int64),
+            np.array([[(window or 0) * DAY] for window, _ in pairs], dtype=np.int64),
+            np.array([[window is not None] for window, _ in pairs], dtype=bool),
+        )
+
+
+_ALL_HISTORY = _Spans.of([(None, 0)])
+
+
 class _Snapshots:
     """The (client code, as_of) pairs features are computed for."""
 
     def __init__(self, codes: np.ndarray, as_of: np.ndarray) -> None:
         self.codes = codes
         self.as_of = as_of  # epoch seconds
+        self.base = codes << _TIME_BITS
 
-    def bounds(
-        self, p: _Prepared, spans: Sequence[tuple[int | None, int]]
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, p: _Prepared, spans: _Spans) -> tuple[np.ndarray, np.ndarray]:
         """Positions lo, hi (a row per span) of events in [as_of - offset - window, as_of - offset).
 
-        One binary search answers every span of the stream; window None means all history.
+        One binary search answers every span of the stream.
         """
-        base = self.codes << _TIME_BITS
-        queries = np.empty((2 * len(spans), len(base)), dtype=np.int64)
-        for i, (window, offset) in enumerate(spans):
-            end = self.as_of - offset * DAY
-            queries[2 * i + 1] = base | _encode(end)
-            queries[2 * i] = base if window is None else base | _encode(end - window * DAY)
+        end = self.as_of - spans.offset
+        start = np.where(spans.bounded, self.base | _encode(end - spans.window), self.base)
+        queries = np.concatenate([start, self.base | _encode(end)])
         found = np.searchsorted(p.keys, queries.ravel()).reshape(queries.shape)
-        return found[0::2], found[1::2]
+        return found[: len(spans.offset)], found[len(spans.offset) :]
 
 
 def _prefix_key(a: Agg) -> tuple[str, str | None, str | None]:
@@ -972,51 +1005,88 @@ def _aggs_in(f: Formula) -> list[Agg]:
     """The aggregations a formula reads."""
     if isinstance(f, Agg):
         return [f]
+    return [a for part in _parts(f) for a in _aggs_in(part)]
+
+
+def _parts(f: Formula) -> tuple[Formula, ...]:
+    """The formulas a formula combines."""
     if isinstance(f, Diff | Ratio):
-        return _aggs_in(f.a) + _aggs_in(f.b)
+        return f.a, f.b
     if isinstance(f, MeanAge):
-        return _aggs_in(f.count) + _aggs_in(f.day_sum)
-    return []
+        return f.count, f.day_sum
+    return ()
 
 
 @dataclass(frozen=True)
 class _StreamPlan:
-    """What to compute on one stream, worked out once per feature set."""
+    """What to compute on one stream, worked out once per feature set.
+
+    Its aggregations' results are rows ``first ..`` of the engine's value matrix: the totals
+    (answered by prefix sums) first, then the others (answered one by one).
+    """
 
     stream: str
-    aggs: tuple[Agg, ...]
-    spans: tuple[tuple[int | None, int], ...]  # distinct (window, offset) pairs
+    aggs: tuple[Agg, ...]  # totals first
+    spans: _Spans  # distinct (window, offset) pairs
     span: tuple[int, ...]  # each agg's span
-    totals: tuple[int, ...]  # aggs answered by prefix totals
     prefix_keys: tuple[tuple[str, str | None, str | None], ...]
     rows: np.ndarray  # per total: its prefix row (column vector)
     cols: np.ndarray  # per total: its span
-    others: tuple[int, ...]  # aggs answered one by one
+    sums: np.ndarray  # positions of the totals that are sums (micro-units, to scale)
+    n_totals: int
+    first: int  # the value matrix row of aggs[0]
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One vectorised step of a program: value rows ``out`` = kind(rows a, rows b)."""
+
+    kind: type[Diff | Ratio | MeanAge]
+    a: np.ndarray
+    b: np.ndarray
+    out: slice
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """The aggregations of a feature set, grouped by table and stream."""
+    """A feature set's computation: aggregations by table and stream, then formula steps.
+
+    The value matrix holds a row per aggregation, then a row per custom value a formula reads,
+    then a row per combined formula; ``steps`` fill the latter level by level, all formulas of a
+    kind and level at once, so one client costs a few array operations, not one per feature.
+    """
 
     tables: dict[str, list[_StreamPlan]]
+    n_aggs: int
+    customs: tuple[str, ...]  # custom values formulas read, rows n_aggs ..
+    steps: tuple[_Step, ...]
+    n_rows: int
+    outputs: tuple[tuple[str, int | str], ...]  # per feature: its value row, or a custom's name
 
 
-def _stream_plan(stream: str, aggs: list[Agg]) -> _StreamPlan:
-    spans = list(dict.fromkeys((a.window, a.offset) for a in aggs))
-    span = [spans.index((a.window, a.offset)) for a in aggs]
-    totals = [i for i, a in enumerate(aggs) if a.how == "sum" or (a.how == "count" and a.where)]
-    keys = list(dict.fromkeys(_prefix_key(aggs[i]) for i in totals))
+def _stream_plan(stream: str, found: list[Agg], first: int) -> _StreamPlan:
+    aggs = sorted(found, key=lambda a: not _by_prefix(a))  # stable: totals first
+    pairs = list(dict.fromkeys((a.window, a.offset) for a in aggs))
+    span = [pairs.index((a.window, a.offset)) for a in aggs]
+    totals = [a for a in aggs if _by_prefix(a)]
+    keys = list(dict.fromkeys(_prefix_key(a) for a in totals))
     return _StreamPlan(
         stream,
         tuple(aggs),
-        tuple(spans),
+        _Spans.of(pairs),
         tuple(span),
-        tuple(totals),
         tuple(keys),
-        np.array([keys.index(_prefix_key(aggs[i])) for i in totals], dtype=np.intp)[:, None],
-        np.array([span[i] for i in totals], dtype=np.intp),
-        tuple(i for i in range(len(aggs)) if i not in totals),
+        np.array([keys.index(_prefix_key(a)) for a in totals], dtype=np.intp)[:, None],
+        np.array(span[: len(totals)], dtype=np.intp),
+        np.array([i for i, a in enumerate(totals) if a.how == "sum"], dtype=np.intp),
+        len(totals),
+        first,
     )
+
+
+def _by_prefix(a: Agg) -> bool:
+    """Whether prefix totals answer an aggregation (an unfiltered count is a run's length)."""
+    return a.how == "sum" or (a.how == "count" and a.where is not None)
 
 
 @lru_cache(maxsize=32)
@@ -1026,9 +1096,73 @@ def _plan(feature_set: FeatureSet) -> _Plan:
     for a in dict.fromkeys(a for f in feature_set.features for a in _aggs_in(f.formula)):
         by_stream.setdefault(a.stream, []).append(a)
     tables: dict[str, list[_StreamPlan]] = {}
-    for stream, aggs in by_stream.items():
-        tables.setdefault(STREAMS[stream].table, []).append(_stream_plan(stream, aggs))
-    return _Plan(tables)
+    row: dict[Formula, int] = {}
+    for stream, found in by_stream.items():
+        sp = _stream_plan(stream, found, len(row))
+        row.update((a, sp.first + i) for i, a in enumerate(sp.aggs))
+        tables.setdefault(STREAMS[stream].table, []).append(sp)
+    n_aggs = len(row)
+    combined = [f.formula for f in feature_set.features if not isinstance(f.formula, Custom)]
+    customs, steps, row = _combine(combined, row)
+    outputs = tuple(
+        (f.name, f.formula.name if isinstance(f.formula, Custom) else row[f.formula])
+        for f in feature_set.features
+    )
+    return _Plan(tables, n_aggs, customs, steps, len(row), outputs)
+
+
+def _combine(
+    formulas: Sequence[Formula], leaves: dict[Formula, int]
+) -> tuple[tuple[str, ...], tuple[_Step, ...], dict[Formula, int]]:
+    """The custom values the formulas read, the steps that combine the rest, and every row.
+
+    ``leaves`` are the aggregations' rows; customs get the next rows, then each step's formulas.
+    """
+    levels = _levels(formulas)
+    customs = tuple(dict.fromkeys(c.name for c in levels.pop(0, []) if isinstance(c, Custom)))
+    row = dict(leaves)
+    row.update((Custom(name), len(leaves) + i) for i, name in enumerate(customs))
+    steps = []
+    for level in sorted(levels):
+        for kind in (Diff, Ratio, MeanAge):
+            nodes = [f for f in levels[level] if type(f) is kind]
+            if nodes:
+                start = len(row)
+                row.update((f, start + i) for i, f in enumerate(nodes))
+                a, b = ([row[_parts(f)[k]] for f in nodes] for k in (0, 1))
+                steps.append(_Step(kind, np.array(a), np.array(b), slice(start, len(row))))
+    return customs, tuple(steps), row
+
+
+def _levels(formulas: Iterable[Formula]) -> dict[int, list[Formula]]:
+    """Distinct formulas by level: 0 for aggregations and customs, else 1 + their parts' highest."""
+    level: dict[Formula, int] = {}
+
+    def visit(f: Formula) -> int:
+        if f not in level:
+            parts = _parts(f)
+            level[f] = 1 + max(visit(p) for p in parts) if parts else 0
+        return level[f]
+
+    for f in formulas:
+        visit(f)
+    out: dict[int, list[Formula]] = {}
+    for f, n in level.items():
+        out.setdefault(n, []).append(f)
+    return out
+
+
+def _run(steps: Sequence[_Step], v: np.ndarray, as_of_day: np.ndarray) -> None:
+    """Fill the combined formulas' rows of a value matrix (columns: snapshots)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in steps:
+            a, b = v[s.a], v[s.b]
+            if s.kind is Diff:
+                v[s.out] = a - b
+            elif s.kind is Ratio:
+                v[s.out] = np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
+            else:  # MeanAge: a counts events, b sums their epoch days
+                v[s.out] = np.where(a > 0, (a * as_of_day - b) / np.where(a > 0, a, 1), np.nan)
 
 
 class _Engine:
@@ -1039,10 +1173,11 @@ class _Engine:
     tables are processed in parallel).
     """
 
-    def __init__(self, data: CRMArrays, snapshots: _Snapshots) -> None:
+    def __init__(self, data: CRMArrays, snapshots: _Snapshots, plan: _Plan) -> None:
         self.data = data
         self.snap = snapshots
-        self._results: dict[Agg, np.ndarray] = {}
+        self.plan = plan
+        self.values = np.empty((plan.n_aggs + len(plan.customs), len(snapshots.as_of)))
         self._customs: dict[str, np.ndarray] = {}
 
     def prepared(self, name: str) -> _Prepared:
@@ -1050,53 +1185,56 @@ class _Engine:
         s = STREAMS[name]
         return _prepare(s, _group(self.data.table(s.table), TABLES[s.table].time or ""))
 
-    def precompute(self, plan: _Plan, workers: int = 1) -> None:
+    def precompute(self, workers: int = 1) -> None:
         """Compute every aggregation of the plan, one table (and stream) at a time."""
-        jobs = list(plan.tables.items())
+        jobs = list(self.plan.tables.items())
         if workers > 1 and len(jobs) > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(lambda job: self._table_aggs(*job), jobs))
         else:
             for job in jobs:
                 self._table_aggs(*job)
+        for i, name in enumerate(self.plan.customs):
+            self.values[self.plan.n_aggs + i] = self._custom(name)
 
     def _table_aggs(self, table: str, streams: list[_StreamPlan]) -> None:
         grouped = _group(self.data.table(table), TABLES[table].time or "")
         for sp in streams:
-            self._results.update(self._stream_aggs(_prepare(STREAMS[sp.stream], grouped), sp))
+            self._stream_aggs(_prepare(STREAMS[sp.stream], grouped), sp)
 
-    def _stream_aggs(self, p: _Prepared, sp: _StreamPlan) -> dict[Agg, np.ndarray]:
+    def _stream_aggs(self, p: _Prepared, sp: _StreamPlan) -> None:
         """Every aggregation of one stream: windowed totals in one gather, the rest one by one."""
         lo, hi = self.snap.bounds(p, sp.spans)
-        out: dict[Agg, np.ndarray] = {}
-        if sp.totals:
+        if sp.n_totals:
             prefix = np.empty((len(sp.prefix_keys), len(p.keys) + 1), dtype=np.int64)
             for row, key in enumerate(sp.prefix_keys):
                 p.prefix_into(key, prefix[row])
-            diff = prefix[sp.rows, hi[sp.cols]] - prefix[sp.rows, lo[sp.cols]]
-            for k, i in enumerate(sp.totals):
-                a = sp.aggs[i]
-                out[a] = diff[k] / SCALE if a.how == "sum" else diff[k].astype(float)
-        for i in sp.others:
-            a = sp.aggs[i]
-            out[a] = self._agg(p, a, lo[sp.span[i]], hi[sp.span[i]])
-        return out
+            totals = self.values[sp.first : sp.first + sp.n_totals]
+            totals[:] = prefix[sp.rows, hi[sp.cols]] - prefix[sp.rows, lo[sp.cols]]
+            totals[sp.sums] /= SCALE
+        for i in range(sp.n_totals, len(sp.aggs)):
+            k = sp.span[i]
+            self.values[sp.first + i] = self._agg(p, sp.aggs[i], lo[k], hi[k])
 
-    def evaluate(self, f: Formula) -> np.ndarray:
-        if isinstance(f, Agg):
-            return self._results[f]
-        if isinstance(f, Diff):
-            return self.evaluate(f.a) - self.evaluate(f.b)
-        if isinstance(f, Ratio):
-            a, b = self.evaluate(f.a), self.evaluate(f.b)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
-        if isinstance(f, MeanAge):
-            n, day_sum = self.evaluate(f.count), self.evaluate(f.day_sum)
-            as_of_day = self.snap.as_of // DAY
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(n > 0, (n * as_of_day - day_sum) / np.where(n > 0, n, 1), np.nan)
-        return self._custom(f.name)
+    def features(self, order: np.ndarray) -> dict[str, np.ndarray]:
+        """Every feature, in the snapshots' original order (``order``: their sorted positions)."""
+        plan, n = self.plan, len(order)
+        numeric = [(name, row) for name, row in plan.outputs if isinstance(row, int)]
+        rows = np.array([row for _, row in numeric], dtype=np.intp)
+        combined = np.empty((len(rows), n))
+        for start in range(0, n, _BLOCK):  # blocks bound the formulas' temporaries
+            block = slice(start, start + _BLOCK)
+            v = np.empty((plan.n_rows, min(_BLOCK, n - start)))
+            v[: len(self.values)] = self.values[:, block]
+            _run(plan.steps, v, self.snap.as_of[block] // DAY)
+            combined[:, order[block]] = v[rows]
+        out = {name: combined[k] for k, (name, _) in enumerate(numeric)}
+        for name, source in plan.outputs:
+            if isinstance(source, str):
+                value = self._custom(source)
+                out[name] = np.empty_like(value)
+                out[name][order] = value
+        return {name: out[name] for name, _ in plan.outputs}
 
     def _agg(self, p: _Prepared, a: Agg, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         if a.how == "count":  # unfiltered: the run's length
@@ -1130,7 +1268,7 @@ class _Engine:
 def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
     """Per snapshot: days to the nearest fixed end, rolling contracts and service lines in force."""
     p = e.prepared("contract_start")
-    lo, hi = (b[0] for b in e.snap.bounds(p, [(None, 0)]))  # contracts started before as_of
+    lo, hi = (b[0] for b in e.snap.bounds(p, _ALL_HISTORY))  # contracts started before as_of
     lengths = hi - lo
     snap = np.repeat(np.arange(len(lo)), lengths)
     rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
@@ -1218,12 +1356,10 @@ def feature_columns(
     codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
     # In (client, as_of) order every binary search below walks the events front to back.
     order = np.lexsort((as_of, codes)) if len(codes) > 1 else np.arange(len(codes))
-    engine = _Engine(data, _Snapshots(codes[order], as_of[order]))
+    engine = _Engine(data, _Snapshots(codes[order], as_of[order]), _plan(feature_set))
     n_rows = sum(len(t.columns.get("client_code", ())) for t in data.tables.values())
-    engine.precompute(_plan(feature_set), workers=_workers(n_rows))
-    restore = np.empty_like(order)
-    restore[order] = np.arange(len(order))
-    return {f.name: engine.evaluate(f.formula)[restore] for f in feature_set.features}
+    engine.precompute(workers=_workers(n_rows))
+    return engine.features(order)
 
 
 def _workers(n_rows: int) -> int:

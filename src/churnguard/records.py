@@ -9,6 +9,8 @@ is the online hot path.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
+from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -22,17 +24,20 @@ from churnguard.contract import (
     Kind,
     Table,
 )
-from churnguard.features import NAT, CRMArrays, TableArrays
+from churnguard.features import EARLIEST_TIME, LATEST_TIME, NAT, CRMArrays, TableArrays
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 _MAX_NUMBER = 1e12
+# the feature engine encodes times in 33 bits: a date outside would be silently mis-ordered
+_EARLIEST = datetime.fromtimestamp(EARLIEST_TIME, UTC)
+_LATEST = datetime.fromtimestamp(LATEST_TIME, UTC)
 
 
 def _field_type(column: Column) -> Any:
     """The pydantic type of one contract column (client_id excluded: it comes from the client)."""
     base: Any
-    if column.kind == Kind.DATETIME:
-        base = datetime
+    if column.kind == Kind.DATETIME:  # a naive time is UTC, here as in the engine
+        base = Annotated[datetime, Field(ge=_EARLIEST, le=_LATEST)]
     elif column.kind == Kind.NUMBER:  # finite and bounded: the engine sums in int64 micro-units
         low = 0 if column.non_negative else -_MAX_NUMBER
         base = Annotated[float, Field(ge=low, le=_MAX_NUMBER, allow_inf_nan=False)]
@@ -48,14 +53,20 @@ def _field_type(column: Column) -> Any:
 
 
 def _ordered(table: str) -> Any:
-    """A validator that rejects rows whose dates are out of order (end before start, ...)."""
+    """A validator that rejects rows whose dates are out of order (end before start, ...).
+
+    It runs once per row, so it compares the datetimes as they are and converts them to UTC only
+    when one has a zone and the other has not (a naive time is UTC).
+    """
+    pairs = ORDERED_COLUMNS.get(table, ())
+    scored = table == "feedback"
 
     def check(row: BaseModel) -> BaseModel:
-        for earlier, later in ORDERED_COLUMNS.get(table, ()):
+        for earlier, later in pairs:
             a, b = getattr(row, earlier), getattr(row, later)
-            if a is not None and b is not None and _utc(b) < _utc(a):
+            if a is not None and b is not None and _before(b, a):
                 raise ValueError(f"{later} ({b.isoformat()}) is before {earlier} ({a.isoformat()})")
-        if table == "feedback" and row.survey in SCORE_RANGES:  # type: ignore[attr-defined]
+        if scored and row.survey in SCORE_RANGES:  # type: ignore[attr-defined]
             low, high = SCORE_RANGES[row.survey]  # type: ignore[attr-defined]
             if not low <= row.score <= high:  # type: ignore[attr-defined]
                 raise ValueError(f"{row.survey} score {row.score} is outside {low:g}..{high:g}")  # type: ignore[attr-defined]
@@ -64,16 +75,23 @@ def _ordered(table: str) -> Any:
     return model_validator(mode="after")(check)
 
 
+def _before(b: datetime, a: datetime) -> bool:
+    if (a.tzinfo is None) is (b.tzinfo is None):
+        return b < a
+    return _utc(b) < _utc(a)
+
+
 def _row_model(spec: Table) -> type[BaseModel]:
     fields: dict[str, Any] = {
         c.name: (_field_type(c), ... if c.required else None)
         for c in spec.columns
         if c.name != "client_id"
     }
+    checked = spec.name in ORDERED_COLUMNS or spec.name == "feedback"
     return create_model(
         f"{spec.name.title()}Record",
         __config__=_STRICT,
-        __validators__={"ordered": _ordered(spec.name)},
+        __validators__={"ordered": _ordered(spec.name)} if checked else None,
         **fields,
     )
 
@@ -112,32 +130,47 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _seconds(values: list[datetime | None]) -> np.ndarray:
-    return np.array(
-        [NAT if v is None else int(_utc(v).timestamp()) for v in values], dtype=np.int64
-    )
+def _seconds(values: tuple[datetime | None, ...]) -> np.ndarray:
+    """Epoch seconds (truncated, as ``int(datetime.timestamp())``), NAT where empty."""
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        if v is None:
+            out[i] = NAT
+        elif v.tzinfo is None:
+            out[i] = int(v.replace(tzinfo=UTC).timestamp())
+        else:  # an aware datetime's timestamp does not depend on its zone
+            out[i] = int(v.timestamp())
+    return out
 
 
-def _codes(values: list[str | None], labels: tuple[str, ...]) -> np.ndarray:
-    index = {label: i for i, label in enumerate(labels)}
-    return np.array([-1 if v is None else index[v] for v in values], dtype=np.int64)
+def _codes(values: tuple[str | None, ...], labels: tuple[str, ...]) -> np.ndarray:
+    index: dict[str | None, int] = {label: i for i, label in enumerate(labels)}
+    index[None] = -1
+    return np.array([index[v] for v in values], dtype=np.int64)
+
+
+@lru_cache(maxsize=16)
+def _fields(spec: Table) -> tuple[tuple[Column, ...], attrgetter[Any]]:
+    """A table's columns as records carry them, and a getter of them all (a tuple per row)."""
+    columns = tuple(c for c in spec.columns if c.name != "client_id")
+    if len(columns) < 2:
+        raise ValueError(f"table {spec.name}: records need two columns besides client_id")
+    return columns, attrgetter(*(c.name for c in columns))
 
 
 def _table(spec: Table, rows: list[BaseModel]) -> TableArrays:
     columns: dict[str, np.ndarray] = {"client_code": np.zeros(len(rows), dtype=np.int64)}
     categories: dict[str, tuple[str, ...]] = {}
-    for col in spec.columns:
-        if col.name == "client_id":
-            continue
-        values = [getattr(r, col.name) for r in rows]
+    specs, getter = _fields(spec)
+    empty: tuple[Any, ...] = ()
+    by_column = list(zip(*map(getter, rows), strict=True)) if rows else [empty] * len(specs)
+    for col, values in zip(specs, by_column, strict=True):
         if col.kind == Kind.CATEGORY:
-            values = [v or None for v in values]
+            values = tuple(v or None for v in values)
         if col.kind == Kind.DATETIME:
             columns[col.name] = _seconds(values)
-        elif col.kind in (Kind.NUMBER, Kind.BOOL):
-            columns[col.name] = np.array(
-                [np.nan if v is None else float(v) for v in values], dtype=np.float64
-            )
+        elif col.kind in (Kind.NUMBER, Kind.BOOL):  # None -> NaN
+            columns[col.name] = np.array(values, dtype=np.float64)
         elif col.kind in (Kind.CHOICE, Kind.CATEGORY):
             labels = col.choices or tuple(sorted({v for v in values if v is not None}))
             columns[col.name] = _codes(values, labels)
