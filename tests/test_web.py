@@ -30,7 +30,7 @@ from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_cha
 from churnguard.synth import SimulatedBusiness
 from churnguard.web import charts
 from churnguard.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
-from churnguard.web.sessions import csrf_token
+from churnguard.web.sessions import SessionStore, SignInLimiter, csrf_token
 
 BASE = "https://testserver"  # the session cookie is Secure: the test client sends it on https
 EVIL_NAME = '<script>alert("x")</script> & Sons'
@@ -520,3 +520,48 @@ def test_the_crm_cache_loads_lazily_reloads_on_change_and_survives_missing_data(
     assert second.data.clients.loc[0, "name"].startswith("Renamed")
     timeline = client_timeline(second, "C000001", datetime.now(UTC))
     assert timeline and timeline == sorted(timeline, key=lambda i: i.when, reverse=True)
+
+
+# ---------------------------------------------------------------------------------- sessions
+
+
+def test_a_session_ends_when_it_expires(settings: Settings, api_keys: dict) -> None:
+    with ScoreStore(settings.score_store_url) as store:
+        principal = keys.authenticate(store, api_keys["a"])
+        assert principal is not None
+        sessions = SessionStore(store.engine, timedelta(seconds=0.3)).create()
+        token = sessions.start(principal.key_id)
+        viewer = sessions.viewer(token)
+        assert viewer is not None and viewer.manager == principal.manager
+        assert viewer.csrf == csrf_token(token) != csrf_token(token + "x")
+        time.sleep(0.4)
+        assert sessions.viewer(token) is None
+        assert sessions.viewer("") is None and sessions.viewer("x" * 500) is None
+
+
+def test_repeated_failed_sign_ins_from_one_address_are_refused_for_a_while() -> None:
+    limiter = SignInLimiter(attempts=3, window=0.3)
+    for _ in range(3):
+        assert not limiter.blocked("10.0.0.1")
+        limiter.failed("10.0.0.1")
+    assert limiter.blocked("10.0.0.1") and not limiter.blocked("10.0.0.2")
+    time.sleep(0.35)
+    assert not limiter.blocked("10.0.0.1")
+
+
+def test_the_sign_in_page_returns_to_the_page_asked_for(
+    app_client: TestClient, api_keys: dict
+) -> None:
+    app_client.cookies.clear()
+    asked = "/clients?band=high&sort=probability"
+    answer = app_client.get(asked)
+    assert answer.status_code == 303
+    form = app_client.get(answer.headers["location"])
+    assert 'name="next" value="/clients?band=high&amp;sort=probability"' in form.text
+    data = {"api_key": api_keys["a"], "csrf": page_csrf(form.text), "next": asked}
+    assert app_client.post("/sign-in", data=data).headers["location"] == asked
+    for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        app_client.cookies.clear()
+        form = app_client.get("/sign-in")
+        data = {"api_key": api_keys["a"], "csrf": page_csrf(form.text), "next": evil}
+        assert app_client.post("/sign-in", data=data).headers["location"] == "/clients"

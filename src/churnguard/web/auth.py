@@ -96,7 +96,7 @@ class DashboardRoute(APIRoute):
             try:
                 return await handle(request)
             except SignInRequiredError:
-                target = quote(_local_path(request), safe="/?=&")
+                target = quote(_local_path(request), safe="/")
                 return RedirectResponse(f"{SIGN_IN_PATH}?next={target}", status_code=303)
             except WebError as error:
                 return error_page(request, error)
