@@ -19,8 +19,9 @@ import logging
 import math
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -389,7 +390,8 @@ class Scorer:
         """``score_data`` in chunks of clients, so a caller need not hold every score at once.
 
         Features and probabilities are computed for every client at once (vectorised);
-        contributions, drivers, actions and the score objects chunk by chunk.
+        contributions, drivers, actions and the score objects chunk by chunk, the next chunk's
+        contributions while this chunk's scores are built.
         """
         when, _ = _utc(as_of)
         started = time.perf_counter()
@@ -403,11 +405,25 @@ class Scorer:
         probability = self.predict(features)
         info = _clients_info(data, features["client_id"])
         explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
-        with tqdm(total=len(features), unit="client", disable=not progress) as bar:
-            for start in range(0, len(features), CHUNK_ROWS):
-                part = slice(start, start + CHUNK_ROWS)
+        parts = [slice(s, s + CHUNK_ROWS) for s in range(0, len(features), CHUNK_ROWS)]
+
+        def contributions(part: slice) -> np.ndarray:
+            rows = features.iloc[part][explained[part]]
+            return self.contributions(rows) if len(rows) else np.empty((0, len(self.names)))
+
+        # the next chunk's contributions (LightGBM, outside the GIL) are computed while this
+        # chunk's drivers, actions and score objects are built in Python
+        with (
+            ThreadPoolExecutor(max_workers=1) as pool,
+            tqdm(total=len(features), unit="client", disable=not progress) as bar,
+        ):
+            ahead = deque(pool.submit(contributions, first) for first in parts[:1])
+            for k, part in enumerate(parts):
+                ahead.extend(pool.submit(contributions, nxt) for nxt in parts[k + 1 : k + 2])
+                found = ahead.popleft().result()
                 chunk = features.iloc[part]
-                yield self._scores(chunk, when, probability[part], info[part], explained[part])
+                p, who, chosen = probability[part], info[part], explained[part]
+                yield self._scores(chunk, when, p, who, chosen, found)
                 bar.update(len(chunk))
 
     def features_at(self, data: CRMData, as_of: datetime) -> pd.DataFrame:
@@ -483,15 +499,19 @@ class Scorer:
         probability: np.ndarray,
         info: list[tuple[str | None, str | None, str | None]],
         explained: np.ndarray,
+        contributions: np.ndarray,
     ) -> list[ClientScore]:
-        """Score objects of a chunk; drivers and actions for the rows marked explained."""
+        """Score objects of a chunk; drivers and actions for the rows marked explained.
+
+        ``contributions`` are those of the explained rows, in order.
+        """
         rows = self.feature_rows(features)
         drivers: list[list[Driver]] = [[] for _ in rows]
         actions: list[list[Action]] = [[] for _ in rows]
         chosen = np.flatnonzero(explained).tolist()
         if chosen:
             part = features.iloc[chosen]
-            found = self.explain(part, self.contributions(part), [rows[i] for i in chosen])
+            found = self.explain(part, contributions, [rows[i] for i in chosen])
             for i, d, a in zip(chosen, *found, strict=True):
                 drivers[i], actions[i] = d, a
         value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
