@@ -1,5 +1,5 @@
-"""Tests for the dashboard (churnguard.web) over HTTP with TestClient: sessions, CSRF, roles,
-escaping, the pages' content; and its parts: SVG charts, renewal dates, the CRM data cache.
+"""Tests for the dashboard (churnguard.service.web) over HTTP with TestClient: sessions, CSRF,
+roles, escaping, the pages' content; and its parts: SVG charts, renewal dates, the CRM data cache.
 
 The app runs without a model (pages do not need one) on the simulated business's CRM folder,
 with scores written straight into its store for the clients of two account managers. The
@@ -26,11 +26,11 @@ from churnguard.config import Settings
 from churnguard.contract import from_frames
 from churnguard.data import load_crm
 from churnguard.service import create_app
+from churnguard.service.web import charts
+from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
+from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth import SimulatedBusiness
-from churnguard.web import charts
-from churnguard.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
-from churnguard.web.sessions import SessionStore, SignInLimiter, csrf_token
 
 BASE = "https://testserver"  # the session cookie is Secure: the test client sends it on https
 EVIL_NAME = '<script>alert("x")</script> & Sons'

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         description="CRM data the dashboard reads (client timelines, renewal dates, portfolio): "
         "a folder or SQLAlchemy URL; default <home>/demo.",
     )
+    crm_mapping: Path | None = Field(
+        default=None, description="YAML file renaming crm_data's tables, columns and values."
+    )
 
     risk_bands: tuple[float, float] = Field(
         default=(0.1, 0.3),
@@ -59,6 +62,15 @@ class Settings(BaseSettings):
     )
     model_retry_seconds: float = Field(
         default=30.0, ge=0, description="While no model is loaded, retry this often (0: never)."
+    )
+    dashboard_session_hours: float = Field(
+        default=12.0, gt=0, description="How long a dashboard sign-in lasts."
+    )
+    dashboard_secure_cookies: bool = Field(
+        default=True,
+        description="Mark dashboard cookies Secure (with the __Host- prefix). Browsers accept "
+        "them over plain http on localhost and 127.0.0.1 only; serve over https elsewhere, or "
+        "set False for plain http on another address (sign-in loops otherwise).",
     )
     key_cache_seconds: float = Field(
         default=10.0,

@@ -19,8 +19,8 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from churnguard import web
 from churnguard.config import Settings
+from churnguard.service import web
 from churnguard.service.auth import KeyChecker
 from churnguard.service.limits import BodySizeLimit
 from churnguard.service.metrics import RequestMetrics, ServiceMetrics

@@ -4,6 +4,6 @@
 its lifespan, run after the service's, opens the sessions table and the CRM data cache.
 """
 
-from churnguard.web.routes import router
+from churnguard.service.web.routes import router
 
 __all__ = ["router"]

@@ -19,9 +19,9 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from churnguard.config import Settings
-from churnguard.web.crm import CRMCache
-from churnguard.web.sessions import SessionStore, SignInLimiter, Viewer, same_token
-from churnguard.web.templating import render
+from churnguard.service.web.crm import CRMCache
+from churnguard.service.web.sessions import SessionStore, SignInLimiter, Viewer, same_token
+from churnguard.service.web.templating import render
 
 SIGN_IN_PATH = "/sign-in"
 

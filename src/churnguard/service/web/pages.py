@@ -15,9 +15,8 @@ from markupsafe import Markup
 
 from churnguard import portfolio
 from churnguard.portfolio import MonthStats, RiskSummary
-from churnguard.store import MAX_PAGE, LoggedAction, Score, ScoreStore
-from churnguard.web import charts
-from churnguard.web.crm import (
+from churnguard.service.web import charts
+from churnguard.service.web.crm import (
     ContractRow,
     CRMView,
     TimelineItem,
@@ -25,6 +24,7 @@ from churnguard.web.crm import (
     client_timeline,
     renewal_dates,
 )
+from churnguard.store import MAX_PAGE, LoggedAction, Score, ScoreStore
 
 if TYPE_CHECKING:
     from churnguard.scoring import Scorer

@@ -18,9 +18,8 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from churnguard.service.deps import StateDep, StoreDep, WriterDep
 from churnguard.service.state import ServiceState
-from churnguard.store import Score, ScoreStore
-from churnguard.web import pages
-from churnguard.web.auth import (
+from churnguard.service.web import pages
+from churnguard.service.web.auth import (
     SIGN_IN_PATH,
     AdminViewer,
     CurrentViewer,
@@ -33,9 +32,10 @@ from churnguard.web.auth import (
     safe_next,
     session_token,
 )
-from churnguard.web.crm import CRMCache
-from churnguard.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
-from churnguard.web.templating import render
+from churnguard.service.web.crm import CRMCache
+from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
+from churnguard.service.web.templating import render
+from churnguard.store import Score, ScoreStore
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
@@ -48,12 +48,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Sessions table on the score store, and the CRM data loading in the background."""
     state: ServiceState = app.state.service
     settings = state.settings
-    hours = float(getattr(settings, "dashboard_session_hours", 12.0))
+    hours = settings.dashboard_session_hours
     dashboard = Dashboard(
         settings=settings,
         sessions=SessionStore(state.store.engine, timedelta(hours=hours)).create(),
-        crm=CRMCache(settings.crm_source, getattr(settings, "crm_mapping", None)),
-        secure_cookies=bool(getattr(settings, "dashboard_secure_cookies", True)),
+        crm=CRMCache(settings.crm_source, settings.crm_mapping),
+        secure_cookies=settings.dashboard_secure_cookies,
     )
     app.state.dashboard = dashboard
     threading.Thread(target=dashboard.crm.get, name="crm-load", daemon=True).start()

@@ -11,7 +11,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
-from churnguard.web.charts import money, percent
+from churnguard.service.web.charts import money, percent
 
 _NONE = "\N{EN DASH}"  # shown for a missing value
 
@@ -32,7 +32,7 @@ SECURITY_HEADERS = {
 def environment() -> jinja2.Environment:
     """The template environment: every ``{{ value }}`` is HTML-escaped unless marked safe."""
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("churnguard.web", "templates"),
+        loader=jinja2.PackageLoader("churnguard.service.web", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
