@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-postgres postgres lint format bench clean
+.PHONY: help install demo test test-postgres test-all postgres lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -29,7 +29,8 @@ demo: install ## the main job on demo data: simulate, validate, train, score, th
 	$(BIN)/churnguard train --data .churnguard/demo
 	$(BIN)/churnguard score --data .churnguard/demo
 	$(BIN)/churnguard keys demo
-	@echo "Serving on http://127.0.0.1:8000 (API docs: /docs); Ctrl-C stops it."
+	@echo "Dashboard and API on http://127.0.0.1:8000 (sign in with a key above; API docs: /docs)."
+	@echo "Ctrl-C stops it."
 	$(BIN)/churnguard serve --host 127.0.0.1 --port 8000
 
 test: install ## run the test suite
@@ -40,6 +41,10 @@ postgres: ## start a local PostgreSQL for the store tests (installs it from Debi
 
 test-postgres: install ## the test suite with the store tests also on a real PostgreSQL
 	CHURNGUARD_TEST_POSTGRES_URL="$$(bash scripts/postgres.sh)" $(BIN)/python -m pytest
+
+test-all: install ## the test suite as CI runs it: also on PostgreSQL and in Debian's Chromium
+	CHURNGUARD_TEST_POSTGRES_URL="$$(bash scripts/postgres.sh)" \
+	CHURNGUARD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" $(BIN)/python -m pytest
 
 lint: install ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check src tests bench
