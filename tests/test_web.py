@@ -25,6 +25,7 @@ from churnguard import keys
 from churnguard.config import Settings
 from churnguard.contract import from_frames
 from churnguard.data import load_crm
+from churnguard.portfolio import monthly_portfolio
 from churnguard.service import create_app
 from churnguard.service.web import charts
 from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
@@ -305,6 +306,24 @@ def test_the_portfolio_is_for_admins(app_client: TestClient, api_keys: dict) -> 
     assert "<svg" in answer.text and "No model is loaded" in answer.text
 
 
+def test_the_portfolio_marks_months_with_pending_ends_as_provisional(
+    app_client: TestClient, api_keys: dict, business: SimulatedBusiness
+) -> None:
+    months = monthly_portfolio(business.data)
+    pending = [m for m in months if m.pending_clients]
+    assert pending and pending[-1] is months[-1]  # the data's last month is still open
+    sign_in(app_client, api_keys["admin"])
+    html = app_client.get("/portfolio").text
+    shown = re.findall(r'data-testid="pending">([\d,]+)<', html)
+    assert shown == [f"{m.pending_clients:,}" for m in reversed(months)]  # newest first
+    rows = re.findall(r"<tr( class=\"provisional\")?><td>", html)
+    assert [bool(r) for r in rows] == [bool(m.pending_clients) for m in reversed(months)]
+    assert 'data-testid="provisional-note"' in html
+    last = months[-1]
+    tip = f"{last.month:%b %Y}: {charts.percent(last.churn_rate / 100)} (provisional: "
+    assert f"Client churn, {tip}{last.pending_clients:,} end" in html  # the point's tooltip
+
+
 def test_an_admin_sees_every_book_and_can_filter_by_manager(
     app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
 ) -> None:
@@ -440,6 +459,25 @@ def test_a_line_chart_is_valid_svg_with_a_point_and_tooltip_per_value() -> None:
     assert len(root.findall(f"{ns}polyline")) == 1  # a single point draws no line
     ys = [float(p.get("cy", 0)) for p in points[:2]]
     assert ys[1] < ys[0]  # higher risk is drawn higher up
+
+
+def test_provisional_points_are_hollow_dashed_and_say_why_in_their_tooltip() -> None:
+    days = [date(2025, m, 1) for m in (1, 2, 3, 4)]
+    series = charts.Series("Churn", list(zip(days, [0.1, 0.2, 0.15, 0.0], strict=True)))
+    svg = charts.line_chart([series], title="t", provisional={days[3]: "3 ends pending"})
+    root = _parse(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    points = root.findall(f"{ns}circle")
+    assert ["provisional" in p.get("class", "") for p in points] == [False, False, False, True]
+    assert points[3].find(f"{ns}title").text == "Churn, Apr 2025: 0% (3 ends pending)"  # type: ignore[union-attr]
+    lines = root.findall(f"{ns}polyline")
+    assert [
+        ("provisional" in p.get("class", ""), len(p.get("points", "").split())) for p in lines
+    ] == [
+        (False, 3),
+        (True, 2),  # only the segment into the provisional month is dashed
+    ]
+    assert "Apr 2025 0% (3 ends pending)" in root.find(f"{ns}desc").text  # type: ignore[union-attr, operator]
 
 
 def test_charts_escape_text_and_handle_empty_data() -> None:

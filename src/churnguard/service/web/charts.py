@@ -9,7 +9,7 @@ readers, and a ``<title>`` tooltip on every point or bar. Colours come from CSS 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -65,11 +65,15 @@ def line_chart(
     thresholds: Sequence[Threshold] = (),
     x_format: str = "%b %Y",
     width: int = _W,
+    provisional: Mapping[date, str] | None = None,
 ) -> Markup:
     """Lines over time, one per series, with axes, a legend and a tooltip on every point.
 
     ``width`` is in drawing units (the height is fixed): a wide chart keeps its text small.
+    ``provisional`` maps the dates whose values may still change to why (say, "3 ends
+    pending"): their points are hollow, the lines to them dashed, and their tooltips say why.
     """
+    provisional = provisional or {}
     points = [p for s in series for p in s.points if math.isfinite(p[1])]
     if not points:
         return _empty(title, width)
@@ -90,9 +94,9 @@ def line_chart(
             f'y="{y - 3:.1f}" text-anchor="end">{escape(t.label)}</text>'
         )
     for i, s in enumerate(series):
-        parts += _line(s, f"series-{i}", x_of, y_of, y_format, x_format)
+        parts += _line(s, f"series-{i}", x_of, y_of, (y_format, x_format), provisional)
     parts += _legend([s.name for s in series])
-    desc = _describe_lines(series, y_format, x_format)
+    desc = _describe_lines(series, y_format, x_format, provisional)
     return _svg(title, desc, parts, "line-chart", width=width)
 
 
@@ -261,20 +265,39 @@ def _line(
     css: str,
     x_of: Callable[[float], float],
     y_of: Callable[[float], float],
-    y_format: Format,
-    x_format: str,
+    formats: tuple[Format, str],
+    provisional: Mapping[date, str],
 ) -> list[str]:
+    """A series' line and points; lines touching a provisional point are dashed."""
+    y_format, x_format = formats
     points = sorted((d, v) for d, v in s.points if math.isfinite(v))
     xy = [(x_of(d.toordinal()), y_of(v)) for d, v in points]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
-    parts = [f'<polyline class="line {css}" points="{path}"/>'] if len(xy) > 1 else []
+    parts = []
+    for dashed, run in _runs([d in provisional for d, _ in points], xy):
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+        parts.append(f'<polyline class="line {css}{" provisional" * dashed}" points="{path}"/>')
     for (d, v), (x, y) in zip(points, xy, strict=True):
-        tip = f"{s.name}, {d.strftime(x_format)}: {y_format(v)}"
+        note = provisional.get(d)
+        tip = f"{s.name}, {d.strftime(x_format)}: {y_format(v)}" + (f" ({note})" if note else "")
         parts.append(
-            f'<circle class="point {css}" cx="{x:.1f}" cy="{y:.1f}" r="4">'
-            f"<title>{escape(tip)}</title></circle>"
+            f'<circle class="point {css}{" provisional" * bool(note)}" cx="{x:.1f}" '
+            f'cy="{y:.1f}" r="4"><title>{escape(tip)}</title></circle>'
         )
     return parts
+
+
+def _runs(
+    marked: list[bool], xy: list[tuple[float, float]]
+) -> list[tuple[bool, list[tuple[float, float]]]]:
+    """The line as runs of (dashed, points): a segment is dashed when either end is marked."""
+    runs: list[tuple[bool, list[tuple[float, float]]]] = []
+    for i in range(1, len(xy)):
+        dashed = marked[i - 1] or marked[i]
+        if runs and runs[-1][0] == dashed:
+            runs[-1][1].append(xy[i])
+        else:
+            runs.append((dashed, [xy[i - 1], xy[i]]))
+    return runs
 
 
 def _legend(names: list[str]) -> list[str]:
@@ -288,10 +311,15 @@ def _legend(names: list[str]) -> list[str]:
     return parts
 
 
-def _describe_lines(series: Sequence[Series], y_format: Format, x_format: str) -> str:
+def _describe_lines(
+    series: Sequence[Series], y_format: Format, x_format: str, provisional: Mapping[date, str]
+) -> str:
     """The data in words, for screen readers."""
+
+    def point(d: date, v: float) -> str:
+        note = provisional.get(d)
+        return f"{d.strftime(x_format)} {y_format(v)}" + (f" ({note})" if note else "")
+
     return "; ".join(
-        f"{s.name}: "
-        + ", ".join(f"{d.strftime(x_format)} {y_format(v)}" for d, v in sorted(s.points))
-        for s in series
+        f"{s.name}: " + ", ".join(point(d, v) for d, v in sorted(s.points)) for s in series
     )

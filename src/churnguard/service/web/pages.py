@@ -82,6 +82,7 @@ class PortfolioPage:
     charts: dict[str, Markup]
     model: dict[str, Any] | None
     problem: str | None
+    grace_days: int = 30  # a period's end is a churn once this many days are in the data
 
 
 # ---------------------------------------------------------------------------------- my clients
@@ -225,19 +226,25 @@ def portfolio_page(
     return PortfolioPage(
         months=months,
         summary=summary,
-        charts=portfolio_charts(months, summary, thresholds),
+        charts=portfolio_charts(months, summary, thresholds, grace_days),
         model=model_info(scorer),
         problem=None if crm else "No CRM data: retention by month is not shown.",
+        grace_days=grace_days,
     )
 
 
 def portfolio_charts(
-    months: list[MonthStats], summary: RiskSummary, thresholds: tuple[float, float]
+    months: list[MonthStats],
+    summary: RiskSummary,
+    thresholds: tuple[float, float],
+    grace_days: int = 30,
 ) -> dict[str, Markup]:
     """The portfolio page's charts (rates are percentages in ``MonthStats``)."""
 
     def by_month(name: str, rate: Callable[[MonthStats], float]) -> charts.Series:
         return charts.Series(name, [(m.month, rate(m) / 100) for m in months])
+
+    provisional = provisional_notes(months, grace_days)
 
     bands = [(band, float(summary.by_band.get(band, 0))) for band in BANDS]
     colours = [
@@ -253,6 +260,7 @@ def portfolio_charts(
                 ],
                 title="Client retention and net revenue retention by month",
                 width=width,
+                provisional=provisional,
             )
         ),
         "churn": charts.wide_and_narrow(
@@ -264,6 +272,7 @@ def portfolio_charts(
                 title="Client churn and revenue churn by month",
                 y_range=(0.0, 0.0),
                 width=width,
+                provisional=provisional,
             )
         ),
         "histogram": charts.histogram(
@@ -283,6 +292,16 @@ def portfolio_charts(
             [(name, value) for name, value, _ in summary.by_segment],
             title="Revenue at risk by segment",
         ),
+    }
+
+
+def provisional_notes(months: list[MonthStats], grace_days: int) -> dict[date, str]:
+    """The months whose churn may still rise (ends still in their grace period), with why."""
+    return {
+        m.month: f"provisional: {m.pending_clients:,} "
+        f"end{'s' if m.pending_clients != 1 else ''} still in the {grace_days}-day grace period"
+        for m in months
+        if m.pending_clients
     }
 
 
