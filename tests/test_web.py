@@ -25,10 +25,11 @@ from churnguard import keys
 from churnguard.config import Settings
 from churnguard.contract import from_frames
 from churnguard.data import load_crm
-from churnguard.portfolio import monthly_portfolio
+from churnguard.portfolio import MonthStats, RiskSummary, monthly_portfolio
 from churnguard.service import create_app
 from churnguard.service.web import charts
 from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
+from churnguard.service.web.pages import portfolio_charts
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth import SimulatedBusiness
@@ -439,6 +440,9 @@ def test_static_files_are_served_and_nothing_else(app_client: TestClient) -> Non
 # ---------------------------------------------------------------------------------- charts
 
 
+SVG = "{http://www.w3.org/2000/svg}"
+
+
 def _parse(svg: str) -> ET.Element:
     return ET.fromstring(svg)
 
@@ -478,6 +482,59 @@ def test_provisional_points_are_hollow_dashed_and_say_why_in_their_tooltip() -> 
         (True, 2),  # only the segment into the provisional month is dashed
     ]
     assert "Apr 2025 0% (3 ends pending)" in root.find(f"{ns}desc").text  # type: ignore[union-attr, operator]
+
+
+def _month(
+    day: date, start: int, new: int, churned: int, revenue: tuple[float, float]
+) -> MonthStats:
+    """A month's figures as monthly_portfolio derives them from its counts and revenue."""
+    end = start + new - churned
+    return MonthStats(
+        month=day,
+        clients_start=start,
+        clients_end=end,
+        new_clients=new,
+        churned_clients=churned,
+        retention_rate=100 * (end - new) / start,
+        churn_rate=100 * churned / start,
+        revenue_start=revenue[0],
+        revenue_end=revenue[1],
+        revenue_churned=0.0,
+        revenue_churn_rate=0.0,
+        net_revenue_retention=100 * revenue[1] / revenue[0],
+        revenue_new=0.0,
+    )
+
+
+def test_portfolio_charts_fit_rates_below_zero_and_above_a_hundred_percent() -> None:
+    months = [
+        _month(date(2025, 1, 1), 10, 0, 1, (1000.0, 1800.0)),  # NRR 180%
+        _month(date(2025, 2, 1), 2, 6, 5, (1000.0, 1000.0)),  # churn 250%, retention -150%
+        _month(date(2025, 3, 1), 3, 0, 0, (1000.0, 990.0)),
+    ]
+    drawn = portfolio_charts(months, RiskSummary(0, 0.0, {}, [], [], []), (0.1, 0.3))
+    for name, lowest, highest in (("retention", -1.5, 1.8), ("churn", 0.0, 2.5)):
+        root = _parse(re.search(r"<svg.*?</svg>", drawn[name]).group(0))  # type: ignore[union-attr]
+        ticks = [float(t.rstrip("%")) / 100 for t in _y_ticks(root)]
+        assert min(ticks) <= lowest and max(ticks) >= highest, name  # the axis covers the data
+        assert len(set(ticks)) == len(ticks), name
+        ys = [float(c.get("cy", 0)) for c in root.iter(f"{SVG}circle")]
+        grid = [float(g.get("y1", 0)) for g in root.iter(f"{SVG}line") if g.get("class") == "grid"]
+        assert len(ys) == 6 and min(grid) <= min(ys) and max(ys) <= max(grid), name  # no clipping
+
+
+def test_close_percent_ticks_get_the_decimals_they_need() -> None:
+    days = [date(2025, 1, 1), date(2025, 2, 1)]
+    series = charts.Series("r", list(zip(days, [0.992, 1.0], strict=True)))
+    root = _parse(charts.line_chart([series], title="t"))
+    assert _y_ticks(root) == ["99.2%", "99.4%", "99.6%", "99.8%", "100.0%"]  # not 99%, 99%, ...
+
+
+def _y_ticks(root: ET.Element) -> list[str]:
+    """The labels of a chart's y axis, bottom first."""
+    labels = [t for t in root.iter(f"{SVG}text") if t.get("class") == "tick"]
+    left = min(float(t.get("x", 0)) for t in labels)
+    return [t.text or "" for t in labels if float(t.get("x", 0)) == left]
 
 
 def test_charts_escape_text_and_handle_empty_data() -> None:

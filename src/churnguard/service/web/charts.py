@@ -83,7 +83,7 @@ def line_chart(
     ticks = _nice_ticks(min(lo, *values), max(hi, *values))
     x_of = _scale(days[0], days[-1], _LEFT + 8, width - _RIGHT - 8)
     y_of = _scale(ticks[0], ticks[-1], _H - _BOTTOM, _TOP)
-    parts = _y_axis(ticks, y_of, y_format, width)
+    parts = _y_axis(ticks, y_of, _percent_ticks(ticks) if y_format is percent else y_format, width)
     labels = [date.fromordinal(d) for d in _spread(days, max(2, width // 150))]
     parts += _x_ticks(labels, x_of, x_format)
     for t in thresholds:
@@ -219,6 +219,13 @@ def _nice_ticks(lo: float, hi: float, n: int = 5, integers: bool = False) -> lis
     first = math.floor(lo / step) * step
     count = math.ceil((hi - first) / step - 1e-9)
     return [round(first + i * step, 10) for i in range(count + 1)]
+
+
+def _percent_ticks(ticks: list[float]) -> Format:
+    """Percent tick labels with the decimals their step needs: 99.2%, 99.4% (not 99%, 99%)."""
+    step = abs(ticks[1] - ticks[0]) * 100 if len(ticks) > 1 else 1.0
+    decimals = next((d for d in range(6) if abs(round(step, d) - step) < 1e-9), 6)
+    return lambda v: f"{v * 100 + 0.0:.{decimals}f}%"  # + 0.0: no "-0%"
 
 
 def _spread(values: list[int], most: int) -> list[int]:
