@@ -953,6 +953,8 @@ def _prepare(stream: Stream, grouped: _Grouped) -> _Prepared:
     if not _is_sorted(keys):  # the stream's time differs from the table's: nearly sorted
         order = np.argsort(keys, kind="stable")
         keys, keep = keys[order], keep[order]
+    elif len(keep) == len(times):  # every row is an event, in order: nothing to reorder
+        return _Prepared(keys, times, grouped.columns, stream)
     return _Prepared(keys, times[keep], _Reordered(grouped.columns, keep), stream)
 
 
@@ -1179,9 +1181,12 @@ class _Engine:
         self.plan = plan
         self.values = np.empty((plan.n_aggs + len(plan.customs), len(snapshots.as_of)))
         self._customs: dict[str, np.ndarray] = {}
+        self._kept: dict[str, _Prepared] = {}  # streams the custom features read again
 
     def prepared(self, name: str) -> _Prepared:
-        """One stream, prepared on its own (used by the contract-state features)."""
+        """One stream, prepared (used by the contract-state features)."""
+        if name in self._kept:
+            return self._kept[name]
         s = STREAMS[name]
         return _prepare(s, _group(self.data.table(s.table), TABLES[s.table].time or ""))
 
@@ -1200,7 +1205,10 @@ class _Engine:
     def _table_aggs(self, table: str, streams: list[_StreamPlan]) -> None:
         grouped = _group(self.data.table(table), TABLES[table].time or "")
         for sp in streams:
-            self._stream_aggs(_prepare(STREAMS[sp.stream], grouped), sp)
+            p = _prepare(STREAMS[sp.stream], grouped)
+            self._stream_aggs(p, sp)
+            if sp.stream in _KEPT:
+                self._kept[sp.stream] = p
 
     def _stream_aggs(self, p: _Prepared, sp: _StreamPlan) -> None:
         """Every aggregation of one stream: windowed totals in one gather, the rest one by one."""
@@ -1307,6 +1315,8 @@ def _client_attributes(e: _Engine) -> dict[str, np.ndarray]:
         out[name] = labels[clients.codes(name)[codes]]  # code -1 picks the trailing None
     return out
 
+
+_KEPT = ("contract_start",)  # prepared streams the custom features read
 
 _CUSTOM_GROUPS: dict[str, Callable[[_Engine], dict[str, np.ndarray]]] = {
     "days_to_contract_end": _contract_state,
