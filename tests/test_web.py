@@ -29,7 +29,7 @@ from churnguard.portfolio import MonthStats, RiskSummary, monthly_portfolio
 from churnguard.service import create_app
 from churnguard.service.web import charts
 from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
-from churnguard.service.web.pages import portfolio_charts
+from churnguard.service.web.pages import portfolio_charts, portfolio_page
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth import SimulatedBusiness
@@ -323,6 +323,52 @@ def test_the_portfolio_marks_months_with_pending_ends_as_provisional(
     last = months[-1]
     tip = f"{last.month:%b %Y}: {charts.percent(last.churn_rate / 100)} (provisional: "
     assert f"Client churn, {tip}{last.pending_clients:,} end" in html  # the point's tooltip
+
+
+def _portfolio_with_crm(settings: Settings, key: str, files: dict[str, str], tmp: Path) -> str:
+    """The portfolio page of an app on the same store whose CRM folder holds ``files``."""
+    for name, text in files.items():
+        (tmp / name).write_text(text)
+    app = create_app(settings.model_copy(update={"crm_data": str(tmp), "key_cache_seconds": 0}))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+        answer = sign_in(client, key).get("/portfolio")
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def test_the_portfolio_renders_without_a_whole_month_of_crm_data(
+    settings: Settings, api_keys: dict, scored: dict[str, ScoreRecord], tmp_path: Path
+) -> None:
+    empty = {
+        "clients.csv": "client_id,name,account_manager\n",
+        "contracts.csv": "contract_id,client_id,start_date,end_date,monthly_value\n",
+    }
+    short = {
+        "clients.csv": "client_id,name,account_manager\nA,Acme,Ana\nB,Bolt,Ben\n",
+        "contracts.csv": "contract_id,client_id,start_date,end_date,monthly_value\n"
+        "K1,A,2025-03-05,,100\nK2,B,2025-03-10,2026-03-09,200\n",
+    }
+    for files, words in (
+        (empty, "No CRM data: retention by month is not shown"),
+        (short, "does not cover a whole calendar month yet"),
+    ):
+        folder = tmp_path / str(len(files["contracts.csv"]))
+        folder.mkdir()
+        html = _portfolio_with_crm(settings, api_keys["admin"], files, folder)
+        assert words in html
+        assert 'data-testid="chart-retention"' not in html and "By month" not in html
+        assert f"{len(scored):,}</dd>" in html  # the risk summary is still there
+        assert 'data-testid="chart-histogram"' in html and "No model is loaded" in html
+
+
+def test_portfolio_figures_of_crm_data_without_any_timestamp_are_replaced_by_a_note(
+    settings: Settings, scored: dict[str, ScoreRecord]
+) -> None:
+    data = from_frames({"clients": pd.DataFrame({"client_id": []}), "contracts": pd.DataFrame()})
+    with ScoreStore(settings.score_store_url) as store:
+        page = portfolio_page(store, CRMView(data, datetime.now(UTC)), None, (0.1, 0.3), 30)
+    assert page.months == [] and page.problem and "no timestamps" in page.problem
+    assert page.summary.clients == len(scored)
 
 
 def test_an_admin_sees_every_book_and_can_filter_by_manager(

@@ -5,6 +5,7 @@ Routes call these functions and render the result; nothing here knows about HTTP
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from churnguard import portfolio
+from churnguard.contract import CRMData
 from churnguard.portfolio import MonthStats, RiskSummary
 from churnguard.service.web import charts
 from churnguard.service.web.crm import (
@@ -217,20 +219,36 @@ def portfolio_page(
     """Retention, churn and revenue by month, the book's risk, and the model serving."""
     summary = portfolio.risk_summary(store)
     months: list[MonthStats] = []
+    problem = "No CRM data: retention by month is not shown."
     if crm is not None:
         data = crm.data
-        months = crm.memo(
-            ("months", grace_days),
-            lambda: portfolio.monthly_portfolio(data, grace_days=grace_days),
-        )
+        months, problem = crm.memo(("months", grace_days), lambda: _months(data, grace_days))
     return PortfolioPage(
         months=months,
         summary=summary,
         charts=portfolio_charts(months, summary, thresholds, grace_days),
         model=model_info(scorer),
-        problem=None if crm else "No CRM data: retention by month is not shown.",
+        problem=problem,
         grace_days=grace_days,
     )
+
+
+def _months(data: CRMData, grace_days: int) -> tuple[list[MonthStats], str | None]:
+    """The monthly figures from the data's first month on, or none and why.
+
+    Months before the first contract are left out: they hold no clients, not "0% churn".
+    """
+    try:
+        months = portfolio.monthly_portfolio(data, grace_days=grace_days)
+    except ValueError as exc:  # no dated history at all
+        return [], f"Retention by month is not shown: {exc}."
+    shown = list(itertools.dropwhile(lambda m: not (m.clients_start or m.new_clients), months))
+    if not shown:
+        return [], (
+            "Retention by month is not shown: the CRM data does not cover a whole calendar "
+            "month yet."
+        )
+    return shown, None
 
 
 def portfolio_charts(
