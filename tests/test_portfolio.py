@@ -9,7 +9,7 @@ import math
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -494,3 +494,26 @@ def test_histogram_bins_put_an_edge_in_the_bin_above_it(store: ScoreStore) -> No
     ]
     assert store.probability_histogram(1) == [(0.0, 1.0, 5)]
     assert store.probability_histogram()[7] == (0.7, 0.8, 1)
+
+
+def test_risk_summary_reads_one_snapshot_while_a_batch_lands(
+    store: ScoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.save_scores([score("C1", 0.9, 100.0), score("C2", 0.05, 50.0)])
+    totals = store.latest_totals
+
+    def totals_then_a_batch(conn: Any = None) -> tuple[int, float]:
+        read = totals(conn)
+        later = FEB + timedelta(days=1)
+        store.save_scores([score("C3", 0.5, 70.0, as_of=later), score("C1", 0.0, 0.0, as_of=later)])
+        return read
+
+    monkeypatch.setattr(store, "latest_totals", totals_then_a_batch)
+    summary = risk_summary(store)
+    assert summary.clients == sum(summary.by_band.values()) == 2
+    assert summary.by_band == {"low": 1, "medium": 0, "high": 1}  # not C1's newer low score
+    assert sum(n for _, _, n in summary.histogram) == 2
+    assert sum(r for _, r, _ in summary.by_manager) == summary.revenue_at_risk == 150.0
+    monkeypatch.undo()
+    after = risk_summary(store)
+    assert (after.clients, after.revenue_at_risk) == (3, 120.0)  # the batch, once read anew

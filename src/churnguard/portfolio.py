@@ -43,11 +43,12 @@ a churn once its grace period lies inside the data. It is judged with all the da
   the month's end against its start, raised by expansion, lowered by contraction and churn.
 - Every percentage is NaN when its denominator is 0.
 
-**Risk.** ``risk_summary`` aggregates each client's latest score (``current_scores``) in SQL:
-clients, summed revenue at risk, clients per risk band (every band of ``explain.RISK_BANDS``, 0
-when empty), a histogram of probability in ten bins ``[lo, hi)`` (the last includes 1.0), and
-revenue at risk and clients by account manager and by segment, largest revenue first, with scores
-that have none (NULL or empty) grouped as ``"(none)"``.
+**Risk.** ``risk_summary`` aggregates each client's latest score (``current_scores``) in SQL,
+in one read transaction (``ScoreStore.read_snapshot``) so that a batch written meanwhile cannot
+make its figures disagree: clients, summed revenue at risk, clients per risk band (every band of
+``explain.RISK_BANDS``, 0 when empty), a histogram of probability in ten bins ``[lo, hi)`` (the
+last includes 1.0), and revenue at risk and clients by account manager and by segment, largest
+revenue first, with scores that have none (NULL or empty) grouped as ``"(none)"``.
 """
 
 from __future__ import annotations
@@ -246,16 +247,21 @@ class RiskSummary:
 
 
 def risk_summary(store: ScoreStore) -> RiskSummary:
-    """Totals, bands, histogram and groups over each client's latest score, aggregated in SQL."""
-    clients, revenue = store.latest_totals()
-    bands = store.band_counts()
+    """Totals, bands, histogram and groups over each client's latest score, aggregated in SQL
+    on one snapshot of the store."""
+    with store.read_snapshot() as conn:
+        clients, revenue = store.latest_totals(conn)
+        bands = store.band_counts(conn)
+        histogram = store.probability_histogram(HISTOGRAM_BINS, conn)
+        by_manager = store.revenue_at_risk_by("account_manager", conn)
+        by_segment = store.revenue_at_risk_by("segment", conn)
     return RiskSummary(
         clients=clients,
         revenue_at_risk=revenue,
         by_band={**{band: bands.get(band, 0) for band in RISK_BANDS}, **bands},  # odd bands last
-        histogram=store.probability_histogram(HISTOGRAM_BINS),
-        by_manager=_named(store.revenue_at_risk_by("account_manager")),
-        by_segment=_named(store.revenue_at_risk_by("segment")),
+        histogram=histogram,
+        by_manager=_named(by_manager),
+        by_segment=_named(by_segment),
     )
 
 

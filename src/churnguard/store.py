@@ -8,12 +8,13 @@ UTC-aware datetimes. Results are plain dataclasses: the service wraps them in it
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -516,21 +517,49 @@ class ScoreStore:
             return [LoggedAction(**row._mapping) for row in conn.execute(query)]
 
     # --- aggregates over the latest scores -------------------------------------------------------
+    # Each takes an optional ``conn``: pass ``read_snapshot()``'s to see one state of the store
+    # across several of them; without it each runs on a connection of its own.
 
-    def latest_totals(self) -> tuple[int, float]:
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[Connection]:
+        """A connection in one read transaction: every query on it sees the same committed state.
+
+        PostgreSQL runs it at REPEATABLE READ; SQLite (WAL) holds its snapshot from the first
+        read to the end of the transaction.
+        """
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if self.dialect == "sqlite":
+                    conn.exec_driver_sql("BEGIN")  # pysqlite begins no transaction for a SELECT
+                yield conn
+
+    @contextlib.contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` if given, else a connection of its own for the length of the block."""
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as own:
+            yield own
+
+    def latest_totals(self, conn: Connection | None = None) -> tuple[int, float]:
         """Clients with a latest score, and their summed revenue at risk."""
         total = sa.func.coalesce(sa.func.sum(scores.c.revenue_at_risk), 0.0)
         query = _over_latest(sa.func.count(), total)
-        with self.engine.connect() as conn:
-            clients, revenue = conn.execute(query).one()
+        with self._reading(conn) as c:
+            clients, revenue = c.execute(query).one()
         return int(clients), float(revenue)
 
-    def band_counts(self) -> dict[str, int]:
+    def band_counts(self, conn: Connection | None = None) -> dict[str, int]:
         """Clients by the risk band of their latest score; bands nobody is in are left out."""
-        with self.engine.connect() as conn:
-            return {band: int(n) for band, n, _ in conn.execute(_grouped(scores.c.band))}
+        with self._reading(conn) as c:
+            return {band: int(n) for band, n, _ in c.execute(_grouped(scores.c.band))}
 
-    def probability_histogram(self, bins: int = 10) -> list[tuple[float, float, int]]:
+    def probability_histogram(
+        self, bins: int = 10, conn: Connection | None = None
+    ) -> list[tuple[float, float, int]]:
         """Clients by the probability of their latest score in ``bins`` equal bins over [0, 1].
 
         Returns ``(lo, hi, clients)`` for every bin, lowest first. A bin holds ``lo <= p < hi``
@@ -542,11 +571,13 @@ class ScoreStore:
         bin_: ColumnElement[int] = sa.literal(0)
         for k in range(1, bins):
             bin_ = bin_ + sa.case((scores.c.probability >= k / bins, 1), else_=0)
-        with self.engine.connect() as conn:
-            counts = {int(b): int(n) for b, n, _ in conn.execute(_grouped(bin_))}
+        with self._reading(conn) as c:
+            counts = {int(b): int(n) for b, n, _ in c.execute(_grouped(bin_))}
         return [(k / bins, (k + 1) / bins, counts.get(k, 0)) for k in range(bins)]
 
-    def revenue_at_risk_by(self, column: str) -> list[tuple[str | None, float, int]]:
+    def revenue_at_risk_by(
+        self, column: str, conn: Connection | None = None
+    ) -> list[tuple[str | None, float, int]]:
         """Revenue at risk and clients by a column of the latest scores, largest revenue first.
 
         ``column`` is one of ``GROUPINGS``. Empty text and NULL make one group, keyed None. Ties
@@ -557,8 +588,8 @@ class ScoreStore:
         query = _grouped(sa.func.nullif(scores.c[column], ""))
         revenue, clients, key = (query.selected_columns[n] for n in ("total", "clients", "key"))
         query = query.order_by(revenue.desc(), clients.desc(), key.asc().nulls_last())
-        with self.engine.connect() as conn:
-            return [(k, float(r), int(n)) for k, n, r in conn.execute(query)]
+        with self._reading(conn) as c:
+            return [(k, float(r), int(n)) for k, n, r in c.execute(query)]
 
 
 _NEWEST_FIRST = (scores.c.as_of.desc(), scores.c.created_at.desc(), scores.c.id.desc())
