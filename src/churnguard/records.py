@@ -131,16 +131,19 @@ def _utc(value: datetime) -> datetime:
 
 
 def _seconds(values: tuple[datetime | None, ...]) -> np.ndarray:
-    """Epoch seconds (truncated, as ``int(datetime.timestamp())``), NAT where empty."""
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = NAT
-        elif v.tzinfo is None:
-            out[i] = int(v.replace(tzinfo=UTC).timestamp())
-        else:  # an aware datetime's timestamp does not depend on its zone
-            out[i] = int(v.timestamp())
-    return out
+    """Epoch seconds (truncated, as ``int(datetime.timestamp())``), NAT where empty.
+
+    An aware datetime's timestamp does not depend on its zone; a naive one is UTC.
+    """
+    return np.array(
+        [
+            NAT
+            if v is None
+            else int(v.timestamp() if v.tzinfo is not None else v.replace(tzinfo=UTC).timestamp())
+            for v in values
+        ],
+        dtype=np.int64,
+    )
 
 
 def _codes(values: tuple[str | None, ...], labels: tuple[str, ...]) -> np.ndarray:
