@@ -517,3 +517,20 @@ def test_risk_summary_reads_one_snapshot_while_a_batch_lands(
     monkeypatch.undo()
     after = risk_summary(store)
     assert (after.clients, after.revenue_at_risk) == (3, 120.0)  # the batch, once read anew
+
+
+def test_totals_and_band_counts_filter_as_the_client_list_does(store: ScoreStore) -> None:
+    store.save_scores(
+        [
+            score("C1", 0.9, 900.0, client_name="Acme 100%"),
+            score("C2", 0.05, 50.0, account_manager="Ben", client_name="Acme two"),
+            score("C3", 0.05, 20.0, client_name="Bolt"),
+        ]
+    )
+    assert store.latest_totals(manager="Ana") == (2, 920.0)
+    assert store.latest_totals(manager="Ana", band="low") == (1, 20.0)
+    assert store.latest_totals(search="acme") == (2, 950.0)
+    assert store.latest_totals(search="100%") == (1, 900.0)  # a wildcard is matched as text
+    assert store.band_counts(manager="Ana") == {"high": 1, "low": 1}
+    assert store.band_counts(manager="Ana", search="bolt") == {"low": 1}
+    assert store.latest_totals(manager="Nobody") == (0, 0.0) and store.band_counts(search="x") == {}

@@ -29,7 +29,7 @@ from churnguard.portfolio import MonthStats, RiskSummary, monthly_portfolio
 from churnguard.service import create_app
 from churnguard.service.web import charts
 from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
-from churnguard.service.web.pages import portfolio_charts, portfolio_page
+from churnguard.service.web.pages import PAGE_SIZE, portfolio_charts, portfolio_page
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth import SimulatedBusiness
@@ -408,6 +408,35 @@ def test_my_clients_are_in_revenue_at_risk_order_and_sort_filter_and_page(
         assert "Page 1 of" in page.text
     bad = app_client.get("/clients", params={"sort": "drop table"})
     assert bad.status_code == 400 and "text/html" in bad.headers["content-type"]
+
+
+def test_my_clients_summarises_the_whole_filtered_book_with_band_links(
+    app_client: TestClient,
+    api_keys: dict,
+    book: dict[str, list[str]],
+    scored: dict[str, ScoreRecord],
+) -> None:
+    manager = next(iter(book))
+    mine = [r for r in scored.values() if r.account_manager == manager]
+    assert len(mine) > PAGE_SIZE  # the summary covers more than the page shows
+    sign_in(app_client, api_keys["a"])
+    for params, chosen in (({}, mine), ({"band": "high", "sort": "renewal"}, None)):
+        html = app_client.get("/clients", params=params).text
+        line = re.search(r'data-testid="book-summary">(.*?)</p>', html, re.S).group(1)  # type: ignore[union-attr]
+        picked = chosen or [r for r in mine if r.band == "high"]
+        assert f"<strong>{len(picked):,}</strong> clients" in line
+        revenue = sum(r.revenue_at_risk for r in picked)
+        assert f"<strong>{charts.money(revenue)}</strong> revenue at risk" in line
+        for band in ("high", "medium", "low"):
+            n = sum(r.band == band for r in mine)  # each band's count, whichever band is chosen
+            link = re.search(rf'href="\?([^"]+)"[^>]*>{n:,} {band}</a>', line)
+            assert link, band
+            assert f"band={band}" in link.group(1) and "page=1" in link.group(1)
+            assert ("sort=renewal" in link.group(1)) == bool(params)  # other filters are kept
+    found = app_client.get("/clients", params={"q": "evil"}).text
+    assert (
+        "<strong>1</strong> client<" in found and ">1 high</a>" in found and ">0 low</a>" in found
+    )
 
 
 def test_clients_sort_by_renewal_date_soonest_first(

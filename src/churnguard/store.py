@@ -544,18 +544,38 @@ class ScoreStore:
         with self.engine.connect() as own:
             yield own
 
-    def latest_totals(self, conn: Connection | None = None) -> tuple[int, float]:
-        """Clients with a latest score, and their summed revenue at risk."""
+    def latest_totals(
+        self,
+        conn: Connection | None = None,
+        *,
+        manager: str | None = None,
+        band: str | None = None,
+        search: str | None = None,
+    ) -> tuple[int, float]:
+        """Clients with a latest score, and their summed revenue at risk.
+
+        The filters are ``latest_scores``'s: the totals of the clients it would list.
+        """
         total = sa.func.coalesce(sa.func.sum(scores.c.revenue_at_risk), 0.0)
-        query = _over_latest(sa.func.count(), total)
+        query = _over_latest(sa.func.count(), total).where(*_filters(manager, band, search))
         with self._reading(conn) as c:
             clients, revenue = c.execute(query).one()
         return int(clients), float(revenue)
 
-    def band_counts(self, conn: Connection | None = None) -> dict[str, int]:
-        """Clients by the risk band of their latest score; bands nobody is in are left out."""
+    def band_counts(
+        self,
+        conn: Connection | None = None,
+        *,
+        manager: str | None = None,
+        search: str | None = None,
+    ) -> dict[str, int]:
+        """Clients by the risk band of their latest score; bands nobody is in are left out.
+
+        ``manager`` and ``search`` filter as in ``latest_scores``.
+        """
+        query = _grouped(scores.c.band).where(*_filters(manager, None, search))
         with self._reading(conn) as c:
-            return {band: int(n) for band, n, _ in c.execute(_grouped(scores.c.band))}
+            return {band: int(n) for band, n, _ in c.execute(query)}
 
     def probability_histogram(
         self, bins: int = 10, conn: Connection | None = None

@@ -5,6 +5,7 @@ Routes call these functions and render the result; nothing here knows about HTTP
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -56,12 +57,22 @@ class ClientRow:
 
 
 @dataclass(frozen=True)
+class BookSummary:
+    """The whole book a "My clients" filter selects, over every page."""
+
+    clients: int  # with every filter, the band's too
+    revenue_at_risk: float
+    by_band: dict[str, int]  # every band of BANDS, by manager and search only
+
+
+@dataclass(frozen=True)
 class ClientsPage:
     rows: list[ClientRow]
     total: int
     page: int
     pages: int
     note: str | None = None
+    summary: BookSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -100,18 +111,31 @@ def clients_page(
     sort: str,
     page: int,
 ) -> ClientsPage:
-    """One page of a book's latest scores, in the chosen order."""
+    """One page of a book's latest scores, in the chosen order, with the whole book's summary."""
+    summary = book_summary(store, manager=manager, band=band, search=search)
     if sort == "renewal":
-        return _by_renewal(store, crm, manager, band, search, page)
-    scores, total = store.latest_scores(
-        manager=manager,
-        band=band,
-        search=search,
-        order_by=sort,
-        limit=PAGE_SIZE,
-        offset=(page - 1) * PAGE_SIZE,
-    )
-    return ClientsPage(_rows(scores, crm), total, page, _pages(total))
+        listing = _by_renewal(store, crm, manager, band, search, page)
+    else:
+        scores, total = store.latest_scores(
+            manager=manager,
+            band=band,
+            search=search,
+            order_by=sort,
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
+        )
+        listing = ClientsPage(_rows(scores, crm), total, page, _pages(total))
+    return dataclasses.replace(listing, summary=summary)
+
+
+def book_summary(
+    store: ScoreStore, *, manager: str | None, band: str | None, search: str | None
+) -> BookSummary:
+    """Clients, revenue at risk and clients per band of a filtered book, aggregated in SQL."""
+    with store.read_snapshot() as conn:
+        clients, revenue = store.latest_totals(conn, manager=manager, band=band, search=search)
+        bands = store.band_counts(conn, manager=manager, search=search)
+    return BookSummary(clients, revenue, {b: bands.get(b, 0) for b in BANDS})
 
 
 def _by_renewal(
