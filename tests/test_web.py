@@ -25,14 +25,21 @@ from churnguard import keys
 from churnguard.config import Settings
 from churnguard.contract import from_frames
 from churnguard.data import load_crm
+from churnguard.model import model_card, save_local_model
 from churnguard.portfolio import MonthStats, RiskSummary, monthly_portfolio
 from churnguard.service import create_app
 from churnguard.service.web import charts
 from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
-from churnguard.service.web.pages import PAGE_SIZE, portfolio_charts, portfolio_page
+from churnguard.service.web.pages import (
+    PAGE_SIZE,
+    model_metrics,
+    portfolio_charts,
+    portfolio_page,
+)
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth import SimulatedBusiness
+from tests.conftest import ModelFactory
 
 BASE = "https://testserver"  # the session cookie is Secure: the test client sends it on https
 EVIL_NAME = '<script>alert("x")</script> & Sons'
@@ -369,6 +376,57 @@ def test_portfolio_figures_of_crm_data_without_any_timestamp_are_replaced_by_a_n
         page = portfolio_page(store, CRMView(data, datetime.now(UTC)), None, (0.1, 0.3), 30)
     assert page.months == [] and page.problem and "no timestamps" in page.problem
     assert page.summary.clients == len(scored)
+
+
+TRAINED_METRICS = {  # what `churnguard train` records (train.py _metadata)
+    "test_roc_auc": 0.8123,
+    "test_pr_auc": 0.412,
+    "test_brier": 0.0712,
+    "test_log_loss": 0.251,
+    "test_ece": 0.0123,
+    "test_top_decile_lift": 3.456,
+    "oracle_roc_auc": 0.85,
+    "oracle_ratio": float("nan"),
+}
+
+
+def test_the_portfolio_shows_the_served_models_test_metrics_by_name(
+    tmp_path: Path, demo_dir: Path, make_model: ModelFactory
+) -> None:
+    settings = Settings(
+        home=tmp_path,
+        models_dir=tmp_path / "models",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        crm_data=str(demo_dir),
+        key_cache_seconds=0,
+    )
+    model = make_model("logistic", {"C": 0.1})
+    model = dataclasses.replace(model, metadata={**model.metadata, "metrics": TRAINED_METRICS})
+    save_local_model(model, model_card(model, 3, None), settings.models_dir)
+    with ScoreStore(settings.score_store_url) as store:
+        admin = keys.create_key(store.create(), "admin")
+    with TestClient(create_app(settings), base_url=BASE, follow_redirects=False) as client:
+        html = sign_in(client, admin).get("/portfolio").text
+    assert "Version <strong>local:3</strong> · logistic" in html
+    table = re.search(r'data-testid="model-metrics">(.*?)</table>', html, re.S).group(1)  # type: ignore[union-attr]
+    rows = re.findall(r'<th scope="row">([^<]+)<.*?<td class="num">([^<]+)</td><td>([^<]+)<', table)
+    assert rows == [
+        ("ROC AUC", "0.812", "test window"),
+        ("PR AUC", "0.412", "test window"),
+        ("Brier score", "0.071", "test window"),
+        ("Calibration error", "0.012", "test window"),
+        ("Top-decile lift", "3.46\N{MULTIPLICATION SIGN}", "test window"),
+        ("Log loss", "0.251", "test window"),
+        ("Oracle ROC AUC", "0.850", "\N{EN DASH}"),  # the NaN ratio is left out
+    ]
+
+
+def test_model_metrics_of_a_flat_table_model_and_odd_values() -> None:
+    rows = model_metrics({"cv_roc_auc": 0.7, "cv_brier": None, "note": "x", "my_metric": 2})
+    assert [(r.name, r.value, r.measured) for r in rows] == [
+        ("ROC AUC", "0.700", "cross-validated"),
+        ("My metric", "2.000", ""),
+    ]
 
 
 def test_an_admin_sees_every_book_and_can_filter_by_manager(

@@ -347,16 +347,70 @@ def provisional_notes(months: list[MonthStats], grace_days: int) -> dict[date, s
     }
 
 
+@dataclass(frozen=True)
+class MetricRow:
+    """One of the served model's recorded metrics, ready to show."""
+
+    name: str
+    value: str
+    measured: str  # "test window", "cross-validated" or "" (other metrics)
+    meaning: str
+
+
+# The headline metrics `churnguard train` records (as test_<key>; a flat table's as cv_<key>)
+HEADLINE_METRICS = {
+    "roc_auc": ("ROC AUC", "{:.3f}", "ranking of churners above the rest; 0.5 is chance"),
+    "pr_auc": ("PR AUC", "{:.3f}", "precision over recall; compare with the churn rate"),
+    "brier": ("Brier score", "{:.3f}", "mean squared error of the probabilities; lower is better"),
+    "ece": ("Calibration error", "{:.3f}", "gap between predicted and seen churn; lower is better"),
+    "top_decile_lift": (
+        "Top-decile lift",
+        "{:.2f}\N{MULTIPLICATION SIGN}",
+        "churn in the riskiest 10% ÷ churn overall",
+    ),
+    "log_loss": ("Log loss", "{:.3f}", "lower is better"),
+}
+METRIC_SCOPES = {"test": "test window", "cv": "cross-validated"}
+OTHER_METRICS = {
+    "oracle_roc_auc": ("Oracle ROC AUC", "ROC AUC of the simulator's true probabilities"),
+    "oracle_ratio": ("Share of oracle AUC", "the model's ROC AUC ÷ the oracle's"),
+}
+
+
 def model_info(scorer: Scorer | None) -> dict[str, Any] | None:
-    """The model serving: version, kind, horizon, trained at, finite test metrics."""
+    """The model serving: version, kind, horizon, trained at, its recorded metrics."""
     if scorer is None:
         return None
     model = scorer.model
-    metrics = model.metadata.get("metrics", {})
     return {
         "version": scorer.version,
         "kind": model.kind,
         "horizon_days": model.horizon_days,
         "trained_at": model.metadata.get("trained_at"),
-        "metrics": {k: float(v) for k, v in sorted(metrics.items()) if math.isfinite(float(v))},
+        "metrics": model_metrics(model.metadata.get("metrics") or {}),
     }
+
+
+def model_metrics(metrics: dict[str, Any]) -> list[MetricRow]:
+    """The headline metrics first, in a fixed order with readable names, then any other finite
+    number recorded; values that are not finite numbers are left out."""
+    values = {str(k): _number(v) for k, v in metrics.items()}
+    left = {k: v for k, v in values.items() if v is not None}
+    rows = []
+    for prefix, measured in METRIC_SCOPES.items():
+        for key, (name, fmt, meaning) in HEADLINE_METRICS.items():
+            value = left.pop(f"{prefix}_{key}", None)
+            if value is not None:
+                rows.append(MetricRow(name, fmt.format(value), measured, meaning))
+    for key, value in sorted(left.items()):
+        name, meaning = OTHER_METRICS.get(key, (key.replace("_", " ").capitalize(), ""))
+        rows.append(MetricRow(name, f"{value:.3f}", "", meaning))
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
