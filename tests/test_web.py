@@ -29,7 +29,13 @@ from churnguard.model import model_card, save_local_model
 from churnguard.portfolio import MonthStats, RiskSummary, monthly_portfolio
 from churnguard.service import create_app
 from churnguard.service.web import charts
-from churnguard.service.web.crm import CRMCache, CRMView, client_timeline, renewal_dates
+from churnguard.service.web.crm import (
+    CRMCache,
+    CRMView,
+    client_contracts,
+    client_timeline,
+    renewal_dates,
+)
 from churnguard.service.web.pages import (
     PAGE_SIZE,
     model_metrics,
@@ -726,6 +732,66 @@ def test_the_renewal_date_is_the_first_end_of_a_contract_in_force() -> None:
     when = datetime(2025, 3, 1, tzinfo=UTC)
     got = renewal_dates(view, dict.fromkeys(["A", "B", "C", "D", "nobody"], when))
     assert got == {"A": date(2025, 6, 30), "B": None, "D": date(2025, 4, 1)}
+
+
+def test_contracts_and_their_timeline_are_as_of_the_score_date() -> None:
+    nat = None
+    view = _crm(
+        [
+            {"contract_id": "1", "client_id": "A", "start_date": "2024-01-01",
+             "end_date": "2025-12-31", "monthly_value": 1.0, "cancelled_at": nat},
+            {"contract_id": "2", "client_id": "A", "start_date": "2023-01-01",
+             "end_date": "2024-01-31", "monthly_value": 1.0, "cancelled_at": nat},
+            {"contract_id": "3", "client_id": "A", "start_date": "2023-06-01",
+             "end_date": "2026-01-01", "monthly_value": 1.0, "cancelled_at": "2024-12-01"},
+            {"contract_id": "4", "client_id": "A", "start_date": "2024-01-01",
+             "end_date": nat, "monthly_value": 1.0, "cancelled_at": "2025-04-01"},
+            {"contract_id": "5", "client_id": "A", "start_date": "2025-06-01",
+             "end_date": "2026-05-31", "monthly_value": 1.0, "cancelled_at": nat},
+        ]
+    )  # fmt: skip
+    as_of = datetime(2025, 3, 1, tzinfo=UTC)
+    states = {c.contract_id: (c.state, c.stop) for c in client_contracts(view, "A", as_of)}
+    assert states == {
+        "1": ("ends", date(2025, 12, 31)),  # ended by today, but not at the score's date
+        "2": ("ended", date(2024, 1, 31)),
+        "3": ("cancelled", date(2024, 12, 1)),
+        "4": ("ends", date(2025, 4, 1)),
+        "5": ("ends", date(2026, 5, 31)),  # starts after as_of: no state to speak of yet
+    }
+    texts = [i.text for i in client_timeline(view, "A", as_of)]
+    assert texts[:2] == [
+        "Contract 1 (service) ends on 31 Dec 2025",
+        "Contract 4 (service) ends on 01 Apr 2025",
+    ]
+    assert "Contract 2 (service) ended" in texts and "Contract 3 (service) cancelled" in texts
+    assert not any(t.startswith("Contract 5") for t in texts)  # signed after the score
+    assert not any(t.endswith("ended") and t.startswith("Contract 1") for t in texts)
+
+
+def test_the_client_page_shows_contracts_ending_after_the_score_as_ending(
+    app_client: TestClient,
+    api_keys: dict,
+    book: dict[str, list[str]],
+    as_of: datetime,
+    demo_dir: Path,
+) -> None:
+    data, _ = load_crm(demo_dir)
+    contracts = data.contracts
+    later = contracts[
+        contracts["client_id"].isin(book[next(iter(book))])
+        & (contracts["end_date"] > pd.Timestamp(as_of))
+        & (contracts["start_date"] <= pd.Timestamp(as_of))
+        & contracts["cancelled_at"].isna()
+    ].iloc[0]
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get(f"/clients/{later.client_id}").text
+    day = f"{later.end_date:%d %b %Y}"
+    assert f'Recent history <span class="as-of">as of {as_of:%d %b %Y}</span>' in html
+    assert f'Contracts <span class="as-of">as of {as_of:%d %b %Y}</span>' in html
+    assert f'data-testid="contract-state">ends on {day}</td>' in html
+    assert f"Contract {later.contract_id} ({later.service_line}) ends on {day}" in html
+    assert f"Contract {later.contract_id} ({later.service_line}) ended" not in html
 
 
 def test_the_crm_cache_loads_lazily_reloads_on_change_and_survives_missing_data(

@@ -35,6 +35,7 @@ class TimelineItem:
     kind: str  # interaction, feedback, invoice, dispute, ticket, contract
     text: str
     tone: str = "neutral"  # good, bad or neutral
+    upcoming: bool = False  # after the timeline's date (a contract's end), known in advance
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ContractRow:
     monthly_value: float
     auto_renew: bool
     cancelled: date | None
+    state: str = "rolling"  # as of a date: "ended", "cancelled", "ends" (later) or "rolling"
+    stop: date | None = None  # when it stops: the earlier of its end and its cancellation
 
 
 class CRMView:
@@ -165,21 +168,40 @@ def renewal_dates(view: CRMView, as_of: dict[str, datetime]) -> dict[str, date |
     return out
 
 
-def client_contracts(view: CRMView, client_id: str) -> list[ContractRow]:
-    """A client's contracts, newest first."""
+def client_contracts(view: CRMView, client_id: str, as_of: datetime) -> list[ContractRow]:
+    """A client's contracts, newest first, each with its state as of ``as_of``."""
     frame = view.rows("contracts", client_id).sort_values("start_date", ascending=False)
-    return [
-        ContractRow(
-            contract_id=str(r.contract_id),
-            service_line=_text(r.service_line) or "-",
-            start=r.start_date.date(),
-            end=_day(r.end_date),
-            monthly_value=float(r.monthly_value),
-            auto_renew=bool(r.auto_renew),
-            cancelled=_day(r.cancelled_at),
+    rows = []
+    for r in _records(frame):
+        state, stop = _contract_state(r, pd.Timestamp(as_of))
+        rows.append(
+            ContractRow(
+                contract_id=str(r.contract_id),
+                service_line=_text(r.service_line) or "-",
+                start=r.start_date.date(),
+                end=_day(r.end_date),
+                monthly_value=float(r.monthly_value),
+                auto_renew=bool(r.auto_renew),
+                cancelled=_day(r.cancelled_at),
+                state=state,
+                stop=None if stop is None else stop.date(),
+            )
         )
-        for r in _records(frame)
-    ]
+    return rows
+
+
+def _contract_state(r: Any, as_of: pd.Timestamp) -> tuple[str, pd.Timestamp | None]:
+    """("ended" | "cancelled" | "ends" | "rolling", when it stops) as of ``as_of``.
+
+    It stops at the earlier of its end and its cancellation, as ``renewal_dates`` takes it.
+    """
+    cancelled = pd.notna(r.cancelled_at) and (pd.isna(r.end_date) or r.cancelled_at < r.end_date)
+    stop = r.cancelled_at if cancelled else r.end_date if pd.notna(r.end_date) else None
+    if stop is None:
+        return "rolling", None
+    if stop > as_of:
+        return "ends", stop
+    return ("cancelled" if cancelled else "ended"), stop
 
 
 # ---------------------------------------------------------------------------------- timeline
@@ -188,15 +210,16 @@ def client_contracts(view: CRMView, client_id: str) -> list[ContractRow]:
 def client_timeline(
     view: CRMView, client_id: str, until: datetime, limit: int = 40
 ) -> list[TimelineItem]:
-    """A client's most recent events before ``until``, newest first."""
+    """A client's most recent events up to ``until``, newest first, as known then; contracts
+    in force then that end later show first, as upcoming ends."""
     items = [
         *_interactions(view.rows("interactions", client_id)),
         *_feedback(view.rows("feedback", client_id)),
         *_invoices(view.rows("invoices", client_id), until),
         *_tickets(view.rows("tickets", client_id), until),
-        *_contract_events(view.rows("contracts", client_id)),
+        *_contract_events(view.rows("contracts", client_id), until),
     ]
-    recent = [i for i in items if i.when <= until]
+    recent = [i for i in items if i.when <= until or i.upcoming]
     recent.sort(key=lambda i: i.when, reverse=True)
     return recent[:limit]
 
@@ -269,18 +292,24 @@ def _tickets(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
     return items
 
 
-def _contract_events(frame: pd.DataFrame) -> list[TimelineItem]:
+def _contract_events(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
     items = []
     for r in _records(frame):
         line = _text(r.service_line) or "service"
+        start = r.start_date.to_pydatetime()
         text = f"Contract {r.contract_id} started: {line}, {r.monthly_value:,.0f} a month"
-        items.append(TimelineItem(r.start_date.to_pydatetime(), "contract", text, "good"))
-        if pd.notna(r.cancelled_at):
-            text = f"Contract {r.contract_id} ({line}) cancelled"
-            items.append(TimelineItem(r.cancelled_at.to_pydatetime(), "contract", text, "bad"))
-        elif pd.notna(r.end_date):
-            text = f"Contract {r.contract_id} ({line}) ended"
-            items.append(TimelineItem(r.end_date.to_pydatetime(), "contract", text))
+        items.append(TimelineItem(start, "contract", text, "good"))
+        state, stop = _contract_state(r, pd.Timestamp(until))
+        if stop is None or (state == "ends" and start > until):  # not in force at ``until``
+            continue
+        when = stop.to_pydatetime()
+        if state == "ends":
+            text = f"Contract {r.contract_id} ({line}) ends on {when:%d %b %Y}"
+            items.append(TimelineItem(when, "contract", text, upcoming=True))
+        else:
+            tone = "bad" if state == "cancelled" else "neutral"
+            text = f"Contract {r.contract_id} ({line}) {state}"
+            items.append(TimelineItem(when, "contract", text, tone))
     return items
 
 

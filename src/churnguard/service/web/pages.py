@@ -10,7 +10,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
@@ -210,7 +210,6 @@ def client_page(
         )
     )
     renewals = renewal_dates(crm, {score.client_id: score.as_of}) if crm else {}
-    now = datetime.now(UTC)
     return ClientPage(
         score=score,
         chart=chart,
@@ -219,8 +218,8 @@ def client_page(
         action_types=action_types(score),
         renewal=renewals.get(score.client_id),
         has_renewal=score.client_id in renewals,
-        contracts=client_contracts(crm, score.client_id) if crm else [],
-        timeline=client_timeline(crm, score.client_id, now) if crm else [],
+        contracts=client_contracts(crm, score.client_id, score.as_of) if crm else [],
+        timeline=client_timeline(crm, score.client_id, score.as_of) if crm else [],
     )
 
 
