@@ -24,6 +24,7 @@ from churnguard.contract import (
     parse_mapping,
     validate,
 )
+from churnguard.features import EARLIEST_TIME, LATEST_TIME, crm_arrays
 
 FIXTURES = Path(__file__).parent / "data" / "crm"
 
@@ -296,6 +297,53 @@ def test_naive_datetimes_are_taken_as_utc() -> None:
         pd.Timestamp("2024-03-01 10:00:00", tz="UTC"),
         pd.Timestamp("2024-03-01 23:59:59", tz="UTC"),
     ]
+
+
+def test_dates_the_feature_engine_cannot_encode_are_errors() -> None:
+    text = (
+        "contract_id,client_id,start_date,end_date,monthly_value\n"
+        "K1,C1,2024-01-01,,100\n"
+        "K2,C1,1800-01-01,,100\n"
+        "K3,C2,2024-01-01,9999-12-31,50\n"
+    )
+    assert errors(contracts=text) == [
+        "contracts.csv, column start_date, line 3: date '1800-01-01' outside the range churnguard "
+        "can use (1833-11-24 17:31:44 to 2106-02-07 06:28:15 UTC)",
+        "contracts.csv, column end_date, line 4: date '9999-12-31' outside the range churnguard "
+        "can use (1833-11-24 17:31:44 to 2106-02-07 06:28:15 UTC); write an open end or unknown "
+        "date as an empty value, not a placeholder",
+    ]
+
+
+def test_typed_dates_the_feature_engine_cannot_encode_are_errors() -> None:
+    contracts = pd.DataFrame(
+        {
+            "contract_id": ["K1", "K2"],
+            "client_id": ["C1", "C2"],
+            "start_date": pd.to_datetime(["2024-01-01", "2024-01-01"]).as_unit("us"),
+            "end_date": pd.to_datetime(["2025-01-01", "2200-01-01"]).as_unit("us"),
+            "monthly_value": [100, 50],
+        }
+    )
+    raw = {**tables(), "contracts": map_table("contracts", "db table contracts", contracts)}
+    with pytest.raises(DataContractError) as info:
+        validate(raw)
+    assert [(p.column, p.rows) for p in info.value.report.errors] == [("end_date", (2,))]
+
+
+def test_dates_at_the_ends_of_the_engine_range_are_accepted_and_encoded() -> None:
+    text = (
+        "client_id,occurred_at\n"
+        "C1,1833-11-24T17:31:44Z\n"
+        "C2,2106-02-07T06:28:15Z\n"
+        "C2,2106-02-07T06:28:16Z\n"
+    )
+    with pytest.raises(DataContractError, match="line 4: date '2106-02-07T06:28:16Z' outside"):
+        validate(tables(interactions=text))
+    data, report = validate(tables(interactions=text.rpartition("C2,")[0]))
+    assert report.ok
+    times = crm_arrays(data).table("interactions").columns["occurred_at"]
+    assert times.tolist() == [EARLIEST_TIME, LATEST_TIME]
 
 
 def test_negative_amounts_are_errors() -> None:

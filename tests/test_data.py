@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from churnguard import cli
 from churnguard.contract import CRMData, DataContractError, ValidationReport
 from churnguard.data import TRUTH_FILE_STEM, load_crm, read_tables
 
@@ -186,6 +187,23 @@ def test_missing_required_database_table_lists_the_tables_present(tmp_path: Path
     assert load_errors(url) == [
         "db table contracts: required table contracts not found (database tables: clients)"
     ]
+
+
+def test_validate_command_reports_dates_the_feature_engine_cannot_encode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    contracts = (
+        (FIXTURES / "contracts.csv")
+        .read_text()
+        .replace("K2,C2,ads,2023-02-01,,", "K2,C2,ads,2023-02-01,9999-12-31,")
+    )
+    folder = crm_folder(tmp_path, {"contracts.csv": contracts})
+    assert cli.main(["validate", "--data", str(folder)]) == 1
+    assert capsys.readouterr().out.startswith(
+        "error: contracts.csv, column end_date, line 3: date '9999-12-31' outside the range "
+        "churnguard can use (1833-11-24 17:31:44 to 2106-02-07 06:28:15 UTC); write an open end "
+        "or unknown date as an empty value, not a placeholder\n1 error, 0 warnings; tables read:"
+    )
 
 
 def test_unknown_files_are_warnings_and_the_truth_file_is_ignored(tmp_path: Path) -> None:

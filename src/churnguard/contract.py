@@ -754,7 +754,9 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
     if pd.api.types.is_datetime64_any_dtype(values):
         stamps = pd.Series(values)
         utc = stamps.dt.tz_convert("UTC") if stamps.dt.tz else stamps.dt.tz_localize("UTC")
-        return _to_seconds(utc), values.isna().to_numpy(), []
+        seconds = _to_seconds(utc)
+        outside, range_issues = _unencodable(seconds, values, column)
+        return seconds.where(~outside), values.isna().to_numpy(), range_issues
     text = _as_text(values).str.upper()
     parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
     valid = text.str.fullmatch(_TIMESTAMP).fillna(False).astype(bool)
@@ -767,11 +769,37 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
         )
         issues.append((bad, message))
     issues += _mixed_timezones(text, bad)
-    return _to_seconds(parsed.where(~bad)), text.isna().to_numpy(), issues
+    seconds = _to_seconds(parsed.where(~bad))
+    outside, range_issues = _unencodable(seconds, values, column)
+    return seconds.where(~outside), text.isna().to_numpy(), issues + range_issues
 
 
 def _to_seconds(stamps: pd.Series) -> pd.Series:
     return stamps.dt.floor("s").dt.as_unit("s")
+
+
+def _unencodable(
+    seconds: pd.Series, values: pd.Series, column: Column
+) -> tuple[np.ndarray, list[_Issue]]:
+    """Rows whose time (typed from values) the feature engine cannot encode, and why.
+
+    pandas holds years 1 to 9999 at second resolution; the engine far fewer (see features.py).
+    """
+    from churnguard.features import EARLIEST_TIME, LATEST_TIME  # features imports this module
+
+    earliest, latest = (pd.Timestamp(t, unit="s", tz="UTC") for t in (EARLIEST_TIME, LATEST_TIME))
+    outside = ((seconds < earliest) | (seconds > latest)).to_numpy(dtype=bool, na_value=False)
+    if not outside.any():
+        return outside, []
+    typed = pd.api.types.is_datetime64_any_dtype(values)
+    shown = seconds[outside] if typed else _as_text(values[outside])
+    message = (
+        f"date {_examples(shown)} outside the range churnguard can use "
+        f"({earliest:%Y-%m-%d %H:%M:%S} to {latest:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+    if not column.required:  # placeholders such as 9999-12-31 stand for "no date"
+        message += "; write an open end or unknown date as an empty value, not a placeholder"
+    return outside, [(outside, message)]
 
 
 def _mixed_timezones(text: pd.Series, bad: np.ndarray) -> list[_Issue]:
