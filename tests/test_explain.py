@@ -65,6 +65,15 @@ def test_reason_reads_right_for_typical_and_missing_values(feature: Feature) -> 
         ("has_account_manager", 1.0, "Account manager assigned"),
         ("segment", "enterprise", "Segment enterprise"),
         ("open_disputes", "two", "Disputed invoices not yet resolved: two"),  # not a number
+        # A count of one reads singular; an amount of 1 and a 1.4 that shows as 1 too.
+        ("open_disputes", 1.0, "1 disputed invoice open"),
+        ("disputes_365d", 1.0, "1 invoice disputed in the last year"),
+        ("days_to_contract_end", 1.0, "Contract ends in 1 day"),
+        ("days_to_contract_end", 1.4, "Contract ends in 1 day"),
+        ("days_to_contract_end", 0.0, "Contract ends in 0 days"),
+        ("mean_days_overdue", 1.0, "Overdue invoices are 1 day late"),
+        ("inbound_90d", 1.0, "Client got in touch 1 time in 90 days"),
+        ("overdue_amount", 1.0, "1 overdue"),
     ],
 )
 def test_reason_examples(name: str, value: object, expected: str) -> None:

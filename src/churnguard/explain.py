@@ -19,7 +19,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,38 @@ _NOT_EVENT = re.compile(r"^(?P<who>.+?) (?:has|have) not (?P<what>.+) for \{valu
 # Reasons
 
 
+# Plural nouns of the reason templates, and their singular: "1 invoice overdue", "in 1 day".
+_SINGULAR = {
+    "days": "day",
+    "times": "time",
+    "contacts": "contact",
+    "meetings": "meeting",
+    "calls": "call",
+    "emails": "email",
+    "reviews": "review",
+    "responses": "response",
+    "invoices": "invoice",
+    "tickets": "ticket",
+    "contracts": "contract",
+    "lines": "line",
+}
+_PLACEHOLDER = re.compile(r"\{value(?::(?P<spec>[^}]*))?\}")
+
+
+def _singular(template: str) -> str:
+    """The template for a count of one: the first plural noun after the value made singular."""
+    placeholder = _PLACEHOLDER.search(template)
+    if placeholder is None:
+        return template
+    head, tail = template[: placeholder.end()], template[placeholder.end() :]
+    words = tail.split(" ")
+    for i, word in enumerate(words):
+        if word in _SINGULAR:
+            words[i] = _SINGULAR[word]
+            break
+    return head + " ".join(words)
+
+
 @dataclass(frozen=True)
 class _Wording:
     """How a feature's value is said: its template, and what to say when the value is missing."""
@@ -58,10 +90,23 @@ class _Wording:
         f = self.feature
         if "{value" not in f.reason:
             return _say_flag(f, value) if f.reason else f"{f.description}: {_plain(value)}"
+        value = value + 0.0 if type(value) is float else value  # no -0
         try:
-            return f.reason.format(value=value + 0.0 if type(value) is float else value)  # no -0
+            return self._template(value).format(value=value)
         except (ValueError, TypeError):  # e.g. text where the template wants a number
             return f"{f.description}: {_plain(value)}"
+
+    def _template(self, value: object) -> str:
+        """The template as it reads for this value: singular when the value shows as 1."""
+        spec, singular = self._count_form
+        return singular if format(value, spec) == "1" else self.feature.reason
+
+    @cached_property
+    def _count_form(self) -> tuple[str, str]:
+        """The value's format spec, and the template for a count of one."""
+        placeholder = _PLACEHOLDER.search(self.feature.reason)
+        spec = (placeholder["spec"] or "") if placeholder else ""
+        return spec, _singular(self.feature.reason)
 
 
 @lru_cache(maxsize=1024)
