@@ -7,7 +7,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -316,6 +316,23 @@ def test_previous_score_is_the_latest_before_the_date(store: ScoreStore) -> None
     assert previous is not None and (previous.as_of, previous.probability) == (FEB, 0.2)
     assert store.previous_score("C1", JAN) is None
     assert store.previous_score("C2", MAR) is None
+
+
+def test_previous_summary_is_the_previous_scores_summary(store: ScoreStore) -> None:
+    store.save_scores([record(as_of=JAN, probability=0.1), record("C2", JAN)])
+    store.save_scores([record(as_of=FEB, model_version="2", probability=0.3, band="high")])
+    store.save_scores([record(as_of=FEB, model_version="1", probability=0.2)])  # written last
+    store.save_scores([record(as_of=MAR, probability=0.9)])
+    summary_fields = [f.name for f in fields(ScoreSummary)]
+    for client_id, before in [("C1", MAR), ("C1", FEB), ("C1", FEB + timedelta(seconds=1))]:
+        full = store.previous_score(client_id, before)
+        assert full is not None
+        expected = ScoreSummary(**{name: getattr(full, name) for name in summary_fields})
+        assert store.previous_summary(client_id, before) == expected
+    summary = store.previous_summary("C1", MAR)
+    assert summary is not None and (summary.model_version, summary.probability) == ("1", 0.2)
+    assert store.previous_summary("C1", JAN) is None
+    assert store.previous_summary("C3", MAR) is None
 
 
 def test_previous_scores_for_a_whole_batch(store: ScoreStore) -> None:

@@ -434,15 +434,17 @@ class ScoreStore:
 
         Among model versions that scored the same ``as_of``, the one written last.
         """
-        query = (
-            sa.select(scores)
-            .where(scores.c.client_id == client_id, scores.c.as_of < _utc(before_as_of))
-            .order_by(*_NEWEST_FIRST)
-            .limit(1)
-        )
+        params = {"client_id": client_id, "before": _utc(before_as_of)}
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_PREVIOUS_SCORE, params).first()
         return None if row is None else Score(**row._mapping)
+
+    def previous_summary(self, client_id: str, before_as_of: datetime) -> ScoreSummary | None:
+        """The summary of ``previous_score`` (the same row): all "what changed" needs, cheaper."""
+        params = {"client_id": client_id, "before": _utc(before_as_of)}
+        with self.engine.connect() as conn:
+            row = conn.execute(_PREVIOUS_SUMMARY, params).first()
+        return None if row is None else ScoreSummary(**row._mapping)
 
     def previous_scores(self, before_as_of: datetime) -> dict[str, ScoreSummary]:
         """Every client's latest score strictly before ``before_as_of``, by client id.
@@ -621,6 +623,24 @@ def _current_scores() -> sa.Select[Any]:
     """Each client's latest score: the one ``current_scores`` points at."""
     on = sa.and_(*(scores.c[name] == current.c[name] for name in _KEY_NAMES))
     return sa.select(scores).join(current, on)
+
+
+def _previous(*columns: Any) -> sa.Select[Any]:
+    """Columns of the latest score of ``:client_id`` strictly before ``:before``."""
+    return (
+        sa.select(*columns)
+        .where(
+            scores.c.client_id == sa.bindparam("client_id"),
+            scores.c.as_of < sa.bindparam("before"),
+        )
+        .order_by(*_NEWEST_FIRST)
+        .limit(1)
+    )
+
+
+# Built once: building a statement costs more than SQLite takes to run it.
+_PREVIOUS_SCORE = _previous(scores)
+_PREVIOUS_SUMMARY = _previous(*(scores.c[name] for name in _SUMMARY))
 
 
 def _over_latest(*columns: Any) -> sa.Select[Any]:

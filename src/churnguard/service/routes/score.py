@@ -111,7 +111,7 @@ def _change(state: ServiceState, score: ClientScore) -> dict[str, Any]:
     """What changed since the client's latest stored score before this one."""
     if state.writer.is_pending(score.client_id):  # its last score is on its way to the store
         state.writer.flush()
-    previous = state.store.previous_score(score.client_id, score.as_of)
+    previous = state.store.previous_summary(score.client_id, score.as_of)
     return describe_change(previous, score.probability)
 
 
