@@ -667,7 +667,7 @@ def _champion(settings: Settings) -> tuple[ChurnModel, str]:
 
     try:
         registry = Registry.from_settings(settings)
-        with _impatient():  # alias_version reads any failure as "no alias": ask first
+        with _impatient():  # fail fast on an unreachable server, then fall back below
             registry.client.search_registered_models(max_results=1)
         number = registry.alias_version(CHAMPION)
         if number is not None:
