@@ -7,6 +7,7 @@ would. Records sent to the API are the simulated business's own rows.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from churnguard.model import ChurnModel, model_card, save_local_model
 from churnguard.registry import CHAMPION, Registry
 from churnguard.scoring import load_scorer
 from churnguard.service import create_app
-from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords
+from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.service.writer import ScoreWriter
 from churnguard.store import ScoreRecord, ScoreStore, Source
 from churnguard.synth import SimulatedBusiness
@@ -370,6 +371,125 @@ def test_malformed_json_and_wrong_shapes_are_422(client: TestClient, api_keys: K
         answer = client.post("/api/v1/score", content=body, headers=headers)
         assert answer.status_code == 422, (body, answer.text)
         assert answer.json()["detail"][0]["loc"][0] == "body"
+
+
+_EXAMPLE_JSON = json.dumps(SCORE_REQUEST_EXAMPLE)
+_TRUNCATED = _EXAMPLE_JSON[:-5].encode()  # json.loads stops at its end: "Expecting ','"
+_END = len(_EXAMPLE_JSON)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "first"),
+    [
+        (b"{not json", "application/json", 422, (["body", 1], "json_invalid")),
+        (_TRUNCATED, "application/json", 422, (["body", len(_TRUNCATED)], "json_invalid")),
+        (
+            _EXAMPLE_JSON.encode() + b" x",
+            "application/json",
+            422,
+            (["body", _END + 1], "json_invalid"),
+        ),
+        (b"", "application/json", 422, (["body"], "missing")),
+        (b'"clients"', "application/json", 422, (["body"], "model_attributes_type")),
+        (b"3", "application/json", 422, (["body"], "model_attributes_type")),
+        (_EXAMPLE_JSON.encode(), "text/plain", 422, (["body"], "model_attributes_type")),
+        (_EXAMPLE_JSON.encode(), None, 422, (["body"], "model_attributes_type")),
+        (b"a=1", "application/x-www-form-urlencoded", 422, (["body"], "model_attributes_type")),
+        (
+            _EXAMPLE_JSON.replace('"as_of"', '"colour": 1, "as_of"').encode(),
+            "application/json",
+            422,
+            (["body", "colour"], "extra_forbidden"),
+        ),
+        (
+            _EXAMPLE_JSON.replace("4200.0", "NaN").encode(),
+            "application/json",
+            422,
+            (["body", "clients", 0, "contracts", 0, "monthly_value"], "finite_number"),
+        ),
+        (
+            _EXAMPLE_JSON.replace("Harbour", "Harb\\ud800our").encode(),
+            "application/json",
+            422,
+            (["body", "clients", 0, "client", "name"], "string_unicode"),
+        ),
+        (
+            _EXAMPLE_JSON.replace("Harbour", "Harb\u00f6ur").encode("latin-1"),
+            "application/json",
+            400,
+            None,
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, None),
+    ],
+    ids=[
+        "malformed",
+        "truncated",
+        "trailing-data",
+        "empty",
+        "a-string",
+        "a-number",
+        "text-plain",
+        "no-content-type",
+        "form",
+        "unknown-field",
+        "nan",
+        "lone-surrogate",
+        "latin-1",
+        "nested-too-deep",
+    ],
+)
+def test_a_body_that_is_not_a_valid_request_gets_fastapis_answer(
+    client: TestClient,
+    api_keys: Keys,
+    body: bytes,
+    content_type: str | None,
+    status: int,
+    first: tuple[list[Any], str] | None,
+) -> None:
+    """The fast JSON path falls back to FastAPI's parsing, so the 4xx answers stay the same."""
+    headers = bearer(api_keys["crm"])
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    answer = client.post("/api/v1/score", content=body, headers=headers)
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json() == {"detail": "There was an error parsing the body"}
+    if first is not None:
+        error = answer.json()["detail"][0]
+        assert (error["loc"], error["type"]) == first
+        assert set(error) == {"loc", "msg", "type"}  # input values are not echoed
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (_EXAMPLE_JSON.encode("utf-16"), "application/json"),
+        (b"\xef\xbb\xbf" + _EXAMPLE_JSON.encode(), "application/json"),
+        (_EXAMPLE_JSON.encode(), "application/json; charset=utf-8"),
+        (_EXAMPLE_JSON.encode(), "application/vnd.churnguard+json"),
+        (_EXAMPLE_JSON.replace('"C-1042"', '"A", "client_id": "C-1042"', 1).encode(), None),
+        (_EXAMPLE_JSON.replace("4200.0", '"4200"').replace("false", '"no"').encode(), None),
+    ],
+    ids=["utf-16", "utf-8-bom", "charset", "vendor-json", "duplicate-key", "numbers-as-text"],
+)
+def test_json_that_fastapi_accepts_still_scores_the_same(
+    client: TestClient, api_keys: Keys, body: bytes, content_type: str | None
+) -> None:
+    headers = {**bearer(api_keys["crm"]), "Content-Type": content_type or "application/json"}
+    plain = client.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=headers)
+    answer = client.post("/api/v1/score", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["scores"][0]["client_id"] == "C-1042"
+    assert answer.json()["scores"][0]["probability"] == plain.json()["scores"][0]["probability"]
+
+
+def test_records_validate_the_same_from_json_as_from_python(business: SimulatedBusiness) -> None:
+    """The API validates bodies from JSON; FastAPI validated the parsed Python objects."""
+    ids = business.data.clients["client_id"].astype(str).tolist()[:40]
+    body = json.dumps({"clients": [records_body(business.data, c) for c in ids]})
+    from_json = ScoreRequest.model_validate_json(body)
+    assert from_json == ScoreRequest.model_validate(json.loads(body))
+    assert len(from_json.clients) == len(ids)
 
 
 def test_an_as_of_out_of_range_is_422(client: TestClient, api_keys: Keys) -> None:

@@ -3,16 +3,24 @@
 The route runs on the event loop and does its CPU and database work (features, model, "what
 changed", handing the scores to the writer) in one trip to a worker thread: each trip costs,
 and FastAPI would otherwise make one for every synchronous step.
+
+The body is parsed and validated in one step by pydantic's JSON parser (``ScoreRoute``), which
+is faster than ``json.loads`` followed by validating the Python objects. A body that does not
+validate that way goes the usual way (Starlette's ``json.loads``, then FastAPI's validation),
+so every 4xx answer stays what FastAPI makes of the body.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from churnguard.service.deps import ScorerDep, ScoringPrincipal, StateDep
 from churnguard.service.schemas import (
@@ -28,7 +36,36 @@ from churnguard.store import describe_change
 if TYPE_CHECKING:
     from churnguard.scoring import ClientScore, Scorer
 
-router = APIRouter(prefix="/api/v1", tags=["scores"])
+
+class ScoreRequestBody(Request):
+    """A request whose JSON body is read straight into a ``ScoreRequest`` when it is valid.
+
+    FastAPI then finds a ``ScoreRequest`` where it expects the parsed JSON, and its validation
+    of the body accepts the instance as it is.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_score_request"):
+            try:
+                self._score_request = ScoreRequest.model_validate_json(await self.body())
+            except ValidationError:  # json.loads and FastAPI's validation say why, as ever
+                self._score_request = await super().json()
+        return self._score_request
+
+
+class ScoreRoute(APIRoute):
+    """The route of ``POST /api/v1/score``: hands the endpoint a ``ScoreRequestBody``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_score_request(request: Request) -> Response:
+            return await handle(ScoreRequestBody(request.scope, request.receive))
+
+        return handle_score_request
+
+
+router = APIRouter(prefix="/api/v1", tags=["scores"], route_class=ScoreRoute)
 
 EARLIEST_AS_OF = datetime(1900, 1, 1, tzinfo=UTC)  # the feature engine's time range is wider
 LATEST_AS_OF = datetime(2100, 1, 1, tzinfo=UTC)
