@@ -69,3 +69,13 @@ def test_the_scorer_bands_with_the_configured_thresholds(
     )
     scorer = load_scorer(settings)
     assert scorer.thresholds == (0.2, 0.6)
+
+
+def test_env_example_lists_every_setting() -> None:
+    # .env.example is the settings' documentation: a setting missing there is a setting nobody
+    # finds. The MLflow URI is read under MLflow's own name.
+    text = (Path(__file__).parents[1] / ".env.example").read_text()
+    names = {n: f"CHURNGUARD_{n.upper()}" for n in Settings.model_fields}
+    names["mlflow_tracking_uri"] = "MLFLOW_TRACKING_URI"
+    missing = [variable for variable in names.values() if f"{variable}=" not in text]
+    assert not missing, f"not in .env.example: {missing}"
