@@ -3,11 +3,8 @@ data, and the risk summary on SQLite and, when CHURNGUARD_TEST_POSTGRES_URL is s
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from churnguard import labels
 from churnguard.contract import CRMData, from_frames
@@ -31,6 +27,7 @@ from churnguard.portfolio import (
 from churnguard.store import ScoreRecord, ScoreStore, feature_digest
 from churnguard.synth import SimulatedBusiness
 from tests.factories import random_crm
+from tests.test_store import BACKENDS, open_store
 
 TS = "datetime64[s, UTC]"
 SEEN_UNTIL = "2024-05-31"  # the last day of data in hand-built cases: observed until 2024-06-01
@@ -374,36 +371,11 @@ def test_simulated_business_matches_the_reference_and_labels(business: Simulated
 
 # --- risk summary ------------------------------------------------------------------------------
 
-POSTGRES_ENV = "CHURNGUARD_TEST_POSTGRES_URL"
 JAN = datetime(2025, 1, 1, tzinfo=UTC)
 FEB = datetime(2025, 2, 1, tzinfo=UTC)
 
 
-@contextlib.contextmanager
-def open_store(backend: str, tmp_path: Path) -> Iterator[ScoreStore]:
-    """A store with a fresh, empty schema: a SQLite file, or a PostgreSQL schema of its own."""
-    if backend == "sqlite":
-        with ScoreStore(f"sqlite:///{tmp_path / 'db' / 'scores.db'}").create() as store:
-            yield store
-        return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/postgres.sh starts a server, prints one)")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        with ScoreStore(scoped.render_as_string(hide_password=False)).create() as store:
-            yield store
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
     with open_store(request.param, tmp_path) as store:
         yield store

@@ -353,22 +353,20 @@ DEMO_KEY_LABEL = "demo"
 def keys_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Replace the demo keys: an admin, a crm and a manager key per top account manager."""
     from churnguard.keys import create_key, list_keys, revoke
-    from churnguard.store import MAX_PAGE, ScoreStore
+    from churnguard.store import ScoreStore
 
     with ScoreStore(settings.score_store_url) as store:
-        store.create()
-        top, _ = store.latest_scores(order_by="revenue_at_risk", limit=MAX_PAGE)
-        at_risk: dict[str, float] = {}
-        for s in top:
-            if s.account_manager:
-                at_risk[s.account_manager] = at_risk.get(s.account_manager, 0) + s.revenue_at_risk
-        if not at_risk:
-            print("error: no scored clients with an account manager yet; run `churnguard score`")
+        by_manager = store.create().revenue_at_risk_by("account_manager")  # largest first
+        managers = [m for m, _, _ in by_manager if m is not None][: args.managers]
+        if not managers:
+            print(
+                "error: no scored clients with an account manager yet; run `churnguard score`",
+                file=sys.stderr,
+            )
             return 1
         for old in list_keys(store):
             if old.label == DEMO_KEY_LABEL and old.active:
                 revoke(store, old.key_id)
-        managers = sorted(at_risk, key=lambda m: -at_risk[m])[: args.managers]
         made = [("admin", "-", create_key(store, "admin", None, DEMO_KEY_LABEL))]
         made.append(("crm", "-", create_key(store, "crm", None, DEMO_KEY_LABEL)))
         made += [("manager", m, create_key(store, "manager", m, DEMO_KEY_LABEL)) for m in managers]

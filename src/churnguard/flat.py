@@ -87,8 +87,6 @@ from churnguard.model import (
     Estimator,
     ModelKind,
     align_inputs,
-    model_card,
-    save_local_model,
 )
 from churnguard.train import (
     EARLY_STOPPING_ROUNDS,
@@ -99,6 +97,7 @@ from churnguard.train import (
     NotEnoughDataError,
     Promotion,
     TrainOptions,
+    apply_promotion,
     calibrate,
     calibrate_raw,
     candidates_table,
@@ -855,19 +854,13 @@ def _log_and_register(
     result: TableResult, registry: Registry, models_dir: Path, options: FlatOptions
 ) -> TableResult:
     """One MLflow run with everything; register the model; move aliases; save the local copy."""
-    from churnguard.registry import CHALLENGER, CHAMPION
-
     with registry.start_run(options.train.experiment) as run:
         _log_run(run, result)
         version = registry.log_model(run, result.model, input_example(result.data, result.model))
         run.tags({"registered_version": version, "promotion": result.promotion.reason})
-    registry.set_alias(CHALLENGER, version)
-    local = None
-    if result.promotion.promoted:
-        registry.set_alias(CHAMPION, version)
-        registry.delete_alias(CHALLENGER)
-        card = model_card(result.model, version, run.run_id)
-        local = save_local_model(result.model, card, models_dir)
+    local = apply_promotion(
+        registry, result.model, version, run.run_id, result.promotion, models_dir
+    )
     return replace(result, run_id=run.run_id, version=version, local_copy=local)
 
 

@@ -737,14 +737,30 @@ def _log_and_register(
         _log_run(run, result, options)
         version = registry.log_model(run, result.model, example)
         run.tags({"registered_version": version, "promotion": result.promotion.reason})
-    registry.set_alias(CHALLENGER, version)
-    local = None
-    if result.promotion.promoted:
-        registry.set_alias(CHAMPION, version)
-        registry.delete_alias(CHALLENGER)
-        card = model_card(result.model, version, run.run_id)
-        local = save_local_model(result.model, card, models_dir)
+    local = apply_promotion(
+        registry, result.model, version, run.run_id, result.promotion, models_dir
+    )
     return replace(result, run_id=run.run_id, version=version, local_copy=local)
+
+
+def apply_promotion(
+    registry: Registry,
+    model: ChurnModel,
+    version: int,
+    run_id: str,
+    promotion: Promotion,
+    models_dir: Path,
+) -> Path | None:
+    """A new version is the challenger, or when promoted the champion with a local copy saved.
+
+    Returns the local last-known-good copy's path, None when the version was not promoted.
+    """
+    if not promotion.promoted:
+        registry.set_alias(CHALLENGER, version)
+        return None
+    registry.set_alias(CHAMPION, version)
+    registry.delete_alias(CHALLENGER)
+    return save_local_model(model, model_card(model, version, run_id), models_dir)
 
 
 def _log_run(run: RunLog, result: TrainResult, options: TrainOptions) -> None:
