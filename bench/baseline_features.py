@@ -1,9 +1,9 @@
 """A plain pandas implementation of churnguard's feature declarations: the benchmark baseline.
 
 For each as_of date it filters each stream's rows to the window and aggregates them with a pandas
-groupby, the way a data scientist would write features by hand. It reads the same declarations
-as the engine in ``churnguard.features`` (streams, filters, windows, aggregations) but none of its
-machinery, so the tests also use it as an independent reference for the engine's values.
+groupby, the way a data scientist would write features by hand. It reads the same declarations as
+the engine in ``churnguard.features.engine`` (streams, filters, windows, aggregations) but none of
+its machinery, so the tests also use it as an independent reference for the engine's values.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import CRMData
-from churnguard.features import (
+from churnguard.domain.contract import CRMData
+from churnguard.features.engine import (
     DAY,
     NAT,
     STREAMS,
@@ -167,7 +167,7 @@ class Baseline:
 def baseline_features(
     data: CRMData, snapshots: pd.DataFrame, feature_set: FeatureSet | None = None
 ) -> pd.DataFrame:
-    """The same features as ``churnguard.features.compute_features``, one as_of at a time."""
+    """The same features as ``churnguard.features.engine.compute_features``, one as_of at a time."""
     fs = feature_set or feature_set_for(data)
     parts = []
     for as_of, group in snapshots.groupby("as_of", sort=False):

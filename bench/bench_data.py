@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
+from churnguard.domain.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
 
 START = pd.Timestamp("2023-01-01", tz="UTC")
 DAYS = 3 * 365

@@ -28,8 +28,8 @@ import pandas as pd
 
 from bench.baseline_features import baseline_features
 from bench.bench_data import bench_crm
-from churnguard.contract import CRMData
-from churnguard.features import (
+from churnguard.domain.contract import CRMData
+from churnguard.features.engine import (
     FeatureSet,
     compute_features,
     crm_arrays,

@@ -72,9 +72,9 @@ class Result:
 def prepare(home: Path, clients: int, months: int) -> Any:
     """Settings of a home with a champion: trained on a simulated business if it has none."""
     from churnguard.config import Settings
-    from churnguard.registry import CHAMPION, Registry
-    from churnguard.synth import write_demo_data
-    from churnguard.train import TrainOptions, train
+    from churnguard.modeling.registry import CHAMPION, Registry
+    from churnguard.synth.business import write_demo_data
+    from churnguard.training.train import TrainOptions, train
 
     settings = Settings(home=home, models_dir=home / "models")
     data_dir = home / "demo"
@@ -89,7 +89,7 @@ def prepare(home: Path, clients: int, months: int) -> Any:
 
 
 def _load(data_dir: Path) -> Any:
-    from churnguard.data import load_crm
+    from churnguard.domain.data import load_crm
 
     data, _ = load_crm(data_dir)
     return data
@@ -125,9 +125,9 @@ def records_json(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 def payloads(settings: Any, pool: int) -> tuple[list[bytes], list[bytes], dict[str, float]]:
     """Request bodies for the two servers (same clients, same order) and their sizes."""
-    from churnguard.features import compute_features
-    from churnguard.labels import active_clients, observation_end
-    from churnguard.model import load_local_model
+    from churnguard.domain.churn import active_clients, observation_end
+    from churnguard.features.engine import compute_features
+    from churnguard.modeling.model import load_local_model
 
     data = _load(settings.home / "demo")
     as_of = observation_end(data)
@@ -178,7 +178,7 @@ def engine_cpu_ms(settings: Any, bodies: Sequence[bytes]) -> dict[str, float]:
 
     validate: the request body into ``ScoreRequest``; score: ``Scorer.score_records``.
     """
-    from churnguard.scoring import load_scorer
+    from churnguard.scoring.scorer import load_scorer
     from churnguard.service.schemas import ScoreRequest
 
     scorer = load_scorer(settings)
@@ -387,8 +387,8 @@ def _table(results: list[Result]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Prepare, serve, load, and return the results."""
-    from churnguard import keys
-    from churnguard.store import ScoreStore
+    from churnguard.store import keys
+    from churnguard.store.scores import ScoreStore
 
     home = args.home.resolve()
     settings = prepare(home, args.clients, args.months)

@@ -3,9 +3,9 @@
 Usage: python -m bench.scoring_bench [--clients 100000] [--months 36] [--train-clients 3000]
        [--calls 1000] [--sample 10000] [--cache FILE.pkl] [--out bench/results/scoring.json]
 
-Data: ``churnguard.synth.simulate(--clients, --months)``, scored at its end of observation (the
-clients active then). Models are trained on a separate, smaller simulation (--train-clients) with
-train.py's own functions, so they use the same feature set:
+Data: ``churnguard.synth.business.simulate(--clients, --months)``, scored at its end of observation
+(the clients active then). Models are trained on a separate, smaller simulation (--train-clients)
+with train.py's own functions, so they use the same feature set:
 
 - ``lightgbm``: the pipeline's LightGBM recipe (16 leaves, early stopping picks the trees);
 - ``lightgbm-300``: 300 trees of 31 leaves, no early stopping (PERFORMANCE.md's yardstick);
@@ -43,15 +43,15 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier
 
-from churnguard.contract import CRMData
-from churnguard.explain import load_playbook
-from churnguard.features import feature_columns
-from churnguard.labels import observation_end
-from churnguard.model import ChurnModel, align_inputs
-from churnguard.records import client_arrays, records_model
-from churnguard.scoring import Scorer
-from churnguard.synth import simulate
-from churnguard.train import (
+from churnguard.domain.churn import observation_end
+from churnguard.domain.contract import CRMData
+from churnguard.features.engine import feature_columns
+from churnguard.features.records import client_arrays, records_model
+from churnguard.modeling.model import ChurnModel, align_inputs
+from churnguard.scoring.explain import load_playbook
+from churnguard.scoring.scorer import Scorer
+from churnguard.synth.business import simulate
+from churnguard.training.train import (
     LIGHTGBM_BASE,
     TrainOptions,
     build_dataset,

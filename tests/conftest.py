@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from churnguard.data import load_crm
-from churnguard.model import ChurnModel, align_inputs
-from churnguard.synth import SimulatedBusiness, simulate, write_demo_data
-from churnguard.train import (
+from churnguard.domain.data import load_crm
+from churnguard.modeling.model import ChurnModel, align_inputs
+from churnguard.synth.business import SimulatedBusiness, simulate, write_demo_data
+from churnguard.training.train import (
     Dataset,
     TrainOptions,
     build_dataset,

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from churnguard import cli
 from churnguard.config import Settings
-from churnguard.model import save_local_model
-from churnguard.scoring import load_scorer
-from churnguard.train import model_card
+from churnguard.modeling.model import save_local_model
+from churnguard.scoring.scorer import load_scorer
+from churnguard.training.train import model_card
 from tests.conftest import ModelFactory
 from tests.test_scoring import PARAMS
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.contract import (
+from churnguard.domain.contract import (
     ORDERED_COLUMNS,
     TABLES,
     DataContractError,
@@ -24,7 +24,7 @@ from churnguard.contract import (
     parse_mapping,
     validate,
 )
-from churnguard.features import EARLIEST_TIME, LATEST_TIME, crm_arrays
+from churnguard.features.engine import EARLIEST_TIME, LATEST_TIME, crm_arrays
 
 FIXTURES = Path(__file__).parent / "data" / "crm"
 

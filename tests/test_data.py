@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from churnguard import cli
-from churnguard.contract import CRMData, DataContractError, ValidationReport
-from churnguard.data import TRUTH_FILE_STEM, load_crm, read_tables
+from churnguard.domain.contract import CRMData, DataContractError, ValidationReport
+from churnguard.domain.data import TRUTH_FILE_STEM, load_crm, read_tables
 
 FIXTURES = Path(__file__).parent / "data" / "crm"
 

@@ -1,4 +1,4 @@
-"""Tests for churnguard.evaluate: known answers, input checks, bootstrap and figures."""
+"""Tests for churnguard.training.evaluate: known answers, input checks, bootstrap and figures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from churnguard.evaluate import (
+from churnguard.training.evaluate import (
     METRICS,
     bootstrap_intervals,
     calibration_table,

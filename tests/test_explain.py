@@ -1,4 +1,4 @@
-"""Tests for churnguard.explain: reasons, top drivers, the playbook, risk bands, revenue at risk."""
+"""Tests for churnguard.scoring.explain: reasons, drivers, the playbook, bands, revenue at risk."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard import explain
-from churnguard.explain import (
+from churnguard.features.engine import BASE_FEATURES, Feature, FeatureSet
+from churnguard.scoring import explain
+from churnguard.scoring.explain import (
     Driver,
     PlaybookError,
     load_playbook,
@@ -20,7 +21,6 @@ from churnguard.explain import (
     top_drivers,
     top_drivers_batch,
 )
-from churnguard.features import BASE_FEATURES, Feature, FeatureSet
 
 FS = FeatureSet(("billable_hours",))
 BY_NAME = {f.name: f for f in FS.features}

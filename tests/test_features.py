@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.baseline_features import baseline_features
-from churnguard.contract import TABLES, CRMData, Kind, from_frames
-from churnguard.features import (
+from churnguard.domain.contract import TABLES, CRMData, Kind, from_frames
+from churnguard.features.engine import (
     BASE_FEATURES,
     FeatureSet,
     compute_features,

@@ -18,7 +18,9 @@ import pandas as pd
 import pytest
 
 from churnguard.cli import main
-from churnguard.flat import (
+from churnguard.modeling.model import ChurnModel
+from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
+from churnguard.training.flat import (
     CV_NOTE,
     FlatChurnModel,
     FlatOptions,
@@ -33,9 +35,7 @@ from churnguard.flat import (
     split_by_time,
     train_table,
 )
-from churnguard.model import ChurnModel
-from churnguard.registry import CHALLENGER, CHAMPION, Registry
-from churnguard.train import NotEnoughDataError, TrainOptions
+from churnguard.training.train import NotEnoughDataError, TrainOptions
 
 # Small and quick: 2 folds x 1 repeat, 2 inner folds, few bootstrap resamples.
 FAST = FlatOptions(
@@ -131,7 +131,7 @@ def test_blank_numbers_and_yes_no_words_become_numbers(caplog: pytest.LogCapture
         }
     )
     schema = TableSchema({"total": "numeric", "paperless": "flag", "support": "flag"})
-    with caplog.at_level(logging.WARNING, logger="churnguard.flat"):
+    with caplog.at_level(logging.WARNING, logger="churnguard.training.flat"):
         prepared = prepare_rows(rows, schema)
     assert prepared["total"].tolist()[0] == 12.5
     assert prepared["total"].isna().tolist() == [False, True, True, True, True]
@@ -224,7 +224,7 @@ def test_unseen_category_and_blank_number_score_like_missing() -> None:
 def test_cross_validated_run_says_so_and_reports_metrics(
     cv_run: TableResult, registry: Registry
 ) -> None:
-    from churnguard.flat import format_table_summary
+    from churnguard.training.flat import format_table_summary
 
     summary = format_table_summary(cv_run)
     assert CV_NOTE in summary

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from churnguard import cli
 from churnguard.config import Settings
-from churnguard.keys import Principal, authenticate, create_key, list_keys, revoke
-from churnguard.store import ScoreRecord, ScoreStore, api_keys
+from churnguard.store.keys import Principal, authenticate, create_key, list_keys, revoke
+from churnguard.store.scores import ScoreRecord, ScoreStore, api_keys
 from tests.test_store import BACKENDS, open_store
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard import labels
-from churnguard.contract import CRMData, from_frames
+from churnguard.domain import churn as labels
+from churnguard.domain.contract import CRMData, from_frames
 
 TS = "datetime64[s, UTC]"
 OBS = "2026-01-01"  # observed_until for hand-built timelines unless a test says otherwise

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.model import (
+from churnguard.modeling.model import (
     CARD_FILE,
     MODEL_FILE,
     ChurnModel,
@@ -25,7 +25,7 @@ from churnguard.model import (
     model_card,
     save_local_model,
 )
-from churnguard.train import Dataset
+from churnguard.training.train import Dataset
 
 ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 

@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard import labels
-from churnguard.contract import CRMData, from_frames
-from churnguard.explain import RISK_BANDS, risk_band
-from churnguard.portfolio import (
+from churnguard.domain import churn as labels
+from churnguard.domain.contract import CRMData, from_frames
+from churnguard.scoring.explain import RISK_BANDS, risk_band
+from churnguard.service.web.portfolio import (
     UNASSIGNED,
     MonthStats,
     monthly_portfolio,
     retention_rate,
     risk_summary,
 )
-from churnguard.store import ScoreRecord, ScoreStore, feature_digest
-from churnguard.synth import SimulatedBusiness
+from churnguard.store.scores import ScoreRecord, ScoreStore, feature_digest
+from churnguard.synth.business import SimulatedBusiness
 from tests.factories import random_crm
 from tests.test_store import BACKENDS, open_store
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from churnguard.contract import TABLES, CRMData
-from churnguard.features import compute_features, feature_columns, feature_set_for
-from churnguard.records import client_arrays, records_model
+from churnguard.domain.contract import TABLES, CRMData
+from churnguard.features.engine import compute_features, feature_columns, feature_set_for
+from churnguard.features.records import client_arrays, records_model
 from tests.factories import as_of_dates, random_crm
 
 Records = records_model(max_rows=5000)

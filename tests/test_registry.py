@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 from mlflow.exceptions import MlflowException
 
 from churnguard.config import Settings
-from churnguard.model import ChurnModel
-from churnguard.registry import CHALLENGER, CHAMPION, Registry, RegistryError
-from churnguard.train import Dataset
+from churnguard.modeling.model import ChurnModel
+from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry, RegistryError
+from churnguard.training.train import Dataset
 
 ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 NAME = "registry-test"  # its own registered model: the aliases of `churnguard` are not touched

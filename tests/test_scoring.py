@@ -17,15 +17,15 @@ import sqlalchemy as sa
 
 from churnguard.cli import main
 from churnguard.config import Settings
-from churnguard.contract import CRMData
-from churnguard.explain import load_playbook
-from churnguard.labels import active_clients, observation_end
-from churnguard.model import ChurnModel, model_card, save_local_model
-from churnguard.records import records_model
-from churnguard.registry import CHAMPION, Registry
-from churnguard.scoring import ClientScore, NoModelError, Scorer, load_scorer, score_to_store
-from churnguard.store import ScoreStore
-from churnguard.train import Dataset
+from churnguard.domain.churn import active_clients, observation_end
+from churnguard.domain.contract import CRMData
+from churnguard.features.records import records_model
+from churnguard.modeling.model import ChurnModel, model_card, save_local_model
+from churnguard.modeling.registry import CHAMPION, Registry
+from churnguard.scoring.explain import load_playbook
+from churnguard.scoring.scorer import ClientScore, NoModelError, Scorer, load_scorer, score_to_store
+from churnguard.store.scores import ScoreStore
+from churnguard.training.train import Dataset
 from tests.test_records import records_of
 
 ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
@@ -290,7 +290,7 @@ def test_load_scorer_falls_back_to_the_local_copy(
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     nowhere = _settings(tmp_path, "http://127.0.0.1:9")  # the discard port: nobody listens
     started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="churnguard.scoring"):
+    with caplog.at_level(logging.WARNING, logger="churnguard.scoring.scorer"):
         scorer = load_scorer(nowhere)
     assert time.perf_counter() - started < 60  # not MLflow's minutes of default retries
     assert scorer.version == "local:3" and scorer.model.kind == "lightgbm"
@@ -298,7 +298,7 @@ def test_load_scorer_falls_back_to_the_local_copy(
 
     empty = _settings(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="churnguard.scoring"):
+    with caplog.at_level(logging.WARNING, logger="churnguard.scoring.scorer"):
         assert load_scorer(empty).version == "local:3"
     assert "has no champion" in caplog.text
 

@@ -22,18 +22,19 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from churnguard import cli, keys
+from churnguard import cli
 from churnguard.config import Settings
-from churnguard.contract import CRMData
-from churnguard.model import ChurnModel, model_card, save_local_model
-from churnguard.registry import CHAMPION, Registry
-from churnguard.scoring import load_scorer
+from churnguard.domain.contract import CRMData
+from churnguard.modeling.model import ChurnModel, model_card, save_local_model
+from churnguard.modeling.registry import CHAMPION, Registry
+from churnguard.scoring.scorer import load_scorer
 from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.service.writer import ScoreWriter
-from churnguard.store import ScoreRecord, ScoreStore, Source
-from churnguard.synth import SimulatedBusiness
-from churnguard.train import Dataset
+from churnguard.store import keys
+from churnguard.store.scores import ScoreRecord, ScoreStore, Source
+from churnguard.synth.business import SimulatedBusiness
+from churnguard.training.train import Dataset
 
 ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 Keys = dict[str, str]

@@ -15,10 +15,10 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from churnguard import keys
-from churnguard.model import ChurnModel, model_card, save_local_model
+from churnguard.modeling.model import ChurnModel, model_card, save_local_model
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
-from churnguard.store import ScoreStore
+from churnguard.store import keys
+from churnguard.store.scores import ScoreStore
 from tests.test_service import settings_for
 
 ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]

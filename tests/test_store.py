@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from churnguard.store import (
+from churnguard.store.scores import (
     ScoreRecord,
     ScoreStore,
     ScoreSummary,

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from churnguard import synth
-from churnguard.contract import (
+from churnguard.domain.contract import (
     ORDERED_COLUMNS,
     SCORE_RANGES,
     TABLES,
@@ -21,7 +20,8 @@ from churnguard.contract import (
     map_table,
     validate,
 )
-from churnguard.synth import SimulatedBusiness, simulate, write_demo_data
+from churnguard.synth import business as synth
+from churnguard.synth.business import SimulatedBusiness, simulate, write_demo_data
 
 HORIZON = pd.Timedelta(days=90)
 GRACE = pd.Timedelta(days=30)

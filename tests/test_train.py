@@ -17,11 +17,16 @@ import pytest
 
 from churnguard.cli import main
 from churnguard.config import Settings
-from churnguard.evaluate import evaluate
-from churnguard.model import PlattCalibrator, align_inputs, load_local_model, load_model_card
-from churnguard.registry import CHALLENGER, CHAMPION, Registry
-from churnguard.synth import simulate, write_demo_data
-from churnguard.train import (
+from churnguard.modeling.model import (
+    PlattCalibrator,
+    align_inputs,
+    load_local_model,
+    load_model_card,
+)
+from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
+from churnguard.synth.business import simulate, write_demo_data
+from churnguard.training.evaluate import evaluate
+from churnguard.training.train import (
     Candidate,
     Dataset,
     NotEnoughDataError,

@@ -21,12 +21,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from churnguard import keys
 from churnguard.config import Settings
-from churnguard.contract import from_frames
-from churnguard.data import load_crm
-from churnguard.model import model_card, save_local_model
-from churnguard.portfolio import MonthStats, RiskSummary, monthly_portfolio
+from churnguard.domain.contract import from_frames
+from churnguard.domain.data import load_crm
+from churnguard.modeling.model import model_card, save_local_model
 from churnguard.service import create_app
 from churnguard.service.web import charts
 from churnguard.service.web.crm import (
@@ -42,9 +40,11 @@ from churnguard.service.web.pages import (
     portfolio_charts,
     portfolio_page,
 )
+from churnguard.service.web.portfolio import MonthStats, RiskSummary, monthly_portfolio
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
-from churnguard.store import ScoreRecord, ScoreStore, ScoreSummary, describe_change
-from churnguard.synth import SimulatedBusiness
+from churnguard.store import keys
+from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
+from churnguard.synth.business import SimulatedBusiness
 from tests.conftest import ModelFactory
 
 BASE = "https://testserver"  # the session cookie is Secure: the test client sends it on https

@@ -24,15 +24,15 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from churnguard import keys
 from churnguard.config import Settings
-from churnguard.data import load_crm
-from churnguard.labels import observation_end
-from churnguard.registry import CHAMPION, Registry
-from churnguard.scoring import load_scorer, score_to_store
+from churnguard.domain.churn import observation_end
+from churnguard.domain.data import load_crm
+from churnguard.modeling.registry import CHAMPION, Registry
+from churnguard.scoring.scorer import load_scorer, score_to_store
 from churnguard.service import create_app
-from churnguard.store import ScoreRecord, ScoreStore
-from churnguard.train import Dataset
+from churnguard.store import keys
+from churnguard.store.scores import ScoreRecord, ScoreStore
+from churnguard.training.train import Dataset
 from tests.conftest import ModelFactory
 
 CHROMIUM_ENV = "CHURNGUARD_TEST_CHROMIUM"

@@ -2,10 +2,10 @@
 
 Usage: python -m bench.quality.telco [--folds 5] [--repeats 3] [--seed 7] [--out FILE.csv]
 
-churnguard's flat-table recipe with its default options (``churnguard.flat.fit_table_model``:
-candidates, selection and calibration, all fitted inside each training fold) against two plain
-baselines, on the same repeated stratified folds in the same run. What is measured and the
-figures are in bench/quality/README.md.
+churnguard's flat-table recipe with its default options
+(``churnguard.training.flat.fit_table_model``: candidates, selection and calibration, all fitted
+inside each training fold) against two plain baselines, on the same repeated stratified folds in
+the same run. What is measured and the figures are in bench/quality/README.md.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from churnguard.evaluate import evaluate
-from churnguard.flat import FlatOptions, cv_splits, fit_table_model, parse_label
+from churnguard.training.evaluate import evaluate
+from churnguard.training.flat import FlatOptions, cv_splits, fit_table_model, parse_label
 
 SHOWN = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift")
 CHURNGUARD = "churnguard"

@@ -14,7 +14,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from churnguard.config import Settings
-from churnguard.contract import CRMData, DataContractError
+from churnguard.domain.contract import CRMData, DataContractError
 
 logger = logging.getLogger("churnguard")
 
@@ -42,7 +42,7 @@ def _positive(text: str) -> int:
 
 def demo_data(args: argparse.Namespace, settings: Settings) -> int:
     """Write a simulated service business's CRM tables to a folder."""
-    from churnguard.synth import write_demo_data
+    from churnguard.synth.business import write_demo_data
 
     out = args.out or settings.demo_data_dir
     business = write_demo_data(
@@ -60,7 +60,7 @@ def demo_data(args: argparse.Namespace, settings: Settings) -> int:
 
 def validate(args: argparse.Namespace, settings: Settings) -> int:
     """Check a CRM export against the data contract and print the report."""
-    from churnguard.data import load_crm
+    from churnguard.domain.data import load_crm
 
     try:
         _, report = load_crm(args.data, args.mapping)
@@ -76,8 +76,8 @@ def validate(args: argparse.Namespace, settings: Settings) -> int:
 
 def features(args: argparse.Namespace, settings: Settings) -> int:
     """Write point-in-time features of every client active at --as-of."""
-    from churnguard.features import build_features
-    from churnguard.labels import observation_end
+    from churnguard.domain.churn import observation_end
+    from churnguard.features.engine import build_features
 
     data = load_data(args)
     as_of = args.as_of or observation_end(data)
@@ -92,7 +92,7 @@ def features(args: argparse.Namespace, settings: Settings) -> int:
 
 def load_data(args: argparse.Namespace) -> CRMData:
     """The validated CRM data named by --data and --mapping."""
-    from churnguard.data import load_crm
+    from churnguard.domain.data import load_crm
 
     data, _ = load_crm(args.data, args.mapping)
     return data
@@ -121,9 +121,9 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     """Train, evaluate and register a churn model; promote it if it passes the gate."""
     if args.table is not None or args.data is None:  # flat-table mode (flat.py)
         return train_table(args, settings)
-    from churnguard.registry import Registry
-    from churnguard.train import TrainOptions, format_summary
-    from churnguard.train import train as run_training
+    from churnguard.modeling.registry import Registry
+    from churnguard.training.train import TrainOptions, format_summary
+    from churnguard.training.train import train as run_training
 
     data = load_data(args)
     options = TrainOptions(
@@ -141,11 +141,11 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def train_table(args: argparse.Namespace, settings: Settings) -> int:
-    """`train --table`: train on one row per client with a churn column (churnguard.flat)."""
-    from churnguard.flat import FlatOptions, format_table_summary
-    from churnguard.flat import train_table as run_table_training
-    from churnguard.registry import Registry
-    from churnguard.train import TrainOptions
+    """`train --table`: train on one row per client with a churn column (training.flat)."""
+    from churnguard.modeling.registry import Registry
+    from churnguard.training.flat import FlatOptions, format_table_summary
+    from churnguard.training.flat import train_table as run_table_training
+    from churnguard.training.train import TrainOptions
 
     problem = _table_args_problem(args)
     if problem:
@@ -187,7 +187,7 @@ def _table_args_problem(args: argparse.Namespace) -> str:
 
 def _load_truth(source: str) -> pd.DataFrame | None:
     """The simulator's true probabilities next to the tables (demo data only), else None."""
-    from churnguard.data import TRUTH_FILE_STEM
+    from churnguard.domain.data import TRUTH_FILE_STEM
 
     folder = Path(source)
     if "://" in source or not folder.is_dir():
@@ -202,7 +202,7 @@ def _load_truth(source: str) -> pd.DataFrame | None:
 
 def models(args: argparse.Namespace, settings: Settings) -> int:
     """List registered model versions with their aliases and key test metrics."""
-    from churnguard.registry import Registry
+    from churnguard.modeling.registry import Registry
 
     registry = Registry.from_settings(settings)
     versions = registry.versions()
@@ -235,8 +235,8 @@ def _metric(metrics: dict[str, float], name: str) -> str:
 
 def promote(args: argparse.Namespace, settings: Settings) -> int:
     """Point the champion alias at a version (also back: rollback) and refresh the local copy."""
-    from churnguard.model import model_card, save_local_model
-    from churnguard.registry import CHAMPION, Registry
+    from churnguard.modeling.model import model_card, save_local_model
+    from churnguard.modeling.registry import CHAMPION, Registry
 
     registry = Registry.from_settings(settings)
     previous = registry.alias_version(CHAMPION)
@@ -256,9 +256,9 @@ def promote(args: argparse.Namespace, settings: Settings) -> int:
 
 def score(args: argparse.Namespace, settings: Settings) -> int:
     """Score every client active at --as-of into the score store and print a summary."""
-    from churnguard.labels import observation_end
-    from churnguard.scoring import format_summary, load_scorer, score_to_store
-    from churnguard.store import ScoreStore
+    from churnguard.domain.churn import observation_end
+    from churnguard.scoring.scorer import format_summary, load_scorer, score_to_store
+    from churnguard.store.scores import ScoreStore
 
     scorer = load_scorer(settings)  # before the data: no model, no point loading it
     data = load_data(args)
@@ -294,8 +294,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_create(args: argparse.Namespace, settings: Settings) -> int:
     """Create an API key and print it: the only time the key itself is shown."""
-    from churnguard.keys import create_key
-    from churnguard.store import ScoreStore
+    from churnguard.store.keys import create_key
+    from churnguard.store.scores import ScoreStore
 
     with ScoreStore(settings.score_store_url) as store:
         key = create_key(store.create(), args.role, args.manager, args.label)
@@ -307,8 +307,8 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
     """List API keys (ids, roles, managers; never the keys themselves)."""
-    from churnguard.keys import list_keys
-    from churnguard.store import ScoreStore
+    from churnguard.store.keys import list_keys
+    from churnguard.store.scores import ScoreStore
 
     with ScoreStore(settings.score_store_url) as store:
         found = list_keys(store.create())
@@ -332,8 +332,8 @@ def keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke an API key by its id; it stops working at once."""
-    from churnguard.keys import revoke
-    from churnguard.store import ScoreStore
+    from churnguard.store.keys import revoke
+    from churnguard.store.scores import ScoreStore
 
     with ScoreStore(settings.score_store_url) as store:
         revoked = revoke(store.create(), args.key_id)
@@ -352,8 +352,8 @@ DEMO_KEY_LABEL = "demo"
 
 def keys_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Replace the demo keys: an admin, a crm and a manager key per top account manager."""
-    from churnguard.keys import create_key, list_keys, revoke
-    from churnguard.store import ScoreStore
+    from churnguard.store.keys import create_key, list_keys, revoke
+    from churnguard.store.scores import ScoreStore
 
     with ScoreStore(settings.score_store_url) as store:
         by_manager = store.create().revenue_at_risk_by("account_manager")  # largest first

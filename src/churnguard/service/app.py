@@ -27,7 +27,7 @@ from churnguard.service.metrics import RequestMetrics, ServiceMetrics
 from churnguard.service.routes import clients, health, model, score
 from churnguard.service.state import ServiceState
 from churnguard.service.writer import ScoreWriter
-from churnguard.store import ScoreStore
+from churnguard.store.scores import ScoreStore
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import time
 
-from churnguard import keys
-from churnguard.keys import Principal
-from churnguard.store import ScoreStore
+from churnguard.store import keys
+from churnguard.store.keys import Principal
+from churnguard.store.scores import ScoreStore
 
 _MAX_KEYS = 10_000  # remembered at once; beyond it the memory starts afresh
 

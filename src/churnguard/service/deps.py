@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from churnguard.keys import Principal
 from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.state import ServiceState
 from churnguard.service.writer import ScoreWriter
-from churnguard.store import ScoreStore
+from churnguard.store.keys import Principal
+from churnguard.store.scores import ScoreStore
 
 if TYPE_CHECKING:
-    from churnguard.scoring import Scorer
+    from churnguard.scoring.scorer import Scorer
 else:
     Scorer = Any  # resolved by FastAPI at runtime; scoring.py imports MLflow
 

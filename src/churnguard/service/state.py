@@ -17,10 +17,10 @@ from churnguard.config import Settings
 from churnguard.service.auth import KeyChecker
 from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.writer import ScoreWriter
-from churnguard.store import ScoreStore
+from churnguard.store.scores import ScoreStore
 
 if TYPE_CHECKING:
-    from churnguard.scoring import Scorer
+    from churnguard.scoring.scorer import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ServiceState:
 
 def load_scorer(settings: Settings) -> Scorer:
     """The champion's scorer: from the registry, else the local last-known-good copy."""
-    from churnguard.scoring import load_scorer as load  # imports MLflow: only when needed
+    from churnguard.scoring.scorer import load_scorer as load  # imports MLflow: only when needed
 
     return load(settings)
 

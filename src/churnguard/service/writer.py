@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from churnguard.store import ScoreRecord, Source
+from churnguard.store.scores import ScoreRecord, Source
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from churnguard.keys import Principal
 from churnguard.service.deps import (
     ActingPrincipal,
     CurrentPrincipal,
@@ -30,7 +29,8 @@ from churnguard.service.schemas import (
     ScoreHistoryItem,
     ScorePublic,
 )
-from churnguard.store import MAX_OFFSET, MAX_PAGE, Score, ScoreStore
+from churnguard.store.keys import Principal
+from churnguard.store.scores import MAX_OFFSET, MAX_PAGE, Score, ScoreStore
 
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
 

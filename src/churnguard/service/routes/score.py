@@ -31,10 +31,10 @@ from churnguard.service.schemas import (
     ValidationErrorPublic,
 )
 from churnguard.service.state import ServiceState
-from churnguard.store import describe_change
+from churnguard.store.scores import describe_change
 
 if TYPE_CHECKING:
-    from churnguard.scoring import ClientScore, Scorer
+    from churnguard.scoring.scorer import ClientScore, Scorer
 
 
 class ScoreRequestBody(Request):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import CRMData
+from churnguard.domain.contract import CRMData
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class CRMCache:
             return None
 
     def _reload(self, signature: object) -> None:
-        from churnguard.data import load_crm  # pandas-heavy reading: only when needed
+        from churnguard.domain.data import load_crm  # pandas-heavy reading: only when needed
 
         started = time.perf_counter()
         try:

@@ -15,10 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from churnguard import portfolio
-from churnguard.contract import CRMData
-from churnguard.portfolio import MonthStats, RiskSummary
-from churnguard.service.web import charts
+from churnguard.domain.contract import CRMData
+from churnguard.service.web import charts, portfolio
 from churnguard.service.web.crm import (
     ContractRow,
     CRMView,
@@ -27,10 +25,11 @@ from churnguard.service.web.crm import (
     client_timeline,
     renewal_dates,
 )
-from churnguard.store import MAX_PAGE, LoggedAction, Score, ScoreStore
+from churnguard.service.web.portfolio import MonthStats, RiskSummary
+from churnguard.store.scores import MAX_PAGE, LoggedAction, Score, ScoreStore
 
 if TYPE_CHECKING:
-    from churnguard.scoring import Scorer
+    from churnguard.scoring.scorer import Scorer
 
 PAGE_SIZE = 50
 SORTS = {

@@ -35,7 +35,7 @@ from churnguard.service.web.auth import (
 from churnguard.service.web.crm import CRMCache
 from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
 from churnguard.service.web.templating import render
-from churnguard.store import Score, ScoreStore
+from churnguard.store.scores import Score, ScoreStore
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}

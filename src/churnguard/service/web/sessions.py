@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from churnguard.store import UTCDateTime, api_keys
+from churnguard.store.scores import UTCDateTime, api_keys
 
 metadata = sa.MetaData()
 

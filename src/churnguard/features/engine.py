@@ -26,17 +26,26 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import TABLES, CRMData, Kind, Table
+from churnguard.domain.churn import active_clients
+from churnguard.domain.contract import TABLES, CRMData, Kind, Table
+from churnguard.domain.timeaxis import (
+    DAY,
+    EARLIEST_TIME,
+    LATEST_TIME,
+)
+from churnguard.domain.timeaxis import (
+    TIME_BITS as _TIME_BITS,
+)
+from churnguard.domain.timeaxis import (
+    TIME_MAX as _TIME_MAX,
+)
+from churnguard.domain.timeaxis import (
+    TIME_OFFSET as _TIME_OFFSET,
+)
 
-DAY = 86_400
 SCALE = 1_000_000  # values are summed as int64 micro-units: exact, whatever the batch
 NAT = np.iinfo(np.int64).min
-_TIME_BITS = 33  # encoded seconds fit 33 bits: 1834..2106
-_TIME_OFFSET = 1 << 32
-_TIME_MAX = (1 << _TIME_BITS) - 1
 _BLOCK = 1 << 16  # snapshots per block when combining formulas
-EARLIEST_TIME = -_TIME_OFFSET  # epoch seconds the engine can encode: 1833-11-24T17:31:44Z ..
-LATEST_TIME = _TIME_MAX - _TIME_OFFSET  # .. 2106-02-07T06:28:15Z; others would be clamped
 
 
 class Columns(Protocol):
@@ -1392,7 +1401,6 @@ def build_features(
     feature_set: FeatureSet | None = None,
 ) -> pd.DataFrame:
     """Features for every client active at each as_of date (one row per active client and date)."""
-    from churnguard.labels import active_clients
 
     dates = [as_of_dates] if isinstance(as_of_dates, pd.Timestamp) else list(as_of_dates)
     parts = [

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from churnguard.contract import CRMData
+from churnguard.domain.contract import CRMData
 
 _DAY = 86_400  # seconds
 _OPEN = np.iinfo(np.int64).max // 4  # an open end: later than any real time, safe to add days to

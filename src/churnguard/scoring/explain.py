@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from churnguard.features import BASE_FEATURES, Feature, FeatureSet, event_features
+from churnguard.features.engine import BASE_FEATURES, Feature, FeatureSet, event_features
 
 Value = float | str | None
 
@@ -489,8 +489,12 @@ def load_playbook(
         PlaybookError: the file is not valid YAML, or a rule is malformed (names file and rule).
     """
     if path is None:
-        source = f"churnguard/{PLAYBOOK_FILE}"
-        text = resources.files("churnguard").joinpath(PLAYBOOK_FILE).read_text(encoding="utf-8")
+        source = f"churnguard/scoring/{PLAYBOOK_FILE}"
+        text = (
+            resources.files("churnguard.scoring")
+            .joinpath(PLAYBOOK_FILE)
+            .read_text(encoding="utf-8")
+        )
     else:
         source, text = str(path), Path(path).read_text(encoding="utf-8")
     try:

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from churnguard.contract import (
+from churnguard.domain.contract import (
     CHANNELS,
     DIRECTIONS,
     PRIORITIES,
@@ -60,7 +60,7 @@ from churnguard.contract import (
     Kind,
     from_frames,
 )
-from churnguard.data import TRUTH_FILE_STEM
+from churnguard.domain.data import TRUTH_FILE_STEM
 
 DEFAULT_START = pd.Timestamp("2023-01-01", tz="UTC")
 TRUTH_PATHS = 16  # Monte Carlo paths per (client, as_of) for months after the first

@@ -68,7 +68,15 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
 
-from churnguard.evaluate import (
+from churnguard.features.engine import FeatureSet
+from churnguard.modeling.model import (
+    Calibrator,
+    ChurnModel,
+    Estimator,
+    ModelKind,
+    align_inputs,
+)
+from churnguard.training.evaluate import (
     bootstrap_intervals,
     calibration_table,
     evaluate,
@@ -80,15 +88,7 @@ from churnguard.evaluate import (
     plot_roc,
     summarize_backtest,
 )
-from churnguard.features import FeatureSet
-from churnguard.model import (
-    Calibrator,
-    ChurnModel,
-    Estimator,
-    ModelKind,
-    align_inputs,
-)
-from churnguard.train import (
+from churnguard.training.train import (
     EARLY_STOPPING_ROUNDS,
     LOGISTIC_MAX_ROWS,
     REPORTED,
@@ -113,7 +113,7 @@ from churnguard.train import (
 )
 
 if TYPE_CHECKING:
-    from churnguard.registry import Registry, RunLog
+    from churnguard.modeling.registry import Registry, RunLog
 
 logger = logging.getLogger(__name__)
 
@@ -751,7 +751,7 @@ def gate_table(
     options: FlatOptions,
 ) -> Promotion:
     """Compare with the current champion (module docstring); not comparable -> not promoted."""
-    from churnguard.registry import CHAMPION
+    from churnguard.modeling.registry import CHAMPION
 
     version = registry.alias_version(CHAMPION)
     if version is None:

@@ -60,10 +60,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from churnguard import labels
-from churnguard.contract import CRMData
-from churnguard.explain import RISK_BANDS
-from churnguard.store import ScoreStore
+from churnguard.domain import churn as labels
+from churnguard.domain.contract import CRMData
+from churnguard.scoring.explain import RISK_BANDS
+from churnguard.store.scores import ScoreStore
 
 UNASSIGNED = "(none)"  # the group of scores without an account manager or segment
 HISTOGRAM_BINS = 10

@@ -36,7 +36,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from churnguard.features import FeatureSet
+from churnguard.features.engine import FeatureSet
 
 logger = logging.getLogger(__name__)
 

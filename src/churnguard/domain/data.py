@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from churnguard.contract import (
+from churnguard.domain.contract import (
     TABLES,
     CRMData,
     Mapping,

@@ -36,7 +36,7 @@ from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from churnguard.config import Settings
-from churnguard.model import ChurnModel
+from churnguard.modeling.model import ChurnModel
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from churnguard.store import ROLES, ScoreStore, api_keys
+from churnguard.store.scores import ROLES, ScoreStore, api_keys
 
 PREFIX = "cg"
 _ID_BYTES = 6  # 12 hex characters: ids stay short, collisions stay out of reach

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from churnguard.contract import (
+from churnguard.domain.contract import (
     ORDERED_COLUMNS,
     SCORE_RANGES,
     TABLES,
@@ -24,7 +24,8 @@ from churnguard.contract import (
     Kind,
     Table,
 )
-from churnguard.features import EARLIEST_TIME, LATEST_TIME, NAT, CRMArrays, TableArrays
+from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
+from churnguard.features.engine import NAT, CRMArrays, TableArrays
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 _MAX_NUMBER = 1e12

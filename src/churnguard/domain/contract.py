@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
+
 
 class Kind(StrEnum):
     """How a column's values are typed once validated."""
@@ -785,8 +787,6 @@ def _unencodable(
 
     pandas holds years 1 to 9999 at second resolution; the engine far fewer (see features.py).
     """
-    from churnguard.features import EARLIEST_TIME, LATEST_TIME  # features imports this module
-
     earliest, latest = (pd.Timestamp(t, unit="s", tz="UTC") for t in (EARLIEST_TIME, LATEST_TIME))
     outside = ((seconds < earliest) | (seconds > latest)).to_numpy(dtype=bool, na_value=False)
     if not outside.any():

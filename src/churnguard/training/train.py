@@ -63,8 +63,21 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from churnguard.contract import CRMData
-from churnguard.evaluate import (
+from churnguard.domain.churn import build_labels, observation_end, snapshot_dates
+from churnguard.domain.contract import CRMData
+from churnguard.features.engine import FeatureSet, compute_features, feature_set_for
+from churnguard.modeling.model import (
+    ChurnModel,
+    HeavyTailLog,
+    IsotonicCalibrator,
+    ModelKind,
+    PlattCalibrator,
+    align_inputs,
+    model_card,
+    save_local_model,
+)
+from churnguard.modeling.registry import CHALLENGER, CHAMPION, MODEL_NAME, Registry, RunLog
+from churnguard.training.evaluate import (
     bootstrap_intervals,
     calibration_table,
     evaluate,
@@ -76,19 +89,6 @@ from churnguard.evaluate import (
     plot_roc,
     summarize_backtest,
 )
-from churnguard.features import FeatureSet, compute_features, feature_set_for
-from churnguard.labels import build_labels, observation_end, snapshot_dates
-from churnguard.model import (
-    ChurnModel,
-    HeavyTailLog,
-    IsotonicCalibrator,
-    ModelKind,
-    PlattCalibrator,
-    align_inputs,
-    model_card,
-    save_local_model,
-)
-from churnguard.registry import CHALLENGER, CHAMPION, MODEL_NAME, Registry, RunLog
 
 logger = logging.getLogger(__name__)
 

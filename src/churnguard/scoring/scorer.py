@@ -33,8 +33,12 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from churnguard.config import Settings
-from churnguard.contract import CRMData
-from churnguard.explain import (
+from churnguard.domain.churn import active_clients
+from churnguard.domain.contract import CRMData
+from churnguard.features.engine import compute_features, feature_columns
+from churnguard.features.records import client_arrays
+from churnguard.modeling.model import ChurnModel, load_local_model, load_model_card, signed_log1p
+from churnguard.scoring.explain import (
     RISK_BANDS,
     Action,
     Driver,
@@ -45,11 +49,7 @@ from churnguard.explain import (
     top_drivers,
     top_drivers_batch,
 )
-from churnguard.features import compute_features, feature_columns
-from churnguard.labels import active_clients
-from churnguard.model import ChurnModel, load_local_model, load_model_card, signed_log1p
-from churnguard.records import client_arrays
-from churnguard.store import ScoreRecord, ScoreStore, describe_change, feature_digest
+from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change, feature_digest
 
 logger = logging.getLogger(__name__)
 
@@ -663,7 +663,7 @@ def load_scorer(settings: Settings) -> Scorer:
 
 def _champion(settings: Settings) -> tuple[ChurnModel, str]:
     """The champion and its version string: from the registry, else from the local copy."""
-    from churnguard.registry import CHAMPION, Registry  # imports MLflow: only when needed
+    from churnguard.modeling.registry import CHAMPION, Registry  # imports MLflow: only when needed
 
     try:
         registry = Registry.from_settings(settings)

@@ -1,0 +1,1 @@
+"""Candidate recipes, calibration, the ChurnModel and its registry."""

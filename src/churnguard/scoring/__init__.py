@@ -1,0 +1,1 @@
+"""Scoring orchestration: features, model, drivers, actions, score records."""

@@ -1,0 +1,1 @@
+"""A simulated service business, with its ground truth kept for evaluation."""

@@ -1,0 +1,1 @@
+"""One training pipeline for CRM histories and flat tables, tracked in MLflow."""
