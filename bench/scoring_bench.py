@@ -59,7 +59,7 @@ from churnguard.training.train import (
     fit_estimator,
     split_dates,
 )
-from tests.test_records import records_of
+from tests.factories import records_body
 
 Record = dict[str, Any]
 EXPLAIN_FROM = (0.1, 0.3)  # the medium and high bands
@@ -194,7 +194,7 @@ def single_client(scorer: Scorer, data: CRMData, calls: int) -> Record:
     features = scorer.features_at(data, as_of)
     picked = features.sample(LATENCY_CLIENTS, random_state=0)
     Records = records_model(max_rows=10_000)
-    bodies = [records_of(data, cid) for cid in picked["client_id"]]
+    bodies = [records_body(data, cid) for cid in picked["client_id"]]
     records = [Records.model_validate(body) for body in bodies]
     frames = [picked.iloc[[k]] for k in range(len(picked))]
     arrays = [client_arrays(r) for r in records]

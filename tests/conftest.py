@@ -6,7 +6,7 @@ must not disturb each other's aliases use their own registered model name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from churnguard.training.train import (
     fit_estimator,
     split_dates,
 )
+from tests.factories import ModelFactory
 
 SMALL = {"clients": 300, "months": 30, "seed": 7}  # enough churn for both candidates, quick
 
@@ -62,9 +63,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         yield home
-
-
-ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 
 
 @pytest.fixture(scope="session")

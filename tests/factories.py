@@ -1,11 +1,27 @@
-"""Small random CRM data sets for tests: every table, with ties, gaps and empty values."""
+"""Test data and set-ups shared by several test modules.
+
+Small random CRM data sets (every table, with ties, gaps and empty values), API bodies built
+from them, settings of a churnguard home of its own, and score stores on both backends.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import pytest
+import sqlalchemy as sa
 
+from churnguard.config import Settings
 from churnguard.domain.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
+from churnguard.modeling.model import ChurnModel
+from churnguard.store.scores import ScoreStore
 
 START = pd.Timestamp("2022-01-01", tz="UTC")
 
@@ -121,3 +137,76 @@ def random_crm(n_clients: int = 40, seed: int = 0, days: int = 900, rows: int = 
 def as_of_dates(n: int = 4, days: int = 900) -> list[pd.Timestamp]:
     """Evenly spread as_of dates inside the random data's time span (midnights, to hit ties)."""
     return [START + pd.Timedelta(days=int(d)) for d in np.linspace(60, days - 30, n)]
+
+
+# ---------------------------------------------------------------- shared by several test modules
+
+PARAMS: dict[str, dict[str, Any]] = {"lightgbm": {"num_leaves": 4}, "logistic": {"C": 0.1}}
+ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def records_body(data: CRMData, client_id: str) -> dict[str, Any]:
+    """One client's rows as the JSON body a CRM would send."""
+    one = data.for_clients([client_id])
+    body: dict[str, Any] = {"client_id": client_id}
+    for name, df in one.tables().items():
+        rows = [
+            {k: _json_value(v) for k, v in row.items() if k != "client_id"}
+            for row in df.astype(object).to_dict("records")
+        ]
+        rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
+        if name == "clients":
+            body["client"] = rows[0]
+        else:
+            body[name] = rows
+    return body
+
+
+def settings_for(home: Path) -> Settings:
+    """Settings of a churnguard home of its own (MLflow store, score store, models folder)."""
+    return Settings(
+        home=home,
+        models_dir=home / "models",
+        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+    )
+
+
+POSTGRES_ENV = "CHURNGUARD_TEST_POSTGRES_URL"
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql"),
+]
+
+
+@contextlib.contextmanager
+def open_store(backend: str, tmp_path: Path) -> Iterator[ScoreStore]:
+    """A store with a fresh, empty schema: a SQLite file, or a PostgreSQL schema of its own."""
+    if backend == "sqlite":
+        with ScoreStore(f"sqlite:///{tmp_path / 'db' / 'scores.db'}").create() as store:
+            yield store
+        return
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/postgres.sh starts a server, prints one)")
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        with ScoreStore(scoped.render_as_string(hide_password=False)).create() as store:
+            yield store
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

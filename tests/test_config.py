@@ -12,8 +12,7 @@ from churnguard.config import Settings
 from churnguard.modeling.model import save_local_model
 from churnguard.scoring.scorer import load_scorer
 from churnguard.training.train import model_card
-from tests.conftest import ModelFactory
-from tests.test_scoring import PARAMS
+from tests.factories import PARAMS, ModelFactory
 
 
 def test_settings_come_from_the_environment(

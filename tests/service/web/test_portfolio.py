@@ -26,8 +26,7 @@ from churnguard.service.web.portfolio import (
 )
 from churnguard.store.scores import ScoreRecord, ScoreStore, feature_digest
 from churnguard.synth.business import SimulatedBusiness
-from tests.factories import random_crm
-from tests.test_store import BACKENDS, open_store
+from tests.factories import BACKENDS, open_store, random_crm
 
 TS = "datetime64[s, UTC]"
 SEEN_UNTIL = "2024-05-31"  # the last day of data in hand-built cases: observed until 2024-06-01

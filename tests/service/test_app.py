@@ -11,21 +11,19 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from churnguard import cli
 from churnguard.config import Settings
-from churnguard.domain.contract import CRMData
-from churnguard.modeling.model import ChurnModel, model_card, save_local_model
+from churnguard.modeling.model import model_card, save_local_model
 from churnguard.modeling.registry import CHAMPION, Registry
 from churnguard.scoring.scorer import load_scorer
 from churnguard.service import create_app
@@ -35,48 +33,13 @@ from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore, Source
 from churnguard.synth.business import SimulatedBusiness
 from churnguard.training.train import Dataset
+from tests.factories import ModelFactory, records_body, settings_for
 
-ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 Keys = dict[str, str]
 KEY_CACHE_SECONDS = 0.5  # accepted keys are trusted this long without a store read
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def records_body(data: CRMData, client_id: str) -> dict[str, Any]:
-    """One client's rows as the JSON a CRM would send (empty values left out)."""
-    body: dict[str, Any] = {"client_id": client_id}
-    for name, df in data.for_clients([client_id]).tables().items():
-        rows = [
-            {k: _json_value(v) for k, v in row.items() if k != "client_id"}
-            for row in df.astype(object).to_dict("records")
-        ]
-        rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
-        if name == "clients":
-            body["client"] = rows[0]
-        else:
-            body[name] = rows
-    return body
-
-
-def settings_for(home: Path) -> Settings:
-    """Settings of a churnguard home of its own (MLflow store, score store, models folder)."""
-    return Settings(
-        home=home,
-        models_dir=home / "models",
-        mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-    )
 
 
 def bearer(key: str) -> dict[str, str]:

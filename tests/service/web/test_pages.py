@@ -45,7 +45,7 @@ from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_to
 from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth.business import SimulatedBusiness
-from tests.conftest import ModelFactory
+from tests.factories import ModelFactory
 
 BASE = "https://testserver"  # the session cookie is Secure: the test client sends it on https
 EVIL_NAME = '<script>alert("x")</script> & Sons'

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
@@ -17,8 +15,8 @@ from churnguard.config import Settings
 from churnguard.modeling.model import ChurnModel
 from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry, RegistryError
 from churnguard.training.train import Dataset
+from tests.factories import ModelFactory
 
-ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 NAME = "registry-test"  # its own registered model: the aliases of `churnguard` are not touched
 
 

@@ -8,20 +8,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from churnguard.modeling.model import ChurnModel, model_card, save_local_model
+from churnguard.modeling.model import model_card, save_local_model
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
 from churnguard.store import keys
 from churnguard.store.scores import ScoreStore
-from tests.test_service import settings_for
+from tests.factories import ModelFactory, settings_for
 
-ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 START_SECONDS = 90  # a cold start imports MLflow and creates its store
 
 

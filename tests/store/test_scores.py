@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -25,39 +22,11 @@ from churnguard.store.scores import (
     feature_digest,
     scores,
 )
+from tests.factories import BACKENDS, open_store
 
-POSTGRES_ENV = "CHURNGUARD_TEST_POSTGRES_URL"
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql"),
-]
 JAN = datetime(2025, 1, 1, tzinfo=UTC)
 FEB = datetime(2025, 2, 1, tzinfo=UTC)
 MAR = datetime(2025, 3, 1, tzinfo=UTC)
-
-
-@contextlib.contextmanager
-def open_store(backend: str, tmp_path: Path) -> Iterator[ScoreStore]:
-    """A store with a fresh, empty schema: a SQLite file, or a PostgreSQL schema of its own."""
-    if backend == "sqlite":
-        with ScoreStore(f"sqlite:///{tmp_path / 'db' / 'scores.db'}").create() as store:
-            yield store
-        return
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"{POSTGRES_ENV} is not set (scripts/postgres.sh starts a server, prints one)")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        with ScoreStore(scoped.render_as_string(hide_password=False)).create() as store:
-            yield store
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -13,7 +13,7 @@ from churnguard import cli
 from churnguard.config import Settings
 from churnguard.store.keys import Principal, authenticate, create_key, list_keys, revoke
 from churnguard.store.scores import ScoreRecord, ScoreStore, api_keys
-from tests.test_store import BACKENDS, open_store
+from tests.factories import BACKENDS, open_store
 
 
 @pytest.fixture(params=BACKENDS)

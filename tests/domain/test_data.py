@@ -13,7 +13,7 @@ from churnguard import cli
 from churnguard.domain.contract import CRMData, DataContractError, ValidationReport
 from churnguard.domain.data import TRUTH_FILE_STEM, load_crm, read_tables
 
-FIXTURES = Path(__file__).parent / "data" / "crm"
+FIXTURES = Path(__file__).parents[1] / "data" / "crm"
 
 
 def crm_folder(tmp_path: Path, files: dict[str, str | bytes | None] | None = None) -> Path:

@@ -26,7 +26,7 @@ from churnguard.domain.contract import (
 )
 from churnguard.features.engine import EARLIEST_TIME, LATEST_TIME, crm_arrays
 
-FIXTURES = Path(__file__).parent / "data" / "crm"
+FIXTURES = Path(__file__).parents[1] / "data" / "crm"
 
 CLIENTS = "client_id,name\nC1,Acme\nC2,Beta\n"
 CONTRACTS = (

@@ -12,36 +12,9 @@ from pydantic import ValidationError
 from churnguard.domain.contract import TABLES, CRMData
 from churnguard.features.engine import compute_features, feature_columns, feature_set_for
 from churnguard.features.records import client_arrays, records_model
-from tests.factories import as_of_dates, random_crm
+from tests.factories import as_of_dates, random_crm, records_body
 
 Records = records_model(max_rows=5000)
-
-
-def _json_value(value: Any) -> Any:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def records_of(data: CRMData, client_id: str) -> dict[str, Any]:
-    """One client's rows as the JSON body a CRM would send."""
-    one = data.for_clients([client_id])
-    body: dict[str, Any] = {"client_id": client_id}
-    for name, df in one.tables().items():
-        rows = [
-            {k: _json_value(v) for k, v in row.items() if k != "client_id"}
-            for row in df.astype(object).to_dict("records")
-        ]
-        rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
-        if name == "clients":
-            body["client"] = rows[0]
-        else:
-            body[name] = rows
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +28,7 @@ def test_records_give_the_same_features_as_the_tables(data: CRMData) -> None:
     for client_id in data.clients["client_id"][:8]:
         snaps = pd.DataFrame({"client_id": [client_id], "as_of": [as_of]})
         expected = compute_features(data, snaps, fs).iloc[0]
-        records = Records.model_validate(records_of(data, client_id))
+        records = Records.model_validate(records_body(data, client_id))
         got = feature_columns(
             client_arrays(records), np.array([0]), np.array([int(as_of.timestamp())]), fs
         )
@@ -65,7 +38,7 @@ def test_records_give_the_same_features_as_the_tables(data: CRMData) -> None:
 
 
 def test_every_contract_column_is_accepted_and_unknown_ones_rejected(data: CRMData) -> None:
-    body = records_of(data, data.clients["client_id"][0])
+    body = records_body(data, data.clients["client_id"][0])
     for name in TABLES:
         if name != "clients" and body[name]:
             assert set(body[name][0]) <= set(TABLES[name].column_names)

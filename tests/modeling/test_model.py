@@ -4,9 +4,7 @@ path needs, joblib round trips and the atomic local copy."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
@@ -26,8 +24,7 @@ from churnguard.modeling.model import (
     save_local_model,
 )
 from churnguard.training.train import Dataset
-
-ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
+from tests.factories import ModelFactory
 
 
 @pytest.fixture(scope="module", params=["logistic", "lightgbm"])

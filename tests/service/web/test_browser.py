@@ -33,7 +33,7 @@ from churnguard.service import create_app
 from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore
 from churnguard.training.train import Dataset
-from tests.conftest import ModelFactory
+from tests.factories import ModelFactory
 
 CHROMIUM_ENV = "CHURNGUARD_TEST_CHROMIUM"
 CHROMIUM = os.environ.get(CHROMIUM_ENV) or (
@@ -50,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}
 EVIL_NAME = "<script>alert('owned')</script> Holdings"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,9 @@ from churnguard.scoring.explain import load_playbook
 from churnguard.scoring.scorer import ClientScore, NoModelError, Scorer, load_scorer, score_to_store
 from churnguard.store.scores import ScoreStore
 from churnguard.training.train import Dataset
-from tests.test_records import records_of
+from tests.factories import PARAMS, ModelFactory, records_body
 
-ModelFactory = Callable[[str, dict[str, Any]], ChurnModel]
 Records = records_model(max_rows=5000)
-PARAMS: dict[str, dict[str, Any]] = {"lightgbm": {"num_leaves": 4}, "logistic": {"C": 0.1}}
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +65,7 @@ def test_the_api_path_gives_the_batch_score(
     scorer: Scorer, batch: list[ClientScore], data: CRMData, as_of: pd.Timestamp
 ) -> None:
     for expected in _some(batch):
-        records = Records.model_validate(records_of(data, expected.client_id))
+        records = Records.model_validate(records_body(data, expected.client_id))
         got = scorer.score_records(records, as_of.to_pydatetime())
         assert abs(got.probability - expected.probability) <= 1e-9, expected.client_id
         assert got.features == expected.features
