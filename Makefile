@@ -46,10 +46,11 @@ test-all: install ## the test suite as CI runs it: also on PostgreSQL and in Deb
 	CHURNGUARD_TEST_POSTGRES_URL="$$(bash scripts/postgres.sh)" \
 	CHURNGUARD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" $(BIN)/python -m pytest
 
-lint: install ## ruff (lint + format check) and mypy
+lint: install ## ruff (lint + format check), mypy, and the layer contract (imports point down only)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix src tests bench

@@ -1,0 +1,85 @@
+"""The `churnguard` command itself: its parser, its errors, and the jobs no other module tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churnguard import cli
+
+COMMANDS = ("demo-data", "validate", "features", "train", "models", "promote", "score", "serve")
+
+
+def test_every_command_has_help_and_an_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in (*COMMANDS, "keys"):
+        assert command in out
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([command, "--help"])
+        assert exit_.value.code == 0
+        assert "usage: churnguard" in capsys.readouterr().out
+
+
+def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["features", "--data", "x", "--as-of", "next tuesday"])
+    assert exit_.value.code == 2
+    assert "--as-of: not a date" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["demo-data", "--clients", "0"])
+    assert exit_.value.code == 2
+    assert "must be a positive whole number" in capsys.readouterr().err
+
+
+def test_as_of_dates_are_read_as_utc() -> None:
+    assert cli._date("2025-03-01") == pd.Timestamp("2025-03-01", tz="UTC")
+    assert cli._date("2025-03-01T02:00:00+02:00") == pd.Timestamp("2025-03-01", tz="UTC")
+
+
+def test_missing_data_is_one_line_on_stderr_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["features", "--data", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_invalid_settings_are_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHURNGUARD_HORIZON_DAYS", "-3")
+    assert cli.main(["models"]) == 1
+    err = capsys.readouterr().err
+    assert "invalid settings" in err and "horizon_days" in err
+
+
+def test_demo_data_then_features_writes_one_row_per_active_client(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = tmp_path / "demo"
+    assert cli.main(["demo-data", "--out", str(demo), "--clients", "60", "--months", "14"]) == 0
+    out = capsys.readouterr().out
+    assert f"Wrote demo CRM data to {demo}" in out and "contracts" in out
+    assert cli.main(["validate", "--data", str(demo)]) == 0
+    table_file = tmp_path / "features" / "f.parquet"
+    assert cli.main(["features", "--data", str(demo), "--out", str(table_file)]) == 0
+    table = pd.read_parquet(table_file)
+    assert f"Wrote features of {len(table):,} clients" in capsys.readouterr().out
+    assert 0 < len(table) <= 60
+    assert table["client_id"].is_unique
+    assert not list(table_file.parent.glob(".*.tmp"))  # the atomic write left nothing behind
+
+
+def test_the_module_runs_as_a_program() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "churnguard.cli", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and "Churn-risk prediction" in done.stdout
