@@ -48,7 +48,7 @@ from churnguard.domain.contract import CRMData
 from churnguard.features.engine import feature_columns
 from churnguard.features.records import client_arrays, records_model
 from churnguard.modeling.model import ChurnModel, align_inputs
-from churnguard.scoring.explain import load_playbook
+from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.scorer import Scorer
 from churnguard.synth.business import simulate
 from churnguard.training.train import (

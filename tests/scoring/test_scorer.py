@@ -22,7 +22,7 @@ from churnguard.domain.contract import CRMData
 from churnguard.features.records import records_model
 from churnguard.modeling.model import ChurnModel, model_card, save_local_model
 from churnguard.modeling.registry import CHAMPION, Registry
-from churnguard.scoring.explain import load_playbook
+from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.scorer import ClientScore, NoModelError, Scorer, load_scorer, score_to_store
 from churnguard.store.scores import ScoreStore
 from churnguard.training.train import Dataset

@@ -38,17 +38,9 @@ from churnguard.domain.contract import CRMData
 from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays
 from churnguard.modeling.model import ChurnModel, load_local_model, load_model_card, signed_log1p
-from churnguard.scoring.explain import (
-    RISK_BANDS,
-    Action,
-    Driver,
-    Playbook,
-    load_playbook,
-    revenue_at_risk,
-    risk_band,
-    top_drivers,
-    top_drivers_batch,
-)
+from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
+from churnguard.scoring.playbook import Action, Playbook, load_playbook
+from churnguard.scoring.risk import RISK_BANDS, revenue_at_risk, risk_band
 from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change, feature_digest
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import pytest
 
 from churnguard.domain import churn as labels
 from churnguard.domain.contract import CRMData, from_frames
-from churnguard.scoring.explain import RISK_BANDS, risk_band
+from churnguard.scoring.risk import RISK_BANDS, risk_band
 from churnguard.service.web.portfolio import (
     UNASSIGNED,
     MonthStats,

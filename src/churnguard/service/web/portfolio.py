@@ -62,7 +62,7 @@ import pandas as pd
 
 from churnguard.domain import churn as labels
 from churnguard.domain.contract import CRMData
-from churnguard.scoring.explain import RISK_BANDS
+from churnguard.scoring.risk import RISK_BANDS
 from churnguard.store.scores import ScoreStore
 
 UNASSIGNED = "(none)"  # the group of scores without an account manager or segment
