@@ -1,8 +1,7 @@
-"""Tests for synth.py: determinism, the data contract, files, and a business that looks real."""
+"""Tests for synth/business.py: determinism, the contract, files, a business that looks real."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,15 @@ from churnguard.domain.contract import (
     CRMData,
     Kind,
     dtype_of,
-    map_table,
-    validate,
 )
-from churnguard.synth import business as synth
-from churnguard.synth.business import SimulatedBusiness, simulate, write_demo_data
+from churnguard.domain.mapping import map_table
+from churnguard.domain.validation import validate
+from churnguard.synth.business import (
+    DEFAULT_START,
+    SimulatedBusiness,
+    simulate,
+    write_demo_data,
+)
 
 HORIZON = pd.Timedelta(days=90)
 GRACE = pd.Timedelta(days=30)
@@ -196,36 +199,6 @@ def test_written_files_read_back_equal(tmp_path: Path, fmt: str) -> None:
     pd.testing.assert_series_equal(as_of, written.truth["as_of"], check_names=False)
 
 
-def test_csv_cells_are_iso_dates_datetimes_booleans_and_empty_for_missing(tmp_path: Path) -> None:
-    write_demo_data(tmp_path, clients=150, months=14, seed=3)
-    contracts = pd.read_csv(tmp_path / "contracts.csv", dtype=str, keep_default_na=False)
-    interactions = pd.read_csv(tmp_path / "interactions.csv", dtype=str, keep_default_na=False)
-    assert contracts["start_date"].str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
-    assert set(contracts["auto_renew"]) == {"true", "false"}
-    assert (contracts["end_date"] == "").any()  # rolling contracts
-    assert (contracts["cancelled_at"] == "").any() and (contracts["cancelled_at"] != "").any()
-    assert interactions["occurred_at"].str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z").all()
-    header = (tmp_path / "invoices.csv").read_text().splitlines()[0]
-    assert header.replace('"', "").split(",") == list(TABLES["invoices"].column_names)
-
-
-def test_an_interrupted_write_leaves_the_previous_file_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_demo_data(tmp_path, clients=100, months=6, seed=1)
-    before = (tmp_path / "clients.csv").read_bytes()
-
-    def half_write(table: object, where: str, *args: object, **kwargs: object) -> None:
-        Path(where).write_text("client_id,na")  # a torn file, then the process dies
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(synth.pacsv, "write_csv", half_write)
-    with pytest.raises(KeyboardInterrupt):
-        write_demo_data(tmp_path, clients=100, months=6, seed=2)
-    assert (tmp_path / "clients.csv").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-
-
 def test_rejects_arguments_it_cannot_honour(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="1st of a month"):
         simulate(clients=10, months=3, start=pd.Timestamp("2023-01-15", tz="UTC"))
@@ -283,7 +256,7 @@ def test_truth_covers_exactly_the_active_clients_each_month(biz: SimulatedBusine
     assert list(truth.columns) == ["client_id", "as_of", "true_probability"]
     assert str(truth["as_of"].dtype) == "datetime64[s, UTC]"
     assert truth["true_probability"].between(0, 1).all()
-    months = pd.date_range(synth.DEFAULT_START, biz.observed_until, freq="MS", inclusive="left")
+    months = pd.date_range(DEFAULT_START, biz.observed_until, freq="MS", inclusive="left")
     assert sorted(truth["as_of"].unique()) == list(months[1:])
     for as_of, rows in truth.groupby("as_of"):
         assert set(rows["client_id"]) == active_pairs(biz.data, as_of), as_of
@@ -296,9 +269,9 @@ def test_clients_arrive_over_the_period_and_most_have_a_manager(biz: SimulatedBu
     clients, contracts = biz.data.clients, biz.data.contracts
     first = contracts.groupby("client_id", observed=True)["start_date"].min()
     assert len(first) == len(clients)  # every client has a contract
-    already = (first < synth.DEFAULT_START).mean()
+    already = (first < DEFAULT_START).mean()
     assert 0.3 < already < 0.6
-    assert first[first >= synth.DEFAULT_START].dt.strftime("%Y-%m").nunique() >= 30
+    assert first[first >= DEFAULT_START].dt.strftime("%Y-%m").nunique() >= 30
     assert (clients["client_since"] <= first.reindex(clients["client_id"]).to_numpy()).all()
     unassigned = clients["account_manager"].isna().mean()
     assert 0.005 < unassigned < 0.08
@@ -344,7 +317,7 @@ def test_churn_rates_are_those_of_a_service_business(
 ) -> None:
     churn = churn_dates(biz.data, biz.observed_until)
     for year in (0, 1):
-        y0 = synth.DEFAULT_START + pd.DateOffset(years=year)
+        y0 = DEFAULT_START + pd.DateOffset(years=year)
         active = active_pairs(biz.data, y0)
         left = set(churn[(churn > y0) & (churn <= y0 + pd.DateOffset(years=1))].index)
         assert 0.10 <= len(active & left) / len(active) <= 0.25, year
@@ -382,43 +355,3 @@ def test_no_single_signal_gives_churn_away(snapshots: pd.DataFrame) -> None:
     for name, value in signs.items():
         auc = roc_auc_score(y, value.fillna(value.median()))
         assert 0.5 < auc < oracle - 0.1, (name, auc)
-
-
-def test_the_monthly_hazard_responds_to_each_driver() -> None:
-    cal = synth._calendar(synth.DEFAULT_START, 12, 90)
-    m0, m1 = int(cal.day[3]), int(cal.day[4])
-    one = synth._draw_population(1, cal, np.random.default_rng(0)).risk
-    calm = replace(
-        one,
-        s=np.array([0.0]),
-        kind=np.array([0]),
-        auto=np.array([False]),
-        end_day=np.array([m1 + 200]),  # mid-term
-        last_contact=np.array([(m0 - 5) * synth.DAY]),
-        last_nps=np.array([8.0]),
-        prev_nps=np.array([8.0]),
-        price_up=np.array([False]),
-    )
-    riskier = {
-        "contact gap": {"last_contact": np.array([(m0 - 75) * synth.DAY])},
-        "detractor": {"last_nps": np.array([3.0]), "prev_nps": np.array([3.0])},
-        "falling score": {"prev_nps": np.array([10.0])},
-        "open dispute": {"d_new": np.array([1])},
-        "overdue invoice": {"l_old": np.array([2])},
-        "urgent ticket": {"hi_open": np.array([2])},
-        "price increase": {"price_up": np.array([True])},
-        "renewal due": {"end_day": np.array([m0 + 12])},
-        "rolling contract": {
-            "kind": np.array([synth.ROLLING]),
-            "end_day": np.array([synth.FAR_DAY]),
-        },
-        "unhappy (latent)": {"s": np.array([-1.5])},
-    }
-    base, _ = synth._hazard(calm, m0, m1)
-    assert 0 < base[0] < 0.01
-    for name, change in riskier.items():
-        hazard, _ = synth._hazard(replace(calm, **change), m0, m1)
-        assert hazard[0] > 1.1 * base[0], name
-    at_renewal = replace(calm, end_day=np.array([m0 + 12]))
-    auto, _ = synth._hazard(replace(at_renewal, auto=np.array([True])), m0, m1)
-    assert auto[0] < 0.6 * synth._hazard(at_renewal, m0, m1)[0][0]
