@@ -310,15 +310,26 @@ def save_local_model(model: ChurnModel, card: dict[str, Any], models_dir: Path) 
     return path
 
 
+class ChecksumMismatchError(ValueError):
+    """The local model file is not the one its card describes."""
+
+
 def load_local_model(models_dir: Path) -> ChurnModel:
-    """The last-known-good champion saved under models_dir (FileNotFoundError when none)."""
+    """The last-known-good champion saved under models_dir (FileNotFoundError when none).
+
+    Raises:
+        ChecksumMismatchError: the model file's sha256 differs from the card's.
+    """
     path = models_dir / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"no local champion model at {path}; train or promote one first")
     card = load_model_card(models_dir)
     expected = card.get("model_sha256")
     if expected and expected != _sha256(path):
-        logger.warning("%s does not match %s (interrupted save?)", CARD_FILE, MODEL_FILE)
+        raise ChecksumMismatchError(
+            f"{path} does not match the sha256 in {CARD_FILE} (an interrupted save, or the file "
+            "was changed): refused"
+        )
     model = joblib.load(path)
     if not isinstance(model, ChurnModel):
         raise TypeError(f"{path} does not hold a ChurnModel")

@@ -20,6 +20,7 @@ from churnguard.service.writer import ScoreWriter
 from churnguard.store.scores import ScoreStore
 
 if TYPE_CHECKING:
+    from churnguard.modeling.model import ChurnModel
     from churnguard.scoring.scorer import Scorer
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,15 @@ _URL_SECRET = re.compile(r"(//[^/@\s:]*):[^/@\s]*@")  # scheme://user:password@h
 
 class ModelUnavailableError(RuntimeError):
     """No model could be loaded (the message says why)."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; ``step`` names what failed: "registry", "artifact",
+    "checksum", "local copy" or "model" (there is none)."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -47,15 +57,20 @@ class ServiceState:
     def load_model(self) -> tuple[str | None, str]:
         """Load the current champion and serve it; returns (previous version, new version).
 
+        While a model is served, a registry that fails is an error, not a reason to fall back
+        to the local copy: the model served stays, and the error says what failed.
+
         Raises:
             ModelUnavailableError: no model could be loaded; the one served (if any) stays.
         """
         with self._loading:  # one load at a time; requests go on with the current scorer
             previous = self.scorer
             try:
-                scorer = load_scorer(self.settings)
-            except Exception as exc:
-                reason = f"no model could be loaded: {_redact(str(exc)) or type(exc).__name__}"
+                scorer = load_scorer(self.settings, fallback=previous is None)
+            except ModelLoadError as exc:
+                reason = _redact(f"no model could be loaded: {exc}")
+                if previous is not None:
+                    reason += f"; still serving version {previous.version}"
                 logger.warning("%s", reason, exc_info=logger.isEnabledFor(logging.DEBUG))
                 if previous is None:
                     self.unavailable = reason
@@ -76,11 +91,88 @@ class ServiceState:
         return True
 
 
-def load_scorer(settings: Settings) -> Scorer:
-    """The champion's scorer: from the registry, else the local last-known-good copy."""
-    from churnguard.scoring.scorer import load_scorer as load  # imports MLflow: only when needed
+def load_scorer(settings: Settings, fallback: bool = True) -> Scorer:
+    """The champion's scorer: from the registry, else the local last-known-good copy.
 
-    return load(settings)
+    The local copy is used when the registry has no champion, or, with ``fallback``, when the
+    registry fails (its reason is logged). Versions read "3" (registry), "local:3" (local copy).
+
+    Raises:
+        ModelLoadError: nothing could be loaded, naming the step that failed.
+    """
+    from churnguard.scoring.playbook import load_playbook
+    from churnguard.scoring.scorer import Scorer
+
+    try:
+        found = _registry_champion(settings)
+        why = f"the registry at {settings.tracking_uri} has no champion"
+    except ModelLoadError as exc:
+        if not fallback:
+            raise
+        found, why = None, str(exc)
+    if found is None:
+        found = _local_copy(settings, why)
+    model, version = found
+    playbook = load_playbook(settings.playbook_path, feature_set=model.feature_set)
+    return Scorer(model, version, playbook, thresholds=settings.risk_bands)
+
+
+def _registry_champion(settings: Settings) -> tuple[ChurnModel, str] | None:
+    """The registry's champion and its version (None: the registry has no champion)."""
+    from churnguard.modeling.registry import CHAMPION, Registry  # imports MLflow
+    from churnguard.scoring.loading import impatient
+
+    uri = settings.tracking_uri
+    try:
+        registry = Registry.from_settings(settings)
+        with impatient():  # an unreachable server fails in seconds, not minutes
+            number = registry.alias_version(CHAMPION)
+    except Exception as exc:
+        raise ModelLoadError(
+            "registry", f"the registry at {uri} failed: {_first_line(exc)}"
+        ) from exc
+    if number is None:
+        return None
+    try:
+        model = registry.load_model(number)
+    except Exception as exc:
+        raise ModelLoadError(
+            "artifact",
+            f"the {CHAMPION}, version {number}, could not be loaded from the registry at {uri} "
+            f"(its artifacts): {_first_line(exc)}",
+        ) from exc
+    return model, str(number)
+
+
+def _local_copy(settings: Settings, why: str) -> tuple[ChurnModel, str]:
+    """The local last-known-good copy and its version; ``why`` says why it is needed."""
+    from churnguard.modeling.model import (
+        ChecksumMismatchError,
+        load_local_model,
+        load_model_card,
+    )
+
+    where = settings.models_dir
+    try:
+        model = load_local_model(where)
+        card = load_model_card(where)
+    except FileNotFoundError:
+        raise ModelLoadError(
+            "model",
+            f"no model to score with: {why}, and there is no local copy in {where}; "
+            "train a model first: churnguard train --data <folder or database URL>",
+        ) from None
+    except ChecksumMismatchError as exc:
+        raise ModelLoadError("checksum", f"{why}, and the local copy: {exc}") from exc
+    except Exception as exc:  # a corrupt or foreign file: unpickling fails any way it likes
+        raise ModelLoadError(
+            "local copy",
+            f"{why}, and the local copy in {where} could not be read "
+            f"({type(exc).__name__}: {_first_line(exc)})",
+        ) from exc
+    version = f"local:{card['version']}" if card.get("version") is not None else "local"
+    logger.warning("%s; scoring with the local copy in %s (%s)", why, where, version)
+    return model, version
 
 
 def model_source(scorer: Scorer) -> str:
@@ -102,3 +194,9 @@ def _settle_heap() -> None:
 def _redact(text: str) -> str:
     """A message without the password of any URL in it."""
     return _URL_SECRET.sub(r"\1:***@", text)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message (at most 300 characters), else its type."""
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,172 @@
+"""Faults answered honestly: a failed reload, a corrupt or altered local copy, overload, lockout.
+
+Each test builds its own churnguard home (MLflow store, score store, models folder), so the
+faults it makes do not reach other modules' tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from churnguard.config import Settings
+from churnguard.modeling.model import (
+    CARD_FILE,
+    MODEL_FILE,
+    ChecksumMismatchError,
+    load_local_model,
+    model_card,
+    save_local_model,
+)
+from churnguard.modeling.registry import CHAMPION, Registry
+from churnguard.service import create_app
+from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
+from churnguard.store import keys
+from churnguard.store.scores import ScoreStore
+from churnguard.training.train import Dataset
+from tests.factories import ModelFactory, settings_for
+
+UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connections are refused at once
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def admin_key(settings: Settings) -> dict[str, str]:
+    with ScoreStore(settings.score_store_url) as store:
+        return bearer(keys.create_key(store.create(), "admin"))
+
+
+def _local_copy(settings: Settings, make_model: ModelFactory, version: int = 5) -> Path:
+    model = make_model("logistic", {"C": 0.1})
+    return save_local_model(model, model_card(model, version, None), settings.models_dir)
+
+
+@pytest.fixture(scope="module")
+def registered(
+    tmp_path_factory: pytest.TempPathFactory, make_model: ModelFactory, dataset: Dataset
+) -> tuple[Settings, list[int]]:
+    """A home whose registry holds two versions, the first one champion, and a local copy."""
+    settings = settings_for(tmp_path_factory.mktemp("faults"))
+    registry = Registry.from_settings(settings)
+    found = []
+    for kind, params in (("logistic", {"C": 0.1}), ("logistic", {"C": 1.0})):
+        model = make_model(kind, params)
+        with registry.start_run("fault-tests") as run:
+            found.append(registry.log_model(run, model, model.inputs(dataset.features.head(5))))
+    registry.set_alias(CHAMPION, found[0])
+    _local_copy(settings, make_model, found[0])
+    return settings, found
+
+
+@pytest.fixture
+def served(registered: tuple[Settings, list[int]]) -> Iterator[tuple[TestClient, Settings]]:
+    """The app serving version 1 from the registry; the champion is version 1 again after."""
+    settings, found = registered
+    try:
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/health/ready").json()["model_version"] == str(found[0])
+            yield client, settings
+    finally:
+        Registry.from_settings(settings).set_alias(CHAMPION, found[0])
+
+
+# ---------------------------------------------------------------------------------- reload
+
+
+def test_a_champion_without_artifacts_fails_the_reload_and_the_old_model_stays(
+    served: tuple[TestClient, Settings], registered: tuple[Settings, list[int]]
+) -> None:
+    client, settings = served
+    first, second = registered[1]
+    registry = Registry.from_settings(settings)
+    source = registry.client.get_model_version(registry.model_name, str(second)).source
+    saved = settings.home / "saved-artifacts"
+    artifacts = _artifact_dir(settings, source)
+    shutil.move(artifacts, saved)
+    registry.set_alias(CHAMPION, second)
+    try:
+        admin = admin_key(settings)
+        answer = client.post("/api/v1/model/reload", headers=admin)
+        assert answer.status_code == 503
+        detail = answer.json()["detail"]
+        assert f"version {second}" in detail and "artifacts" in detail
+        assert f"still serving version {first}" in detail
+        assert client.get("/api/v1/model", headers=admin).json()["version"] == str(first)
+        scored = client.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=admin)
+        assert scored.status_code == 200 and scored.json()["model_version"] == str(first)
+    finally:
+        shutil.move(saved, artifacts)
+
+
+def test_an_unreachable_registry_fails_the_reload_naming_the_registry(
+    served: tuple[TestClient, Settings], registered: tuple[Settings, list[int]]
+) -> None:
+    client, settings = served
+    state = client.app.state.service  # type: ignore[attr-defined]
+    state.settings = settings.model_copy(update={"mlflow_tracking_uri": UNREACHABLE})
+    try:
+        answer = client.post("/api/v1/model/reload", headers=admin_key(settings))
+    finally:
+        state.settings = settings
+    assert answer.status_code == 503
+    detail = answer.json()["detail"]
+    assert f"the registry at {UNREACHABLE} failed" in detail
+    assert f"still serving version {registered[1][0]}" in detail
+    assert client.get("/health/ready").json()["model_version"] == str(registered[1][0])
+
+
+def _artifact_dir(settings: Settings, source: str) -> Path:
+    """The folder under <home>/mlartifacts holding a version's model files."""
+    root = settings.home / "mlartifacts"
+    model_id = source.rstrip("/").rsplit("/", 1)[-1]
+    found = [p for p in root.rglob(model_id) if p.is_dir()]
+    assert found, f"no artifacts for {source} under {root}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------- local copy
+
+
+def test_a_local_copy_that_does_not_match_its_card_is_refused(
+    tmp_path: Path, make_model: ModelFactory
+) -> None:
+    settings = settings_for(tmp_path)
+    path = _local_copy(settings, make_model)
+    with path.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ChecksumMismatchError, match="sha256"):
+        load_local_model(settings.models_dir)
+    with TestClient(create_app(settings.model_copy(update={"model_retry_seconds": 0}))) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert "sha256" in ready.json()["detail"] and "refused" in ready.json()["detail"]
+
+
+def test_a_corrupt_local_copy_says_what_could_not_be_read(
+    tmp_path: Path, make_model: ModelFactory
+) -> None:
+    settings = settings_for(tmp_path)
+    path = _local_copy(settings, make_model)
+    path.write_bytes(b"\x80\x04\x95garbage")  # a pickle header, then nonsense
+    card = settings.models_dir / CARD_FILE
+    card.write_text(json.dumps({**json.loads(card.read_text()), "model_sha256": None}))
+    with TestClient(create_app(settings.model_copy(update={"model_retry_seconds": 0}))) as client:
+        detail = client.get("/health/ready").json()["detail"]
+    assert "has no champion" in detail
+    assert f"the local copy in {settings.models_dir} could not be read" in detail
+    assert detail.endswith(")")  # the unpickling error, in brackets
+
+
+def test_without_any_model_the_reason_says_to_train(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path).model_copy(update={"model_retry_seconds": 0})
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert "no local copy" in ready.json()["detail"] and "train" in ready.json()["detail"]
