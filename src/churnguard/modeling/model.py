@@ -31,12 +31,11 @@ import joblib
 import numpy as np
 import pandas as pd
 from lightgbm import Booster, LGBMClassifier
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from churnguard.features.engine import FeatureSet
+from churnguard.modeling.linear import LinearTerms, linear_terms
 
 logger = logging.getLogger(__name__)
 
@@ -46,41 +45,6 @@ Estimator: TypeAlias = Pipeline | LGBMClassifier
 MODEL_FILE = "champion.joblib"
 CARD_FILE = "champion.json"
 _EPS = 1e-6  # calibrated probabilities stay inside (0, 1): log loss stays finite
-
-
-# ---------------------------------------------------------------------------------- transforms
-
-
-def signed_log1p(x: np.ndarray) -> np.ndarray:
-    """sign(x) * log(1 + |x|): tames heavy tails, keeps sign and zero."""
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-class HeavyTailLog(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
-    """Signed log1p of the columns that are heavy-tailed in training; other columns unchanged.
-
-    A column is heavy-tailed when its sample skewness exceeds ``skew_threshold`` in absolute value
-    and it reaches beyond [-1, 1] (shares and flags are left alone).
-    """
-
-    def __init__(self, skew_threshold: float = 2.0) -> None:
-        self.skew_threshold = skew_threshold
-
-    def fit(self, X: Any, y: Any = None) -> HeavyTailLog:
-        A = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
-        centred = A - np.nanmean(A, axis=0) if len(A) else A
-        m2, m3 = np.nanmean(centred**2, axis=0), np.nanmean(centred**3, axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            skew = np.where(m2 > 0, m3 / np.where(m2 > 0, m2, 1.0) ** 1.5, 0.0)
-        self.log_columns_ = (np.abs(skew) > self.skew_threshold) & (np.nanmax(np.abs(A), 0) > 1)
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "log_columns_")
-        A = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False)
-        out = np.array(A, dtype=np.float64, copy=True)
-        out[:, self.log_columns_] = signed_log1p(out[:, self.log_columns_])
-        return out
 
 
 # ---------------------------------------------------------------------------------- calibration
@@ -216,6 +180,12 @@ class ChurnModel:
         clf = self.estimator[-1]
         weights = np.r_[clf.coef_[0], clf.intercept_[0]]
         return pd.Series(weights, index=[*names, "intercept"], name="coefficient")
+
+    def linear_terms(self) -> LinearTerms:
+        """The logistic Pipeline compiled to arrays (TypeError for another estimator)."""
+        if not isinstance(self.estimator, Pipeline):
+            raise TypeError(f"a {self.kind} model has no linear terms")
+        return linear_terms(self.estimator, self.feature_names, self.categories)
 
     def feature_importance(self) -> pd.Series:
         """Importance per input feature, summing to 1: LightGBM gain, or |standardised weight|."""

@@ -37,7 +37,7 @@ from churnguard.domain.churn import active_clients
 from churnguard.domain.contract import CRMData
 from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays
-from churnguard.modeling.model import ChurnModel, load_local_model, load_model_card, signed_log1p
+from churnguard.modeling.model import ChurnModel, load_local_model, load_model_card
 from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
 from churnguard.scoring.playbook import Action, Playbook, load_playbook
 from churnguard.scoring.risk import RISK_BANDS, revenue_at_risk, risk_band
@@ -120,123 +120,6 @@ def _action_json(a: Action, drivers: Sequence[Driver]) -> dict[str, Any]:
     return {"action": a.action, "reason": a.why, "priority": a.priority, "feature": answered}
 
 
-# ---------------------------------------------------------------------------------- model terms
-
-
-@dataclass(frozen=True)
-class _LinearTerms:
-    """A fitted ``train.make_logistic`` Pipeline as arrays: contributions without pandas.
-
-    Numeric columns: median imputation with missing indicators, signed log1p of heavy-tailed
-    columns, standard scaling, times the weights; categorical columns: the one-hot weight of the
-    column's category (unknown: 0; missing: the weight of a missing category seen in training).
-    """
-
-    numeric: np.ndarray  # input columns of the numeric block, in its order
-    kept: np.ndarray  # numeric block positions the imputer keeps (not all-missing in training)
-    median: np.ndarray  # per kept column
-    indicated: np.ndarray  # numeric block positions with a missing indicator
-    log: np.ndarray  # bool per imputer output column
-    mean: np.ndarray  # per imputer output column
-    scale: np.ndarray
-    weight: np.ndarray
-    categorical: np.ndarray  # input columns of the categorical block
-    onehot: tuple[np.ndarray, ...]  # per categorical column: weight by code, last = missing
-    intercept: float
-    n_features: int
-
-    def contributions(self, X: np.ndarray) -> np.ndarray:
-        """Log-odds contribution of each input column, rows of X (categoricals as codes)."""
-        out = np.zeros((len(X), self.n_features))
-        values = X[:, self.numeric]
-        missing = np.isnan(values)
-        kept = values[:, self.kept]
-        imputed = np.where(np.isnan(kept), self.median, kept)
-        U = np.hstack([imputed, missing[:, self.indicated].astype(np.float64)])
-        U[:, self.log] = signed_log1p(U[:, self.log])
-        terms = (U - self.mean) / self.scale * self.weight
-        block = np.zeros((len(X), len(self.numeric)))
-        block[:, self.kept] = terms[:, : len(self.kept)]
-        block[:, self.indicated] += terms[:, len(self.kept) :]
-        out[:, self.numeric] = block
-        for j, w in zip(self.categorical.tolist(), self.onehot, strict=True):
-            codes = X[:, j]
-            out[:, j] = w[np.where(np.isnan(codes), len(w) - 1, codes).astype(np.intp)]
-        return out
-
-
-def _linear_terms(model: ChurnModel) -> _LinearTerms:
-    """Read the fitted Pipeline's parameters; TypeError for a layout other than make_logistic's."""
-    pipe = model.estimator
-    try:
-        prep, clf = pipe[0], pipe[-1]
-        num_cols, cat_cols = _block_columns(prep, "num"), _block_columns(prep, "cat")
-        impute, log, scale = (
-            prep.named_transformers_["num"][k] for k in ("impute", "log", "scale")
-        )
-        coef = np.asarray(clf.coef_[0], dtype=np.float64)
-        num_w = coef[prep.output_indices_["num"]]
-        index = {n: j for j, n in enumerate(model.feature_names)}
-        kept = np.flatnonzero(~np.isnan(np.asarray(impute.statistics_, dtype=np.float64)))
-        indicated = (
-            np.asarray(impute.indicator_.features_, dtype=np.intp)
-            if impute.add_indicator
-            else np.empty(0, np.intp)
-        )
-        width = len(kept) + len(indicated)
-        onehot = _onehot_weights(model, prep, cat_cols, coef) if cat_cols else ()
-    except (AttributeError, KeyError, IndexError, ValueError) as exc:
-        raise TypeError(f"not a train.make_logistic pipeline: {exc}") from exc
-    return _LinearTerms(
-        numeric=np.array([index[c] for c in num_cols], dtype=np.intp),
-        kept=kept,
-        median=np.asarray(impute.statistics_, dtype=np.float64)[kept],
-        indicated=indicated,
-        log=np.asarray(log.log_columns_, dtype=bool),
-        mean=np.asarray(scale.mean_, dtype=np.float64) if scale.with_mean else np.zeros(width),
-        scale=np.asarray(scale.scale_, dtype=np.float64) if scale.with_std else np.ones(width),
-        weight=num_w,
-        categorical=np.array([index[c] for c in cat_cols], dtype=np.intp),
-        onehot=onehot,
-        intercept=float(clf.intercept_[0]),
-        n_features=len(model.feature_names),
-    )
-
-
-def _block_columns(prep: Any, name: str) -> list[str]:
-    """The input columns of one ColumnTransformer block ([] when it has none)."""
-    for block, _, columns in prep.transformers_:
-        if block == name:
-            return list(columns)
-    return []
-
-
-def _onehot_weights(
-    model: ChurnModel, prep: Any, columns: list[str], coef: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """Per categorical column: the one-hot weight of each training category code, then missing."""
-    encoder = prep.named_transformers_["cat"]
-    if getattr(encoder, "drop_idx_", None) is not None or getattr(
-        encoder, "_infrequent_enabled", False
-    ):
-        raise ValueError("one-hot encoding with dropped or infrequent categories")
-    weights = coef[prep.output_indices_["cat"]]
-    out, start = [], 0
-    for name, seen in zip(columns, encoder.categories_, strict=True):
-        by_label = {_label(v): weights[start + k] for k, v in enumerate(seen)}
-        start += len(seen)
-        codes = [by_label.get(c, 0.0) for c in model.categories[name]]
-        out.append(np.array([*codes, by_label.get(None, 0.0)], dtype=np.float64))
-    return tuple(out)
-
-
-def _label(value: object) -> str | None:
-    """A one-hot category as text; a missing category (NaN or None) as None."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return str(value)
-
-
 # ---------------------------------------------------------------------------------- the scorer
 
 
@@ -275,7 +158,7 @@ class Scorer:
             if n in model.categories
         }
         self._booster = model.booster
-        self._linear = _linear_terms(model) if self._booster is None else None
+        self._linear = model.linear_terms() if self._booster is None else None
         risk_band(0.5, thresholds)  # thresholds are checked once, here
         self._check_parity()
 

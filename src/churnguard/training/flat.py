@@ -69,6 +69,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
 
 from churnguard.features.engine import FeatureSet
+from churnguard.modeling.linear import make_logistic
 from churnguard.modeling.model import (
     Calibrator,
     ChurnModel,
@@ -104,7 +105,6 @@ from churnguard.training.train import (
     decide_promotion,
     decision_line,
     make_lightgbm,
-    make_logistic,
     package_version,
     recipes,
     select,

@@ -57,18 +57,13 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier, early_stopping
 from matplotlib.figure import Figure
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churnguard.domain.churn import build_labels, observation_end, snapshot_dates
 from churnguard.domain.contract import CRMData
 from churnguard.features.engine import FeatureSet, compute_features, feature_set_for
+from churnguard.modeling.linear import make_logistic
 from churnguard.modeling.model import (
     ChurnModel,
-    HeavyTailLog,
     IsotonicCalibrator,
     ModelKind,
     PlattCalibrator,
@@ -346,20 +341,6 @@ def check_enough_data(ds: Dataset, split: Split, options: TrainOptions) -> None:
 
 
 # ---------------------------------------------------------------------------------- candidates
-
-
-def make_logistic(numeric: list[str], categorical: list[str], C: float) -> Pipeline:
-    """Numbers: impute (median, missing flags), signed log1p of heavy tails, scale; one-hot."""
-    numeric_steps = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="median", add_indicator=True)),
-            ("log", HeavyTailLog()),
-            ("scale", StandardScaler()),
-        ]
-    )
-    encode = OneHotEncoder(handle_unknown="ignore")
-    prep = ColumnTransformer([("num", numeric_steps, numeric), ("cat", encode, categorical)])
-    return Pipeline([("prep", prep), ("clf", LogisticRegression(C=C, l1_ratio=0.0, max_iter=5000))])
 
 
 def make_lightgbm(params: dict[str, Any], seed: int, rows: int = 0) -> LGBMClassifier:
