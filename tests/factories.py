@@ -7,6 +7,7 @@ from them, settings of a churnguard home of its own, and score stores on both ba
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 
 from churnguard.config import Settings
 from churnguard.domain.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
+from churnguard.domain.mapping import Mapping, RawTable, map_table
 from churnguard.modeling.model import ChurnModel
 from churnguard.store.scores import ScoreStore
 
@@ -132,6 +134,26 @@ def random_crm(n_clients: int = 40, seed: int = 0, days: int = 900, rows: int = 
             ),
         }
     )
+
+
+# ---------------------------------------------------------------- raw tables, as data.py reads them
+
+CLIENTS = "client_id,name\nC1,Acme\nC2,Beta\n"
+CONTRACTS = (
+    "contract_id,client_id,start_date,monthly_value\nK1,C1,2024-01-01,100\nK2,C2,2024-02-01,50\n"
+)
+
+
+def csv_table(name: str, text: str, mapping: Mapping | None = None) -> RawTable:
+    """A RawTable as data.py builds it from a CSV file: strings, rows named by file line."""
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    return map_table(name, f"{name}.csv", frame, np.arange(2, len(frame) + 2), mapping)
+
+
+def tables(**texts: str | None) -> dict[str, RawTable]:
+    """Valid clients and contracts, plus or instead of the given tables (None drops one)."""
+    texts = {"clients": CLIENTS, "contracts": CONTRACTS, **texts}
+    return {name: csv_table(name, text) for name, text in texts.items() if text is not None}
 
 
 def as_of_dates(n: int = 4, days: int = 900) -> list[pd.Timestamp]:

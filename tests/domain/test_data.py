@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from churnguard import cli
-from churnguard.domain.contract import CRMData, DataContractError, ValidationReport
+from churnguard.domain.contract import CRMData
 from churnguard.domain.data import TRUTH_FILE_STEM, load_crm, read_tables
+from churnguard.domain.problems import DataContractError, ValidationReport
 
 FIXTURES = Path(__file__).parents[1] / "data" / "crm"
 

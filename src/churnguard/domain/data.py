@@ -1,7 +1,7 @@
 """Load CRM tables from a folder of CSV/Parquet files or a SQL database, then validate them.
 
 Reading happens here; what the tables must contain, how a mapping renames them and how they are
-checked lives in ``contract.py``.
+checked lives in ``contract.py``, ``mapping.py`` and ``validation.py``.
 """
 
 from __future__ import annotations
@@ -20,18 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from churnguard.domain.contract import (
-    TABLES,
-    CRMData,
-    Mapping,
-    Problem,
-    RawTable,
-    Severity,
-    ValidationReport,
-    load_mapping,
-    map_table,
-    validate,
-)
+from churnguard.domain.contract import TABLES, CRMData
+from churnguard.domain.mapping import Mapping, RawTable, load_mapping, map_table
+from churnguard.domain.problems import Problem, Severity, ValidationReport
+from churnguard.domain.validation import validate
 
 logger = logging.getLogger(__name__)
 
