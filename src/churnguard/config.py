@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1, description="Largest request body accepted (413 beyond)."
     )
+    max_scoring_in_flight: int = Field(
+        default=32,
+        ge=1,
+        description="Most POST /api/v1/score requests handled at once; past it, 503 with "
+        "Retry-After at once (health checks and other endpoints are not counted).",
+    )
     playbook_path: Path | None = Field(
         default=None, description="A YAML playbook replacing the packaged one."
     )

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +21,6 @@ from fastapi.testclient import TestClient
 from churnguard.config import Settings
 from churnguard.modeling.model import (
     CARD_FILE,
-    MODEL_FILE,
     ChecksumMismatchError,
     load_local_model,
     model_card,
@@ -25,6 +28,8 @@ from churnguard.modeling.model import (
 )
 from churnguard.modeling.registry import CHAMPION, Registry
 from churnguard.service import create_app
+from churnguard.service.limits import InFlightLimit
+from churnguard.service.routes import score as score_route
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
 from churnguard.store import keys
 from churnguard.store.scores import ScoreStore
@@ -170,3 +175,62 @@ def test_without_any_model_the_reason_says_to_train(tmp_path: Path) -> None:
         ready = client.get("/health/ready")
     assert ready.status_code == 503
     assert "no local copy" in ready.json()["detail"] and "train" in ready.json()["detail"]
+
+
+# ---------------------------------------------------------------------------------- overload
+
+
+def test_past_the_bound_on_scoring_work_a_score_request_is_503_at_once(
+    registered: tuple[Settings, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = registered[0].model_copy(update={"max_scoring_in_flight": 2})
+    real = score_route.score_clients
+    release = threading.Event()
+
+    def slow(*args: Any) -> Any:
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(score_route, "score_clients", slow)
+    with TestClient(create_app(settings)) as client:
+        admin = admin_key(settings)
+
+        def post() -> tuple[int, float, str | None]:
+            start = time.perf_counter()
+            answer = client.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=admin)
+            return (
+                answer.status_code,
+                time.perf_counter() - start,
+                answer.headers.get("retry-after"),
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            held = [pool.submit(post) for _ in range(2)]
+            _wait_in_flight(client, 2)
+            shed = [pool.submit(post) for _ in range(5)]
+            refused = [f.result() for f in shed]
+            start = time.perf_counter()
+            live = client.get("/health/live")
+            live_seconds = time.perf_counter() - start
+            release.set()
+            answered = [f.result() for f in held]
+    assert [code for code, _, _ in answered] == [200, 200]
+    assert {(code, retry) for code, _, retry in refused} == {(503, "1")}
+    assert max(seconds for _, seconds, _ in refused) < 0.05
+    assert live.status_code == 200 and live_seconds < 0.05
+
+
+def _wait_in_flight(client: TestClient, n: int) -> None:
+    """Wait until n scoring requests are held inside the app."""
+    limit = _in_flight_limit(client)
+    deadline = time.monotonic() + 10
+    while limit.in_flight < n:
+        assert time.monotonic() < deadline, f"{limit.in_flight} of {n} requests in flight"
+        time.sleep(0.01)
+
+
+def _in_flight_limit(client: TestClient) -> InFlightLimit:
+    layer: Any = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(layer, InFlightLimit):
+        layer = layer.app
+    return layer

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from churnguard.config import Settings
 from churnguard.service import web
 from churnguard.service.auth import KeyChecker
-from churnguard.service.limits import BodySizeLimit
+from churnguard.service.limits import BodySizeLimit, InFlightLimit
 from churnguard.service.metrics import RequestMetrics, ServiceMetrics
 from churnguard.service.routes import clients, health, model, score
 from churnguard.service.state import ServiceState
@@ -32,6 +32,7 @@ from churnguard.store.scores import ScoreStore
 logger = logging.getLogger(__name__)
 
 _MAX_ERRORS = 50  # field errors listed in one 422 answer
+_SCORING = {("POST", "/api/v1/score")}  # the work bounded by settings.max_scoring_in_flight
 
 DESCRIPTION = """
 Churn risk for a service business's clients: probability of churning within the model's
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InFlightLimit, most=settings.max_scoring_in_flight, routes=_SCORING)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
     return app
 

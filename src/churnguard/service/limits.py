@@ -1,8 +1,13 @@
-"""Request body limit: a pure ASGI middleware, so that a huge body is refused before parsing."""
+"""Request limits as pure ASGI middleware: refused before any body is parsed or work is queued.
+
+``BodySizeLimit`` answers 413 to a body over the limit; ``InFlightLimit`` answers 503 with
+``Retry-After`` to a scoring request past the bound on scoring work in flight.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,3 +93,48 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class InFlightLimit:
+    """Answer 503 with ``Retry-After`` at once to a request past ``most`` in flight on ``routes``.
+
+    ``routes`` are (method, path) pairs (the scoring endpoint); other requests, health checks
+    included, pass untouched. A refused request is answered before its body is read, so
+    shedding costs next to nothing however many requests arrive.
+    """
+
+    def __init__(
+        self, app: ASGIApp, most: int, routes: Collection[tuple[str, str]], retry_after: int = 1
+    ) -> None:
+        self.app = app
+        self.most = most
+        self.routes = frozenset(routes)
+        self.retry_after = retry_after
+        self.in_flight = 0  # changed on the event loop only: no lock needed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) not in self.routes:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.most:
+            await self._refuse(send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, send: Send) -> None:
+        detail = (
+            f"overloaded: {self.most} scoring requests are in progress; "
+            f"retry after {self.retry_after} s"
+        )
+        body = json.dumps({"detail": detail}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(self.retry_after).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
