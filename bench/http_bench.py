@@ -178,7 +178,7 @@ def engine_cpu_ms(settings: Any, bodies: Sequence[bytes]) -> dict[str, float]:
 
     validate: the request body into ``ScoreRequest``; score: ``Scorer.score_records``.
     """
-    from churnguard.scoring.scorer import load_scorer
+    from churnguard.scoring.loading import load_scorer
     from churnguard.service.schemas import ScoreRequest
 
     scorer = load_scorer(settings)

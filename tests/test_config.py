@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from churnguard import cli
 from churnguard.config import Settings
 from churnguard.modeling.model import save_local_model
-from churnguard.scoring.scorer import load_scorer
+from churnguard.scoring.loading import load_scorer
 from churnguard.training.train import model_card
 from tests.factories import PARAMS, ModelFactory
 

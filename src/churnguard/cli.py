@@ -257,7 +257,8 @@ def promote(args: argparse.Namespace, settings: Settings) -> int:
 def score(args: argparse.Namespace, settings: Settings) -> int:
     """Score every client active at --as-of into the score store and print a summary."""
     from churnguard.domain.churn import observation_end
-    from churnguard.scoring.scorer import format_summary, load_scorer, score_to_store
+    from churnguard.scoring.batch import format_summary, score_to_store
+    from churnguard.scoring.loading import load_scorer
     from churnguard.store.scores import ScoreStore
 
     scorer = load_scorer(settings)  # before the data: no model, no point loading it

@@ -1,44 +1,25 @@
-"""Tests for scoring.py: the API path and the batch path agree, contributions add up, drivers and
-actions read right, batch runs upsert into the store, and the scorer loads the right model."""
+"""Tests for scoring.scorer: the API path and the batch path agree, contributions add up, drivers
+and actions read right, and every score says what changed since the client's previous one."""
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
-from churnguard.cli import main
-from churnguard.config import Settings
-from churnguard.domain.churn import active_clients, observation_end
+from churnguard.domain.churn import active_clients
 from churnguard.domain.contract import CRMData
 from churnguard.features.records import records_model
-from churnguard.modeling.model import ChurnModel, model_card, save_local_model
-from churnguard.modeling.registry import CHAMPION, Registry
+from churnguard.modeling.model import ChurnModel
 from churnguard.scoring.playbook import load_playbook
-from churnguard.scoring.scorer import ClientScore, NoModelError, Scorer, load_scorer, score_to_store
-from churnguard.store.scores import ScoreStore
-from churnguard.training.train import Dataset
+from churnguard.scoring.score import ClientScore, score_as_of
+from churnguard.scoring.scorer import RecordsError, Scorer
+from churnguard.store.scores import ScoreStore, describe_change
 from tests.factories import PARAMS, ModelFactory, records_body
 
 Records = records_model(max_rows=5000)
-
-
-@pytest.fixture(scope="module")
-def data(dataset: Dataset) -> CRMData:
-    return dataset.data
-
-
-@pytest.fixture(scope="module")
-def as_of(data: CRMData) -> pd.Timestamp:
-    return observation_end(data)
 
 
 @pytest.fixture(scope="module", params=["lightgbm", "logistic"])
@@ -199,137 +180,57 @@ def test_a_model_the_array_path_cannot_reproduce_is_refused(make_model: ModelFac
         Scorer(broken, "x", load_playbook(feature_set=model.feature_set))
 
 
-# --- batch scoring into the store ---------------------------------------------------------------
+# --- what changed -------------------------------------------------------------------------------
 
 
-def _count(store: ScoreStore, **where: Any) -> int:
-    table = sa.table("scores", sa.column("model_version"))
-    query = sa.select(sa.func.count()).select_from(table)
-    if "model_version" in where:
-        query = query.where(table.c.model_version == where["model_version"])
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
-
-
-def test_batch_runs_upsert_and_say_what_changed(
-    make_model: ModelFactory, data: CRMData, as_of: pd.Timestamp, tmp_path: Path
+def test_both_paths_say_what_changed_since_the_previous_stored_score(
+    scorer: Scorer, batch: list[ClientScore], data: CRMData, as_of: pd.Timestamp, tmp_path: Path
 ) -> None:
-    model = make_model("lightgbm", PARAMS["lightgbm"])
-    scorer = Scorer(model, "1", load_playbook(feature_set=model.feature_set))
+    assert all(s.change == {"direction": "new"} for s in batch)  # no previous scores given
     store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}").create()
-    day_before = as_of - pd.Timedelta(days=1)
-    score_to_store(data, scorer, store, day_before, progress=False)
-    first = score_to_store(data, scorer, store, as_of, progress=False)
-    rows, changes = (
-        _count(store),
-        {s.client_id: s.change for s in store.latest_scores(limit=1000)[0]},
-    )
-    again = score_to_store(data, scorer, store, as_of, progress=False)
-    assert _count(store) == rows  # the same (client, as_of, version): rewritten, not added
-    latest, total = store.latest_scores(limit=1000)
-    assert total == again.n_scored == first.n_scored == len(active_clients(data.contracts, as_of))
-    assert {s.client_id: s.change for s in latest} == changes  # a re-run changes nothing
-    previous = {s.change.get("previous_as_of") for s in latest if s.change["direction"] != "new"}
-    assert previous == {day_before.isoformat()}  # compared with the score before as_of
-    directions = [s.change["direction"] for s in latest]
-    assert directions.count("steady") >= 0.9 * len(directions)  # a day later: little moves
-    assert sum(again.by_band.values()) == again.n_scored
-    assert again.revenue_at_risk == pytest.approx(sum(s.revenue_at_risk for s in latest))
-    assert [s.client_id for s in again.top] == [s.client_id for s in latest[:5]]
-    stored = max(latest, key=lambda s: len(s.drivers))
-    assert stored.drivers and {"feature", "value", "contribution", "reason"} <= set(
-        stored.drivers[0]
-    )
+    before = score_as_of(as_of - pd.Timedelta(days=30))
+    store.save_scores([s.to_record() for s in scorer.score_data(data, before, drivers=False)])
+    previous = store.previous_scores(score_as_of(as_of))
+    later = scorer.score_data(data, as_of, drivers=False, previous=previous)
+    for s in later:
+        assert s.change == describe_change(previous.get(s.client_id), s.probability)
+    assert {s.change.get("previous_as_of") for s in later} <= {before.isoformat(), None}
+    assert any(s.change["direction"] != "new" for s in later)
 
-    newer = Scorer(model, "2", scorer.playbook)
-    score_to_store(data, newer, store, as_of, progress=False, drivers=False)
-    assert _count(store) == rows + again.n_scored  # a new model version adds its own rows
-    assert _count(store, model_version="2") == again.n_scored
-    assert {s.model_version for s in store.latest_scores(limit=1000)[0]} == {"2"}
+    some = _some(later, 6)
+    requests = [
+        (Records.model_validate(records_body(data, s.client_id)), as_of.to_pydatetime())
+        for s in some
+    ]
+    got = scorer.score_clients(requests, store)
+    assert [s.client_id for s in got] == [s.client_id for s in some]
+    for api, expected in zip(got, some, strict=True):
+        assert api.change.keys() == expected.change.keys(), api.client_id
+        assert api.change["direction"] == expected.change["direction"]
+        assert api.change.get("previous_as_of") == expected.change.get("previous_as_of")
+        assert api.change.get("delta", 0) == pytest.approx(
+            expected.change.get("delta", 0), abs=1e-9
+        )
 
 
-# --- loading the model ------------------------------------------------------------------------
-
-
-def _settings(tmp_path: Path, uri: str) -> Settings:
-    return Settings(home=tmp_path, models_dir=tmp_path / "models", mlflow_tracking_uri=uri)
-
-
-@pytest.fixture
-def mlflow_uri() -> Iterator[None]:
-    """Put back MLflow's global tracking URI, which loading a registered model moves."""
-    tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    yield
-    mlflow.set_tracking_uri(tracking)
-    mlflow.set_registry_uri(registry)
-
-
-@pytest.mark.usefixtures("mlflow_uri")
-def test_load_scorer_takes_the_registry_champion(
-    make_model: ModelFactory, dataset: Dataset, tmp_path: Path
-) -> None:
-    model = make_model("logistic", PARAMS["logistic"])
-    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    registry = Registry.from_settings(settings)
-    with registry.start_run("scoring-tests") as run:
-        version = registry.log_model(run, model, model.inputs(dataset.features.head(5)))
-    registry.set_alias(CHAMPION, version)
-    scorer = load_scorer(settings)
-    assert scorer.version == str(version)
-    features = dataset.features.tail(20)
-    np.testing.assert_array_equal(scorer.predict(features), model.predict_proba(features))
-
-
-def test_load_scorer_falls_back_to_the_local_copy(
-    make_model: ModelFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
-) -> None:
-    model = make_model("lightgbm", PARAMS["lightgbm"])
-    save_local_model(model, model_card(model, 3, "run"), tmp_path / "models")
-    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
-    nowhere = _settings(tmp_path, "http://127.0.0.1:9")  # the discard port: nobody listens
-    started = time.perf_counter()
-    with caplog.at_level(logging.WARNING, logger="churnguard.scoring.scorer"):
-        scorer = load_scorer(nowhere)
-    assert time.perf_counter() - started < 60  # not MLflow's minutes of default retries
-    assert scorer.version == "local:3" and scorer.model.kind == "lightgbm"
-    assert "127.0.0.1:9" in caplog.text and "local copy" in caplog.text
-
-    empty = _settings(tmp_path, f"sqlite:///{tmp_path / 'empty.db'}")
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="churnguard.scoring.scorer"):
-        assert load_scorer(empty).version == "local:3"
-    assert "has no champion" in caplog.text
-
-
-def test_load_scorer_without_any_model_says_to_train_first(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with pytest.raises(NoModelError, match="train a model first: churnguard train --data"):
-        load_scorer(settings)
-
-
-# --- the command --------------------------------------------------------------------------------
-
-
-def test_score_command_scores_into_the_store_and_prints_a_summary(
-    make_model: ModelFactory,
-    demo_dir: Path,
-    tmp_path: Path,
+def test_records_the_model_cannot_score_name_their_client(
+    scorer: Scorer,
+    data: CRMData,
+    as_of: pd.Timestamp,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))
-    monkeypatch.setenv("CHURNGUARD_MODELS_DIR", str(tmp_path / "models"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert main(["score", "--data", str(demo_dir)]) == 1
-    assert "train a model first" in capsys.readouterr().err
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}").create()
+    ids = list(active_clients(data.contracts, as_of))[:3]
+    requests = [(Records.model_validate(records_body(data, i)), as_of.to_pydatetime()) for i in ids]
+    score = scorer.score_records
 
-    model = make_model("lightgbm", PARAMS["lightgbm"])
-    save_local_model(model, model_card(model, 7, "run"), tmp_path / "models")
-    assert main(["score", "--data", str(demo_dir), "--as-of", "2025-06-01"]) == 0
-    out = capsys.readouterr().out
-    store = ScoreStore(Settings().score_store_url)
-    latest, total = store.latest_scores(limit=5)
-    assert total > 0 and f"{total:,} clients" in out and "local:7" in out
-    assert latest[0].client_id in out
-    assert latest[0].drivers and latest[0].drivers[0]["reason"] in out  # the top reason
-    assert {s.as_of.date().isoformat() for s in latest} == {"2025-06-01"}
+    def refuse_the_second(records: object, when: object, previous: object = None) -> ClientScore:
+        if records is requests[1][0]:
+            raise ValueError("cannot score these records")
+        return score(records, when, previous)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scorer, "score_records", refuse_the_second)
+    with pytest.raises(RecordsError, match="cannot score these records") as error:
+        scorer.score_clients(requests, store)
+    assert error.value.index == 1

@@ -25,7 +25,7 @@ from churnguard import cli
 from churnguard.config import Settings
 from churnguard.modeling.model import model_card, save_local_model
 from churnguard.modeling.registry import CHAMPION, Registry
-from churnguard.scoring.scorer import load_scorer
+from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.service.writer import ScoreWriter

@@ -1,4 +1,8 @@
-"""Scoring: churn probability, risk band, revenue at risk, drivers and actions for clients.
+"""The scorer: complete scores (probability, band, revenue at risk, drivers, actions, what changed).
+
+Orchestration only: the feature engine computes the features, the model the probability and
+contributions, ``explain`` the drivers, the playbook the actions, ``risk`` the band and revenue at
+risk, and the store's previous scores say what changed.
 
 Two paths give one answer. ``Scorer.score_records`` scores one client's validated API records: the
 hot path (records -> engine arrays -> features -> a float64 numpy row -> LightGBM booster or the
@@ -14,17 +18,14 @@ missing-value indicator onto its feature, a one-hot column onto its categorical 
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import os
 import time
-from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,92 +33,30 @@ import pandas as pd
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from churnguard.config import Settings
 from churnguard.domain.churn import active_clients
 from churnguard.domain.contract import CRMData
 from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays
-from churnguard.modeling.model import ChurnModel, load_local_model, load_model_card
+from churnguard.modeling.model import ChurnModel
 from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
-from churnguard.scoring.playbook import Action, Playbook, load_playbook
-from churnguard.scoring.risk import RISK_BANDS, revenue_at_risk, risk_band
-from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change, feature_digest
+from churnguard.scoring.playbook import Action, Playbook
+from churnguard.scoring.risk import revenue_at_risk, risk_band
+from churnguard.scoring.score import ClientScore, FeatureValue, score_as_of
+from churnguard.store.scores import ScoreStore, ScoreSummary, describe_change
 
 logger = logging.getLogger(__name__)
 
-FeatureValue = float | str | None
 CHUNK_ROWS = 5_000  # clients per batch step: bounds contribution arrays, paces the progress bar
-TOP_CLIENTS = 5  # clients by revenue at risk kept in a BatchSummary
 _PARITY = 1e-9  # the array paths must reproduce model.predict_proba this closely
-_PROBE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
-class NoModelError(FileNotFoundError):
-    """Neither the registry's champion nor a local copy of a model could be loaded."""
+class RecordsError(ValueError):
+    """A client's records that the model cannot score: which client of a request, and why."""
 
-
-# ---------------------------------------------------------------------------------- the score
-
-
-@dataclass(frozen=True, slots=True)
-class ClientScore:
-    """What a score carries (ARCHITECTURE.md), before "what changed" is worked out by the store.
-
-    ``features`` are the model's inputs by name (missing = None), kept for the audit digest.
-    """
-
-    client_id: str
-    as_of: datetime
-    probability: float
-    band: str
-    revenue_at_risk: float
-    monthly_value: float
-    drivers: list[Driver]
-    actions: list[Action]
-    model_version: str
-    account_manager: str | None
-    segment: str | None
-    client_name: str | None
-    features: dict[str, FeatureValue]
-
-    def to_record(self, change: dict[str, Any] | None = None) -> ScoreRecord:
-        """The score as the store keeps it.
-
-        Args:
-            change: ``store.describe_change(previous, probability)``; None means there is no
-                previous score (``{"direction": "new"}``).
-        """
-        return ScoreRecord(
-            client_id=self.client_id,
-            as_of=self.as_of,
-            model_version=self.model_version,
-            probability=self.probability,
-            band=self.band,
-            revenue_at_risk=self.revenue_at_risk,
-            monthly_value=self.monthly_value,
-            feature_digest=feature_digest(self.features),
-            change=describe_change(None, self.probability) if change is None else change,
-            account_manager=self.account_manager,
-            segment=self.segment,
-            client_name=self.client_name,
-            drivers=[_driver_json(d) for d in self.drivers],
-            actions=[_action_json(a, self.drivers) for a in self.actions],
-        )
-
-
-def _driver_json(d: Driver) -> dict[str, Any]:
-    return {
-        "feature": d.feature,
-        "value": d.value,
-        "contribution": d.contribution,
-        "reason": d.reason,
-    }
-
-
-def _action_json(a: Action, drivers: Sequence[Driver]) -> dict[str, Any]:
-    """An action with the driver it answers (the playbook words its why as that driver's reason)."""
-    answered = next((d.feature for d in drivers if d.reason == a.why), None)
-    return {"action": a.action, "reason": a.why, "priority": a.priority, "feature": answered}
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------- the scorer
@@ -164,12 +103,39 @@ class Scorer:
 
     # --- one client: the hot path -------------------------------------------------------------
 
-    def score_records(self, records: BaseModel, as_of: datetime) -> ClientScore:
-        """Score one client's validated records (a ``records_model`` instance) at as_of."""
-        when, seconds = _utc(as_of)
+    def score_clients(
+        self, clients: Iterable[tuple[BaseModel, datetime]], store: ScoreStore
+    ) -> list[ClientScore]:
+        """Score clients from their records, each compared with its latest stored score.
+
+        Args:
+            clients: each client's validated records (a ``records_model`` instance) and as_of.
+            store: where the previous scores are, for "what changed".
+
+        Raises:
+            RecordsError: records the model cannot score: the client's position and why.
+        """
+        out = []
+        for i, (records, as_of) in enumerate(clients):
+            when = score_as_of(as_of)
+            previous = store.previous_summary(records.client_id, when)  # type: ignore[attr-defined]
+            try:
+                out.append(self.score_records(records, when, previous))
+            except ValueError as exc:  # explained in the message
+                raise RecordsError(i, str(exc)) from exc
+        return out
+
+    def score_records(
+        self, records: BaseModel, as_of: datetime, previous: ScoreSummary | None = None
+    ) -> ClientScore:
+        """Score one client's validated records (a ``records_model`` instance) at as_of.
+
+        ``previous`` is the client's latest stored score before as_of (None: there is none).
+        """
+        when = score_as_of(as_of)
         arrays = client_arrays(records)
         columns = feature_columns(
-            arrays, np.zeros(1, np.int64), np.array([seconds]), self.model.feature_set
+            arrays, np.zeros(1, np.int64), np.array([int(when.timestamp())]), self.model.feature_set
         )
         values = [_plain(columns[n][0]) for n in self.names]
         row = self._row(values)
@@ -192,6 +158,7 @@ class Scorer:
             self.playbook.actions(features, drivers),
             _client_info(client),
             features,
+            describe_change(previous, probability),
         )
 
     def _row(self, values: Sequence[FeatureValue]) -> np.ndarray:
@@ -215,6 +182,7 @@ class Scorer:
         actions: list[Action],
         client: tuple[str | None, str | None, str | None],
         features: dict[str, FeatureValue],
+        change: dict[str, Any],
     ) -> ClientScore:
         value = float(monthly_value) if isinstance(monthly_value, float) else 0.0
         return ClientScore(
@@ -231,6 +199,7 @@ class Scorer:
             segment=client[1],
             client_name=client[2],
             features=features,
+            change=change,
         )
 
     # --- many clients: the batch path --------------------------------------------------------
@@ -242,6 +211,7 @@ class Scorer:
         drivers: bool = True,
         progress: bool = False,
         explain_from: float = 0.0,
+        previous: Mapping[str, ScoreSummary] | None = None,
     ) -> list[ClientScore]:
         """Score every client active at as_of, in client id order.
 
@@ -250,8 +220,10 @@ class Scorer:
                 expensive part of a batch.
             explain_from: drivers and actions only for clients scored at least this probability
                 (0: every client); the others get none.
+            previous: each client's latest stored score before as_of, by client id, for "what
+                changed" (``ScoreStore.previous_scores``); a client without one is "new".
         """
-        chunks = self.iter_scores(data, as_of, drivers, progress, explain_from)
+        chunks = self.iter_scores(data, as_of, drivers, progress, explain_from, previous)
         return [s for chunk in chunks for s in chunk]
 
     def iter_scores(
@@ -261,6 +233,7 @@ class Scorer:
         drivers: bool = True,
         progress: bool = False,
         explain_from: float = 0.0,
+        previous: Mapping[str, ScoreSummary] | None = None,
     ) -> Iterator[list[ClientScore]]:
         """``score_data`` in chunks of clients, so a caller need not hold every score at once.
 
@@ -268,7 +241,7 @@ class Scorer:
         contributions, drivers, actions and the score objects chunk by chunk, the next chunk's
         contributions while this chunk's scores are built.
         """
-        when, _ = _utc(as_of)
+        when = score_as_of(as_of)
         started = time.perf_counter()
         features = self.features_at(data, when)
         logger.info(
@@ -298,12 +271,12 @@ class Scorer:
                 found = ahead.popleft().result()
                 chunk = features.iloc[part]
                 p, who, chosen = probability[part], info[part], explained[part]
-                yield self._scores(chunk, when, p, who, chosen, found)
+                yield self._scores(chunk, when, p, who, chosen, found, previous or {})
                 bar.update(len(chunk))
 
     def features_at(self, data: CRMData, as_of: datetime) -> pd.DataFrame:
         """Features of every client active at as_of (client_id, as_of, then the features)."""
-        when, _ = _utc(as_of)
+        when = score_as_of(as_of)
         stamp = pd.Timestamp(when).as_unit("s")
         ids = active_clients(data.contracts, stamp)
         snapshots = pd.DataFrame({"client_id": ids, "as_of": [stamp] * len(ids)})
@@ -375,6 +348,7 @@ class Scorer:
         info: list[tuple[str | None, str | None, str | None]],
         explained: np.ndarray,
         contributions: np.ndarray,
+        previous: Mapping[str, ScoreSummary],
     ) -> list[ClientScore]:
         """Score objects of a chunk; drivers and actions for the rows marked explained.
 
@@ -417,6 +391,7 @@ class Scorer:
                 segment=who[1],
                 client_name=who[2],
                 features=f,
+                change=describe_change(previous.get(cid), p),
             )
             for cid, p, b, r, v, d, a, who, f in columns
         ]
@@ -454,15 +429,6 @@ class Scorer:
 
 
 # ---------------------------------------------------------------------------------- helpers
-
-
-def _utc(as_of: datetime) -> tuple[datetime, int]:
-    """as_of as a UTC datetime to the second (naive = UTC), and its epoch seconds."""
-    if isinstance(as_of, pd.Timestamp):
-        as_of = as_of.to_pydatetime()
-    when = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
-    when = when.replace(microsecond=0)
-    return when, int(when.timestamp())
 
 
 def _plain(value: object) -> FeatureValue:
@@ -517,165 +483,4 @@ def _probe_frame(model: ChurnModel) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-# ---------------------------------------------------------------------------------- loading
-
-
-def load_scorer(settings: Settings) -> Scorer:
-    """A Scorer for the registry's champion, or the local last-known-good copy when it has none.
-
-    The playbook is ``settings.playbook_path`` when set, else the packaged one; the risk bands
-    are ``settings.risk_bands``.
-
-    The version reads "3" for registry version 3, "local:3" for the local copy of version 3.
-
-    Raises:
-        NoModelError: neither the registry nor settings.models_dir holds a model.
-    """
-    model, version = _champion(settings)
-    playbook = load_playbook(settings.playbook_path, feature_set=model.feature_set)
-    return Scorer(model, version, playbook, thresholds=settings.risk_bands)
-
-
-def _champion(settings: Settings) -> tuple[ChurnModel, str]:
-    """The champion and its version string: from the registry, else from the local copy."""
-    from churnguard.modeling.registry import CHAMPION, Registry  # imports MLflow: only when needed
-
-    try:
-        registry = Registry.from_settings(settings)
-        with _impatient():  # fail fast on an unreachable server, then fall back below
-            registry.client.search_registered_models(max_results=1)
-        number = registry.alias_version(CHAMPION)
-        if number is not None:
-            model = registry.load_model(number)
-            logger.info(
-                "scoring with %s version %s from %s", CHAMPION, number, settings.tracking_uri
-            )
-            return model, str(number)
-        why = f"the registry at {settings.tracking_uri} has no {CHAMPION}"
-    except Exception as exc:  # any registry failure: fall back to the last-known-good copy
-        why = f"the registry at {settings.tracking_uri} failed: {_first_line(exc)}"
-    try:
-        model = load_local_model(settings.models_dir)
-    except FileNotFoundError:
-        raise NoModelError(
-            f"no model to score with: {why}, and there is no local copy in {settings.models_dir}; "
-            "train a model first: churnguard train --data <folder or database URL>"
-        ) from None
-    card = load_model_card(settings.models_dir)
-    version = f"local:{card['version']}" if card.get("version") is not None else "local"
-    logger.warning("%s; scoring with the local copy in %s (%s)", why, settings.models_dir, version)
-    return model, version
-
-
-@contextmanager
-def _impatient() -> Iterator[None]:
-    """Few HTTP retries and a short timeout for MLflow calls inside, unless the user set them.
-
-    With MLflow's defaults an unreachable server is retried for about four minutes before the
-    call fails; a scorer starting up should fall back to its local copy well before that.
-    """
-    added = {k: v for k, v in _PROBE_HTTP.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            os.environ.pop(key, None)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-# ---------------------------------------------------------------------------------- batch to store
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """What a batch run wrote."""
-
-    n_scored: int
-    by_band: dict[str, int]
-    revenue_at_risk: float  # total, per year
-    seconds: float
-    as_of: datetime
-    model_version: str
-    top: list[ClientScore]  # highest revenue at risk first
-
-
-def score_to_store(
-    data: CRMData,
-    scorer: Scorer,
-    store: ScoreStore,
-    as_of: datetime,
-    progress: bool = True,
-    drivers: bool = True,
-    explain_from: float = 0.0,
-) -> BatchSummary:
-    """Score every client active at as_of into the store, in one transaction.
-
-    ``drivers`` and ``explain_from`` are as in ``Scorer.score_data``.
-
-    Each score's "what changed" compares it with the client's latest stored score before as_of,
-    so re-running an as_of rewrites the same rows with the same change (the store upserts on
-    client, as_of and model version).
-    """
-    started = time.perf_counter()
-    when, _ = _utc(as_of)
-    previous = store.previous_scores(when)
-    records: list[ScoreRecord] = []
-    bands: Counter[str] = Counter()
-    total = 0.0
-    top: list[ClientScore] = []
-    for chunk in scorer.iter_scores(data, when, drivers, progress, explain_from):
-        for s in chunk:
-            records.append(s.to_record(describe_change(previous.get(s.client_id), s.probability)))
-            bands[s.band] += 1
-            total += s.revenue_at_risk
-        top = heapq.nlargest(TOP_CLIENTS, [*top, *chunk], key=_by_revenue)
-    store.save_scores(records, source="batch")
-    return BatchSummary(
-        n_scored=len(records),
-        by_band={band: bands[band] for band in RISK_BANDS},
-        revenue_at_risk=total,
-        seconds=time.perf_counter() - started,
-        as_of=when,
-        model_version=scorer.version,
-        top=top,
-    )
-
-
-def _by_revenue(s: ClientScore) -> tuple[float, str]:
-    return s.revenue_at_risk, s.client_id
-
-
-def format_summary(summary: BatchSummary) -> str:
-    """A batch run in a few lines: counts by band, revenue at risk, the clients to call first."""
-    lines = [
-        f"Scored {summary.n_scored:,} clients at {summary.as_of:%Y-%m-%d} with model "
-        f"{summary.model_version} in {summary.seconds:.1f} s",
-        *(f"  {band:<7}{summary.by_band[band]:>10,}" for band in reversed(RISK_BANDS)),
-        f"Revenue at risk: {summary.revenue_at_risk:,.0f} per year",
-    ]
-    if summary.top:
-        lines.append(f"Top {len(summary.top)} clients by revenue at risk:")
-    for s in summary.top:
-        reason = s.drivers[0].reason if s.drivers else "-"
-        name = s.client_name or ""
-        lines.append(
-            f"  {s.client_id:<12} {name[:28]:<28} {s.revenue_at_risk:>12,.0f}  "
-            f"p={s.probability:.2f}  {reason}"
-        )
-    return "\n".join(lines)
-
-
-__all__: Sequence[str] = (
-    "BatchSummary",
-    "ClientScore",
-    "NoModelError",
-    "Scorer",
-    "format_summary",
-    "load_scorer",
-    "score_to_store",
-)
+__all__: Sequence[str] = ("CHUNK_ROWS", "RecordsError", "Scorer")

@@ -28,7 +28,8 @@ from churnguard.config import Settings
 from churnguard.domain.churn import observation_end
 from churnguard.domain.data import load_crm
 from churnguard.modeling.registry import CHAMPION, Registry
-from churnguard.scoring.scorer import load_scorer, score_to_store
+from churnguard.scoring.batch import score_to_store
+from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore

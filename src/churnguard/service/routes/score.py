@@ -1,7 +1,8 @@
 """``POST /api/v1/score``: a CRM sends clients' records and gets risk, drivers and actions back.
 
-The route runs on the event loop and does its CPU and database work (features, model, "what
-changed", handing the scores to the writer) in one trip to a worker thread: each trip costs,
+The route is thin: it validates the request, asks the scorer for complete scores ("what changed"
+included) and returns them. It runs on the event loop and does the CPU and database work
+(scoring, handing the scores to the writer) in one trip to a worker thread: each trip costs,
 and FastAPI would otherwise make one for every synchronous step.
 
 The body is parsed and validated in one step by pydantic's JSON parser (``ScoreRoute``), which
@@ -22,6 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from churnguard.domain.timeaxis import EARLIEST, LATEST, utc_datetime
+from churnguard.scoring.scorer import RecordsError
 from churnguard.service.deps import ScorerDep, ScoringPrincipal, StateDep
 from churnguard.service.schemas import (
     ErrorPublic,
@@ -31,10 +34,9 @@ from churnguard.service.schemas import (
     ValidationErrorPublic,
 )
 from churnguard.service.state import ServiceState
-from churnguard.store.scores import describe_change
 
 if TYPE_CHECKING:
-    from churnguard.scoring.scorer import ClientScore, Scorer
+    from churnguard.scoring.scorer import Scorer
 
 
 class ScoreRequestBody(Request):
@@ -67,9 +69,6 @@ class ScoreRoute(APIRoute):
 
 router = APIRouter(prefix="/api/v1", tags=["scores"], route_class=ScoreRoute)
 
-EARLIEST_AS_OF = datetime(1900, 1, 1, tzinfo=UTC)  # the feature engine's time range is wider
-LATEST_AS_OF = datetime(2100, 1, 1, tzinfo=UTC)
-
 
 @router.post(
     "/score",
@@ -97,15 +96,16 @@ async def create_scores(
 
 
 def score_clients(body: ScoreRequest, scorer: Scorer, state: ServiceState) -> ScoresPublic:
-    """Score each client, say what changed since its last score, and hand the scores over."""
+    """Score each client (what changed included) and hand the scores to the writer."""
     now = datetime.now(UTC).replace(microsecond=0)
-    records = []
-    for i, client in enumerate(body.clients):
-        try:
-            score = scorer.score_records(client, _as_of(body, i, now))
-        except ValueError as exc:  # records the model cannot score (explained in the message)
-            raise _invalid(("body", "clients", i), str(exc), "value_error") from exc
-        records.append(score.to_record(_change(state, score)))
+    clients = [(client, _as_of(body, i, now)) for i, client in enumerate(body.clients)]
+    if any(state.writer.is_pending(c.client_id) for c in body.clients):
+        state.writer.flush()  # a client's last score is on its way to the store: compare with it
+    try:
+        scores = scorer.score_clients(clients, state.store)
+    except RecordsError as exc:
+        raise _invalid(("body", "clients", exc.index), exc.reason, "value_error") from exc
+    records = [s.to_record() for s in scores]
     state.writer.submit(records)
     return ScoresPublic(model_version=scorer.version, scores=[ScorePublic.of(r) for r in records])
 
@@ -137,24 +137,12 @@ def _as_of(body: ScoreRequest, i: int, now: datetime) -> datetime:
     if given is None:
         return now
     loc = ("body", "clients", i, "as_of") if own is not None else ("body", "as_of")
-    when = _utc(given)
-    if not EARLIEST_AS_OF <= when < LATEST_AS_OF:
-        msg = f"as_of must lie in {EARLIEST_AS_OF:%Y-%m-%d} .. {LATEST_AS_OF:%Y-%m-%d} (UTC)"
+    when = utc_datetime(given)
+    if not EARLIEST <= when < LATEST:
+        msg = f"as_of must lie in {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d} (UTC)"
         raise _invalid(loc, msg, "value_error")
     return when
 
 
-def _change(state: ServiceState, score: ClientScore) -> dict[str, Any]:
-    """What changed since the client's latest stored score before this one."""
-    if state.writer.is_pending(score.client_id):  # its last score is on its way to the store
-        state.writer.flush()
-    previous = state.store.previous_summary(score.client_id, score.as_of)
-    return describe_change(previous, score.probability)
-
-
 def _invalid(loc: tuple[str | int, ...], msg: str, kind: str) -> RequestValidationError:
     return RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,90 @@
+"""What a score carries (ARCHITECTURE.md): ``ClientScore``, and its form in the score store.
+
+A ``ClientScore`` is complete when the scorer returns it: probability, band, revenue at risk,
+drivers, actions, model version and what changed since the client's previous stored score.
+``to_record`` converts it at the store's boundary; the API converts the store's record in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from churnguard.domain.timeaxis import utc_datetime
+from churnguard.scoring.explain import Driver
+from churnguard.scoring.playbook import Action
+from churnguard.store.scores import ScoreRecord, feature_digest
+
+FeatureValue = float | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientScore:
+    """One client's score, "what changed" included.
+
+    ``features`` are the model's inputs by name (missing = None), kept for the audit digest;
+    ``change`` is ``store.describe_change`` of the client's previous stored score.
+    """
+
+    client_id: str
+    as_of: datetime
+    probability: float
+    band: str
+    revenue_at_risk: float
+    monthly_value: float
+    drivers: list[Driver]
+    actions: list[Action]
+    model_version: str
+    account_manager: str | None
+    segment: str | None
+    client_name: str | None
+    features: dict[str, FeatureValue]
+    change: dict[str, Any]
+
+    def to_record(self) -> ScoreRecord:
+        """The score as the store keeps it."""
+        return ScoreRecord(
+            client_id=self.client_id,
+            as_of=self.as_of,
+            model_version=self.model_version,
+            probability=self.probability,
+            band=self.band,
+            revenue_at_risk=self.revenue_at_risk,
+            monthly_value=self.monthly_value,
+            feature_digest=feature_digest(self.features),
+            change=self.change,
+            account_manager=self.account_manager,
+            segment=self.segment,
+            client_name=self.client_name,
+            drivers=[_driver_json(d) for d in self.drivers],
+            actions=[_action_json(a, self.drivers) for a in self.actions],
+        )
+
+
+def score_as_of(as_of: datetime) -> datetime:
+    """The as_of a score carries: in UTC (naive = UTC), to the second."""
+    if isinstance(as_of, pd.Timestamp):
+        as_of = as_of.to_pydatetime()
+    return utc_datetime(as_of).replace(microsecond=0)
+
+
+def _driver_json(d: Driver) -> dict[str, Any]:
+    return {
+        "feature": d.feature,
+        "value": d.value,
+        "contribution": d.contribution,
+        "reason": d.reason,
+    }
+
+
+def _action_json(a: Action, drivers: Sequence[Driver]) -> dict[str, Any]:
+    """An action with the driver it answers (the playbook words its why as that driver's reason)."""
+    answered = next((d.feature for d in drivers if d.reason == a.why), None)
+    return {"action": a.action, "reason": a.why, "priority": a.priority, "feature": answered}
+
+
+__all__: Sequence[str] = ("ClientScore", "FeatureValue", "score_as_of")
