@@ -295,10 +295,10 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_create(args: argparse.Namespace, settings: Settings) -> int:
     """Create an API key and print it: the only time the key itself is shown."""
+    from churnguard.store.database import Database
     from churnguard.store.keys import create_key
-    from churnguard.store.scores import ScoreStore
 
-    with ScoreStore(settings.score_store_url) as store:
+    with Database(settings.score_store_url) as store:
         key = create_key(store.create(), args.role, args.manager, args.label)
     whose = f" for account manager {args.manager.strip()}" if args.manager else ""
     print(f"New {args.role} key{whose}; keep it now, it is not shown again:", file=sys.stderr)
@@ -308,10 +308,10 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
     """List API keys (ids, roles, managers; never the keys themselves)."""
+    from churnguard.store.database import Database
     from churnguard.store.keys import list_keys
-    from churnguard.store.scores import ScoreStore
 
-    with ScoreStore(settings.score_store_url) as store:
+    with Database(settings.score_store_url) as store:
         found = list_keys(store.create())
     if not found:
         print("No API keys yet; create one with `churnguard keys create --role ...`")
@@ -333,10 +333,10 @@ def keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     """Revoke an API key by its id; it stops working at once."""
+    from churnguard.store.database import Database
     from churnguard.store.keys import revoke
-    from churnguard.store.scores import ScoreStore
 
-    with ScoreStore(settings.score_store_url) as store:
+    with Database(settings.score_store_url) as store:
         revoked = revoke(store.create(), args.key_id)
     if not revoked:
         print("error: no active key with that id (see `churnguard keys list`)", file=sys.stderr)

@@ -30,7 +30,8 @@ from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.service.writer import ScoreWriter
 from churnguard.store import keys
-from churnguard.store.scores import ScoreRecord, ScoreStore, Source
+from churnguard.store.schema import Source
+from churnguard.store.scores import ScoreRecord, ScoreStore
 from churnguard.synth.business import SimulatedBusiness
 from churnguard.training.train import Dataset
 from tests.factories import ModelFactory, records_body, settings_for

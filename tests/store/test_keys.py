@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,14 +11,8 @@ import sqlalchemy as sa
 from churnguard import cli
 from churnguard.config import Settings
 from churnguard.store.keys import Principal, authenticate, create_key, list_keys, revoke
-from churnguard.store.scores import ScoreRecord, ScoreStore, api_keys
-from tests.factories import BACKENDS, open_store
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
-    with open_store(request.param, tmp_path) as store:
-        yield store
+from churnguard.store.schema import api_keys
+from churnguard.store.scores import ScoreRecord, ScoreStore
 
 
 @pytest.mark.parametrize(
@@ -172,3 +165,25 @@ def test_demo_keys_replace_the_last_demo_keys(
             principal = authenticate(store, key)
             assert principal is not None and (principal.role, principal.manager) == (role, manager)
         assert authenticate(store, kept) is not None  # keys made by hand stay
+
+
+# --- who sees which client ----------------------------------------------------------------------
+
+
+def test_a_manager_key_sees_its_own_book_only() -> None:
+    ana = Principal(role="manager", manager="Ana", key_id="k1")
+    assert ana.book == "Ana"
+    assert ana.may_see("Ana")
+    assert not ana.may_see("Ben")
+    assert not ana.may_see(None)  # an unassigned client is nobody's book
+    assert ana.scope("Ben") == "Ana"  # asking for another book still lists one's own
+    assert ana.scope(None) == "Ana"
+
+
+def test_admin_and_crm_keys_see_every_client() -> None:
+    for role in ("admin", "crm"):
+        principal = Principal(role=role, manager=None, key_id="k2")
+        assert principal.book is None
+        assert principal.may_see("Ana") and principal.may_see(None)
+        assert principal.scope("Ben") == "Ben"
+        assert principal.scope(None) is None

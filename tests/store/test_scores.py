@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import fields, replace
-from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from churnguard.store.schema import audit, scores
 from churnguard.store.scores import (
     ScoreRecord,
     ScoreStore,
     ScoreSummary,
-    audit,
     describe_change,
     feature_digest,
-    scores,
 )
-from tests.factories import BACKENDS, open_store
 
 JAN = datetime(2025, 1, 1, tzinfo=UTC)
 FEB = datetime(2025, 2, 1, tzinfo=UTC)
 MAR = datetime(2025, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
-    with open_store(request.param, tmp_path) as store:
-        yield store
 
 
 def record(client_id: str = "C1", as_of: datetime = JAN, **values: Any) -> ScoreRecord:
@@ -334,45 +323,6 @@ def test_feature_digest_ignores_order_and_sees_values() -> None:
     assert len(a) == 64
 
 
-# --- actions ------------------------------------------------------------------------------------
-
-
-def test_actions_are_logged_and_listed_newest_first(store: ScoreStore) -> None:
-    first = store.log_action("C1", "call", "Talked about renewal", date(2025, 1, 5), "Ana")
-    store.log_action("C1", "meeting", "Quarterly review", date(2025, 2, 1), "Ana")
-    store.log_action("C2", "email", "Sent the invoice copy", date(2025, 1, 9), "Ben")
-    listed = store.list_actions("C1")
-    assert [(a.action_type, a.happened_on) for a in listed] == [
-        ("meeting", date(2025, 2, 1)),
-        ("call", date(2025, 1, 5)),
-    ]
-    assert listed[1] == first
-    assert (first.note, first.logged_by, first.client_id) == ("Talked about renewal", "Ana", "C1")
-    assert first.id > 0 and first.created_at.tzinfo is not None
-    assert store.list_actions("C3") == []
-
-
-def test_an_action_needs_a_type_and_an_author(store: ScoreStore) -> None:
-    with pytest.raises(ValueError, match="action_type"):
-        store.log_action("C1", " ", "", date(2025, 1, 5), "Ana")
-    with pytest.raises(ValueError, match="logged_by"):
-        store.log_action("C1", "call", "", date(2025, 1, 5), "")
-
-
-# --- SQLite specifics ---------------------------------------------------------------------------
-
-
-def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
-    path = tmp_path / "scores.db"
-    with ScoreStore(f"sqlite:///{path}").create() as store:
-        with store.engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        store.save_scores([record()])
-    raw = sqlite3.connect(path)  # the journal mode is a property of the file
-    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    raw.close()
-
-
 def test_foreign_keys_are_enforced(store: ScoreStore) -> None:
     orphan = {
         "client_id": "C9",
@@ -384,21 +334,6 @@ def test_foreign_keys_are_enforced(store: ScoreStore) -> None:
     }
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
         conn.execute(audit.insert().values(orphan))
-
-
-@pytest.mark.parametrize(
-    "url", ["mysql://u:p@localhost/db", "postgresql+psycopg2://u:p@localhost/db"]
-)
-def test_other_databases_and_drivers_are_refused(url: str) -> None:
-    with pytest.raises(ValueError, match="SQLite or PostgreSQL through psycopg"):
-        ScoreStore(url)
-
-
-@pytest.mark.parametrize("url", ["postgresql://u:p@db/scores", "postgres://u:p@db/scores"])
-def test_postgres_urls_without_a_driver_use_psycopg(url: str) -> None:
-    store = ScoreStore(url)  # no connection is made until the store is used
-    assert store.url.drivername == "postgresql+psycopg"
-    assert store.dialect == "postgresql"
 
 
 def test_written_rows_keep_a_created_at(store: ScoreStore) -> None:

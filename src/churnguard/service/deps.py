@@ -3,7 +3,7 @@
 Authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; ``keys.authenticate``
 checks the key against its stored hash (``auth.KeyChecker`` remembers accepted keys for a few
 seconds). No key or a bad key is 401 (with ``WWW-Authenticate``), a key whose role may not do
-what is asked is 403. A manager key sees its own book only (``book_of``).
+what is asked is 403. Which clients a key may see is ``Principal.may_see``.
 """
 
 from __future__ import annotations
@@ -120,8 +120,3 @@ def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
 ScoringPrincipal = Annotated[Principal, Depends(require_role("crm", "admin"))]
 ActingPrincipal = Annotated[Principal, Depends(require_role("manager", "admin"))]
 AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
-
-
-def book_of(principal: Principal) -> str | None:
-    """The account manager whose clients this principal may see (None: every client)."""
-    return principal.manager if principal.role == "manager" else None

@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnguard.features.records import records_model
-from churnguard.store.scores import ORDERS, LoggedAction, Score, ScoreRecord
+from churnguard.store.actions import LoggedAction
+from churnguard.store.scores import ORDERS, Score, ScoreRecord
 
 MAX_ROWS_PER_TABLE = 10_000  # per client and table; the body size limit usually binds first
 Band = Literal["low", "medium", "high"]

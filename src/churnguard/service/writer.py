@@ -22,7 +22,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-from churnguard.store.scores import ScoreRecord, Source
+from churnguard.store.schema import Source
+from churnguard.store.scores import ScoreRecord
 
 logger = logging.getLogger(__name__)
 

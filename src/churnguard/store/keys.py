@@ -7,7 +7,9 @@ a 256-bit random secret cannot be, so SHA-256 loses nothing and keeps the check 
 request (a deliberately slow hash there would also hand out a denial-of-service lever).
 
 Roles: ``crm`` scores clients, ``manager`` sees one account manager's book (the key names the
-manager), ``admin`` sees and does everything. The table is ``store.api_keys``.
+manager), ``admin`` sees and does everything. ``Principal.may_see`` is the one definition of
+who may see which client, for the API and the dashboard alike. Every query of the ``api_keys``
+table is in this module.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from churnguard.store.scores import ROLES, ScoreStore, api_keys
+from churnguard.store.database import Database, engine_of
+from churnguard.store.schema import ROLES, api_keys
 
 PREFIX = "cg"
 _ID_BYTES = 6  # 12 hex characters: ids stay short, collisions stay out of reach
@@ -35,6 +38,24 @@ class Principal:
     role: str
     manager: str | None
     key_id: str
+
+    @property
+    def book(self) -> str | None:
+        """The account manager whose clients this key may see; None: every client.
+
+        A manager key sees its own book only; admin and crm keys see every client.
+        """
+        return self.manager if self.role == "manager" else None
+
+    def may_see(self, account_manager: str | None) -> bool:
+        """Whether a client of this account manager is in the key's view."""
+        book = self.book
+        return book is None or account_manager == book
+
+    def scope(self, requested: str | None) -> str | None:
+        """The account manager to filter a listing by: a manager key's own, else ``requested``."""
+        book = self.book
+        return requested if book is None else book
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,7 +75,7 @@ class KeyInfo:
 
 
 def create_key(
-    store: ScoreStore | Engine, role: str, manager: str | None = None, label: str | None = None
+    store: Database | Engine, role: str, manager: str | None = None, label: str | None = None
 ) -> str:
     """Store a new key and return it; this is the only time the key itself is seen.
 
@@ -72,19 +93,19 @@ def create_key(
         "label": label,
         "created_at": datetime.now(UTC),
     }
-    with _engine(store).begin() as conn:
+    with engine_of(store).begin() as conn:
         conn.execute(api_keys.insert().values(row))
     return f"{PREFIX}_{key_id}_{secret}"
 
 
-def authenticate(store: ScoreStore | Engine, key: str) -> Principal | None:
+def authenticate(store: Database | Engine, key: str) -> Principal | None:
     """The principal a key stands for, or None if it is malformed, unknown or revoked."""
     parts = _parse(key)
     if parts is None:
         return None
     key_id, secret = parts
     query = sa.select(api_keys).where(api_keys.c.key_id == key_id)
-    with _engine(store).connect() as conn:
+    with engine_of(store).connect() as conn:
         row = conn.execute(query).first()
     if row is None or row.revoked_at is not None:
         return None
@@ -93,7 +114,7 @@ def authenticate(store: ScoreStore | Engine, key: str) -> Principal | None:
     return Principal(role=row.role, manager=row.manager, key_id=key_id)
 
 
-def revoke(store: ScoreStore | Engine, key_id: str) -> bool:
+def revoke(store: Database | Engine, key_id: str) -> bool:
     """Revoke a key, given its id (or the whole key); False if no active key has that id."""
     parts = _parse(key_id)
     if parts is not None:
@@ -103,16 +124,23 @@ def revoke(store: ScoreStore | Engine, key_id: str) -> bool:
         .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC))
     )
-    with _engine(store).begin() as conn:
+    with engine_of(store).begin() as conn:
         return conn.execute(stmt).rowcount == 1
 
 
-def list_keys(store: ScoreStore | Engine) -> list[KeyInfo]:
+def list_keys(store: Database | Engine) -> list[KeyInfo]:
     """Every key, oldest first, without secrets or hashes."""
     columns = [api_keys.c[name] for name in KeyInfo.__dataclass_fields__]
     query = sa.select(*columns).order_by(api_keys.c.created_at, api_keys.c.key_id)
-    with _engine(store).connect() as conn:
+    with engine_of(store).connect() as conn:
         return [KeyInfo(**row._mapping) for row in conn.execute(query)]
+
+
+def active_principals(roles: tuple[str, ...] = ROLES) -> sa.Select[tuple[str, str, str | None]]:
+    """A query of the unrevoked keys of these roles: key id, role, manager (for a join)."""
+    return sa.select(api_keys.c.key_id, api_keys.c.role, api_keys.c.manager).where(
+        api_keys.c.revoked_at.is_(None), api_keys.c.role.in_(roles)
+    )
 
 
 def _check_role(role: str, manager: str | None) -> str | None:
@@ -140,7 +168,3 @@ def _parse(key: str) -> tuple[str, str] | None:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _engine(store: ScoreStore | Engine) -> Engine:
-    return store.engine if isinstance(store, ScoreStore) else store

@@ -1,176 +1,52 @@
-"""The score store: scores with their history, an audit record per write, logged actions, API keys.
+"""Scores with their history and an audit record per write; the aggregates the dashboard shows.
 
-SQLAlchemy Core over SQLite (default; WAL journal, foreign keys on) or PostgreSQL
-(``postgresql+psycopg://...``). All tables live in one ``metadata`` so ``ScoreStore.create()``
-makes the whole schema; ``keys.py`` holds the logic of API keys. Timestamps go in and come out as
-UTC-aware datetimes. Results are plain dataclasses: the service wraps them in its own schemas.
+Timestamps go in and come out as UTC-aware datetimes. Results are plain dataclasses: the service
+wraps them in its own schemas. One type per direction: ``ScoreRecord`` is written, ``Score`` is
+read back; ``ScoreSummary`` is the part of a ``Score`` that "what changed" compares with, read on
+its own for a whole batch (decoding every client's drivers and actions costs 4-5 times as much).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
-import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import ColumnElement
 
-Source = Literal["batch", "api"]
-SOURCES: tuple[Source, ...] = ("batch", "api")
-ROLES = ("crm", "manager", "admin")  # what an API key may do; the rules are in keys.py
+from churnguard.store.actions import ActionLog
+from churnguard.store.database import Database, json_ready, to_json
+from churnguard.store.schema import (
+    SOURCES,
+    Source,
+    UTCDateTime,
+    audit,
+    aware_utc,
+    current,
+    incoming,
+    scores,
+)
+
 ORDERS = ("revenue_at_risk", "probability", "monthly_value", "client_id")
 GROUPINGS = ("account_manager", "segment", "band", "model_version")  # for revenue_at_risk_by
 MAX_PAGE = 1000
 MAX_OFFSET = 2**53  # an offset past any real table; beyond it databases overflow their integers
 _CHUNK = 5000  # rows per executemany call: bounds the driver's memory, not the transaction
-_SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
 
-
-def _utc(value: datetime) -> datetime:
-    """A timezone-aware datetime as a plain ``datetime`` in UTC; naive ones are refused."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"timestamp {value!r} has no timezone; pass a UTC-aware datetime")
-    v = value.astimezone(UTC)
-    return datetime(v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond, tzinfo=UTC)
-
-
-_utc_cached = functools.lru_cache(maxsize=256)(_utc)  # a batch shares a handful of as_of values
+_utc_cached = functools.lru_cache(maxsize=256)(aware_utc)  # a batch shares a handful of as_of
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A timestamp stored in UTC (SQLite keeps it as naive text) and read back UTC-aware."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = _utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER only
-_JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-
-metadata = sa.MetaData()
-
-scores = sa.Table(
-    "scores",
-    metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("client_id", sa.String(100), nullable=False),
-    sa.Column("as_of", UTCDateTime(), nullable=False),
-    sa.Column("model_version", sa.String(100), nullable=False),
-    sa.Column("probability", sa.Float(), nullable=False),
-    sa.Column("band", sa.String(20), nullable=False),
-    sa.Column("revenue_at_risk", sa.Float(), nullable=False),
-    sa.Column("monthly_value", sa.Float(), nullable=False),
-    sa.Column("account_manager", sa.String(200)),
-    sa.Column("segment", sa.String(100)),
-    sa.Column("client_name", sa.String(300)),
-    sa.Column("drivers", _JSON, nullable=False),
-    sa.Column("actions", _JSON, nullable=False),
-    sa.Column("change", _JSON, nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("client_id", "as_of", "model_version", name="uq_scores_key"),
-    sa.CheckConstraint("probability >= 0 AND probability <= 1", name="ck_scores_probability"),
-    sa.Index("ix_scores_manager", "account_manager"),
-)
-
-# Each client's latest score, kept up to date by save_scores so that listing the latest scores
-# does not rank the whole history on every dashboard page.
-current = sa.Table(
-    "current_scores",
-    metadata,
-    sa.Column("client_id", sa.String(100), primary_key=True),
-    sa.Column("as_of", UTCDateTime(), nullable=False),
-    sa.Column("model_version", sa.String(100), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["client_id", "as_of", "model_version"],
-        ["scores.client_id", "scores.as_of", "scores.model_version"],
-        name="fk_current_score",
-    ),
-)
-
-audit = sa.Table(
-    "score_audit",
-    metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("client_id", sa.String(100), nullable=False),
-    sa.Column("as_of", UTCDateTime(), nullable=False),
-    sa.Column("model_version", sa.String(100), nullable=False),
-    sa.Column("feature_digest", sa.String(64), nullable=False),
-    sa.Column("source", sa.String(10), nullable=False),
-    sa.Column("scored_at", UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["client_id", "as_of", "model_version"],
-        ["scores.client_id", "scores.as_of", "scores.model_version"],
-        name="fk_audit_score",
-    ),
-    sa.CheckConstraint(f"source IN {SOURCES}", name="ck_audit_source"),
-    sa.Index("ix_audit_score", "client_id", "as_of", "model_version"),
-)
-
-actions = sa.Table(
-    "actions",
-    metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("client_id", sa.String(100), nullable=False, index=True),
-    sa.Column("action_type", sa.String(100), nullable=False),
-    sa.Column("note", sa.Text(), nullable=False),
-    sa.Column("happened_on", sa.Date(), nullable=False),
-    sa.Column("logged_by", sa.String(200), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-)
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("key_id", sa.String(32), primary_key=True),
-    sa.Column("secret_hash", sa.String(64), nullable=False),
-    sa.Column("role", sa.String(20), nullable=False),
-    sa.Column("manager", sa.String(200)),
-    sa.Column("label", sa.String(200)),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("revoked_at", UTCDateTime()),
-    sa.CheckConstraint(f"role IN {ROLES}", name="ck_api_keys_role"),
-    sa.CheckConstraint(
-        "(role = 'manager') = (manager IS NOT NULL)", name="ck_api_keys_manager_bound"
-    ),
-)
-
-# A batch being saved: loaded in bulk, then merged into the tables above by SQL. Temporary (per
-# connection) and without constraints, so that a bad row fails at the merge with a clear message.
-incoming = sa.Table(
-    "incoming_scores",
-    sa.MetaData(),
-    *(sa.Column(c.name, c.type) for c in scores.columns if c.name != "id"),
-    sa.Column("feature_digest", sa.String(64)),
-    sa.Column("seq", sa.Integer()),
-    prefixes=["TEMPORARY"],
-)
 
 _KEY_NAMES = ["client_id", "as_of", "model_version"]
 
@@ -240,22 +116,9 @@ class AuditRecord:
     scored_at: datetime
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoggedAction:
-    """Something an account manager did about a client."""
-
-    id: int
-    client_id: str
-    action_type: str
-    note: str
-    happened_on: date
-    logged_by: str
-    created_at: datetime
-
-
 def feature_digest(features: Mapping[str, Any]) -> str:
     """SHA-256 of a client's feature values, independent of their order (NaN and None differ)."""
-    text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=_plain)
+    text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=json_ready)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -279,62 +142,8 @@ def describe_change(
     }
 
 
-def _store_url(url: str) -> sa.URL:
-    """The URL to connect with: SQLite, or PostgreSQL through psycopg 3 (its COPY loads batches)."""
-    parsed = sa.make_url(url.replace("postgres://", "postgresql://", 1))
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() == "sqlite" or parsed.drivername == "postgresql+psycopg":
-        return parsed
-    raise ValueError(
-        f"the score store runs on SQLite or PostgreSQL through psycopg, not {parsed.drivername!r}"
-        " (use sqlite:///path/scores.db or postgresql+psycopg://user:password@host/db)"
-    )
-
-
-def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
-    """WAL lets readers work during a batch write; SQLite leaves foreign keys off unless asked."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed data
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-class ScoreStore:
-    """Scores, audit records, logged actions and API keys in one SQL database."""
-
-    def __init__(self, url: str, *, echo: bool = False) -> None:
-        self.url = _store_url(url)
-        is_sqlite = self.url.get_backend_name() == "sqlite"
-        connect_args = {"timeout": _SQLITE_BUSY_SECONDS} if is_sqlite else {}
-        self.engine: Engine = sa.create_engine(
-            self.url, echo=echo, connect_args=connect_args, json_serializer=_to_json
-        )
-        if is_sqlite:
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    def create(self) -> ScoreStore:
-        """Create the tables that are missing (a SQLite file's folder too); returns ``self``."""
-        database = self.url.database
-        if self.dialect == "sqlite" and database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        metadata.create_all(self.engine)
-        return self
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self.engine.dispose()
-
-    def __enter__(self) -> ScoreStore:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
+class ScoreStore(ActionLog, Database):
+    """Scores, audit records and logged actions (``ActionLog``) in the store's database."""
 
     # --- writing scores --------------------------------------------------------------------------
 
@@ -359,10 +168,6 @@ class ScoreStore:
             conn.execute(_append_audit(source))
             conn.execute(sa.schema.DropTable(incoming))
         return len(rows)
-
-    def _insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
-        """The dialect's INSERT, which has ON CONFLICT."""
-        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
 
     def _merge_scores(self) -> sa.Insert:
         """Insert the batch; a stored (client_id, as_of, model_version) takes the new values."""
@@ -434,14 +239,14 @@ class ScoreStore:
 
         Among model versions that scored the same ``as_of``, the one written last.
         """
-        params = {"client_id": client_id, "before": _utc(before_as_of)}
+        params = {"client_id": client_id, "before": aware_utc(before_as_of)}
         with self.engine.connect() as conn:
             row = conn.execute(_PREVIOUS_SCORE, params).first()
         return None if row is None else Score(**row._mapping)
 
     def previous_summary(self, client_id: str, before_as_of: datetime) -> ScoreSummary | None:
         """The summary of ``previous_score`` (the same row): all "what changed" needs, cheaper."""
-        params = {"client_id": client_id, "before": _utc(before_as_of)}
+        params = {"client_id": client_id, "before": aware_utc(before_as_of)}
         with self.engine.connect() as conn:
             row = conn.execute(_PREVIOUS_SUMMARY, params).first()
         return None if row is None else ScoreSummary(**row._mapping)
@@ -456,7 +261,7 @@ class ScoreStore:
         fields = [scores.c[name] for name in _SUMMARY]
         ranked = (
             sa.select(*fields, rank.label("rank"))
-            .where(scores.c.as_of < _utc(before_as_of))
+            .where(scores.c.as_of < aware_utc(before_as_of))
             .subquery()
         )
         query = sa.select(*(ranked.c[name] for name in _SUMMARY)).where(ranked.c.rank == 1)
@@ -483,68 +288,9 @@ class ScoreStore:
         with self.engine.connect() as conn:
             return [AuditRecord(**row._mapping) for row in conn.execute(query)]
 
-    # --- actions ---------------------------------------------------------------------------------
-
-    def log_action(
-        self, client_id: str, action_type: str, note: str, happened_on: date, logged_by: str
-    ) -> LoggedAction:
-        """Record what an account manager did about a client; returns the stored entry."""
-        for name, value in (
-            ("client_id", client_id),
-            ("action_type", action_type),
-            ("logged_by", logged_by),
-        ):
-            if not value or not value.strip():
-                raise ValueError(f"an action needs a {name}")
-        row = {
-            "client_id": client_id,
-            "action_type": action_type.strip(),
-            "note": note,
-            "happened_on": happened_on,
-            "logged_by": logged_by,
-            "created_at": _now(),
-        }
-        with self.engine.begin() as conn:
-            stored = conn.execute(actions.insert().values(row).returning(*actions.c)).one()
-        return LoggedAction(**stored._mapping)
-
-    def list_actions(self, client_id: str) -> list[LoggedAction]:
-        """A client's logged actions, most recent first."""
-        query = (
-            sa.select(actions)
-            .where(actions.c.client_id == client_id)
-            .order_by(actions.c.happened_on.desc(), actions.c.id.desc())
-        )
-        with self.engine.connect() as conn:
-            return [LoggedAction(**row._mapping) for row in conn.execute(query)]
-
     # --- aggregates over the latest scores -------------------------------------------------------
     # Each takes an optional ``conn``: pass ``read_snapshot()``'s to see one state of the store
     # across several of them; without it each runs on a connection of its own.
-
-    @contextlib.contextmanager
-    def read_snapshot(self) -> Iterator[Connection]:
-        """A connection in one read transaction: every query on it sees the same committed state.
-
-        PostgreSQL runs it at REPEATABLE READ; SQLite (WAL) holds its snapshot from the first
-        read to the end of the transaction.
-        """
-        with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                if self.dialect == "sqlite":
-                    conn.exec_driver_sql("BEGIN")  # pysqlite begins no transaction for a SELECT
-                yield conn
-
-    @contextlib.contextmanager
-    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
-        """``conn`` if given, else a connection of its own for the length of the block."""
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.connect() as own:
-            yield own
 
     def latest_totals(
         self,
@@ -726,7 +472,7 @@ def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
     sql = f"COPY {incoming.name} ({', '.join(names)}) FROM STDIN"
     with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
         for row in rows:
-            copy.write_row([_to_json(row[n]) if n in json_columns else row[n] for n in names])
+            copy.write_row([to_json(row[n]) if n in json_columns else row[n] for n in names])
 
 
 def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -753,37 +499,3 @@ def _binder(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> Callable[[Any]
     if process is not None and isinstance(type_, UTCDateTime):
         return functools.lru_cache(maxsize=256)(process)
     return process
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars and timestamps as JSON-ready values."""
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    raise TypeError(f"{value!r} ({type(value).__name__}) is not a number, text or timestamp")
-
-
-_encode = json.JSONEncoder(
-    check_circular=False, allow_nan=False, separators=(",", ":"), default=_plain
-).encode
-
-
-def _to_json(value: Any) -> str:
-    """Compact JSON; NaN and infinity (say, a missing feature value) become null, as in JSON."""
-    try:
-        return _encode(value)
-    except ValueError:
-        return _encode(_finite(value))
-
-
-def _finite(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -1,7 +1,7 @@
 """Clients' latest scores, one client's detail, and the actions account managers log.
 
-A manager key sees its own book only, everywhere: the list is filtered to it, and another
-manager's client is "not found" (404), as if it did not exist, not "forbidden".
+A manager key sees its own book only, everywhere (``Principal.may_see``): the list is filtered
+to it, and another manager's client is "not found" (404), as if it did not exist, not "forbidden".
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from churnguard.service.deps import (
     CurrentPrincipal,
     StoreDep,
     WriterDep,
-    book_of,
 )
 from churnguard.service.schemas import (
     ActionCreate,
@@ -57,10 +56,9 @@ def read_clients(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> ClientsPublic:
     """Each client's latest score, highest revenue at risk first by default, one page."""
-    book = book_of(principal)
     writer.flush()
     rows, total = store.latest_scores(
-        manager=book if book is not None else manager,
+        manager=principal.scope(manager),
         band=band,
         search=search,
         order_by=order_by,
@@ -110,7 +108,6 @@ def create_action(
 def _visible_score(store: ScoreStore, principal: Principal, client_id: str) -> Score:
     """The client's latest score if the principal may see the client, else 404."""
     score = store.latest_score(client_id)
-    book = book_of(principal)
-    if score is None or (book is not None and score.account_manager != book):
+    if score is None or not principal.may_see(score.account_manager):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no client {client_id!r}")
     return score

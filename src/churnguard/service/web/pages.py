@@ -26,7 +26,8 @@ from churnguard.service.web.crm import (
     renewal_dates,
 )
 from churnguard.service.web.portfolio import MonthStats, RiskSummary
-from churnguard.store.scores import MAX_PAGE, LoggedAction, Score, ScoreStore
+from churnguard.store.actions import LoggedAction
+from churnguard.store.scores import MAX_PAGE, Score, ScoreStore
 
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer

@@ -175,7 +175,7 @@ def read_clients(
     """The viewer's clients, highest revenue at risk first by default."""
     writer.flush()
     crm, problem = dashboard.crm.get()
-    book = viewer.manager if not viewer.is_admin else (manager.strip() or None)
+    book = viewer.scope(manager.strip() or None)
     listing = pages.clients_page(
         store, crm, manager=book, band=band or None, search=q.strip() or None, sort=sort, page=page
     )
@@ -289,7 +289,7 @@ def _client_page(
 def _visible_score(store: ScoreStore, viewer: Viewer, client_id: str) -> Score:
     """The client's latest score if the viewer may see the client, else a 404 page."""
     score = store.latest_score(client_id) if len(client_id) <= 200 else None
-    if score is None or (not viewer.is_admin and score.account_manager != viewer.manager):
+    if score is None or not viewer.may_see(score.account_manager):
         raise not_found(viewer)
     return score
 

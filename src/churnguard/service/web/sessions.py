@@ -2,7 +2,8 @@
 
 Signing in with an API key (manager or admin) starts a session bound to that key's id; every
 request re-reads the key, so a revoked key (or one whose role changed) ends its sessions at once.
-The table lives in its own ``MetaData`` on the score store's engine, created at start-up.
+The table and its queries are the store's (``churnguard.store.sessions``); this module makes the
+tokens and checks them.
 
 CSRF: a signed-in form carries ``csrf_token(token)``, an HMAC of the session token that only the
 holder of the cookie can compute; the sign-in form, before any session exists, carries a random
@@ -18,35 +19,21 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from churnguard.store.scores import UTCDateTime, api_keys
-
-metadata = sa.MetaData()
-
-web_sessions = sa.Table(
-    "web_sessions",
-    metadata,
-    sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column("key_id", sa.String(32), nullable=False, index=True),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("expires_at", UTCDateTime(), nullable=False),
-)
+from churnguard.store import sessions
+from churnguard.store.keys import Principal
 
 DASHBOARD_ROLES = ("manager", "admin")  # a crm key is for machines, not for people
 _TOKEN_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is looking at the dashboard: the key's role and, for a manager, whose book."""
+class Viewer(Principal):
+    """Who is looking at the dashboard: a key's principal (its view: ``may_see``), a CSRF token."""
 
-    role: str
-    manager: str | None
-    key_id: str
     csrf: str
 
     @property
@@ -59,7 +46,7 @@ class Viewer:
 
 
 class SessionStore:
-    """Sessions in the score store's database."""
+    """Sessions in the score store's database (the SQL is ``churnguard.store.sessions``)."""
 
     def __init__(self, engine: Engine, lifetime: timedelta) -> None:
         self.engine = engine
@@ -67,48 +54,27 @@ class SessionStore:
 
     def create(self) -> SessionStore:
         """Create the sessions table if it is missing; returns ``self``."""
-        metadata.create_all(self.engine)
+        sessions.create_sessions_table(self.engine)
         return self
 
     def start(self, key_id: str) -> str:
         """A new session for a key; returns the token for the cookie (never stored as is)."""
         token = secrets.token_urlsafe(_TOKEN_BYTES)
-        now = datetime.now(UTC)
-        row = {
-            "token_hash": _hash(token),
-            "key_id": key_id,
-            "created_at": now,
-            "expires_at": now + self.lifetime,
-        }
-        with self.engine.begin() as conn:
-            conn.execute(web_sessions.delete().where(web_sessions.c.expires_at <= now))
-            conn.execute(web_sessions.insert().values(row))
+        sessions.start_session(self.engine, token, key_id, self.lifetime)
         return token
 
     def viewer(self, token: str) -> Viewer | None:
         """The viewer of an unexpired session whose key is still active and may sign in."""
         if not token or len(token) > 200:
             return None
-        query = (
-            sa.select(api_keys.c.key_id, api_keys.c.role, api_keys.c.manager)
-            .join(web_sessions, web_sessions.c.key_id == api_keys.c.key_id)
-            .where(
-                web_sessions.c.token_hash == _hash(token),
-                web_sessions.c.expires_at > datetime.now(UTC),
-                api_keys.c.revoked_at.is_(None),
-                api_keys.c.role.in_(DASHBOARD_ROLES),
-            )
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
+        principal = sessions.session_principal(self.engine, token, DASHBOARD_ROLES)
+        if principal is None:
             return None
-        return Viewer(role=row.role, manager=row.manager, key_id=row.key_id, csrf=csrf_token(token))
+        return Viewer(principal.role, principal.manager, principal.key_id, csrf_token(token))
 
     def end(self, token: str) -> None:
         """Delete a session (signing out)."""
-        with self.engine.begin() as conn:
-            conn.execute(web_sessions.delete().where(web_sessions.c.token_hash == _hash(token)))
+        sessions.end_session(self.engine, token)
 
 
 def csrf_token(session_token: str) -> str:
@@ -151,7 +117,3 @@ class SignInLimiter:
         while failures and failures[0] < time.monotonic() - self.window:
             failures.popleft()
         return failures
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,151 @@
+"""The store's database: which URLs it runs on, how connections are set up, the schema, snapshots.
+
+SQLAlchemy Core over SQLite (default; WAL journal, foreign keys on) or PostgreSQL
+(``postgresql+psycopg://...``). ``Database`` holds the engine; ``ScoreStore`` (scores.py) builds
+on it, and the functions of ``keys``, ``actions`` and ``sessions`` take either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from churnguard.store.schema import metadata
+
+_SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
+
+
+class Database:
+    """An engine on the store's database, and the whole schema."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = store_url(url)
+        is_sqlite = self.url.get_backend_name() == "sqlite"
+        connect_args = {"timeout": _SQLITE_BUSY_SECONDS} if is_sqlite else {}
+        self.engine: Engine = sa.create_engine(
+            self.url, echo=echo, connect_args=connect_args, json_serializer=to_json
+        )
+        if is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create(self) -> Self:
+        """Create the tables that are missing (a SQLite file's folder too); returns ``self``."""
+        database = self.url.database
+        if self.dialect == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        metadata.create_all(self.engine)
+        return self
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _insert(self, table: sa.Table) -> sqlite.Insert | postgresql.Insert:
+        """The dialect's INSERT, which has ON CONFLICT."""
+        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[Connection]:
+        """A connection in one read transaction: every query on it sees the same committed state.
+
+        PostgreSQL runs it at REPEATABLE READ; SQLite (WAL) holds its snapshot from the first
+        read to the end of the transaction.
+        """
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                if self.dialect == "sqlite":
+                    conn.exec_driver_sql("BEGIN")  # pysqlite begins no transaction for a SELECT
+                yield conn
+
+    @contextlib.contextmanager
+    def _reading(self, conn: Connection | None) -> Iterator[Connection]:
+        """``conn`` if given, else a connection of its own for the length of the block."""
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as own:
+            yield own
+
+
+def engine_of(db: Database | Engine) -> Engine:
+    """The engine of a ``Database`` (or the engine itself)."""
+    return db.engine if isinstance(db, Database) else db
+
+
+def store_url(url: str) -> sa.URL:
+    """The URL to connect with: SQLite, or PostgreSQL through psycopg 3 (its COPY loads batches)."""
+    parsed = sa.make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" or parsed.drivername == "postgresql+psycopg":
+        return parsed
+    raise ValueError(
+        f"the score store runs on SQLite or PostgreSQL through psycopg, not {parsed.drivername!r}"
+        " (use sqlite:///path/scores.db or postgresql+psycopg://user:password@host/db)"
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+    """WAL lets readers work during a batch write; SQLite leaves foreign keys off unless asked."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed data
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def json_ready(value: Any) -> Any:
+    """numpy scalars and timestamps as JSON-ready values."""
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not a number, text or timestamp")
+
+
+_encode = json.JSONEncoder(
+    check_circular=False, allow_nan=False, separators=(",", ":"), default=json_ready
+).encode
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON; NaN and infinity (say, a missing feature value) become null, as in JSON."""
+    try:
+        return _encode(value)
+    except ValueError:
+        return _encode(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,65 @@
+"""The store's database: supported URLs, SQLite's set-up, the schema."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from churnguard.store.schema import TEXT_LIMITS, scores
+from churnguard.store.scores import ScoreRecord, ScoreStore
+
+
+def record() -> ScoreRecord:
+    return ScoreRecord(
+        client_id="C1",
+        as_of=datetime(2025, 1, 1, tzinfo=UTC),
+        model_version="1",
+        probability=0.4,
+        band="medium",
+        revenue_at_risk=4800.0,
+        monthly_value=1000.0,
+        feature_digest="0" * 64,
+        change={"direction": "new"},
+    )
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "scores.db"
+    with ScoreStore(f"sqlite:///{path}").create() as store:
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        store.save_scores([record()])
+    raw = sqlite3.connect(path)  # the journal mode is a property of the file
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    raw.close()
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://u:p@localhost/db", "postgresql+psycopg2://u:p@localhost/db"]
+)
+def test_other_databases_and_drivers_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="SQLite or PostgreSQL through psycopg"):
+        ScoreStore(url)
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@db/scores", "postgres://u:p@db/scores"])
+def test_postgres_urls_without_a_driver_use_psycopg(url: str) -> None:
+    store = ScoreStore(url)  # no connection is made until the store is used
+    assert store.url.drivername == "postgresql+psycopg"
+    assert store.dialect == "postgresql"
+
+
+def test_create_makes_the_sessions_table_too(store: ScoreStore) -> None:
+    store.create()
+    assert "web_sessions" in set(sa.inspect(store.engine).get_table_names())
+
+
+def test_text_columns_take_their_limit_from_one_definition() -> None:
+    assert scores.c.client_id.type.length == TEXT_LIMITS["client_id"]
+    assert scores.c.client_name.type.length == TEXT_LIMITS["client_name"]
+    assert scores.c.account_manager.type.length == TEXT_LIMITS["account_manager"]
+    assert scores.c.segment.type.length == TEXT_LIMITS["segment"]
