@@ -59,7 +59,7 @@ def test_create_makes_the_sessions_table_too(store: ScoreStore) -> None:
 
 
 def test_text_columns_take_their_limit_from_one_definition() -> None:
-    assert scores.c.client_id.type.length == TEXT_LIMITS["client_id"]
-    assert scores.c.client_name.type.length == TEXT_LIMITS["client_name"]
-    assert scores.c.account_manager.type.length == TEXT_LIMITS["account_manager"]
-    assert scores.c.segment.type.length == TEXT_LIMITS["segment"]
+    for name in ("client_id", "client_name", "account_manager", "segment"):
+        column_type = scores.c[name].type
+        assert isinstance(column_type, sa.String)
+        assert column_type.length == TEXT_LIMITS[name]
