@@ -1,4 +1,4 @@
-"""Tests for labels.py: hand-built timelines, and a day-by-day reference on random ones."""
+"""Tests for churn.py: hand-built timelines, and a day-by-day reference on random ones."""
 
 from __future__ import annotations
 
@@ -58,6 +58,21 @@ def label_row(table: pd.DataFrame, as_of: str, obs: str = OBS, horizon: int = 90
 
 
 # --- churn -------------------------------------------------------------------------------------
+
+
+def test_a_contract_stops_at_the_earlier_of_its_end_and_its_cancellation() -> None:
+    c = contracts(
+        ("a", "2024-01-01", "2024-06-01", 1, "2024-03-01"),  # cancelled before its end
+        ("a", "2024-01-01", "2024-06-01", 1, "2024-09-01"),  # cancelled after its end
+        ("a", "2024-01-01", None, 1, "2024-03-01"),  # rolling, cancelled
+        ("a", "2024-01-01", "2024-06-01", 1),  # fixed term
+        ("a", "2024-01-01", None, 1),  # rolling
+    )
+    stops = labels.contract_stops(c.set_axis([10, 11, 12, 13, 14]))
+    expected = ["2024-03-01", "2024-06-01", "2024-03-01", "2024-06-01", None]
+    assert stops.tolist() == [day(s) for s in expected]
+    assert stops.index.tolist() == [10, 11, 12, 13, 14] and str(stops.dtype) == TS
+    assert labels.coverage(c)["end"].tolist() == stops.tolist()
 
 
 def test_renewal_inside_grace_is_not_churn_but_one_day_more_is() -> None:

@@ -47,8 +47,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard.domain.contract import CRMData
+from churnguard.domain.timeaxis import DAY, utc_second, utc_seconds
 
-_DAY = 86_400  # seconds
 _OPEN = np.iinfo(np.int64).max // 4  # an open end: later than any real time, safe to add days to
 _TS = "datetime64[s, UTC]"
 _MONTHS_PER_YEAR = 12
@@ -85,29 +85,15 @@ class _Spans:
     end: np.ndarray  # _OPEN when still covered after its last point
 
 
-def _timestamp(ts: pd.Timestamp | str) -> pd.Timestamp:
-    """A UTC timestamp at second resolution; naive input is taken as UTC."""
-    out = pd.Timestamp(ts)
-    out = out.tz_localize("UTC") if out.tzinfo is None else out.tz_convert("UTC")
-    return out.floor("s").as_unit("s")
-
-
-def _utc(s: pd.Series) -> pd.Series:
-    """A datetime column as datetime64[s, UTC]; naive input is taken as UTC."""
-    s = pd.to_datetime(s)
-    s = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
-    return s.dt.floor("s").dt.as_unit("s")
-
-
 def _seconds(s: pd.Series) -> np.ndarray:
     """Int64 seconds since the epoch; NaT becomes the open sentinel."""
-    secs = _utc(s).dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
+    secs = utc_seconds(s).dt.tz_localize(None).to_numpy("datetime64[s]").astype(np.int64)
     return np.where(s.isna().to_numpy(), _OPEN, secs)
 
 
 def _second(ts: pd.Timestamp | str) -> int:
     """Int64 seconds since the epoch of one timestamp."""
-    return int(_timestamp(ts).value // 10**9)
+    return int(utc_second(ts).value // 10**9)
 
 
 def _times(secs: np.ndarray) -> pd.Series:
@@ -123,6 +109,22 @@ def _check_days(**days: int) -> None:
             raise ValueError(f"{name} must be >= 0, got {value}")
 
 
+def stop_times(end_date: np.ndarray, cancelled_at: np.ndarray) -> np.ndarray:
+    """When contracts stop covering their client: the earlier of end_date and cancelled_at.
+
+    The one statement of the rule, on datetime64 arrays: NaT where neither is set (a rolling
+    contract never cancelled). Labels, the feature engine and the dashboard all come here.
+    """
+    return np.fmin(end_date, cancelled_at)  # fmin skips NaT: a single date wins
+
+
+def contract_stops(contracts: pd.DataFrame) -> pd.Series:
+    """``stop_times`` of a contracts frame (UTC datetime columns), indexed like it."""
+    end, cancelled = (contracts[c].to_numpy("datetime64[s]") for c in ("end_date", "cancelled_at"))
+    stops = pd.Series(stop_times(end, cancelled), index=contracts.index)
+    return stops.dt.tz_localize("UTC")
+
+
 def coverage(contracts: pd.DataFrame) -> pd.DataFrame:
     """What each contract covers: [start, end), end = earlier of end_date and cancelled_at.
 
@@ -130,13 +132,16 @@ def coverage(contracts: pd.DataFrame) -> pd.DataFrame:
     end (NaT = open: a rolling contract never cancelled), monthly_value. A row with
     end == start covers nothing.
     """
-    end_date, cancelled = _utc(contracts["end_date"]), _utc(contracts["cancelled_at"])
-    end = end_date.where(cancelled.isna() | (end_date <= cancelled), cancelled)  # NaT-aware min
+    end = contract_stops(
+        pd.DataFrame(
+            {c: utc_seconds(contracts[c]) for c in ("end_date", "cancelled_at")}, copy=False
+        )
+    )
     out = pd.DataFrame(
         {
             "client_id": contracts["client_id"].astype("str"),  # may come in categorical
             "contract_id": contracts["contract_id"],
-            "start": _utc(contracts["start_date"]),
+            "start": utc_seconds(contracts["start_date"]),
             "end": end,
             "monthly_value": contracts["monthly_value"].astype("float64"),
         }
@@ -215,8 +220,8 @@ def activity_periods(
     """
     _check_days(grace_days=grace_days)
     tl = _timeline(contracts)
-    periods = _spans(tl, grace_days * _DAY)
-    churned = periods.end + grace_days * _DAY < _observed_until(contracts, observed_until)
+    periods = _spans(tl, grace_days * DAY)
+    churned = periods.end + grace_days * DAY < _observed_until(contracts, observed_until)
     return pd.DataFrame(
         {
             "client_id": tl.clients.take(periods.code).astype("str"),
@@ -247,7 +252,7 @@ def contraction_events(contracts: pd.DataFrame, grace_days: int = 30) -> pd.Data
     """
     _check_days(grace_days=grace_days)
     tl = _timeline(contracts)
-    period = np.cumsum(_span_starts(tl, grace_days * _DAY))
+    period = np.cumsum(_span_starts(tl, grace_days * DAY))
     covered = np.flatnonzero(tl.n > 0)  # renewal gaps are skipped, so before/after spans them
     before, after = covered[:-1], covered[1:]
     drop = (period[before] == period[after]) & (tl.value[after] < tl.value[before])
@@ -273,7 +278,7 @@ def active_clients(contracts: pd.DataFrame, as_of: pd.Timestamp) -> pd.Index:
 
 def _latest(table: pd.DataFrame, columns: Sequence[str]) -> pd.Timestamp | None:
     """The latest timestamp over the given columns of a table, None when there is none."""
-    stamps = [_utc(table[c]).max() for c in columns if c in table.columns and len(table)]
+    stamps = [utc_seconds(table[c]).max() for c in columns if c in table.columns and len(table)]
     stamps = [s for s in stamps if pd.notna(s)]
     return max(stamps) if stamps else None
 
@@ -305,8 +310,8 @@ def snapshot_dates(
     starts = data.contracts["start_date"]
     if starts.isna().all():
         return pd.DatetimeIndex([], dtype=_TS)
-    end = observation_end(data) if observed_until is None else _timestamp(observed_until)
-    first = _timestamp(starts.min())
+    end = observation_end(data) if observed_until is None else utc_second(observed_until)
+    first = utc_second(starts.min())
     dates = pd.date_range(first, end, freq=freq, unit="s")
     return dates[dates > first]
 
@@ -354,15 +359,15 @@ def build_labels(
     obs = _second(observation_end(data) if observed_until is None else observed_until)
     tl = _timeline(data.contracts)
     runs = _spans(tl, 0)
-    period_of = np.cumsum(_span_starts(tl, grace_days * _DAY)) - 1  # period id of each point
-    period_end = _spans(tl, grace_days * _DAY).end
+    period_of = np.cumsum(_span_starts(tl, grace_days * DAY)) - 1  # period id of each point
+    period_end = _spans(tl, grace_days * DAY).end
     dates = _as_of_seconds(as_of_dates)
     run, d = _snapshots(runs, dates)
     as_of = dates[d]
     order = np.lexsort((runs.code[run], as_of))
     run, as_of = run[order], as_of[order]
     end = period_end[period_of[runs.first[run]]]
-    return _label_frame(tl, runs.code[run], as_of, end, horizon_days * _DAY, grace_days * _DAY, obs)
+    return _label_frame(tl, runs.code[run], as_of, end, horizon_days * DAY, grace_days * DAY, obs)
 
 
 def _label_frame(

@@ -25,3 +25,15 @@ def utc_timestamp(ts: pd.Timestamp | str | datetime) -> pd.Timestamp:
 def utc_datetime(value: datetime) -> datetime:
     """A datetime in UTC; a naive one is taken to be UTC already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_second(ts: pd.Timestamp | str | datetime) -> pd.Timestamp:
+    """A pandas timestamp in UTC floored to the second (the engine's resolution); naive = UTC."""
+    return utc_timestamp(ts).floor("s").as_unit("s")
+
+
+def utc_seconds(values: pd.Series) -> pd.Series:
+    """A column of datetimes (or their text) as datetime64[s, UTC], floored; naive = UTC."""
+    stamps = pd.to_datetime(values)
+    utc = stamps.dt.tz_localize("UTC") if stamps.dt.tz is None else stamps.dt.tz_convert("UTC")
+    return utc.dt.floor("s").dt.as_unit("s")

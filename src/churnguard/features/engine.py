@@ -26,12 +26,13 @@ from typing import Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.domain.churn import active_clients
+from churnguard.domain.churn import active_clients, stop_times
 from churnguard.domain.contract import TABLES, CRMData, Kind, Table
 from churnguard.domain.timeaxis import (
     DAY,
     EARLIEST_TIME,
     LATEST_TIME,
+    utc_second,
 )
 from churnguard.domain.timeaxis import (
     TIME_BITS as _TIME_BITS,
@@ -152,11 +153,9 @@ def _settled_at(c: Columns) -> np.ndarray:
 
 
 def _ended_at(c: Columns) -> np.ndarray:
-    """When a contract stopped covering the client: the earlier of end_date and cancelled_at."""
-    end, cancelled = c("end_date"), c("cancelled_at")
-    return np.where(
-        end == NAT, cancelled, np.where(cancelled == NAT, end, np.minimum(end, cancelled))
-    )
+    """When a contract stopped covering the client (``churn.stop_times``; NAT is NaT there)."""
+    end, cancelled = (c(name).view("datetime64[s]") for name in ("end_date", "cancelled_at"))
+    return stop_times(end, cancelled).view(np.int64)
 
 
 def _days_between(start: str, end: str) -> Callable[[Columns], np.ndarray]:
@@ -1404,16 +1403,11 @@ def build_features(
 
     dates = [as_of_dates] if isinstance(as_of_dates, pd.Timestamp) else list(as_of_dates)
     parts = [
-        pd.DataFrame({"client_id": active_clients(data.contracts, d), "as_of": _utc(d)})
+        pd.DataFrame({"client_id": active_clients(data.contracts, d), "as_of": utc_second(d)})
         for d in dates
     ]
     snapshots = pd.concat(parts, ignore_index=True) if parts else _no_snapshots()
     return compute_features(data, snapshots, feature_set)
-
-
-def _utc(ts: pd.Timestamp | str) -> pd.Timestamp:
-    t = pd.Timestamp(ts)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).as_unit("s")
 
 
 def _no_snapshots() -> pd.DataFrame:

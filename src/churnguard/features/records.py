@@ -24,21 +24,18 @@ from churnguard.domain.contract import (
     Kind,
     Table,
 )
-from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
+from churnguard.domain.timeaxis import EARLIEST, LATEST, utc_datetime
 from churnguard.features.engine import NAT, CRMArrays, TableArrays
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 _MAX_NUMBER = 1e12
-# the feature engine encodes times in 33 bits: a date outside would be silently mis-ordered
-_EARLIEST = datetime.fromtimestamp(EARLIEST_TIME, UTC)
-_LATEST = datetime.fromtimestamp(LATEST_TIME, UTC)
 
 
 def _field_type(column: Column) -> Any:
     """The pydantic type of one contract column (client_id excluded: it comes from the client)."""
     base: Any
     if column.kind == Kind.DATETIME:  # a naive time is UTC, here as in the engine
-        base = Annotated[datetime, Field(ge=_EARLIEST, le=_LATEST)]
+        base = Annotated[datetime, Field(ge=EARLIEST, le=LATEST)]
     elif column.kind == Kind.NUMBER:  # finite and bounded: the engine sums in int64 micro-units
         low = 0 if column.non_negative else -_MAX_NUMBER
         base = Annotated[float, Field(ge=low, le=_MAX_NUMBER, allow_inf_nan=False)]
@@ -79,7 +76,7 @@ def _ordered(table: str) -> Any:
 def _before(b: datetime, a: datetime) -> bool:
     if (a.tzinfo is None) is (b.tzinfo is None):
         return b < a
-    return _utc(b) < _utc(a)
+    return utc_datetime(b) < utc_datetime(a)
 
 
 def _row_model(spec: Table) -> type[BaseModel]:
@@ -125,10 +122,6 @@ def records_model(max_rows: int) -> type[BaseModel]:
         as_of=(datetime | None, None),
         **tables,
     )
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _seconds(values: tuple[datetime | None, ...]) -> np.ndarray:

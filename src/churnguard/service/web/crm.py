@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnguard.domain.churn import contract_stops
 from churnguard.domain.contract import CRMData
 
 logger = logging.getLogger(__name__)
@@ -158,8 +159,7 @@ def renewal_dates(view: CRMView, as_of: dict[str, datetime]) -> dict[str, date |
         if contracts.empty:
             continue
         t = pd.Timestamp(when)
-        start, end, cancelled = (contracts[c] for c in ("start_date", "end_date", "cancelled_at"))
-        stop = end.where(cancelled.isna() | (end.notna() & (end <= cancelled)), cancelled)
+        start, stop = contracts["start_date"], contract_stops(contracts)
         in_force = (start <= t) & (stop.isna() | (stop > t))
         if not in_force.any():
             continue
@@ -171,6 +171,7 @@ def renewal_dates(view: CRMView, as_of: dict[str, datetime]) -> dict[str, date |
 def client_contracts(view: CRMView, client_id: str, as_of: datetime) -> list[ContractRow]:
     """A client's contracts, newest first, each with its state as of ``as_of``."""
     frame = view.rows("contracts", client_id).sort_values("start_date", ascending=False)
+    frame = frame.assign(stop=contract_stops(frame))
     rows = []
     for r in _records(frame):
         state, stop = _contract_state(r, pd.Timestamp(as_of))
@@ -193,12 +194,12 @@ def client_contracts(view: CRMView, client_id: str, as_of: datetime) -> list[Con
 def _contract_state(r: Any, as_of: pd.Timestamp) -> tuple[str, pd.Timestamp | None]:
     """("ended" | "cancelled" | "ends" | "rolling", when it stops) as of ``as_of``.
 
-    It stops at the earlier of its end and its cancellation, as ``renewal_dates`` takes it.
+    ``r.stop`` is its ``contract_stops``; a stop before its end date is a cancellation.
     """
-    cancelled = pd.notna(r.cancelled_at) and (pd.isna(r.end_date) or r.cancelled_at < r.end_date)
-    stop = r.cancelled_at if cancelled else r.end_date if pd.notna(r.end_date) else None
-    if stop is None:
+    if pd.isna(r.stop):
         return "rolling", None
+    stop: pd.Timestamp = r.stop
+    cancelled = pd.isna(r.end_date) or stop < r.end_date
     if stop > as_of:
         return "ends", stop
     return ("cancelled" if cancelled else "ended"), stop
@@ -294,7 +295,7 @@ def _tickets(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
 
 def _contract_events(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
     items = []
-    for r in _records(frame):
+    for r in _records(frame.assign(stop=contract_stops(frame))):
         line = _text(r.service_line) or "service"
         start = r.start_date.to_pydatetime()
         text = f"Contract {r.contract_id} started: {line}, {r.monthly_value:,.0f} a month"
