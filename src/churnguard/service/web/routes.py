@@ -106,11 +106,11 @@ def sign_in(
     """Check the key; a manager or admin key starts a session."""
     check_post(request, csrf, request.cookies.get(dashboard.sign_in_cookie))
     address = request.client.host if request.client else "unknown"
-    if dashboard.limiter.blocked(address):
+    if dashboard.limiter.blocked(address, api_key):
         raise WebError(429, "Too many attempts", "Too many failed sign-ins; wait a few minutes.")
     principal = state.keys.authenticate(api_key.strip()) if api_key.strip() else None
     if principal is None or principal.role not in DASHBOARD_ROLES:
-        dashboard.limiter.failed(address)
+        dashboard.limiter.failed(address, api_key)
         message = (
             "This API key is valid, but a CRM key cannot sign in to the dashboard: use a "
             "manager or admin key."

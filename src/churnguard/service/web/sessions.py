@@ -24,7 +24,7 @@ from datetime import timedelta
 from sqlalchemy.engine import Engine
 
 from churnguard.store import sessions
-from churnguard.store.keys import Principal
+from churnguard.store.keys import PREFIX, Principal
 
 DASHBOARD_ROLES = ("manager", "admin")  # a crm key is for machines, not for people
 _TOKEN_BYTES = 32
@@ -94,26 +94,44 @@ def new_token() -> str:
 
 
 class SignInLimiter:
-    """At most ``attempts`` failed sign-ins per client address within ``window`` seconds."""
+    """At most ``attempts`` failed sign-ins per key id and client address within ``window`` s.
+
+    Failures are counted per (address, key id as written in the attempt), so guessing at one
+    key from one address is slowed down, while the other users behind that address (one office,
+    one proxy) still sign in with their own keys. Attempts whose text holds no key id share one
+    count per address.
+    """
 
     def __init__(self, attempts: int = 10, window: float = 300.0) -> None:
         self.attempts = attempts
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self._failures: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
 
-    def blocked(self, address: str) -> bool:
+    def blocked(self, address: str, key: str = "") -> bool:
         with self._lock:
-            return len(self._recent(address)) >= self.attempts
+            return len(self._recent((address, _key_id(key)))) >= self.attempts
 
-    def failed(self, address: str) -> None:
+    def failed(self, address: str, key: str = "") -> None:
         with self._lock:
-            self._recent(address).append(time.monotonic())
-            if len(self._failures) > 10_000:  # bounded memory: forget the quiet addresses
-                self._failures = {a: q for a, q in self._failures.items() if q}
+            self._recent((address, _key_id(key))).append(time.monotonic())
+            if len(self._failures) > _MAX_COUNTED:  # bounded memory: forget the quiet ones ...
+                self._failures = {k: q for k, q in self._failures.items() if q}
+            if len(self._failures) > _MAX_COUNTED:  # ... then those that failed longest ago
+                by_age = sorted(self._failures.items(), key=lambda item: item[1][-1])
+                self._failures = dict(by_age[len(by_age) // 2 :])
 
-    def _recent(self, address: str) -> deque[float]:
-        failures = self._failures.setdefault(address, deque())
+    def _recent(self, counted: tuple[str, str]) -> deque[float]:
+        failures = self._failures.setdefault(counted, deque())
         while failures and failures[0] < time.monotonic() - self.window:
             failures.popleft()
         return failures
+
+
+_MAX_COUNTED = 10_000  # (address, key id) pairs remembered at once
+
+
+def _key_id(key: str) -> str:
+    """The key id written in an API key's text ("cg_<key id>_<secret>"), else ""."""
+    prefix, _, rest = key.strip().partition("_")
+    return rest.partition("_")[0][:64] if prefix == PREFIX else ""
