@@ -381,10 +381,15 @@ _END = len(_EXAMPLE_JSON)
         (
             _EXAMPLE_JSON.replace("Harbour", "Harb\u00f6ur").encode("latin-1"),
             "application/json",
-            400,
-            None,
+            422,
+            (["body"], "json_invalid"),
         ),
-        (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, None),
+        (
+            b"[" * 100_000 + b"]" * 100_000,
+            "application/json",
+            422,
+            (["body"], "json_invalid"),
+        ),
     ],
     ids=[
         "malformed",

@@ -7,6 +7,7 @@ faults it makes do not reach other modules' tests.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -31,6 +32,7 @@ from churnguard.service import create_app
 from churnguard.service.limits import InFlightLimit
 from churnguard.service.routes import score as score_route
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
+from churnguard.service.web.sessions import SignInLimiter
 from churnguard.store import keys
 from churnguard.store.scores import ScoreStore
 from churnguard.training.train import Dataset
@@ -234,3 +236,60 @@ def _in_flight_limit(client: TestClient) -> InFlightLimit:
     while not isinstance(layer, InFlightLimit):
         layer = layer.app
     return layer
+
+
+# ---------------------------------------------------------------------------------- sign-in
+
+
+def test_failed_sign_ins_are_counted_per_key_id_and_address() -> None:
+    limiter = SignInLimiter(attempts=3, window=0.3)
+    guessed = "cg_0123456789ab_wrong"
+    for _ in range(3):
+        limiter.failed("10.0.0.1", guessed)
+    assert limiter.blocked("10.0.0.1", "cg_0123456789ab_other")  # the same key id, guessed at
+    assert not limiter.blocked("10.0.0.1", "cg_ba9876543210_secret")  # another key, same address
+    assert not limiter.blocked("10.0.0.2", guessed)  # the same key from elsewhere
+    for _ in range(3):
+        limiter.failed("10.0.0.1", "not a key")
+    assert limiter.blocked("10.0.0.1", "still not a key")  # no key id: one count per address
+    time.sleep(0.35)
+    assert not limiter.blocked("10.0.0.1", guessed)
+
+
+def test_failed_sign_ins_from_one_address_do_not_lock_out_the_others_behind_it(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path).model_copy(update={"model_retry_seconds": 0})
+    with ScoreStore(settings.score_store_url) as store:
+        admin = keys.create_key(store.create(), "admin")
+        manager = keys.create_key(store, "manager", "Ann")
+    guessed = manager.rsplit("_", 1)[0] + "_wrong"
+    base = "https://testserver"
+    with TestClient(create_app(settings), base_url=base, follow_redirects=False) as client:
+        codes = [_sign_in(client, guessed) for _ in range(11)]
+        assert codes == [401] * 10 + [429]
+        assert _sign_in(client, manager) == 429  # that key, from that address, waits
+        assert _sign_in(client, admin) == 303  # everyone else behind the address signs in
+
+
+def _sign_in(client: TestClient, key: str) -> int:
+    client.cookies.clear()
+    form = client.get("/sign-in").text
+    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)  # type: ignore[union-attr]
+    return client.post("/sign-in", data={"api_key": key, "csrf": token}).status_code
+
+
+# ---------------------------------------------------------------------------------- documented
+
+
+def test_the_openapi_document_lists_the_statuses_from_outside_the_routes(tmp_path: Path) -> None:
+    paths = create_app(settings_for(tmp_path)).openapi()["paths"]
+    score = set(paths["/api/v1/score"]["post"]["responses"])
+    assert {"200", "401", "403", "413", "422", "503"} <= score
+    assert "overloaded" in paths["/api/v1/score"]["post"]["responses"]["503"]["description"].lower()
+    action = set(paths["/api/v1/clients/{client_id}/actions"]["post"]["responses"])
+    assert {"201", "401", "403", "404", "413", "422", "503"} <= action
+    assert {"401", "503"} <= set(paths["/api/v1/clients"]["get"]["responses"])
+    assert "403" not in paths["/api/v1/clients"]["get"]["responses"]  # every role may read
+    assert {"401", "403", "503"} <= set(paths["/api/v1/model/reload"]["post"]["responses"])
+    assert set(paths["/health/live"]["get"]["responses"]) == {"200"}

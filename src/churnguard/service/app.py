@@ -16,14 +16,17 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from churnguard.config import Settings
 from churnguard.service import web
 from churnguard.service.auth import KeyChecker
 from churnguard.service.limits import BodySizeLimit, InFlightLimit
 from churnguard.service.metrics import RequestMetrics, ServiceMetrics
+from churnguard.service.openapi import document_statuses
 from churnguard.service.routes import clients, health, model, score
 from churnguard.service.state import ServiceState
 from churnguard.service.writer import ScoreWriter
@@ -32,6 +35,7 @@ from churnguard.store.scores import ScoreStore
 logger = logging.getLogger(__name__)
 
 _MAX_ERRORS = 50  # field errors listed in one 422 answer
+_UNPARSED = (UnicodeDecodeError, RecursionError)  # what json.loads raises besides a decode error
 _SCORING = {("POST", "/api/v1/score")}  # the work bounded by settings.max_scoring_in_flight
 
 DESCRIPTION = """
@@ -62,13 +66,16 @@ def create_app(settings: Settings) -> FastAPI:
         version=_package_version(),
         lifespan=lifespan,
     )
-    for router in (score.router, clients.router, model.router, health.router, web.router):
+    routers = (score.router, clients.router, model.router, health.router, web.router)
+    for router in routers:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(InFlightLimit, most=settings.max_scoring_in_flight, routes=_SCORING)
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts 413s too
+    document_statuses(app, routers, shed=_SCORING)
     return app
 
 
@@ -112,6 +119,21 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
         more = len(errors) - _MAX_ERRORS
         detail.append({"loc": ["body"], "msg": f"and {more} more errors", "type": "too_many"})
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer, except a body that is not JSON text at all: 422 naming the body."""
+    assert isinstance(exc, HTTPException)
+    cause = exc.__cause__
+    if exc.status_code == status.HTTP_400_BAD_REQUEST and isinstance(cause, _UNPARSED):
+        msg = (
+            "the body is nested too deeply"
+            if isinstance(cause, RecursionError)
+            else "the body is not valid UTF-8, UTF-16 or UTF-32 text"
+        )
+        detail = [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]
+        return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    return await http_exception_handler(request, exc)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
