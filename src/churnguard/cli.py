@@ -486,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from churnguard.config import Settings
+    from churnguard.domain.problems import DataContractError
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -503,6 +509,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (FileNotFoundError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OperationalError, ArgumentError) as exc:  # a database refused, missing or unknown
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [repr(exc)]
+        print(f"error: the database could not be used: {reason[0]}", file=sys.stderr)
         return 1
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from churnguard import cli
 from churnguard.config import Settings
 from churnguard.modeling.model import (
     CARD_FILE,
@@ -293,3 +294,26 @@ def test_the_openapi_document_lists_the_statuses_from_outside_the_routes(tmp_pat
     assert "403" not in paths["/api/v1/clients"]["get"]["responses"]  # every role may read
     assert {"401", "403", "503"} <= set(paths["/api/v1/model/reload"]["post"]["responses"])
     assert set(paths["/health/live"]["get"]["responses"]) == {"200"}
+
+
+# ---------------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://churnguard:secret@127.0.0.1:9/churnguard",  # refused
+        "postgresql+psycopg://churnguard@/churnguard?host=/nonexistent",  # no such server
+        "postgresql+nosuchdriver://churnguard@127.0.0.1/churnguard",  # unknown driver
+    ],
+    ids=["refused", "missing", "unknown-driver"],
+)
+def test_the_cli_says_in_one_line_that_the_database_could_not_be_used(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))
+    monkeypatch.setenv("CHURNGUARD_DATABASE_URL", url)
+    assert cli.main(["keys", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "secret" not in err
