@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         default=None, description="YAML file renaming crm_data's tables, columns and values."
     )
 
+    currency: str = Field(
+        default="USD",
+        min_length=3,
+        max_length=3,
+        description="ISO 4217 code of the CRM's money amounts, shown on the dashboard and in "
+        "alerts.",
+    )
     risk_bands: tuple[float, float] = Field(
         default=(0.1, 0.3),
         description='Risk band thresholds: "low" below the first, "high" from the second on.',

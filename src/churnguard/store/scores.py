@@ -205,13 +205,15 @@ class ScoreStore(ActionLog, Database):
         order_by: str = "revenue_at_risk",
         limit: int = 50,
         offset: int = 0,
+        ascending: bool | None = None,
     ) -> tuple[list[Score], int]:
         """Each client's latest score, filtered, ordered and paged; returns (page, total matches).
 
         The latest score is the one with the newest ``as_of``; among model versions that scored
         the same ``as_of``, the one written last. Filters apply to that score, so a client who
         moved to another account manager shows only in the new manager's book. ``search`` matches
-        part of the client id or name, ignoring case. Numbers sort high to low, ids A to Z.
+        part of the client id or name, ignoring case; ``manager=""`` selects the unassigned
+        clients. Numbers sort high to low, ids A to Z, unless ``ascending`` says otherwise.
         """
         if order_by not in ORDERS:
             raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, not {order_by!r}")
@@ -219,7 +221,9 @@ class ScoreStore(ActionLog, Database):
             raise ValueError(f"need 1 <= limit <= {MAX_PAGE} and 0 <= offset <= {MAX_OFFSET}")
         matches = _current_scores().where(*_filters(manager, band, search))
         column = scores.c[order_by]
-        order = column.asc() if order_by == "client_id" else column.desc()
+        if ascending is None:
+            ascending = order_by == "client_id"
+        order = column.asc() if ascending else column.desc()
         page = matches.order_by(order, scores.c.client_id).limit(limit).offset(offset)
         with self.engine.connect() as conn:
             total = conn.execute(
@@ -409,7 +413,9 @@ def _filters(
 ) -> list[ColumnElement[bool]]:
     """WHERE conditions on ``scores`` for ``latest_scores``."""
     conditions: list[ColumnElement[bool]] = []
-    if manager is not None:
+    if manager == "":  # the unassigned: no manager, or an empty one
+        conditions.append(sa.func.coalesce(scores.c.account_manager, "") == "")
+    elif manager is not None:
         conditions.append(scores.c.account_manager == manager)
     if band is not None:
         conditions.append(scores.c.band == band)

@@ -39,8 +39,14 @@ from churnguard.service.web.pages import (
     model_metrics,
     portfolio_charts,
     portfolio_page,
+    split_closed,
 )
-from churnguard.service.web.portfolio import MonthStats, RiskSummary, monthly_portfolio
+from churnguard.service.web.portfolio import (
+    MonthStats,
+    RiskSummary,
+    monthly_portfolio,
+    period_portfolio,
+)
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
@@ -338,6 +344,52 @@ def test_the_portfolio_marks_months_with_pending_ends_as_provisional(
     assert f"Client churn, {tip}{last.pending_clients:,} end" in html  # the point's tooltip
 
 
+def test_the_portfolio_headline_is_the_last_closed_month_with_provisional_ones_beside_it(
+    app_client: TestClient, api_keys: dict, business: SimulatedBusiness
+) -> None:
+    months = monthly_portfolio(business.data)
+    closed, provisional = split_closed(months)
+    assert provisional and provisional[-1] is months[-1] and closed  # the demo's last month
+    headline = closed[-1]
+    sign_in(app_client, api_keys["admin"])
+    html = app_client.get("/portfolio").text
+    top = html.split('data-testid="headline"')[1].split("</dl>")[0]
+    label = f"{headline.month:%b %Y}"
+    assert f'Churn ({label})</dt><dd class="big">{headline.churn_rate:.1f}%' in top
+    assert f'Retention ({label})</dt><dd class="big">{headline.retention_rate:.1f}%' in top
+    assert "provisional" not in top
+    shown = html.split('data-testid="provisional-figures"')
+    assert len(shown) == len(provisional) + 1
+    last = provisional[-1]
+    assert f'{last.month:%B %Y} <span class="tag tag-provisional">provisional' in html
+    assert f'Churn so far</dt><dd class="big">{last.churn_rate:.1f}%' in shown[-1]
+
+
+def test_the_trailing_twelve_months_are_one_period_up_to_the_headline_month(
+    app_client: TestClient, api_keys: dict, business: SimulatedBusiness
+) -> None:
+    months = monthly_portfolio(business.data, months=14)
+    closed, _ = split_closed(months)
+    window = closed[-12:]
+    trailing = period_portfolio(business.data, start=window[0].month, end=_next(window[-1]))
+    assert trailing.clients_start == window[0].clients_start
+    assert trailing.churned_clients == sum(m.churned_clients for m in window)
+    assert trailing.new_clients == sum(m.new_clients for m in window)
+    assert trailing.clients_end == window[-1].clients_end
+    assert trailing.revenue_churned == pytest.approx(sum(m.revenue_churned for m in window))
+    sign_in(app_client, api_keys["admin"])
+    html = app_client.get("/portfolio").text
+    block = html.split('data-testid="trailing"')[1].split("</dl>")[0]
+    assert f"{window[0].month:%b %Y} \N{EN DASH} {window[-1].month:%b %Y}" in html
+    assert f'Client churn</dt><dd class="big">{trailing.churn_rate:.1f}%' in block
+    assert f"{trailing.churned_clients:,} of {trailing.clients_start:,} clients" in block
+
+
+def _next(month: MonthStats) -> date:
+    """The first day of the month after ``month``."""
+    return (pd.Timestamp(month.month) + pd.offsets.MonthBegin(1)).date()
+
+
 def _portfolio_with_crm(settings: Settings, key: str, files: dict[str, str], tmp: Path) -> str:
     """The portfolio page of an app on the same store whose CRM folder holds ``files``."""
     for name, text in files.items():
@@ -490,7 +542,7 @@ def test_my_clients_summarises_the_whole_filtered_book_with_band_links(
         picked = chosen or [r for r in mine if r.band == "high"]
         assert f"<strong>{len(picked):,}</strong> clients" in line
         revenue = sum(r.revenue_at_risk for r in picked)
-        assert f"<strong>{charts.money(revenue)}</strong> revenue at risk" in line
+        assert f"<strong>${charts.money(revenue)}</strong> revenue at risk" in line
         for band in ("high", "medium", "low"):
             n = sum(r.band == band for r in mine)  # each band's count, whichever band is chosen
             link = re.search(rf'href="\?([^"]+)"[^>]*>{n:,} {band}</a>', line)

@@ -21,6 +21,7 @@ from churnguard.service.web.portfolio import (
     UNASSIGNED,
     MonthStats,
     monthly_portfolio,
+    period_portfolio,
     retention_rate,
     risk_summary,
 )
@@ -111,6 +112,17 @@ def test_worked_example_through_monthly_portfolio() -> None:
     assert revenue(march) == (100_000.0, 40_000.0, 60_000.0, 80_000.0)
     assert march.revenue_churn_rate == 60.0
     assert march.net_revenue_retention == 40.0
+
+
+def test_a_period_counts_as_one_long_month() -> None:
+    data = worked_example()
+    march = monthly_portfolio(data, months=3)[0]
+    assert period_portfolio(data, start=date(2024, 3, 1), end=date(2024, 4, 1)) == march
+    spring = period_portfolio(data, start=date(2024, 2, 1), end=date(2024, 6, 1))
+    assert counts(spring) == (1000, 400, 600, 800)
+    assert (spring.churn_rate, spring.net_revenue_retention) == (60.0, 40.0)
+    with pytest.raises(ValueError, match="data's end"):
+        period_portfolio(data, start=date(2024, 5, 1), end=date(2024, 7, 1))
 
 
 def test_default_months_end_with_the_last_complete_month_of_the_data() -> None:

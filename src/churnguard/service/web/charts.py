@@ -22,6 +22,7 @@ _NARROW = 480  # default width of bar charts, drawn in half-width cards
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 18, 30, 34
 _BAR_ROW = 26  # height of one horizontal bar's row
 _LABEL_CHARS = 22  # horizontal bar labels are cut to this many characters
+_MIN_BAR = 3  # a histogram bar with any clients is at least this tall, so a thin tail shows
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,11 @@ def bar_chart(
     value_format: Format = money,
     classes: Sequence[str] = (),
     width: int = _NARROW,
+    links: Sequence[str | None] = (),
 ) -> Markup:
     """Horizontal bars, one row per label, with the value written at the end of each bar.
 
-    ``classes`` gives each bar a CSS class (default ``bar``).
+    ``classes`` gives each bar a CSS class (default ``bar``); ``links`` makes each row a link.
     """
     if not bars:
         return _empty(title, width)
@@ -133,7 +135,7 @@ def bar_chart(
         css = classes[i] if i < len(classes) else "bar"
         shown = label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1] + "…"
         tip = f"{label}: {value_format(value)}"
-        parts.append(
+        row = (
             f'<g class="bar-row"><title>{escape(tip)}</title>'
             f'<text class="bar-label" x="{label_w - 8}" y="{y + 16}" text-anchor="end">'
             f"{escape(shown)}</text>"
@@ -142,6 +144,8 @@ def bar_chart(
             f'<text class="bar-value" x="{label_w + length + 6:.1f}" y="{y + 16}">'
             f"{escape(value_format(value))}</text></g>"
         )
+        link = links[i] if i < len(links) else None
+        parts.append(f'<a class="bar-link" href="{escape(link)}">{row}</a>' if link else row)
     desc = "; ".join(f"{label}: {value_format(v)}" for label, v in bars)
     return _svg(title, desc, parts, "bar-chart", height=height, width=width)
 
@@ -154,7 +158,8 @@ def histogram(
     classes: Sequence[str] = (),
     width: int = _NARROW,
 ) -> Markup:
-    """Vertical bars over (lo, hi, count) bins; ``classes`` gives each bar a CSS class."""
+    """Vertical bars over (lo, hi, count) bins, each labelled with its count; ``classes`` gives
+    each bar a CSS class. A bin with any clients stays visible however tall the others are."""
     if not bins or not any(count for _, _, count in bins):
         return _empty(title, width)
     ticks = _nice_ticks(0, max(count for _, _, count in bins), integers=True)
@@ -163,12 +168,14 @@ def histogram(
     parts = _y_axis(ticks, y_of, lambda v: f"{v:,.0f}", width)
     for i, (lo, hi, count) in enumerate(bins):
         x = _LEFT + i * slot
-        y = y_of(count)
+        y = min(y_of(count), _H - _BOTTOM - _MIN_BAR) if count else y_of(0)
         css = classes[i] if i < len(classes) else "bar"
         tip = f"{x_format(lo)}\N{EN DASH}{x_format(hi)}: {count:,} clients"
         parts.append(
             f'<g><title>{escape(tip)}</title><rect class="{escape(css)}" x="{x + 2:.1f}" '
-            f'y="{y:.1f}" width="{slot - 4:.1f}" height="{_H - _BOTTOM - y:.1f}"/></g>'
+            f'y="{y:.1f}" width="{slot - 4:.1f}" height="{_H - _BOTTOM - y:.1f}"/>'
+            f'<text class="bar-count" x="{x + slot / 2:.1f}" y="{y - 4:.1f}" '
+            f'text-anchor="middle">{count:,}</text></g>'
         )
         label_at = x + slot / 2
         parts.append(

@@ -256,11 +256,11 @@ def _invoices(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
     for r in _records(frame):
         paid = r.paid_at if pd.notna(r.paid_at) and r.paid_at <= now else None
         status = (
-            f"paid {r.paid_at:%Y-%m-%d}"
+            f"paid {r.paid_at:%d %b %Y}"
             if paid is not None
-            else f"overdue since {r.due_at:%Y-%m-%d}"
+            else f"overdue since {r.due_at:%d %b %Y}"
             if r.due_at < now
-            else f"due {r.due_at:%Y-%m-%d}"
+            else f"due {r.due_at:%d %b %Y}"
         )
         tone = "bad" if paid is None and r.due_at < now else "neutral"
         text = f"Invoice {r.invoice_id}: {r.amount:,.2f}, {status}"
@@ -283,9 +283,8 @@ def _tickets(frame: pd.DataFrame, until: datetime) -> list[TimelineItem]:
     for r in _records(frame):
         about = ", ".join(w for w in (_text(r.priority), _text(r.category)) if w)
         resolved = pd.notna(r.resolved_at) and r.resolved_at <= now
-        state = (
-            f"resolved in {(r.resolved_at - r.opened_at).days} days" if resolved else "still open"
-        )
+        days = (r.resolved_at - r.opened_at).days if resolved else 0
+        state = f"resolved in {days} day{'' if days == 1 else 's'}" if resolved else "still open"
         text = f"Ticket {r.ticket_id}" + (f" ({about})" if about else "") + f": {state}"
         urgent = _text(r.priority) in ("high", "urgent")
         tone = "bad" if urgent and not resolved else "neutral"

@@ -6,12 +6,14 @@ Routes call these functions and render the result; nothing here knows about HTTP
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 
@@ -26,7 +28,9 @@ from churnguard.service.web.crm import (
     renewal_dates,
 )
 from churnguard.service.web.portfolio import MonthStats, RiskSummary
+from churnguard.service.web.templating import currency_prefix
 from churnguard.store.actions import LoggedAction
+from churnguard.store.attention import newest_score_date
 from churnguard.store.scores import MAX_PAGE, Score, ScoreStore
 
 if TYPE_CHECKING:
@@ -40,7 +44,10 @@ SORTS = {
     "renewal": "Renewal date",
 }
 BANDS = ("high", "medium", "low")
+UNASSIGNED = portfolio.UNASSIGNED  # the one word for clients without an account manager
+STALE_AFTER = timedelta(days=35)  # scores older than this get a warning: a month and a margin
 RENEWAL_SORT_LIMIT = 20_000  # clients sorted by renewal date at most; beyond, narrow the filter
+TRAILING_MONTHS = 12  # the portfolio's trailing figures cover this many closed months
 COMMON_ACTIONS = ("Call", "Meeting", "Email", "Discount", "Escalation", "Other")
 
 
@@ -74,6 +81,73 @@ class ClientsPage:
     note: str | None = None
     summary: BookSummary | None = None
 
+    @property
+    def past_the_end(self) -> bool:
+        """A page number beyond the last page of a non-empty list."""
+        return self.total > 0 and self.page > self.pages
+
+
+@dataclass(frozen=True)
+class ManagerFilter:
+    """The admin's manager filter as understood: whom to list, and a hint when it matched none."""
+
+    book: str | None  # None: everyone; "": the unassigned; else one manager's exact name
+    shown: str  # what the filter field shows
+    hint: str | None = None
+
+
+def manager_filter(requested: str, known: list[str]) -> ManagerFilter:
+    """Match a typed manager name to a known one ignoring case and spacing; suggest close ones."""
+    wanted = " ".join(requested.split())
+    if not wanted:
+        return ManagerFilter(None, "")
+    if wanted.casefold() == UNASSIGNED.casefold():
+        return ManagerFilter("", UNASSIGNED)
+    by_key = {name.casefold(): name for name in known}
+    if wanted.casefold() in by_key:
+        name = by_key[wanted.casefold()]
+        return ManagerFilter(name, name)
+    close = difflib.get_close_matches(wanted.casefold(), list(by_key), n=3, cutoff=0.6)
+    hint = f'No account manager is called "{wanted}".'
+    if close:
+        hint += " Did you mean " + " or ".join(by_key[c] for c in close) + "?"
+    return ManagerFilter(wanted, wanted, hint)
+
+
+def known_managers(store: ScoreStore) -> list[str]:
+    """The account managers of the latest scores, A to Z."""
+    groups = store.revenue_at_risk_by("account_manager")
+    return sorted((name for name, _, _ in groups if name), key=str.casefold)
+
+
+def stale_scores(store: ScoreStore, now: datetime | None = None) -> str | None:
+    """A warning when the newest score is older than ``STALE_AFTER``, else None."""
+    newest = newest_score_date(store)
+    if newest is None:
+        return None
+    age = (now or datetime.now(newest.tzinfo)) - newest
+    if age <= STALE_AFTER:
+        return None
+    return (
+        f"These scores are {_age(age)} old (the newest is of {newest:%d %b %Y}): clients may "
+        "have changed since. Run `churnguard score` to score them again."
+    )
+
+
+def _age(age: timedelta) -> str:
+    """A rough age in words: 40 days, 11 months, 2 years."""
+    days = age.days
+    if days < 60:
+        return plural(days, "day")
+    if days < 730:
+        return plural(round(days / 30.44), "month")
+    return plural(round(days / 365.25), "year")
+
+
+def plural(n: int, word: str) -> str:
+    """'1 day', '3 days', '1,200 clients'."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
 
 @dataclass(frozen=True)
 class ClientPage:
@@ -96,6 +170,18 @@ class PortfolioPage:
     model: dict[str, Any] | None
     problem: str | None
     grace_days: int = 30  # a period's end is a churn once this many days are in the data
+    headline: MonthStats | None = None  # the last closed month: its churn can no longer rise
+    provisional: list[MonthStats] = dataclasses.field(default_factory=list)  # the months after
+    trailing: Trailing | None = None  # the twelve months up to the headline month
+
+
+@dataclass(frozen=True)
+class Trailing:
+    """The figures of the months ``first`` to ``last`` taken as one period."""
+
+    first: date
+    last: date
+    stats: MonthStats
 
 
 # ---------------------------------------------------------------------------------- my clients
@@ -110,11 +196,15 @@ def clients_page(
     search: str | None,
     sort: str,
     page: int,
+    ascending: bool | None = None,
 ) -> ClientsPage:
-    """One page of a book's latest scores, in the chosen order, with the whole book's summary."""
+    """One page of a book's latest scores, in the chosen order, with the whole book's summary.
+
+    Numbers sort high to low and renewal dates soonest first unless ``ascending`` says otherwise.
+    """
     summary = book_summary(store, manager=manager, band=band, search=search)
     if sort == "renewal":
-        listing = _by_renewal(store, crm, manager, band, search, page)
+        listing = _by_renewal(store, crm, manager, band, search, page, ascending is False)
     else:
         scores, total = store.latest_scores(
             manager=manager,
@@ -123,6 +213,7 @@ def clients_page(
             order_by=sort,
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
+            ascending=bool(ascending),
         )
         listing = ClientsPage(_rows(scores, crm), total, page, _pages(total))
     return dataclasses.replace(listing, summary=summary)
@@ -145,8 +236,9 @@ def _by_renewal(
     band: str | None,
     search: str | None,
     page: int,
+    latest_first: bool = False,
 ) -> ClientsPage:
-    """Soonest renewal first (then revenue at risk); rolling and unknown ones last."""
+    """Soonest renewal first (then revenue at risk), or latest first; rolling and unknown last."""
     scores: list[Score] = []
     total = 0
     while len(scores) < RENEWAL_SORT_LIMIT:
@@ -158,6 +250,9 @@ def _by_renewal(
             break
     rows = _rows(scores, crm)
     rows.sort(key=lambda r: (r.renewal is None, r.renewal or date.max, -r.score.revenue_at_risk))
+    if latest_first:
+        dated = [r for r in rows if r.renewal is not None]
+        rows = dated[::-1] + rows[len(dated) :]
     start = (page - 1) * PAGE_SIZE
     note = None
     if total > len(scores):
@@ -195,20 +290,7 @@ def client_page(
 ) -> ClientPage:
     """A client's risk over time, drivers, actions, history and what was done."""
     history = store.client_history(score.client_id)
-    risk = charts.Series("Churn probability", [(s.as_of.date(), s.probability) for s in history])
-    chart = charts.wide_and_narrow(
-        lambda width: charts.line_chart(
-            [risk],
-            title=f"Churn risk of {score.client_name or score.client_id} over time",
-            y_range=(0.0, max(0.5, *(s.probability for s in history))),
-            thresholds=[
-                charts.Threshold(thresholds[0], "medium"),
-                charts.Threshold(thresholds[1], "high"),
-            ],
-            x_format="%d %b %Y",
-            width=width,
-        )
-    )
+    chart = _risk_chart(score, history, thresholds)
     renewals = renewal_dates(crm, {score.client_id: score.as_of}) if crm else {}
     return ClientPage(
         score=score,
@@ -220,6 +302,30 @@ def client_page(
         has_renewal=score.client_id in renewals,
         contracts=client_contracts(crm, score.client_id, score.as_of) if crm else [],
         timeline=client_timeline(crm, score.client_id, score.as_of) if crm else [],
+    )
+
+
+def _risk_chart(score: Score, history: list[Score], thresholds: tuple[float, float]) -> Markup:
+    """The client's risk over time; with a single score, that score in words instead."""
+    if len(history) < 2:
+        text = (
+            f"One score so far: {charts.percent(score.probability)} on {score.as_of:%d %b %Y}. "
+            "The chart starts with the next scoring."
+        )
+        return Markup('<p class="muted one-score" data-testid="one-score">{}</p>').format(text)
+    risk = charts.Series("Churn probability", [(s.as_of.date(), s.probability) for s in history])
+    return charts.wide_and_narrow(
+        lambda width: charts.line_chart(
+            [risk],
+            title=f"Churn risk of {score.client_name or score.client_id} over time",
+            y_range=(0.0, max(0.5, *(s.probability for s in history))),
+            thresholds=[
+                charts.Threshold(thresholds[0], "medium"),
+                charts.Threshold(thresholds[1], "high"),
+            ],
+            x_format="%d %b %Y",
+            width=width,
+        )
     )
 
 
@@ -238,22 +344,54 @@ def portfolio_page(
     scorer: Scorer | None,
     thresholds: tuple[float, float],
     grace_days: int,
+    currency: str = "USD",
 ) -> PortfolioPage:
     """Retention, churn and revenue by month, the book's risk, and the model serving."""
     summary = portfolio.risk_summary(store)
     months: list[MonthStats] = []
+    trailing = None
     problem = "No CRM data: retention by month is not shown."
     if crm is not None:
         data = crm.data
         months, problem = crm.memo(("months", grace_days), lambda: _months(data, grace_days))
+        trailing = crm.memo(("trailing", grace_days), lambda: _trailing(data, months, grace_days))
+    closed, provisional = split_closed(months)
     return PortfolioPage(
         months=months,
         summary=summary,
-        charts=portfolio_charts(months, summary, thresholds, grace_days),
+        charts=portfolio_charts(months, summary, thresholds, grace_days, currency),
         model=model_info(scorer),
         problem=problem,
         grace_days=grace_days,
+        headline=closed[-1] if closed else None,
+        provisional=provisional,
+        trailing=trailing,
     )
+
+
+def split_closed(months: list[MonthStats]) -> tuple[list[MonthStats], list[MonthStats]]:
+    """(closed months, provisional months): from the first month with an end still in its
+    grace period on, churn may still rise."""
+    first_open = next((i for i, m in enumerate(months) if m.pending_clients), len(months))
+    return months[:first_open], months[first_open:]
+
+
+def _trailing(data: CRMData, months: list[MonthStats], grace_days: int) -> Trailing | None:
+    """The twelve months to the end of the last closed month, as one period."""
+    closed, _ = split_closed(months)
+    if not closed:
+        return None
+    last = closed[-1].month
+    first = _add_months(last, 1 - TRAILING_MONTHS)  # before the data: no clients, no rates
+    end = _add_months(last, 1)
+    stats = portfolio.period_portfolio(data, start=first, end=end, grace_days=grace_days)
+    return Trailing(first, last, stats)
+
+
+def _add_months(month: date, k: int) -> date:
+    """The first of the month ``k`` months after ``month`` (a first of a month)."""
+    index = month.year * 12 + month.month - 1 + k
+    return date(index // 12, index % 12 + 1, 1)
 
 
 def _months(data: CRMData, grace_days: int) -> tuple[list[MonthStats], str | None]:
@@ -279,8 +417,13 @@ def portfolio_charts(
     summary: RiskSummary,
     thresholds: tuple[float, float],
     grace_days: int = 30,
+    currency: str = "USD",
 ) -> dict[str, Markup]:
     """The portfolio page's charts (rates are percentages in ``MonthStats``)."""
+    prefix = currency_prefix(currency)
+
+    def amount(value: float) -> str:
+        return ("-" if value < 0 else "") + prefix + charts.money(abs(value))
 
     def by_month(name: str, rate: Callable[[MonthStats], float]) -> charts.Series:
         return charts.Series(name, [(m.month, rate(m) / 100) for m in months])
@@ -328,10 +471,15 @@ def portfolio_charts(
         "managers": charts.bar_chart(
             [(name, value) for name, value, _ in summary.by_manager],
             title="Revenue at risk by account manager",
+            value_format=amount,
+            links=[
+                "/clients?" + urlencode({"manager": name}) for name, _, _ in summary.by_manager
+            ],
         ),
         "segments": charts.bar_chart(
             [(name, value) for name, value, _ in summary.by_segment],
             title="Revenue at risk by segment",
+            value_format=amount,
         ),
     }
 
@@ -385,7 +533,7 @@ def model_info(scorer: Scorer | None) -> dict[str, Any] | None:
         "version": scorer.version,
         "kind": model.kind,
         "horizon_days": model.horizon_days,
-        "trained_at": model.metadata.get("trained_at"),
+        "trained_at": _as_day(model.metadata.get("trained_at")),
         "metrics": model_metrics(model.metadata.get("metrics") or {}),
     }
 
@@ -405,6 +553,16 @@ def model_metrics(metrics: dict[str, Any]) -> list[MetricRow]:
         name, meaning = OTHER_METRICS.get(key, (key.replace("_", " ").capitalize(), ""))
         rows.append(MetricRow(name, f"{value:.3f}", "", meaning))
     return rows
+
+
+def _as_day(value: Any) -> str | None:
+    """An ISO timestamp as the dashboard writes dates (01 Dec 2025); anything else as is."""
+    if value is None:
+        return None
+    try:
+        return f"{datetime.fromisoformat(str(value)):%d %b %Y}"
+    except ValueError:
+        return str(value)
 
 
 def _number(value: Any) -> float | None:

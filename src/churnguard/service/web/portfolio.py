@@ -48,7 +48,7 @@ in one read transaction (``ScoreStore.read_snapshot``) so that a batch written m
 make its figures disagree: clients, summed revenue at risk, clients per risk band (every band of
 ``explain.RISK_BANDS``, 0 when empty), a histogram of probability in ten bins ``[lo, hi)`` (the
 last includes 1.0), and revenue at risk and clients by account manager and by segment, largest
-revenue first, with scores that have none (NULL or empty) grouped as ``"(none)"``.
+revenue first, with scores that have none (NULL or empty) grouped as ``"Unassigned"``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from churnguard.domain.contract import CRMData
 from churnguard.scoring.risk import RISK_BANDS
 from churnguard.store.scores import ScoreStore
 
-UNASSIGNED = "(none)"  # the group of scores without an account manager or segment
+UNASSIGNED = "Unassigned"  # the group of scores without an account manager (or segment)
 HISTOGRAM_BINS = 10
 _DAY = 86_400  # seconds
 _NEVER = np.iinfo(np.int64).max  # the end of a period that has not (knowably) churned
@@ -192,7 +192,24 @@ def monthly_portfolio(
             f"the data ends at {observed:%Y-%m-%d}, so the month of {starts[-2]:%Y-%m} is not "
             "complete in it; pass an earlier until"
         )
-    book = _book(crm.contracts, grace_days, observed)
+    return _periods(_book(crm.contracts, grace_days, observed), starts)
+
+
+def period_portfolio(crm: CRMData, *, start: date, end: date, grace_days: int = 30) -> MonthStats:
+    """The figures of the period [start, end) taken as one (trailing twelve months, say).
+
+    The definitions are the months': ``month`` is the period's first day, "new" a period
+    starting in it, "churned" one whose churn date falls in it, and the rates over its start.
+    """
+    observed = labels.observation_end(crm)
+    bounds = pd.DatetimeIndex([pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")])
+    if not bounds[0] < bounds[1] <= observed:
+        raise ValueError(f"need start < end <= the data's end ({observed:%Y-%m-%d})")
+    return _periods(_book(crm.contracts, grace_days, observed), bounds.as_unit("s"))[0]
+
+
+def _periods(book: _Book, starts: pd.DatetimeIndex) -> list[MonthStats]:
+    """The figures of each period between consecutive ``starts``."""
     bounds = starts.asi8
     clients, new, churned, pending = _client_counts(book, bounds)
     revenue, new_revenue, lost = _revenue(book, bounds)
@@ -203,7 +220,7 @@ def monthly_portfolio(
             (float(revenue[i]), float(revenue[i + 1]), float(new_revenue[i + 1]), float(lost[i])),
             int(pending[i]),
         )
-        for i in range(months)
+        for i in range(len(starts) - 1)
     ]
 
 
@@ -242,7 +259,7 @@ class RiskSummary:
     revenue_at_risk: float
     by_band: dict[str, int]  # band -> clients, every band of RISK_BANDS
     histogram: list[tuple[float, float, int]]  # (lo, hi, clients) of probability
-    by_manager: list[tuple[str, float, int]]  # (manager or "(none)", revenue at risk, clients)
+    by_manager: list[tuple[str, float, int]]  # (manager or UNASSIGNED, revenue at risk, clients)
     by_segment: list[tuple[str, float, int]]  # the same by segment
 
 

@@ -64,6 +64,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False, lifespan
 
 Sort = Literal["revenue_at_risk", "probability", "monthly_value", "renewal"]
 Band = Literal["high", "medium", "low", ""]
+Direction = Literal["asc", "desc", ""]  # "": each sort's usual order
 
 
 @router.get("/")
@@ -167,6 +168,7 @@ def read_clients(
     store: StoreDep,
     writer: WriterDep,
     sort: Sort = "revenue_at_risk",
+    direction: Direction = "",
     band: Band = "",
     q: Annotated[str, Query(max_length=200)] = "",
     manager: Annotated[str, Query(max_length=200)] = "",
@@ -175,17 +177,37 @@ def read_clients(
     """The viewer's clients, highest revenue at risk first by default."""
     writer.flush()
     crm, problem = dashboard.crm.get()
-    book = viewer.scope(manager.strip() or None)
+    managers = pages.known_managers(store) if viewer.is_admin else []
+    chosen = pages.manager_filter(manager, managers) if viewer.is_admin else None
+    book = viewer.scope(chosen.book if chosen else None)
+    ascending = None if not direction else direction == "asc"
     listing = pages.clients_page(
-        store, crm, manager=book, band=band or None, search=q.strip() or None, sort=sort, page=page
+        store,
+        crm,
+        manager=book,
+        band=band or None,
+        search=q.strip() or None,
+        sort=sort,
+        page=page,
+        ascending=ascending,
     )
+    filters = {
+        "sort": sort,
+        "direction": direction,
+        "band": band,
+        "q": q,
+        "manager": chosen.shown if chosen else "",
+    }
     context = {
         "viewer": viewer,
         "listing": listing,
-        "filters": {"sort": sort, "band": band, "q": q, "manager": manager},
+        "filters": filters,
         "sorts": pages.SORTS,
         "bands": pages.BANDS,
-        "managers": crm.managers if crm and viewer.is_admin else [],
+        "managers": managers,
+        "unassigned": pages.UNASSIGNED,
+        "manager_hint": chosen.hint if chosen else None,
+        "stale": pages.stale_scores(store),
         "crm_problem": problem,
     }
     return render(request, "clients.html", context)
@@ -281,6 +303,7 @@ def _client_page(
         "errors": errors or {},
         "today": today.isoformat(),
         "notice": "Action logged." if notice else None,
+        "stale": pages.stale_scores(state.store),
         "crm_problem": problem,
     }
     return render(request, "client.html", context, status_code)
@@ -307,6 +330,8 @@ def read_portfolio(
     settings = state.settings
     scorer = state.scorer
     thresholds = scorer.thresholds if scorer is not None else settings.risk_bands
-    portfolio = pages.portfolio_page(state.store, crm, scorer, thresholds, settings.grace_days)
+    portfolio = pages.portfolio_page(
+        state.store, crm, scorer, thresholds, settings.grace_days, settings.currency
+    )
     context = {"viewer": viewer, "portfolio": portfolio, "crm_problem": problem}
     return render(request, "portfolio.html", context)

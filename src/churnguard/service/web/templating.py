@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from churnguard.service.web.charts import money, percent
 
 _NONE = "\N{EN DASH}"  # shown for a missing value
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
 
 # Pages load nothing but their own stylesheet: no inline script or style, no other origin.
 SECURITY_HEADERS = {
@@ -48,15 +49,30 @@ def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     """A page from a template; ``viewer`` is None on pages seen before signing in."""
-    context = {"request": request, "viewer": None, **context}
+    context = {"request": request, "viewer": None, "currency": _currency(request), **context}
     html = environment().get_template(template).render(context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
 
-def _money(value: float | None, short: bool = False) -> str:
+def currency_prefix(code: str) -> str:
+    """What goes before an amount: "$" for USD, "€" for EUR, else the code and a space."""
+    return CURRENCY_SYMBOLS.get(code.upper(), f"{code.upper()} ")
+
+
+def _currency(request: Request) -> str:
+    """The service's currency code (USD when the app carries no settings, as in tests of parts)."""
+    service = getattr(request.app.state, "service", None)
+    return service.settings.currency if service is not None else "USD"
+
+
+@jinja2.pass_context
+def _money(context: jinja2.runtime.Context, value: float | None, short: bool = False) -> str:
+    """An amount with the currency: $1,200 (or $1.2k when short)."""
     if value is None:
         return _NONE
-    return money(value) if short else f"{value:,.0f}"
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    prefix = currency_prefix(context.get("currency", "USD"))
+    return f"{sign}{prefix}{money(size) if short else f'{size:,.0f}'}"
 
 
 def _rate(value: float) -> str:
