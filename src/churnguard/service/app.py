@@ -29,6 +29,7 @@ from churnguard.service.metrics import RequestMetrics, ServiceMetrics
 from churnguard.service.openapi import document_statuses
 from churnguard.service.routes import clients, health, model, score
 from churnguard.service.state import ServiceState
+from churnguard.service.web.routes import page_not_found
 from churnguard.service.writer import ScoreWriter
 from churnguard.store.scores import ScoreStore
 
@@ -133,6 +134,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
         detail = [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]
         return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    if exc.status_code == status.HTTP_404_NOT_FOUND and (page := page_not_found(request)):
+        return page  # an unknown dashboard path: the styled page, not JSON
     return await http_exception_handler(request, exc)
 
 

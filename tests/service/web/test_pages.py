@@ -15,7 +15,9 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from html import escape, unescape
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 import pytest
@@ -36,10 +38,13 @@ from churnguard.service.web.crm import (
 )
 from churnguard.service.web.pages import (
     PAGE_SIZE,
+    client_page,
+    manager_filter,
     model_metrics,
     portfolio_charts,
     portfolio_page,
     split_closed,
+    stale_scores,
 )
 from churnguard.service.web.portfolio import (
     MonthStats,
@@ -498,6 +503,154 @@ def test_an_admin_sees_every_book_and_can_filter_by_manager(
     assert only and only <= set(book[second])
 
 
+def test_the_admins_manager_filter_is_a_list_that_ignores_case_and_hints_at_near_names(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    sign_in(app_client, api_keys["admin"])
+    _, second = book
+    exact = listed_ids(app_client.get("/clients", params={"manager": second}).text)
+    shouting = app_client.get("/clients", params={"manager": f"  {second.upper()} "}).text
+    assert listed_ids(shouting) == exact
+    assert f'<option value="{second}" selected>' in shouting  # the list shows the real name
+    typo = app_client.get("/clients", params={"manager": second[:-1] + "q"}).text
+    hint = re.search(r'data-testid="manager-hint">(.*?)</p>', typo, re.S).group(1)  # type: ignore[union-attr]
+    assert f"Did you mean {second}?" in hint and "Show everyone" in hint
+    assert listed_ids(typo) == []
+    for name in book:
+        assert f'<option value="{name}"' in typo
+    assert '<option value="Unassigned"' in typo
+
+
+def test_the_unassigned_filter_lists_clients_without_a_manager(tmp_path: Path) -> None:
+    when = datetime(2025, 5, 1, tzinfo=UTC)
+    with ScoreStore(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store.create().save_scores(
+            [
+                _record("A", when, 0.5, "Ana", "Acme"),
+                dataclasses.replace(_record("B", when, 0.4, "x", "Bolt"), account_manager=None),
+                dataclasses.replace(_record("C", when, 0.3, "x", "Core"), account_manager=""),
+            ]
+        )
+        unassigned, total = store.latest_scores(manager="")
+        assert (sorted(s.client_id for s in unassigned), total) == (["B", "C"], 2)
+        assert [name for name, _, _ in portfolio_page(store, None, None, (0.1, 0.3), 30)
+                .summary.by_manager] == ["Unassigned", "Ana"]  # fmt: skip
+        assert manager_filter("unassigned", ["Ana"]).book == ""
+        assert manager_filter(" ana ", ["Ana"]).book == "Ana"
+        assert manager_filter("", ["Ana"]).book is None
+
+
+def test_per_manager_bars_link_to_that_managers_clients(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    sign_in(app_client, api_keys["admin"])
+    html = app_client.get("/portfolio").text
+    chart = html.split('data-testid="chart-managers"')[1].split("</figure>")[0]
+    for name in book:
+        href = "/clients?" + urlencode({"manager": name})
+        assert f'<a class="bar-link" href="{escape(href)}">' in chart
+    answer = app_client.get(unescape(re.search(r'bar-link" href="([^"]+)"', chart).group(1)))  # type: ignore[union-attr]
+    assert answer.status_code == 200 and listed_ids(answer.text)
+
+
+def test_old_scores_carry_a_warning(
+    app_client: TestClient, api_keys: dict, settings: Settings, as_of: datetime
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get("/clients").text  # the demo was scored long before today
+    warning = re.search(r'data-testid="stale">(.*?)</p>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert f"the newest is of {as_of:%d %b %Y}" in warning and "churnguard score" in warning
+    with ScoreStore(settings.score_store_url) as store:
+        assert stale_scores(store, now=as_of + timedelta(days=20)) is None
+        assert "40 days old" in (stale_scores(store, now=as_of + timedelta(days=40)) or "")
+        assert "11 months old" in (stale_scores(store, now=as_of + timedelta(days=335)) or "")
+
+
+def test_a_page_past_the_end_says_so_and_links_to_the_last_page(
+    app_client: TestClient, api_keys: dict
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get("/clients", params={"page": 99}).text
+    note = re.search(r'data-testid="past-the-end">(.*?)</p>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert "Page 99 is past the end" in note and "page=2" in note and "Go to the last page" in note
+    assert "nightly" not in html
+
+
+def test_sort_headers_show_the_direction_and_reverse_it(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
+) -> None:
+    manager = next(iter(book))
+    sign_in(app_client, api_keys["a"])
+    with ScoreStore(settings.score_store_url) as store:
+        up, _ = store.latest_scores(manager=manager, order_by="probability", ascending=True)
+    html = app_client.get("/clients", params={"sort": "probability", "direction": "asc"}).text
+    assert listed_ids(html) == [s.client_id for s in up]
+    header = re.search(r'<th scope="col" aria-sort="ascending"><a href="\?([^"]+)"', html)
+    assert header and "sort=probability" in header.group(1) and "direction=desc" in header.group(1)
+    usual = app_client.get("/clients").text  # revenue at risk, highest first
+    assert 'aria-sort="descending"><a href="?sort=revenue_at_risk&amp;direction=asc' in usual
+    assert "\N{BLACK DOWN-POINTING TRIANGLE}" in usual
+
+
+def test_money_carries_the_currency(app_client: TestClient, api_keys: dict) -> None:
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get("/clients/X-EVIL").text
+    assert '<dd class="big">$1,000</dd>' in html  # monthly value
+
+
+def test_an_unknown_page_is_the_styled_404_and_an_unknown_api_path_json(
+    app_client: TestClient, api_keys: dict
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    page = app_client.get("/no-such-page")
+    assert page.status_code == 404 and "text/html" in page.headers["content-type"]
+    assert 'class="card error-page"' in page.text and 'data-testid="viewer"' in page.text
+    api = app_client.get("/api/v1/no-such-thing")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+
+
+def test_a_single_score_is_said_in_words_not_drawn_as_a_dot(tmp_path: Path) -> None:
+    when = datetime(2025, 5, 1, tzinfo=UTC)
+    with ScoreStore(f"sqlite:///{tmp_path / 's.db'}") as store:
+        store.create().save_scores([_record("A", when, 0.34, "Ana", "Acme")])
+        score = store.latest_score("A")
+        assert score is not None
+        page = client_page(store, None, score, (0.1, 0.3))
+    assert "One score so far: 34% on 01 May 2025" in page.chart and "<svg" not in page.chart
+
+
+def test_the_histogram_keeps_a_thin_high_tail_visible_and_counted() -> None:
+    bins = [(i / 10, (i + 1) / 10, n) for i, n in enumerate([5000, 900, 80, 0, 0, 0, 0, 0, 0, 1])]
+    root = _parse(charts.histogram(bins, title="Risk"))
+    rects = root.findall(".//{http://www.w3.org/2000/svg}rect")
+    heights = [float(r.get("height", "0")) for r in rects]
+    assert heights[-1] >= 3 and heights[3] == 0  # one client shows; an empty bin does not
+    counts = [
+        t.text
+        for t in root.iter("{http://www.w3.org/2000/svg}text")
+        if "bar-count" in (t.get("class") or "")
+    ]
+    assert counts == ["5,000", "900", "80", "0", "0", "0", "0", "0", "0", "1"]
+
+
+def test_a_ticket_resolved_the_next_day_took_1_day() -> None:
+    clients = pd.DataFrame({"client_id": ["A"]})
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": ["T1", "T2"],
+            "client_id": ["A", "A"],
+            "opened_at": pd.to_datetime(["2025-01-01 09:00", "2025-01-05 09:00"], utc=True),
+            "resolved_at": pd.to_datetime(["2025-01-02 10:00", "2025-01-08 10:00"], utc=True),
+        }
+    )
+    view = CRMView(
+        from_frames({"clients": clients, "contracts": pd.DataFrame(), "tickets": tickets}),
+        datetime.now(UTC),
+    )
+    texts = [i.text for i in client_timeline(view, "A", datetime(2025, 2, 1, tzinfo=UTC))]
+    assert texts == ["Ticket T2: resolved in 3 days", "Ticket T1: resolved in 1 day"]
+
+
 # ---------------------------------------------------------------------------------- pages
 
 
@@ -604,6 +757,8 @@ def test_logging_an_action_stores_and_lists_it_and_bad_input_is_explained(
     assert answer.status_code == 303
     page = app_client.get(answer.headers["location"])
     assert "Action logged." in page.text and "Booked a review &lt;ok&gt;" in page.text
+    # the notice shows where the redirect scrolls to (#actions), not at the top of the page
+    assert page.text.index('id="actions"') < page.text.index("Action logged.")
     with ScoreStore(settings.score_store_url) as store:
         logged = store.list_actions(client_id)[0]
     assert (logged.action_type, logged.happened_on) == (
@@ -911,3 +1066,18 @@ def test_the_sign_in_page_returns_to_the_page_asked_for(
         form = app_client.get("/sign-in")
         data = {"api_key": api_keys["a"], "csrf": page_csrf(form.text), "next": evil}
         assert app_client.post("/sign-in", data=data).headers["location"] == "/clients"
+
+
+def test_manager_pages_say_what_a_probability_means_and_show_no_log_odds(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    client_id = book[next(iter(book))][0]
+    html = app_client.get(f"/clients/{client_id}").text
+    days = settings.horizon_days
+    assert f"chance this client leaves within {days} days" in html
+    assert "chance of leaving × monthly value × 12" in html
+    assert "log-odds" not in html and "<meter" in html and "effect on the risk" in html
+    listing = app_client.get("/clients").text
+    assert f"the chance a client leaves within {days} days" in listing
+    assert "that chance × monthly value × 12" in listing and "log-odds" not in listing

@@ -28,6 +28,7 @@ from churnguard.service.web.auth import (
     DashboardRoute,
     WebError,
     check_post,
+    error_page,
     not_found,
     safe_next,
     session_token,
@@ -37,6 +38,7 @@ from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewe
 from churnguard.service.web.templating import render
 from churnguard.store.scores import Score, ScoreStore
 
+API_PATHS = ("/api/", "/health/", "/metrics", "/openapi.json", "/docs", "/redoc")
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
 SIGN_IN_SECONDS = 30 * 60  # the sign-in form's own token lives this long
@@ -61,6 +63,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False, lifespan=lifespan)
+
+
+def page_not_found(request: Request) -> Response | None:
+    """The styled 404 page for an unknown path outside the API (None for the API's paths)."""
+    if request.url.path.startswith(API_PATHS):
+        return None
+    dashboard: Dashboard | None = getattr(request.app.state, "dashboard", None)
+    token = session_token(request, dashboard) if dashboard is not None else None
+    viewer = dashboard.sessions.viewer(token) if dashboard is not None and token else None
+    return error_page(request, not_found(viewer))
 
 Sort = Literal["revenue_at_risk", "probability", "monthly_value", "renewal"]
 Band = Literal["high", "medium", "low", ""]
