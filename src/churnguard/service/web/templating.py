@@ -49,7 +49,13 @@ def render(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     """A page from a template; ``viewer`` is None on pages seen before signing in."""
-    context = {"request": request, "viewer": None, "currency": _currency(request), **context}
+    context = {
+        "request": request,
+        "viewer": None,
+        "currency": _currency(request),
+        "horizon_days": _horizon_days(request),
+        **context,
+    }
     html = environment().get_template(template).render(context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 
@@ -57,6 +63,15 @@ def render(
 def currency_prefix(code: str) -> str:
     """What goes before an amount: "$" for USD, "€" for EUR, else the code and a space."""
     return CURRENCY_SYMBOLS.get(code.upper(), f"{code.upper()} ")
+
+
+def _horizon_days(request: Request) -> int | None:
+    """The days a churn probability looks ahead: the served model's horizon, else the setting's."""
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        return None
+    scorer = service.scorer
+    return scorer.model.horizon_days if scorer is not None else service.settings.horizon_days
 
 
 def _currency(request: Request) -> str:
