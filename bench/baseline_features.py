@@ -2,7 +2,7 @@
 
 For each as_of date it filters each stream's rows to the window and aggregates them with a pandas
 groupby, the way a data scientist would write features by hand. It reads the same declarations as
-the engine in ``churnguard.features.engine`` (streams, filters, windows, aggregations) but none of
+the engine in ``churnguard.features.catalog`` (streams, filters, windows, aggregations) but none of
 its machinery, so the tests also use it as an independent reference for the engine's values.
 """
 
@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from churnguard.domain.contract import CRMData
-from churnguard.features.engine import (
-    DAY,
-    NAT,
+from churnguard.domain.timeaxis import DAY
+from churnguard.features.arrays import NAT
+from churnguard.features.catalog import (
     STREAMS,
     Agg,
     Custom,

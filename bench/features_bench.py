@@ -29,13 +29,9 @@ import pandas as pd
 from bench.baseline_features import baseline_features
 from bench.bench_data import bench_crm
 from churnguard.domain.contract import CRMData
-from churnguard.features.engine import (
-    FeatureSet,
-    compute_features,
-    crm_arrays,
-    feature_columns,
-    feature_set_for,
-)
+from churnguard.features.arrays import crm_arrays
+from churnguard.features.catalog import FeatureSet, feature_set_for
+from churnguard.features.engine import compute_features, feature_columns
 
 AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
 MONTHLY = pd.date_range("2024-07-01", "2025-06-01", freq="MS", tz="UTC")  # 12 as_of dates

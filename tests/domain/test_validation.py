@@ -10,8 +10,9 @@ import pytest
 from churnguard.domain.contract import ORDERED_COLUMNS, TABLES, Kind, dtype_of
 from churnguard.domain.mapping import map_table, parse_mapping
 from churnguard.domain.problems import DataContractError
+from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
 from churnguard.domain.validation import validate
-from churnguard.features.engine import EARLIEST_TIME, LATEST_TIME, crm_arrays
+from churnguard.features.arrays import crm_arrays
 from tests.factories import CONTRACTS, csv_table, tables
 
 FIXTURES = Path(__file__).parents[1] / "data" / "crm"

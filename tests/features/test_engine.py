@@ -10,13 +10,8 @@ import pytest
 
 from bench.baseline_features import baseline_features
 from churnguard.domain.contract import TABLES, CRMData, Kind, from_frames
-from churnguard.features.engine import (
-    BASE_FEATURES,
-    FeatureSet,
-    compute_features,
-    describe,
-    feature_set_for,
-)
+from churnguard.features.catalog import FeatureSet, feature_set_for
+from churnguard.features.engine import compute_features
 from tests.factories import as_of_dates, random_crm
 
 
@@ -187,17 +182,3 @@ def test_inputs_are_not_mutated(data: CRMData) -> None:
     compute_features(data, _snapshots(data, as_of_dates(2)))
     for name, df in data.tables().items():
         pd.testing.assert_frame_equal(df, copies[name])
-
-
-def test_every_feature_is_described_once() -> None:
-    fs = FeatureSet(("billable hours",))
-    table = describe(fs)
-    assert table["feature"].is_unique
-    assert (table["description"].str.len() > 10).all()
-    for f in fs.features:  # every reason reads as a sentence for a typical value
-        assert f.reason.format(value="ent" if f.categorical else 12.0).strip(), f.name
-    assert "billable_hours_90d" in fs.names and len(fs.names) == len(BASE_FEATURES) + 4
-
-
-def test_event_types_come_from_the_data(data: CRMData) -> None:
-    assert feature_set_for(data).event_types == ("billable hours", "login")

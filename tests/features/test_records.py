@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from churnguard.domain.contract import TABLES, CRMData
-from churnguard.features.engine import compute_features, feature_columns, feature_set_for
+from churnguard.features.catalog import feature_set_for
+from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays, records_model
 from tests.factories import as_of_dates, random_crm, records_body
 

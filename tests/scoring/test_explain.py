@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.features.engine import Feature, FeatureSet
+from churnguard.features.catalog import Feature, FeatureSet
 from churnguard.scoring import explain
 from churnguard.scoring.explain import Driver, reason, top_drivers, top_drivers_batch
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from churnguard.features.engine import BASE_FEATURES, FeatureSet
+from churnguard.features.catalog import BASE_FEATURES, FeatureSet
 from churnguard.scoring.explain import Driver
 from churnguard.scoring.playbook import PlaybookError, load_playbook
 

@@ -25,7 +25,7 @@ from churnguard.domain.contract import (
     Table,
 )
 from churnguard.domain.timeaxis import EARLIEST, LATEST, utc_datetime
-from churnguard.features.engine import NAT, CRMArrays, TableArrays
+from churnguard.features.arrays import NAT, CRMArrays, TableArrays
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 _MAX_NUMBER = 1e12

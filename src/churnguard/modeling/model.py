@@ -34,7 +34,7 @@ from lightgbm import Booster, LGBMClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.pipeline import Pipeline
 
-from churnguard.features.engine import FeatureSet
+from churnguard.features.catalog import FeatureSet
 from churnguard.modeling.linear import LinearTerms, linear_terms
 
 logger = logging.getLogger(__name__)

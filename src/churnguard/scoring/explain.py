@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnguard.features.engine import Feature, FeatureSet
+from churnguard.features.catalog import Feature, FeatureSet
 
 Value = float | str | None
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from churnguard.features.engine import BASE_FEATURES, Feature, FeatureSet, event_features
+from churnguard.features.catalog import BASE_FEATURES, Feature, FeatureSet, event_features
 from churnguard.scoring.explain import Driver, is_missing, reason
 
 PLAYBOOK_FILE = "playbook.yaml"

@@ -60,7 +60,8 @@ from matplotlib.figure import Figure
 
 from churnguard.domain.churn import build_labels, observation_end, snapshot_dates
 from churnguard.domain.contract import CRMData
-from churnguard.features.engine import FeatureSet, compute_features, feature_set_for
+from churnguard.features.catalog import FeatureSet, feature_set_for
+from churnguard.features.engine import compute_features
 from churnguard.modeling.linear import make_logistic
 from churnguard.modeling.model import (
     ChurnModel,

@@ -1,0 +1,168 @@
+"""CRM tables as the numpy arrays the feature engine reads, and the time encoding its sorts use.
+
+Timestamps are int64 epoch seconds (``NAT`` when empty), numbers and booleans float64, categorical
+columns integer codes. Events are sorted by (client, time) through packed integer keys: a client
+code shifted left by ``TIME_BITS`` or'ed with the encoded time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from churnguard.domain.contract import TABLES, CRMData, Kind, Table
+from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME, TIME_BITS, TIME_MAX, TIME_OFFSET
+
+NAT = np.iinfo(np.int64).min  # an empty time: NaT when viewed as datetime64
+
+
+class Columns(Protocol):
+    """A table's columns as numpy arrays, by name."""
+
+    def __call__(self, name: str) -> np.ndarray: ...  # numbers, bools (0/1), times (NAT = empty)
+
+    def codes(self, name: str) -> np.ndarray: ...  # a categorical column's codes (-1 = empty)
+
+    def isin(self, name: str, values: Sequence[str]) -> np.ndarray: ...  # categorical membership
+
+
+def encode_times(times: np.ndarray) -> np.ndarray:
+    return np.minimum(np.maximum(times + TIME_OFFSET, 0), TIME_MAX)
+
+
+def is_sorted(a: np.ndarray) -> bool:
+    return bool(len(a) < 2 or (a[1:] >= a[:-1]).all())
+
+
+def group_order(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Row order by (code, time, row): sorts of packed integers, far faster than argsort."""
+    n = len(codes)
+    bits = max(int(n - 1).bit_length(), 1)
+    if n < 2 or bits + TIME_BITS > 63 or int(codes.max()) >= 1 << (63 - bits):
+        return np.lexsort((np.arange(n), times, codes))
+    low = (1 << bits) - 1
+    rows = np.arange(n)
+    # CRM exports usually list rows in time order; then the first sort is not needed
+    by_time = rows if is_sorted(times) else np.sort((encode_times(times) << bits) | rows) & low
+    return by_time[np.sort((codes[by_time] << bits) | rows) & low]
+
+
+@dataclass(frozen=True)
+class TableArrays:
+    """One contract table as numpy arrays, the form the engine reads.
+
+    Timestamps are int64 epoch seconds (NAT when empty), numbers and booleans float64, and
+    categorical columns int codes (-1 when empty) into ``categories[column]``; ``client_code`` is
+    each row's position in the clients table.
+    """
+
+    columns: dict[str, np.ndarray]
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def codes(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def isin(self, name: str, values: Sequence[str]) -> np.ndarray:
+        labels = self.categories[name]
+        lookup = np.zeros(len(labels) + 1, dtype=bool)  # last slot: empty (code -1)
+        lookup[[labels.index(v) for v in values if v in labels]] = True
+        return lookup[self.columns[name]]
+
+
+@dataclass(frozen=True)
+class CRMArrays:
+    """All contract tables as numpy arrays, with the clients' ids (row i = client code i)."""
+
+    client_ids: np.ndarray
+    tables: dict[str, TableArrays]
+
+    def table(self, name: str) -> TableArrays:
+        return self.tables[name]
+
+
+def crm_arrays(data: CRMData) -> CRMArrays:
+    """The engine's view of validated CRM data: each column converted to numpy once."""
+    tables = {name: _table_arrays(df, TABLES[name]) for name, df in data.tables().items()}
+    return CRMArrays(data.clients["client_id"].to_numpy(dtype=object), tables)
+
+
+def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
+    columns: dict[str, np.ndarray] = {}
+    categories: dict[str, tuple[str, ...]] = {}
+    for col in spec.columns:
+        s = df[col.name]
+        if col.name == "client_id":
+            codes = s.array.codes if spec.name != "clients" else np.arange(len(s))
+            columns["client_code"] = np.asarray(codes, dtype=np.int64)
+        elif col.kind in (Kind.CHOICE, Kind.CATEGORY):
+            columns[col.name] = np.asarray(s.array.codes, dtype=np.int64)
+            categories[col.name] = tuple(str(c) for c in s.cat.categories)
+        elif col.kind == Kind.DATETIME:
+            seconds = s.to_numpy(dtype="datetime64[s]").view(np.int64)
+            columns[col.name] = _encodable(seconds, f"{spec.name}.{col.name}")
+        elif col.kind in (Kind.NUMBER, Kind.BOOL):
+            columns[col.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        elif col.name == "account_manager":
+            columns["has_account_manager"] = (s.fillna("").str.strip() != "").to_numpy(float)
+    return TableArrays(columns, categories)
+
+
+def _encodable(times: np.ndarray, column: str) -> np.ndarray:
+    """Epoch seconds the engine can encode (or NAT); ValueError for any other time."""
+    known = times[times != NAT]
+    if len(known) and (known.min() < EARLIEST_TIME or known.max() > LATEST_TIME):
+        bad = known[(known < EARLIEST_TIME) | (known > LATEST_TIME)][0]
+        raise ValueError(
+            f"{column}: {np.datetime64(int(bad), 's')} is outside the range the feature engine "
+            f"encodes: {np.datetime64(EARLIEST_TIME, 's')} .. {np.datetime64(LATEST_TIME, 's')} UTC"
+        )
+    return times
+
+
+class Reordered:
+    """Columns taken in a given row order, converted once and on demand."""
+
+    def __init__(self, columns: Columns, order: np.ndarray) -> None:
+        self._columns = columns
+        self._order = order
+        self._arrays: dict[tuple[str, str], np.ndarray] = {}
+
+    def __call__(self, name: str) -> np.ndarray:
+        return self._memo("values", name, lambda: self._columns(name)[self._order])
+
+    def codes(self, name: str) -> np.ndarray:
+        return self._memo("codes", name, lambda: self._columns.codes(name)[self._order])
+
+    def isin(self, name: str, values: Sequence[str]) -> np.ndarray:
+        return self._columns.isin(name, values)[self._order]
+
+    def _memo(self, kind: str, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+        if (kind, name) not in self._arrays:
+            self._arrays[kind, name] = build()
+        return self._arrays[kind, name]
+
+
+@dataclass
+class Grouped:
+    """A table's rows grouped by client and ordered by the table's own time within a client."""
+
+    codes: np.ndarray  # client code of each row, in group order
+    columns: Reordered
+
+
+def group_by_client(table: TableArrays, time_column: str) -> Grouped:
+    codes = table("client_code")
+    columns: Columns = table
+    known = np.flatnonzero(codes >= 0)
+    if len(known) < len(codes):
+        codes = codes[known]
+        columns = Reordered(columns, known)
+    order = group_order(codes, columns(time_column))
+    return Grouped(codes[order], Reordered(columns, order))
