@@ -66,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         version=_package_version(),
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from the dashboard's router, without a CDN
+        redoc_url=None,
     )
     routers = (score.router, clients.router, model.router, health.router, web.router)
     for router in routers:

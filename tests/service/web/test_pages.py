@@ -609,6 +609,12 @@ def test_an_unknown_page_is_the_styled_404_and_an_unknown_api_path_json(
     assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
 
 
+def test_every_page_links_to_the_api_docs(app_client: TestClient, api_keys: dict) -> None:
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get("/clients").text
+    assert '<a href="/docs"' in html and '<a href="/redoc"' in html
+
+
 def test_a_single_score_is_said_in_words_not_drawn_as_a_dot(tmp_path: Path) -> None:
     when = datetime(2025, 5, 1, tzinfo=UTC)
     with ScoreStore(f"sqlite:///{tmp_path / 's.db'}") as store:

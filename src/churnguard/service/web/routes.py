@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from churnguard.service.deps import StateDep, StoreDep, WriterDep
 from churnguard.service.state import ServiceState
-from churnguard.service.web import pages
+from churnguard.service.web import apidocs, pages
 from churnguard.service.web.auth import (
     SIGN_IN_PATH,
     AdminViewer,
@@ -63,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False, lifespan=lifespan)
+router.include_router(apidocs.router)  # /docs and /redoc, their assets served from here
 
 
 def page_not_found(request: Request) -> Response | None:
