@@ -74,7 +74,8 @@ def prepare(home: Path, clients: int, months: int) -> Any:
     from churnguard.config import Settings
     from churnguard.modeling.registry import CHAMPION, Registry
     from churnguard.synth.business import write_demo_data
-    from churnguard.training.train import TrainOptions, train
+    from churnguard.training.dataset import TrainOptions
+    from churnguard.training.train import train
 
     settings = Settings(home=home, models_dir=home / "models")
     data_dir = home / "demo"

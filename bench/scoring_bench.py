@@ -47,18 +47,13 @@ from churnguard.domain.churn import observation_end
 from churnguard.domain.contract import CRMData
 from churnguard.features.engine import feature_columns
 from churnguard.features.records import client_arrays, records_model
+from churnguard.modeling.calibration import calibrate
 from churnguard.modeling.model import ChurnModel, align_inputs
+from churnguard.modeling.recipes import LIGHTGBM_BASE, fit_estimator
 from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.scorer import Scorer
 from churnguard.synth.business import simulate
-from churnguard.training.train import (
-    LIGHTGBM_BASE,
-    TrainOptions,
-    build_dataset,
-    calibrate,
-    fit_estimator,
-    split_dates,
-)
+from churnguard.training.dataset import TrainOptions, build_dataset, split_dates
 from tests.factories import records_body
 
 Record = dict[str, Any]
@@ -109,17 +104,19 @@ def train_models(train_clients: int, months: int) -> tuple[dict[str, ChurnModel]
     reference = LGBMClassifier(**params).fit(X[tr], y[tr])
     estimators = {
         "lightgbm": fit_estimator(
-            "lightgbm", {"num_leaves": 16}, X[tr], y[tr], X[val], y[val], fs, 7
+            "lightgbm", {"num_leaves": 16}, X[tr], y[tr], X[val], y[val], fs.categorical, 7
         )[0],
         "lightgbm-300": reference,
-        "logistic": fit_estimator("logistic", {"C": 0.1}, X[tr], y[tr], X[val], y[val], fs, 7)[0],
+        "logistic": fit_estimator(
+            "logistic", {"C": 0.1}, X[tr], y[tr], X[val], y[val], fs.categorical, 7
+        )[0],
     }
     models = {
         name: ChurnModel(
             fs,
             "logistic" if name == "logistic" else "lightgbm",
             est,
-            calibrate(est, X[val], y[val], TrainOptions()),
+            calibrate(est, X[val], y[val]),
             90,
             fs.names,
             categories,

@@ -13,16 +13,11 @@ from typing import Any
 import pytest
 
 from churnguard.domain.data import load_crm
+from churnguard.modeling.calibration import calibrate
 from churnguard.modeling.model import ChurnModel, align_inputs
+from churnguard.modeling.recipes import fit_estimator
 from churnguard.synth.business import SimulatedBusiness, simulate, write_demo_data
-from churnguard.training.train import (
-    Dataset,
-    TrainOptions,
-    build_dataset,
-    calibrate,
-    fit_estimator,
-    split_dates,
-)
+from churnguard.training.dataset import Dataset, TrainOptions, build_dataset, split_dates
 from tests.factories import ModelFactory
 
 SMALL = {"clients": 300, "months": 30, "seed": 7}  # enough churn for both candidates, quick
@@ -77,8 +72,8 @@ def make_model(dataset: Dataset) -> ModelFactory:
         X = align_inputs(ds.features, fs.names, categories)
         y = ds.labels["churned"].to_numpy()
         tr, val = ds.rows(split.train), ds.rows(split.validation)
-        est, _ = fit_estimator(kind, params, X[tr], y[tr], X[val], y[val], fs, 7)
-        calibrator = calibrate(est, X[val], y[val], TrainOptions())
+        est, _ = fit_estimator(kind, params, X[tr], y[tr], X[val], y[val], fs.categorical, 7)
+        calibrator = calibrate(est, X[val], y[val])
         return ChurnModel(fs, kind, est, calibrator, 90, fs.names, categories)
 
     return fit

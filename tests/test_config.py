@@ -9,9 +9,8 @@ from pydantic import ValidationError
 
 from churnguard import cli
 from churnguard.config import Settings
-from churnguard.modeling.model import save_local_model
+from churnguard.modeling.model import model_card, save_local_model
 from churnguard.scoring.loading import load_scorer
-from churnguard.training.train import model_card
 from tests.factories import PARAMS, ModelFactory
 
 

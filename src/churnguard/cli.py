@@ -119,10 +119,11 @@ def _write_table(table: pd.DataFrame, out: Path) -> None:
 
 def train(args: argparse.Namespace, settings: Settings) -> int:
     """Train, evaluate and register a churn model; promote it if it passes the gate."""
-    if args.table is not None or args.data is None:  # flat-table mode (flat.py)
+    if args.table is not None or args.data is None:  # flat-table mode (training.table)
         return train_table(args, settings)
     from churnguard.modeling.registry import Registry
-    from churnguard.training.train import TrainOptions, format_summary
+    from churnguard.training.dataset import TrainOptions
+    from churnguard.training.report import format_summary
     from churnguard.training.train import train as run_training
 
     data = load_data(args)
@@ -141,11 +142,12 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def train_table(args: argparse.Namespace, settings: Settings) -> int:
-    """`train --table`: train on one row per client with a churn column (training.flat)."""
+    """`train --table`: train on one row per client with a churn column (training.table)."""
     from churnguard.modeling.registry import Registry
-    from churnguard.training.flat import FlatOptions, format_table_summary
-    from churnguard.training.flat import train_table as run_table_training
-    from churnguard.training.train import TrainOptions
+    from churnguard.training.dataset import TrainOptions
+    from churnguard.training.report import format_summary
+    from churnguard.training.table import FlatOptions
+    from churnguard.training.train import train_table as run_table_training
 
     problem = _table_args_problem(args)
     if problem:
@@ -166,7 +168,7 @@ def train_table(args: argparse.Namespace, settings: Settings) -> int:
         models_dir=settings.models_dir,
         options=options,
     )
-    print(format_table_summary(result))
+    print(format_summary(result))
     return 0
 
 

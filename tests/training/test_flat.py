@@ -20,22 +20,23 @@ import pytest
 from churnguard.cli import main
 from churnguard.modeling.model import ChurnModel
 from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
-from churnguard.training.flat import (
-    CV_NOTE,
+from churnguard.modeling.table import (
     FlatChurnModel,
-    FlatOptions,
     TableError,
-    TableResult,
     TableSchema,
-    fit_table_model,
     infer_schema,
+    prepare_rows,
+)
+from churnguard.training.dataset import NotEnoughDataError, TrainOptions
+from churnguard.training.pipeline import TrainResult
+from churnguard.training.table import (
+    CV_NOTE,
+    FlatOptions,
     input_example,
     parse_label,
-    prepare_rows,
     split_by_time,
-    train_table,
 )
-from churnguard.training.train import NotEnoughDataError, TrainOptions
+from churnguard.training.train import fit_table_model, train_table
 
 # Small and quick: 2 folds x 1 repeat, 2 inner folds, few bootstrap resamples.
 FAST = FlatOptions(
@@ -89,7 +90,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def cv_run(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TableResult:
+def cv_run(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     """Cross-validated training on a table without a time column, in a fresh store."""
     models = tmp_path_factory.mktemp("flat-models")
     table = client_table()
@@ -131,7 +132,7 @@ def test_blank_numbers_and_yes_no_words_become_numbers(caplog: pytest.LogCapture
         }
     )
     schema = TableSchema({"total": "numeric", "paperless": "flag", "support": "flag"})
-    with caplog.at_level(logging.WARNING, logger="churnguard.training.flat"):
+    with caplog.at_level(logging.WARNING, logger="churnguard.modeling.table"):
         prepared = prepare_rows(rows, schema)
     assert prepared["total"].tolist()[0] == 12.5
     assert prepared["total"].isna().tolist() == [False, True, True, True, True]
@@ -222,11 +223,11 @@ def test_unseen_category_and_blank_number_score_like_missing() -> None:
 
 
 def test_cross_validated_run_says_so_and_reports_metrics(
-    cv_run: TableResult, registry: Registry
+    cv_run: TrainResult, registry: Registry
 ) -> None:
-    from churnguard.training.flat import format_table_summary
+    from churnguard.training.report import format_summary
 
-    summary = format_table_summary(cv_run)
+    summary = format_summary(cv_run)
     assert CV_NOTE in summary
     assert len(cv_run.folds) == FAST.folds * FAST.repeats
     assert cv_run.metrics["roc_auc"] > 0.7  # the generated churn is learnable
@@ -240,7 +241,7 @@ def test_cross_validated_run_says_so_and_reports_metrics(
 
 
 def test_cross_validated_run_registers_a_champion_with_a_local_copy(
-    cv_run: TableResult, registry: Registry
+    cv_run: TrainResult, registry: Registry
 ) -> None:
     assert cv_run.version is not None
     assert registry.alias_version(CHAMPION) == cv_run.version
@@ -250,8 +251,8 @@ def test_cross_validated_run_registers_a_champion_with_a_local_copy(
     assert isinstance(loaded, ChurnModel) and isinstance(loaded, FlatChurnModel)
 
 
-def test_packaged_model_scores_through_the_pyfunc(cv_run: TableResult, registry: Registry) -> None:
-    rows = input_example(cv_run.data, cv_run.model)
+def test_packaged_model_scores_through_the_pyfunc(cv_run: TrainResult, registry: Registry) -> None:
+    rows = input_example(cv_run.dataset, cv_run.model)
     rows = rows.assign(contract=["Three year", *rows["contract"][1:]])  # unseen at training
     mlflow.set_tracking_uri(registry.tracking_uri)
     mlflow.set_registry_uri(registry.tracking_uri)
@@ -262,7 +263,7 @@ def test_packaged_model_scores_through_the_pyfunc(cv_run: TableResult, registry:
 
 
 def test_same_data_again_is_compared_on_recorded_cv_metrics(
-    cv_run: TableResult, registry: Registry, tmp_path: Path
+    cv_run: TrainResult, registry: Registry, tmp_path: Path
 ) -> None:
     again = train_table(
         client_table(), "churn", "customer_id", registry=registry, models_dir=tmp_path, options=FAST

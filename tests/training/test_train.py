@@ -17,30 +17,22 @@ import pytest
 
 from churnguard.cli import main
 from churnguard.config import Settings
-from churnguard.modeling.model import (
-    PlattCalibrator,
-    align_inputs,
-    load_local_model,
-    load_model_card,
-)
+from churnguard.modeling.calibration import PlattCalibrator, calibrate
+from churnguard.modeling.model import align_inputs, load_local_model, load_model_card
+from churnguard.modeling.recipes import fit_estimator
 from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
 from churnguard.synth.business import simulate, write_demo_data
-from churnguard.training.evaluate import evaluate
-from churnguard.training.train import (
-    Candidate,
+from churnguard.training.dataset import (
     Dataset,
     NotEnoughDataError,
     TrainOptions,
-    calibrate,
     check_enough_data,
-    decide_promotion,
-    fit_estimator,
-    format_summary,
-    select,
     split_dates,
-    train,
-    train_on,
 )
+from churnguard.training.evaluate import evaluate
+from churnguard.training.pipeline import Candidate, decide_promotion, select
+from churnguard.training.report import format_summary
+from churnguard.training.train import train, train_on
 
 HORIZON = pd.Timedelta(days=90)
 
@@ -305,10 +297,17 @@ def test_calibration_fixes_distorted_probabilities_on_the_test_window(dataset: D
     y = dataset.labels["churned"].to_numpy()
     tr, val, te = rows["train"], rows["validation"], rows["test"]
     fitted, _ = fit_estimator(
-        "lightgbm", {"num_leaves": 4}, X[tr], y[tr], X[val], y[val], dataset.feature_set, 7
+        "lightgbm",
+        {"num_leaves": 4},
+        X[tr],
+        y[tr],
+        X[val],
+        y[val],
+        dataset.feature_set.categorical,
+        7,
     )
     distorted = _Distorted(fitted)
-    calibrator = calibrate(distorted, X[val], y[val], TrainOptions())  # validation window only
+    calibrator = calibrate(distorted, X[val], y[val])  # validation window only
     raw = distorted.predict_proba(X[te])[:, 1]
     before, after = evaluate(y[te], raw), evaluate(y[te], calibrator.transform(raw))
     assert after["brier"] < 0.8 * before["brier"]

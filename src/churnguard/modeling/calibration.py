@@ -1,0 +1,113 @@
+"""Calibrators: raw model probabilities -> probabilities that match observed churn rates.
+
+``calibrate_raw`` is the rule: Platt scaling on the logit (monotone, two parameters, a weak prior
+at the identity), isotonic regression only with many churned rows to fit its steps on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+_EPS = 1e-6  # calibrated probabilities stay inside (0, 1): log loss stays finite
+ISOTONIC_MIN_POSITIVES = 50_000
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
+    return np.log(q) - np.log1p(-q)
+
+
+@dataclass(frozen=True)
+class PlattCalibrator:
+    """Platt scaling on the logit: p -> sigmoid(slope * logit(p) + intercept). Keeps the ranking.
+
+    Fitted by maximum likelihood with a weak Gaussian prior centred on the identity (slope 1,
+    intercept 0, precision ``prior``): a model trained without class weights is roughly calibrated
+    already, so with a handful of positives the calibrator stays close to the identity instead of
+    chasing noise; with dozens of positives the data dominate.
+    """
+
+    slope: float
+    intercept: float
+    method: str = "sigmoid"
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray, prior: float = 1.0) -> PlattCalibrator:
+        """Fit on raw probabilities and 0/1 outcomes (penalised Newton-Raphson)."""
+        x, t = _logit(raw), np.asarray(y, dtype=np.float64)
+        theta = np.array([0.0, 1.0])  # intercept, slope: start at the identity
+        for _ in range(100):
+            step, loss = _platt_newton_step(theta, x, t, prior), _platt_loss(theta, x, t, prior)
+            scale = 1.0
+            while _platt_loss(theta - scale * step, x, t, prior) > loss and scale > 1e-6:
+                scale /= 2  # backtracking keeps every step downhill
+            theta = theta - scale * step
+            if np.abs(scale * step).max() < 1e-10:
+                break
+        return cls(slope=float(theta[1]), intercept=float(theta[0]))
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        z = self.slope * _logit(raw) + self.intercept
+        return np.clip(1.0 / (1.0 + np.exp(-z)), _EPS, 1 - _EPS)
+
+
+def _platt_loss(theta: np.ndarray, x: np.ndarray, t: np.ndarray, prior: float) -> float:
+    """Log loss of sigmoid(a + b x) plus the prior's penalty."""
+    z = theta[0] + theta[1] * x
+    nll = np.logaddexp(0.0, z).sum() - (t * z).sum()
+    return float(nll + prior / 2 * ((theta - np.array([0.0, 1.0])) ** 2).sum())
+
+
+def _platt_newton_step(theta: np.ndarray, x: np.ndarray, t: np.ndarray, prior: float) -> np.ndarray:
+    """Newton step for the penalised log loss of sigmoid(a + b x) (a convex problem)."""
+    p = 1.0 / (1.0 + np.exp(-(theta[0] + theta[1] * x)))
+    w = p * (1 - p)
+    r = p - t
+    grad = np.array([r.sum(), (r * x).sum()]) + prior * (theta - np.array([0.0, 1.0]))
+    hess = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+    return np.linalg.solve(hess + prior * np.eye(2), grad)
+
+
+@dataclass(frozen=True)
+class IsotonicCalibrator:
+    """Isotonic regression kept as its step points; interpolated between them, clipped outside."""
+
+    x: np.ndarray
+    y: np.ndarray
+    method: str = "isotonic"
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray) -> IsotonicCalibrator:
+        iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
+        return cls(np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_))
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(np.interp(np.asarray(raw, dtype=np.float64), self.x, self.y), _EPS, 1 - _EPS)
+
+
+Calibrator: TypeAlias = PlattCalibrator | IsotonicCalibrator
+
+
+def calibrate(
+    estimator: Any,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    isotonic_min_positives: int = ISOTONIC_MIN_POSITIVES,
+) -> Calibrator:
+    """Fit the calibrator on an estimator's raw probabilities for held-out rows X."""
+    raw = np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1]
+    return calibrate_raw(raw, y, isotonic_min_positives)
+
+
+def calibrate_raw(
+    raw: np.ndarray, y: np.ndarray, isotonic_min_positives: int = ISOTONIC_MIN_POSITIVES
+) -> Calibrator:
+    """The calibration rule on given raw probabilities: Platt, isotonic with many positives."""
+    if y.sum() >= isotonic_min_positives:
+        return IsotonicCalibrator.fit(raw, y)
+    return PlattCalibrator.fit(raw, y)

@@ -1,0 +1,167 @@
+"""Flat tables as model inputs: each column typed once in training, cleaned the same way after.
+
+``infer_schema`` types every feature column of the training rows: ``numeric`` (numbers, or text
+that reads as numbers once blanks count as missing), ``flag`` (booleans, or yes/no, true/false,
+y/n, t/f, 1/0 words in any case -> 1/0) or ``categorical`` (other text); all-missing, constant,
+date and id-like columns are dropped with the reason. ``prepare_rows`` applies the schema to raw
+rows. ``FlatChurnModel`` is the ``ChurnModel`` whose inputs are a table's own columns: loading
+one needs nothing from training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from churnguard.modeling.model import ChurnModel, align_inputs
+
+logger = logging.getLogger(__name__)
+
+TRUE_WORDS = frozenset({"1", "1.0", "true", "t", "yes", "y"})
+FALSE_WORDS = frozenset({"0", "0.0", "false", "f", "no", "n"})
+
+ColumnKind = Literal["numeric", "flag", "categorical"]
+KIND_NAMES: tuple[ColumnKind, ...] = ("numeric", "flag", "categorical")
+
+
+class TableError(ValueError):
+    """A flat table that cannot be trained on as given (missing column, bad label, ...)."""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """How each kept column becomes a feature (in table order), and why others were dropped."""
+
+    kinds: dict[str, ColumnKind] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.kinds)
+
+    @property
+    def categorical(self) -> list[str]:
+        return self.of_kind("categorical")
+
+    def of_kind(self, kind: ColumnKind) -> list[str]:
+        return [c for c, k in self.kinds.items() if k == kind]
+
+
+@dataclass
+class FlatChurnModel(ChurnModel):
+    """A ChurnModel over a flat table's columns: raw rows are cleaned by ``schema`` first.
+
+    Inputs are rows as in the table (extra columns ignored): blank strings, yes/no words and unseen
+    categories are fine. ``feature_set`` is the neutral ``FeatureSet()``.
+    """
+
+    schema: TableSchema = field(default_factory=TableSchema)
+
+    def inputs(self, features: pd.DataFrame) -> pd.DataFrame:
+        prepared = prepare_rows(features, self.schema)
+        return align_inputs(prepared, self.feature_names, self.categories)
+
+
+# ---------------------------------------------------------------------------------- columns
+
+
+def infer_schema(rows: pd.DataFrame, max_unique_share: float = 0.5) -> TableSchema:
+    """Type each column of rows (feature columns only); drop unusable ones with a logged note."""
+    kinds: dict[str, ColumnKind] = {}
+    dropped: dict[str, str] = {}
+    for name in rows.columns:
+        kind, why = _column_kind(rows[name], max_unique_share)
+        if kind is None:
+            dropped[str(name)] = why
+            logger.info("column %r left out: %s", name, why)
+        else:
+            kinds[str(name)] = kind
+    if not kinds:
+        raise TableError(f"no usable feature column; left out: {dropped}")
+    return TableSchema(kinds, dropped)
+
+
+def _column_kind(values: pd.Series, max_unique_share: float) -> tuple[ColumnKind | None, str]:
+    """The kind of one column, or None and why it cannot be a feature."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None, "a date or time; derive a number from it (e.g. days since) to use it"
+    text = clean_text(values).dropna()
+    distinct = text.nunique()
+    if distinct == 0:
+        return None, "all missing"
+    if distinct == 1:
+        return None, f"constant ({text.iloc[0]!r})"
+    if pd.api.types.is_bool_dtype(values):
+        return "flag", ""
+    if pd.api.types.is_numeric_dtype(values):
+        return "numeric", ""
+    if set(text.str.lower().unique()) <= TRUE_WORDS | FALSE_WORDS:
+        return "flag", ""
+    if pd.to_numeric(text, errors="coerce").notna().all():
+        return "numeric", ""
+    if distinct > max_unique_share * len(text):
+        return None, f"text with {distinct:,} distinct values in {len(text):,} rows (an id?)"
+    return "categorical", ""
+
+
+def prepare_rows(rows: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """The model's feature columns from raw rows: numbers, 1/0 flags and category text."""
+    missing = [c for c in schema.kinds if c not in rows.columns]
+    if missing:
+        raise TableError(f"columns missing from the rows: {missing[:10]}")
+    columns = {name: _CONVERT[kind](rows[name], name) for name, kind in schema.kinds.items()}
+    return pd.DataFrame(columns, index=rows.index)
+
+
+def clean_text(values: pd.Series) -> pd.Series:
+    """Values as strings without surrounding blanks; blank and missing -> <NA>."""
+    return values.astype("string").str.strip().replace({"": pd.NA})
+
+
+def _to_text(values: pd.Series, name: str) -> pd.Series:
+    return clean_text(values).astype(object)
+
+
+def _to_number(values: pd.Series, name: str) -> pd.Series:
+    """float64; blanks are missing, and so is text that is no number (logged)."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(np.float64)
+    text = clean_text(values)
+    numbers = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    _warn_unreadable(name, text, numbers.to_numpy(), "numbers")
+    return numbers
+
+
+def _to_flag(values: pd.Series, name: str) -> pd.Series:
+    """1.0 / 0.0 from booleans and yes/no-like words; other values are missing (logged)."""
+    words = clean_text(values).str.lower()
+    flags = flag_values(words)
+    _warn_unreadable(name, words, flags, "yes/no values")
+    return pd.Series(flags, index=values.index)
+
+
+def flag_values(words: pd.Series) -> np.ndarray:
+    """1.0 for true words, 0.0 for false words, NaN otherwise (words already lower-case)."""
+    true = words.isin(TRUE_WORDS).to_numpy(dtype=bool, na_value=False)
+    false = words.isin(FALSE_WORDS).to_numpy(dtype=bool, na_value=False)
+    return np.where(true, 1.0, np.where(false, 0.0, np.nan))
+
+
+def _warn_unreadable(name: str, text: pd.Series, result: np.ndarray, what: str) -> None:
+    bad = text.notna().to_numpy() & np.isnan(result)
+    if bad.any():
+        example = text[bad].iloc[0]
+        logger.warning(
+            "column %r: %s values are not %s (e.g. %r) and count as missing",
+            name,
+            int(bad.sum()),
+            what,
+            example,
+        )
+
+
+_CONVERT = {"numeric": _to_number, "flag": _to_flag, "categorical": _to_text}

@@ -1,0 +1,206 @@
+"""How good the recipe is on data it never saw: the rolling-origin backtest (CRM histories),
+repeated cross-validation (flat tables without time), and the simulator's oracle.
+
+* **Backtest.** The same split shifted back by ``test_periods`` dates per cutoff
+  (``backtest_cutoffs`` cutoffs counting the main one); the chosen recipe is refitted and
+  recalibrated per cutoff. Cutoffs without enough data are skipped (logged).
+* **Cross-validation.** The whole flat-table recipe (``fit_table``: out-of-fold selection and
+  calibration, refit) runs inside the training part of each of ``folds`` x ``repeats`` repeated
+  stratified folds and is scored on the held-out part. Plots, tables and bootstrap intervals use
+  the first repeat's pooled out-of-fold predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnguard.modeling.model import ChurnModel
+from churnguard.modeling.recipes import fit_estimator
+from churnguard.training.dataset import (
+    Dataset,
+    NotEnoughDataError,
+    Split,
+    TrainOptions,
+    check_enough_data,
+    day,
+    split_dates,
+)
+from churnguard.training.evaluate import evaluate
+from churnguard.training.pipeline import (
+    REPORTED,
+    Candidate,
+    Evaluation,
+    Fit,
+    Oracle,
+    evaluate_model,
+    evaluation,
+)
+from churnguard.training.table import cv_splits
+
+logger = logging.getLogger(__name__)
+
+Packager = Callable[..., ChurnModel]
+
+
+# ---------------------------------------------------------------------------------- oracle
+
+
+def oracle_scores(truth: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """The simulator's true probability for each (client_id, as_of) row; NaN where unknown."""
+    key = truth.assign(
+        client_id=truth["client_id"].astype(str),
+        as_of=pd.to_datetime(truth["as_of"], utc=True).dt.as_unit("s"),
+    )
+    found = rows[["client_id", "as_of"]].astype({"client_id": str})
+    found = found.assign(as_of=pd.to_datetime(found["as_of"], utc=True).dt.as_unit("s"))
+    merged = found.merge(key, on=["client_id", "as_of"], how="left", validate="many_to_one")
+    return merged["true_probability"].to_numpy(np.float64)
+
+
+def compare_with_oracle(truth: pd.DataFrame, ds: Dataset, test: Evaluation, split: Split) -> Oracle:
+    """Oracle and model AUC on the test snapshots that have a true probability."""
+    rows = ds.labels.loc[ds.rows(split.test)]
+    p_true = oracle_scores(truth, rows)
+    known = ~np.isnan(p_true)
+    y = test.y[known]
+    return Oracle(
+        roc_auc=evaluate(y, p_true[known])["roc_auc"],
+        model_roc_auc=evaluate(y, test.p[known])["roc_auc"],
+        brier=evaluate(y, p_true[known])["brier"],
+        coverage=float(known.mean()),
+        p=p_true,
+    )
+
+
+# ---------------------------------------------------------------------------------- backtest
+
+
+def backtest(
+    ds: Dataset,
+    X: pd.DataFrame,
+    chosen: Candidate,
+    main: tuple[Split, Evaluation],
+    options: TrainOptions,
+    package: Packager,
+    truth: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Metrics per rolling-origin cutoff: the main split, then splits shifted back in time.
+
+    With the simulator's truth, each row also has the oracle's AUC on that cutoff's test window.
+    """
+    dates = ds.dates
+    rows = [_backtest_row(ds, main[0], main[1], truth)]
+    for k in range(1, options.backtest_cutoffs):
+        kept = dates[: len(dates) - k * options.test_periods]
+        try:
+            split = split_dates(
+                kept,
+                options.horizon_days,
+                options.test_periods,
+                options.val_periods,
+                options.min_train_periods,
+            )
+            check_enough_data(ds, split, options)
+        except NotEnoughDataError as exc:
+            logger.info("  backtest cutoff %s skipped: %s", k, exc)
+            continue
+        model = _refit(ds, X, split, chosen, options, package)
+        test_rows = ds.rows(split.test)
+        y, revenue = ds.y(test_rows), ds.revenue(test_rows)
+        test = evaluate_model(model, X.loc[test_rows], y, options, revenue, n_boot=0)
+        rows.append(_backtest_row(ds, split, test, truth))
+        logger.info("  cutoff %s: test AUC %.4f", day(split.test[0]), rows[-1]["roc_auc"])
+    return pd.DataFrame(rows)
+
+
+def _backtest_row(
+    ds: Dataset, split: Split, test: Evaluation, truth: pd.DataFrame | None
+) -> dict[str, Any]:
+    row = {"cutoff": split.test[0], "train_end": split.train[-1], **test.metrics}
+    if truth is not None:
+        oracle = compare_with_oracle(truth, ds, test, split)
+        row |= {"oracle_roc_auc": oracle.roc_auc, "oracle_ratio": oracle.ratio}
+    return row
+
+
+def _refit(
+    ds: Dataset,
+    X: pd.DataFrame,
+    split: Split,
+    chosen: Candidate,
+    options: TrainOptions,
+    package: Packager,
+) -> ChurnModel:
+    """Refit the chosen recipe on a split and calibrate it on that split's validation window."""
+    from churnguard.modeling.calibration import calibrate
+
+    train, val = ds.rows(split.train), ds.rows(split.validation)
+    est, _ = fit_estimator(
+        chosen.kind,
+        chosen.params,
+        X.loc[train],
+        ds.y(train),
+        X.loc[val],
+        ds.y(val),
+        ds.feature_set.categorical,
+        options.seed,
+    )
+    calibrator = calibrate(est, X.loc[val], ds.y(val), options.isotonic_min_positives)
+    return package(est, chosen.kind, calibrator)
+
+
+# ---------------------------------------------------------------------------------- folds
+
+
+def cross_validate(
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    fit_table: Callable[[pd.DataFrame, np.ndarray], Fit],
+    folds: int,
+    repeats: int,
+    options: TrainOptions,
+) -> tuple[pd.DataFrame, Evaluation]:
+    """``fit_table`` inside each training part of repeated stratified folds.
+
+    Returns metrics per fold and the first repeat's pooled out-of-fold evaluation.
+    """
+    per_fold = []
+    p, raw = np.full(len(y), np.nan), np.full(len(y), np.nan)
+    splits = cv_splits(y, folds, repeats, options.seed)
+    for repeat, fold, train, test in splits:
+        started = time.perf_counter()
+        fit = fit_table(rows.iloc[train], y[train])
+        held_out = rows.iloc[test]
+        p_test, raw_test = fit.model.predict_proba(held_out), fit.model.raw_proba(held_out)
+        metrics = evaluate(y[test], p_test)
+        per_fold.append(
+            {
+                "repeat": repeat + 1,
+                "fold": fold + 1,
+                **{k: metrics[k] for k in REPORTED},
+                "raw_roc_auc": evaluate(y[test], raw_test)["roc_auc"],
+                "n": metrics["n"],
+                "n_positive": metrics["n_positive"],
+                "candidate": fit.chosen.name,
+                "calibration": fit.model.calibrator.method,
+            }
+        )
+        if repeat == 0:
+            p[test], raw[test] = p_test, raw_test
+        logger.info(
+            "  fold %s/%s: AUC %.4f, Brier %.4f (%s, %.1f s)",
+            len(per_fold),
+            len(splits),
+            metrics["roc_auc"],
+            metrics["brier"],
+            fit.chosen.name,
+            time.perf_counter() - started,
+        )
+    seen = ~np.isnan(p)
+    return pd.DataFrame(per_fold), evaluation(y[seen], p[seen], raw[seen], options)

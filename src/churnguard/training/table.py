@@ -1,0 +1,306 @@
+"""Flat tables as training data: one row per client (per time with a time column) and a churn
+column; reading, checking, and the split (cross-validation folds, or windows in time).
+
+Decisions (numbers are fields of ``FlatOptions``):
+
+* **Columns.** The id, label and time columns are never features; the others are typed by
+  ``modeling.table.infer_schema`` on the training rows (dropped ones are logged with the reason).
+* **Label.** 1/0, true/false, yes/no, y/n or t/f, in any case; anything else is an error. Rows
+  without a label are dropped with a warning. The table needs ``min_rows`` labelled rows and
+  ``min_class_rows`` of each class.
+* **With a time column: out of time.** Test = the latest ``test_fraction`` of rows, validation =
+  the ``val_fraction`` before it, train = the rest; the cuts fall between distinct times, so no
+  timestamp is in two windows. There is no gap between windows, because a flat table does not say
+  how far ahead its label looks.
+* **Without a time column: cross-validation** over ``folds`` x ``repeats`` repeated stratified
+  folds (fixed seed); ids must then be unique.
+* **Leakage check.** A numeric or flag column that alone ranks churners with ROC AUC >=
+  ``leak_auc`` (missing values ranked lowest) is reported as a warning, because it is often known
+  only after churn (a cancellation date, a "days since cancelled").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from churnguard.modeling.table import (
+    FlatChurnModel,
+    TableError,
+    TableSchema,
+    clean_text,
+    flag_values,
+    prepare_rows,
+)
+from churnguard.training.dataset import NotEnoughDataError, TrainOptions
+
+logger = logging.getLogger(__name__)
+
+CV_NOTE = "no time column: metrics are from repeated stratified cross-validation, not out-of-time"
+OUT_OF_TIME_NOTE = "out-of-time: trained on the earliest rows, validated and tested on later rows"
+FLAT_MODE = "flat table"
+_NAME_CHARACTERS = frozenset('",:[]{}')
+
+
+@dataclass(frozen=True)
+class FlatOptions:
+    """What flat-table training does; the defaults are the documented choices (module docstring).
+
+    ``train`` carries the settings shared with CRM mode: seed, experiment, n_boot, gate_tolerance,
+    lightgbm_min_train_events and isotonic_min_positives (its horizon and windows are unused).
+    """
+
+    train: TrainOptions = field(default_factory=TrainOptions)
+    horizon_days: int = 0  # 0: whatever horizon the label column has; churnguard cannot know it
+    folds: int = 5
+    repeats: int = 3
+    inner_folds: int = 5
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    min_rows: int = 100
+    min_class_rows: int = 20
+    max_unique_share: float = 0.5
+    leak_auc: float = 0.95
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A labelled flat table: feature rows (no id, label or time column), labels, times."""
+
+    source: str
+    label: str
+    id_column: str
+    time_column: str | None
+    rows: pd.DataFrame
+    y: np.ndarray
+    times: pd.Series | None
+    digest: str
+    unlabelled: int = 0
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.y.sum())
+
+
+def read_table(source: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet file (by suffix) as a DataFrame."""
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no table at {path}: give a CSV or Parquet file")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path, low_memory=False)
+
+
+def load_table(
+    source: str | Path | pd.DataFrame,
+    label: str,
+    id_column: str,
+    time_column: str | None,
+    options: FlatOptions,
+) -> TableData:
+    """Read and check a flat table: columns present, label readable, enough rows of each class."""
+    frame = source if isinstance(source, pd.DataFrame) else read_table(source)
+    frame = frame.rename(columns=str)
+    _check_columns(frame, label, id_column, time_column)
+    y = parse_label(frame[label], label)
+    labelled = ~np.isnan(y)
+    if not labelled.all():
+        logger.warning("%s rows without a %r label are left out", int((~labelled).sum()), label)
+    kept = frame.loc[labelled].reset_index(drop=True)
+    if time_column is None:
+        _check_unique_ids(kept[id_column], id_column)
+    times = parse_times(kept[time_column], time_column) if time_column else None
+    data = TableData(
+        source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
+        label=label,
+        id_column=id_column,
+        time_column=time_column,
+        rows=kept.drop(columns=[c for c in (label, id_column, time_column) if c]),
+        y=y[labelled].astype(np.int64),
+        times=times,
+        digest=table_digest(frame),
+        unlabelled=int((~labelled).sum()),
+    )
+    check_enough_rows(data.y, label, options)
+    return data
+
+
+def _check_columns(frame: pd.DataFrame, label: str, id_column: str, time: str | None) -> None:
+    named = [c for c in (label, id_column, time) if c is not None]
+    missing = [c for c in named if c not in frame.columns]
+    if missing:
+        shown = ", ".join(map(str, list(frame.columns)[:40]))
+        raise TableError(f"column(s) {missing} not in the table; it has: {shown}")
+    if len(set(named)) < len(named):
+        raise TableError(f"the label, id and time columns must differ, got {named}")
+    awkward = [c for c in frame.columns if c not in named and set(c) & _NAME_CHARACTERS]
+    if awkward:
+        raise TableError(
+            f"rename the columns {awkward[:10]}: LightGBM cannot take the characters "
+            f"{''.join(sorted(_NAME_CHARACTERS))} in a feature name"
+        )
+
+
+def _check_unique_ids(ids: pd.Series, name: str) -> None:
+    repeated = ids[ids.duplicated(keep=False)]
+    if len(repeated):
+        raise TableError(
+            f"{repeated.nunique()} ids in {name!r} appear more than once (e.g. "
+            f"{repeated.iloc[0]!r}); without a time column each client must have one row, or "
+            "cross-validation would test on clients it trained on. Give --time for snapshots."
+        )
+
+
+def parse_label(values: pd.Series, name: str) -> np.ndarray:
+    """0/1 churn labels as float64 (NaN where missing) from 1/0, true/false or yes/no values."""
+    words = clean_text(values).str.lower()
+    label = flag_values(words)
+    unknown = words.notna().to_numpy() & np.isnan(label)
+    if unknown.any():
+        found = sorted(set(words[unknown]))[:5]
+        raise TableError(
+            f"label column {name!r} must hold 1/0, true/false or yes/no values; found {found}"
+        )
+    return label
+
+
+def parse_times(values: pd.Series, name: str) -> pd.Series:
+    """A time column as naive UTC datetimes, or as numbers (only the order matters)."""
+    if values.isna().any():
+        raise TableError(
+            f"time column {name!r} is missing on {int(values.isna().sum())} rows; fill or drop them"
+        )
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype(np.float64)
+    try:
+        return pd.to_datetime(values, utc=True, format="mixed").dt.tz_localize(None)
+    except (ValueError, TypeError) as exc:
+        raise TableError(f"time column {name!r} holds values that are no dates: {exc}") from None
+
+
+def check_enough_rows(y: np.ndarray, label: str, options: FlatOptions) -> None:
+    """Raise unless both classes are present with min_class_rows each, in min_rows rows."""
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        only = "churned" if negatives == 0 else "not churned"
+        raise TableError(
+            f"label column {label!r} has one class only (every row {only}): there is nothing to "
+            "learn from. Include both clients who left and clients who stayed."
+        )
+    if len(y) < options.min_rows or min(positives, negatives) < options.min_class_rows:
+        raise NotEnoughDataError(
+            f"{len(y)} labelled rows with {positives} churned and {negatives} not: an honest model "
+            f"needs at least {options.min_rows} rows and {options.min_class_rows} of each class."
+        )
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    """sha256 over the column names, dtypes and values (row order matters)."""
+    h = hashlib.sha256(str([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------- split
+
+
+def cv_splits(
+    y: np.ndarray, folds: int = 5, repeats: int = 3, seed: int = 7
+) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+    """(repeat, fold, train rows, test rows) of repeated stratified k-fold with a fixed seed."""
+    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    found = splitter.split(np.zeros((len(y), 1)), y)
+    return [(i // folds, i % folds, train, test) for i, (train, test) in enumerate(found)]
+
+
+def split_by_time(
+    times: pd.Series, val_fraction: float = 0.2, test_fraction: float = 0.2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks (train, validation, test): latest test_fraction of rows, the val_fraction
+    before it, the rest; cut between distinct times, so no time falls in two windows."""
+    t = times.to_numpy()
+    ordered = np.sort(t)
+    n = len(ordered)
+    test_start = ordered[min(n - 1, int(n * (1 - test_fraction)))]
+    val_start = ordered[max(0, int(n * (1 - test_fraction - val_fraction)))]
+    train, test = t < val_start, t >= test_start
+    validation = ~train & ~test
+    if not (train.any() and validation.any() and test.any()):
+        raise NotEnoughDataError(
+            f"the time column has too few distinct values ({len(np.unique(t))}) for train, "
+            "validation and test windows with no shared time"
+        )
+    return train, validation, test
+
+
+def check_windows(y: np.ndarray, masks: tuple[np.ndarray, ...], options: FlatOptions) -> None:
+    """Raise unless train has min_class_rows of each class and validation and test both classes."""
+    train = y[masks[0]]
+    if min(train.sum(), len(train) - train.sum()) < options.min_class_rows:
+        raise NotEnoughDataError(
+            f"the training window has {int(train.sum())} churned and "
+            f"{int(len(train) - train.sum())} other rows; it needs {options.min_class_rows} of "
+            "each. Use more rows, or leave out --time to cross-validate."
+        )
+    for name, mask in zip(("validation", "test"), masks[1:], strict=True):
+        if len(np.unique(y[mask])) < 2:
+            raise NotEnoughDataError(
+                f"the {name} window has rows of one class only, so the model cannot be "
+                f"{'calibrated' if name == 'validation' else 'evaluated'}; use more rows"
+            )
+
+
+def windows_table(times: pd.Series, y: np.ndarray, masks: tuple[np.ndarray, ...]) -> pd.DataFrame:
+    rows = [
+        {
+            "window": name,
+            "start": times[mask].min(),
+            "end": times[mask].max(),
+            "rows": int(mask.sum()),
+            "churned": int(y[mask].sum()),
+        }
+        for name, mask in zip(("train", "validation", "test"), masks, strict=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def leak_warnings(rows: pd.DataFrame, y: np.ndarray, schema: TableSchema, auc: float) -> list[str]:
+    """Numeric and flag columns that alone rank churners with ROC AUC >= auc (missing lowest)."""
+    prepared = prepare_rows(rows, schema)
+    out = []
+    for name in schema.of_kind("numeric") + schema.of_kind("flag"):
+        values = prepared[name].to_numpy()
+        if np.isnan(values).all():
+            continue
+        filled = np.where(np.isnan(values), np.nanmin(values) - 1, values)
+        strength = float(roc_auc_score(y, filled))
+        strength = max(strength, 1 - strength)
+        if strength >= auc:
+            out.append(
+                f"column {name!r} alone ranks churners with ROC AUC {strength:.3f}: check that it "
+                "is known before a client churns (leakage)"
+            )
+    for line in out:
+        logger.warning(line)
+    return out
+
+
+def input_example(data: TableData, model: FlatChurnModel) -> pd.DataFrame:
+    """Five rows as callers send them: numeric columns as float64, other columns as in the table.
+
+    Numbers go in as float64 so the pyfunc signature accepts integers and missing values alike.
+    """
+    rows = data.rows[model.feature_names].head(5)
+    numeric = model.schema.of_kind("numeric")
+    cleaned = prepare_rows(rows, TableSchema({c: "numeric" for c in numeric}))
+    texts = {c: rows[c].astype(object) for c in rows.columns if c not in numeric}
+    return rows.assign(**cleaned, **texts)
