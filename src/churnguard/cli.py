@@ -14,7 +14,8 @@ import pandas as pd
 from pydantic import ValidationError
 
 from churnguard.config import Settings
-from churnguard.domain.contract import CRMData, DataContractError
+from churnguard.domain.contract import CRMData
+from churnguard.domain.problems import DataContractError
 
 logger = logging.getLogger("churnguard")
 
@@ -61,14 +62,18 @@ def demo_data(args: argparse.Namespace, settings: Settings) -> int:
 def validate(args: argparse.Namespace, settings: Settings) -> int:
     """Check a CRM export against the data contract and print the report."""
     from churnguard.domain.data import load_crm
+    from churnguard.domain.problems import Problem
+    from churnguard.features.catalog import event_type_clashes, event_types_in
 
     try:
-        _, report = load_crm(args.data, args.mapping)
+        data, report = load_crm(args.data, args.mapping, log_warnings=False)  # printed below
     except DataContractError as exc:
         print(exc.report.format())
         return 1
+    clashes = event_type_clashes(event_types_in(data))  # training would stop on them
+    report.problems += [Problem("error", "events", "events", "event_type", (), m) for m in clashes]
     print(report.format())
-    return 0
+    return 0 if report.ok else 1
 
 
 # --- features -----------------------------------------------------------------------------------

@@ -342,3 +342,25 @@ def test_parquet_problems_name_one_based_rows(tmp_path: Path) -> None:
     assert load_errors(folder) == [
         "invoices.parquet, column amount, row 3: negative value '-3' (amount must be >= 0)"
     ]
+
+
+def test_validate_command_prints_each_warning_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = crm_folder(tmp_path)
+    (folder / "notes.csv").write_text("x\n1\n")
+    assert cli.main(["validate", "--data", str(folder)]) == 0
+    out = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    assert out.count("notes.csv: not a contract table") == 1
+
+
+def test_validate_command_reports_event_types_that_would_clash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = "client_id,occurred_at,event_type,value\nC1,2024-01-01,Site Visit,1\n"
+    events += "C2,2024-01-02,site-visit,1\n"
+    folder = crm_folder(tmp_path, {"events.csv": events})
+    assert cli.main(["validate", "--data", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "error: events, column event_type: event types 'Site Visit' and 'site-visit'" in out
+    assert "1 error" in out

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from churnguard.features.catalog import BASE_FEATURES, FeatureSet, describe, feature_set_for
+import pytest
+
+from churnguard.features.catalog import (
+    BASE_FEATURES,
+    FeatureNameError,
+    FeatureSet,
+    describe,
+    event_features,
+    feature_set_for,
+)
 from tests.factories import random_crm
 
 
@@ -13,7 +22,7 @@ def test_every_feature_is_described_once() -> None:
     assert (table["description"].str.len() > 10).all()
     for f in fs.features:  # every reason reads as a sentence for a typical value
         assert f.reason.format(value="ent" if f.categorical else 12.0).strip(), f.name
-    assert "billable_hours_90d" in fs.names and len(fs.names) == len(BASE_FEATURES) + 4
+    assert "event_billable_hours_90d" in fs.names and len(fs.names) == len(BASE_FEATURES) + 4
 
 
 def test_event_types_come_from_the_data() -> None:
@@ -21,3 +30,17 @@ def test_event_types_come_from_the_data() -> None:
         "billable hours",
         "login",
     )
+
+
+@pytest.mark.parametrize("event_type", ["meeting", "calls", "value", "contacts", "tickets"])
+def test_no_event_type_can_make_a_base_feature_name(event_type: str) -> None:
+    base = {f.name for f in BASE_FEATURES}
+    names = [f.name for f in event_features(event_type)]
+    assert not base & set(names)
+    assert all(n.startswith(f"event_{event_type}_") for n in names)
+    assert len(set(FeatureSet((event_type,)).names)) == len(BASE_FEATURES) + 4
+
+
+def test_event_types_with_the_same_feature_names_are_a_clear_error() -> None:
+    with pytest.raises(FeatureNameError, match="'Billable Hours' and 'billable-hours'"):
+        FeatureSet(("Billable Hours", "billable-hours"))

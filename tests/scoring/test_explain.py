@@ -44,7 +44,7 @@ def test_reason_reads_right_for_typical_and_missing_values(feature: Feature) -> 
         ("days_since_meeting", np.nan, "No meeting on record"),
         ("days_since_inbound", None, "Client has never reached out"),
         ("days_since_outbound", None, "We have never reached out"),
-        ("days_since_billable_hours", None, "No billable_hours on record"),
+        ("event_billable_hours_days_since", None, "No billable_hours on record"),
         ("open_disputes", 2.0, "2 disputed invoices open"),
         ("overdue_amount", 12500.0, "12,500 overdue"),
         ("inbound_share_90d", 0.25, "25% of recent contacts came from the client"),

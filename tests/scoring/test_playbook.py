@@ -114,15 +114,17 @@ rules:
     when: {segment: {eq: mid}, any: [{days_since_meeting: {gt: 90}}, {meetings_90d: {eq: 0}}]}
   - action: Offer a free quarterly review
     priority: 2
-    when: {billable_hours_90d: {lt: 10}}
+    when: {event_billable_hours_90d: {lt: 10}}
 """,
     )
     playbook = load_playbook(path, feature_set=FS)
-    client = {**HEALTHY, "days_since_contact": 74.0, "billable_hours_90d": 5.0}
+    client = {**HEALTHY, "days_since_contact": 74.0, "event_billable_hours_90d": 5.0}
     got = playbook.actions(client, [])
     assert [a.action for a in got] == ["Offer a free quarterly review"]  # no default rules
     assert got[0].why == "Segment mid; 0 meetings in the last 90 days"  # what fired the rule
-    assert playbook.actions({**client, "segment": "smb", "billable_hours_90d": 50.0}, []) == []
+    assert (
+        playbook.actions({**client, "segment": "smb", "event_billable_hours_90d": 50.0}, []) == []
+    )
 
 
 def test_comparisons_never_hold_on_missing_values(tmp_path: Path) -> None:
@@ -191,10 +193,11 @@ def test_bad_playbooks_name_the_file_the_rule_and_the_problem(
 
 def test_feature_names_are_checked_against_the_given_feature_set(tmp_path: Path) -> None:
     path = _write(
-        tmp_path, "rules:\n  - {action: Bill, priority: 1, when: {billable_hours_90d: {lt: 5}}}"
+        tmp_path,
+        "rules:\n  - {action: Bill, priority: 1, when: {event_billable_hours_90d: {lt: 5}}}",
     )
     assert len(load_playbook(path, feature_set=FS).rules) == 1
-    with pytest.raises(PlaybookError, match=r"unknown feature 'billable_hours_90d'$"):
+    with pytest.raises(PlaybookError, match=r"unknown feature 'event_billable_hours_90d'$"):
         load_playbook(path, feature_set=FeatureSet(("portal login",)))
     with pytest.raises(PlaybookError, match="event-type features need the model's feature set"):
         load_playbook(path)  # without a feature set: the base catalogue only

@@ -32,9 +32,12 @@ SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def load_crm(
-    source: str | Path, mapping_path: Path | None = None
+    source: str | Path, mapping_path: Path | None = None, log_warnings: bool = True
 ) -> tuple[CRMData, ValidationReport]:
     """Read and validate CRM tables from a folder or a database URL.
+
+    Args:
+        log_warnings: log each warning of the report; off when the caller prints the report.
 
     Raises:
         FileNotFoundError: the folder (or SQLite file) does not exist.
@@ -43,7 +46,7 @@ def load_crm(
     mapping = load_mapping(mapping_path) if mapping_path is not None else None
     raw, problems = read_tables(source, mapping)
     data, report = validate(raw, problems)
-    for problem in report.warnings:
+    for problem in report.warnings if log_warnings else ():
         logger.warning("%s", problem)
     return data, report
 

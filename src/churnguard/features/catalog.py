@@ -9,7 +9,7 @@ the engine that computes them is ``engine.py``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -86,15 +86,31 @@ class Custom:
 Formula = Agg | Diff | Ratio | MeanAge | Custom
 
 
+Direction = Literal["more_risk", "less_risk", "context"]  # what a higher value means
+
+
 @dataclass(frozen=True)
 class Feature:
-    """A declared feature: what it computes and how to say it in words."""
+    """A declared feature: what it computes, how to say it in words, which way it points.
+
+    ``direction`` says what a higher value means: "more_risk", "less_risk", or "context" (neither,
+    or both: segment, region, monthly value); only a feature with a direction is ever a reason,
+    and only when it pushes risk up that way. A ``fact`` (renewal timing) is shown beside the
+    reasons, never as one.
+    """
 
     name: str
     formula: Formula
     description: str
     reason: str = ""  # template for explanations, formatted with value=<feature value>
     categorical: bool = False
+    direction: Direction = "context"
+    fact: bool = False
+
+    @property
+    def monotone(self) -> int:
+        """The monotone constraint its direction asks of a model: 1, -1, or 0 (none)."""
+        return {"more_risk": 1, "less_risk": -1}.get(self.direction, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,90 +285,105 @@ BASE_FEATURES: tuple[Feature, ...] = (
         _since("interaction"),
         "Days since the last contact of any kind",
         "No contact for {value:.0f} days",
+        direction="more_risk",
     ),
     _F(
         "days_since_meeting",
         _since("interaction", "meeting"),
         "Days since the last meeting",
         "No meeting for {value:.0f} days",
+        direction="more_risk",
     ),
     _F(
         "days_since_call",
         _since("interaction", "call"),
         "Days since the last call",
         "No call for {value:.0f} days",
+        direction="more_risk",
     ),
     _F(
         "days_since_inbound",
         _since("interaction", "inbound"),
         "Days since the client last got in touch",
         "Client has not reached out for {value:.0f} days",
+        direction="more_risk",
     ),
     _F(
         "days_since_outbound",
         _since("interaction", "outbound"),
         "Days since the account team last reached out",
         "We have not reached out for {value:.0f} days",
+        direction="more_risk",
     ),
     _F(
         "contacts_30d",
         _count("interaction", 30),
         "Contacts in the last 30 days",
         "{value:.0f} contacts in the last 30 days",
+        direction="less_risk",
     ),
     _F(
         "contacts_90d",
         _contacts_90,
         "Contacts in the last 90 days",
         "Only {value:.0f} contacts in the last 90 days",
+        direction="less_risk",
     ),
     _F(
         "contacts_365d",
         _count("interaction", 365),
         "Contacts in the last 365 days",
         "{value:.0f} contacts in the last year",
+        direction="less_risk",
     ),
     _F(
         "contacts_change_90d",
         _change(_contacts_90),
         "Contacts in the last 90 days minus the 90 days before",
         "Contacts changed by {value:+.0f} against the previous 90 days",
+        direction="less_risk",
     ),
     _F(
         "meetings_90d",
         _count("interaction", 90, "meeting"),
         "Meetings in the last 90 days",
         "{value:.0f} meetings in the last 90 days",
+        direction="less_risk",
     ),
     _F(
         "calls_90d",
         _count("interaction", 90, "call"),
         "Calls in the last 90 days",
         "{value:.0f} calls in the last 90 days",
+        direction="less_risk",
     ),
     _F(
         "emails_90d",
         _count("interaction", 90, "email"),
         "Emails in the last 90 days",
         "{value:.0f} emails in the last 90 days",
+        direction="less_risk",
     ),
     _F(
         "reviews_365d",
         _count("interaction", 365, "review"),
         "Business reviews in the last year",
         "{value:.0f} business reviews in the last year",
+        direction="less_risk",
     ),
     _F(
         "inbound_90d",
         _count("interaction", 90, "inbound"),
         "Contacts initiated by the client in the last 90 days",
         "Client got in touch {value:.0f} times in 90 days",
+        direction="less_risk",
     ),
     _F(
         "outbound_90d",
         _count("interaction", 90, "outbound"),
         "Contacts initiated by the account team in the last 90 days",
         "We reached out {value:.0f} times in 90 days",
+        direction="less_risk",
     ),
     _F(
         "inbound_share_90d",
@@ -366,18 +397,21 @@ BASE_FEATURES: tuple[Feature, ...] = (
         _since("feedback"),
         "Days since the last survey response",
         "No survey response for {value:.0f} days",
+        direction="more_risk",
     ),
     _F(
         "nps_last",
         Agg("feedback", "last", where="nps", value="score"),
         "Latest NPS score (0-10)",
         "Latest NPS score is {value:.0f}",
+        direction="less_risk",
     ),
     _F(
         "nps_mean_365d",
         _mean("feedback", "score", 365, "nps"),
         "Mean NPS score over the last year",
         "NPS averaged {value:.1f} over the last year",
+        direction="less_risk",
     ),
     _F(
         "nps_change_180d",
@@ -387,36 +421,42 @@ BASE_FEATURES: tuple[Feature, ...] = (
         ),
         "Mean NPS of the last 180 days minus the 180 days before",
         "NPS moved {value:+.1f} points against the previous half-year",
+        direction="less_risk",
     ),
     _F(
         "csat_last",
         Agg("feedback", "last", where="csat", value="score"),
         "Latest CSAT score (1-5)",
         "Latest CSAT score is {value:.0f}",
+        direction="less_risk",
     ),
     _F(
         "csat_mean_365d",
         _mean("feedback", "score", 365, "csat"),
         "Mean CSAT score over the last year",
         "CSAT averaged {value:.1f} over the last year",
+        direction="less_risk",
     ),
     _F(
         "detractor_responses_365d",
         _count("feedback", 365, "detractor"),
         "NPS responses of 6 or lower in the last year",
         "{value:.0f} detractor survey responses in the last year",
+        direction="more_risk",
     ),
     _F(
         "promoter_responses_365d",
         _count("feedback", 365, "promoter"),
         "NPS responses of 9 or 10 in the last year",
         "{value:.0f} promoter survey responses in the last year",
+        direction="less_risk",
     ),
     _F(
         "feedback_responses_365d",
         _count("feedback", 365),
         "Survey responses in the last year",
         "{value:.0f} survey responses in the last year",
+        direction="less_risk",
     ),
     # billing
     _F(
@@ -430,48 +470,56 @@ BASE_FEATURES: tuple[Feature, ...] = (
         _change(_sum("invoice_issued", "amount", 90)),
         "Amount invoiced in the last 90 days minus the 90 days before",
         "Invoiced revenue changed by {value:+,.0f} against the previous 90 days",
+        direction="less_risk",
     ),
     _F(
         "open_disputes",
         _open(_count("dispute_opened"), _count("dispute_resolved")),
         "Disputed invoices not yet resolved",
         "{value:.0f} disputed invoices open",
+        direction="more_risk",
     ),
     _F(
         "open_disputed_amount",
         _open(_sum("dispute_opened", "amount"), _sum("dispute_resolved", "amount")),
         "Amount of disputed invoices not yet resolved",
         "{value:,.0f} in unresolved disputes",
+        direction="more_risk",
     ),
     _F(
         "disputes_365d",
         _count("dispute_opened", 365),
         "Invoices disputed in the last year",
         "{value:.0f} invoices disputed in the last year",
+        direction="more_risk",
     ),
     _F(
         "days_since_dispute",
         _since("dispute_opened"),
         "Days since the last invoice dispute",
         "An invoice was disputed {value:.0f} days ago",
+        direction="less_risk",
     ),
     _F(
         "disputed_share_365d",
         Ratio(_sum("dispute_opened", "amount", 365), _sum("invoice_issued", "amount", 365)),
         "Disputed amount as a share of the amount invoiced in the last year",
         "{value:.0%} of last year's invoiced amount was disputed",
+        direction="more_risk",
     ),
     _F(
         "overdue_invoices",
         _open(_count("invoice_due"), _count("invoice_settled")),
         "Invoices past their due date and unpaid",
         "{value:.0f} invoices overdue",
+        direction="more_risk",
     ),
     _F(
         "overdue_amount",
         _open(_sum("invoice_due", "amount"), _sum("invoice_settled", "amount")),
         "Amount past due and unpaid",
         "{value:,.0f} overdue",
+        direction="more_risk",
     ),
     _F(
         "mean_days_overdue",
@@ -481,18 +529,21 @@ BASE_FEATURES: tuple[Feature, ...] = (
         ),
         "Mean days past due of the overdue invoices",
         "Overdue invoices are {value:.0f} days late",
+        direction="more_risk",
     ),
     _F(
         "late_payment_share_365d",
         Ratio(_count("invoice_paid", 365, "late"), _count("invoice_paid", 365)),
         "Share of invoices paid in the last year that were paid late",
         "{value:.0%} of last year's invoices were paid late",
+        direction="more_risk",
     ),
     _F(
         "mean_days_late_365d",
         _mean("invoice_paid", "days_late", 365),
         "Mean days past due of invoices paid in the last year (0 when on time)",
         "Invoices were paid {value:.0f} days late on average",
+        direction="more_risk",
     ),
     # tickets
     _F(
@@ -500,48 +551,56 @@ BASE_FEATURES: tuple[Feature, ...] = (
         _open(_count("ticket_opened"), _count("ticket_resolved")),
         "Support tickets not yet resolved",
         "{value:.0f} support tickets open",
+        direction="more_risk",
     ),
     _F(
         "open_high_priority_tickets",
         _open(_count("ticket_opened", where="high"), _count("ticket_resolved", where="high")),
         "High or urgent tickets not yet resolved",
         "{value:.0f} high-priority tickets open",
+        direction="more_risk",
     ),
     _F(
         "tickets_30d",
         _count("ticket_opened", 30),
         "Tickets opened in the last 30 days",
         "{value:.0f} tickets in the last 30 days",
+        direction="more_risk",
     ),
     _F(
         "tickets_90d",
         _count("ticket_opened", 90),
         "Tickets opened in the last 90 days",
         "{value:.0f} tickets in the last 90 days",
+        direction="more_risk",
     ),
     _F(
         "high_priority_tickets_90d",
         _count("ticket_opened", 90, "high"),
         "High or urgent tickets opened in the last 90 days",
         "{value:.0f} high-priority tickets in the last 90 days",
+        direction="more_risk",
     ),
     _F(
         "tickets_change_90d",
         _change(_count("ticket_opened", 90)),
         "Tickets opened in the last 90 days minus the 90 days before",
         "Ticket volume changed by {value:+.0f} against the previous 90 days",
+        direction="more_risk",
     ),
     _F(
         "mean_resolution_days_90d",
         _mean("ticket_resolved", "resolution_days", 90),
         "Mean days to resolve tickets closed in the last 90 days",
         "Tickets took {value:.1f} days to resolve",
+        direction="more_risk",
     ),
     _F(
         "days_since_ticket",
         _since("ticket_opened"),
         "Days since the last ticket was opened",
         "Last ticket opened {value:.0f} days ago",
+        direction="less_risk",
     ),
     # contract
     _F(
@@ -549,6 +608,7 @@ BASE_FEATURES: tuple[Feature, ...] = (
         _active_contracts,
         "Contracts in force",
         "{value:.0f} contracts in force",
+        direction="less_risk",
     ),
     _F(
         "monthly_value",
@@ -580,18 +640,22 @@ BASE_FEATURES: tuple[Feature, ...] = (
         ),
         "Share of contracts in force that renew automatically",
         "{value:.0%} of contracts renew automatically",
+        direction="less_risk",
     ),
     _F(
         "tenure_days",
         Agg("contract_start", "days_since_first"),
         "Days since the first contract started",
         "Client for {value:.0f} days",
+        direction="less_risk",
     ),
     _F(
         "days_to_contract_end",
         Custom("days_to_contract_end"),
         "Days until the next fixed-term contract in force ends (renewal point)",
         "Contract ends in {value:.0f} days",
+        direction="less_risk",
+        fact=True,
     ),
     _F(
         "rolling_contracts",
@@ -604,12 +668,14 @@ BASE_FEATURES: tuple[Feature, ...] = (
         Custom("service_lines"),
         "Distinct service lines in force",
         "Buys {value:.0f} service lines",
+        direction="less_risk",
     ),
     _F(
         "cancellations_365d",
         _count("contract_cancelled", 365),
         "Contracts cancelled before term in the last year",
         "{value:.0f} contracts cancelled in the last year",
+        direction="more_risk",
     ),
     # client
     _F(
@@ -623,6 +689,7 @@ BASE_FEATURES: tuple[Feature, ...] = (
         Custom("has_account_manager"),
         "1 when an account manager is assigned",
         "No account manager assigned",
+        direction="less_risk",
     ),
     _F("segment", Custom("segment"), "Client segment", "Segment {value}", categorical=True),
     _F("industry", Custom("industry"), "Client industry", "Industry {value}", categorical=True),
@@ -630,9 +697,16 @@ BASE_FEATURES: tuple[Feature, ...] = (
 )
 
 
+EVENT_PREFIX = "event_"  # every event-type feature's name starts so: none can shadow a base one
+
+
 def event_features(event_type: str) -> tuple[Feature, ...]:
-    """Generic features for one event_type of the events table (values summed; empty value = 1)."""
-    slug = slugify(event_type)
+    """Generic features for one event_type of the events table (values summed; empty value = 1).
+
+    Named ``event_<type>_30d``, ``_90d``, ``_change_90d`` and ``_days_since``, where ``<type>``
+    is ``slugify(event_type)``.
+    """
+    slug = event_slug(event_type)
     where = f"type:{event_type}"
     last_90 = _sum("event", "value", 90, where)
     return (
@@ -641,24 +715,28 @@ def event_features(event_type: str) -> tuple[Feature, ...]:
             _sum("event", "value", 30, where),
             f"Total {event_type} in the last 30 days",
             f"{{value:,.1f}} {event_type} in the last 30 days",
+            direction="less_risk",
         ),
         _F(
             f"{slug}_90d",
             last_90,
             f"Total {event_type} in the last 90 days",
             f"{{value:,.1f}} {event_type} in the last 90 days",
+            direction="less_risk",
         ),
         _F(
             f"{slug}_change_90d",
             _change(last_90),
             f"Total {event_type} in the last 90 days minus the 90 days before",
             f"{event_type} changed by {{value:+,.1f}} against the previous 90 days",
+            direction="less_risk",
         ),
         _F(
-            f"days_since_{slug}",
+            f"{slug}_days_since",
             _since("event", where),
             f"Days since the last {event_type}",
             f"No {event_type} for {{value:.0f}} days",
+            direction="more_risk",
         ),
     )
 
@@ -668,11 +746,39 @@ def slugify(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_") or "event"
 
 
+def event_slug(event_type: str) -> str:
+    """The prefix of an event type's feature names: ``event_`` and its slug."""
+    return f"{EVENT_PREFIX}{slugify(event_type)}"
+
+
+class FeatureNameError(ValueError):
+    """Two event types whose features would have the same names."""
+
+
+def event_type_clashes(event_types: Iterable[str]) -> list[str]:
+    """One message per group of event types that would make features of the same name."""
+    by_slug: dict[str, list[str]] = {}
+    for t in event_types:
+        by_slug.setdefault(event_slug(t), []).append(t)
+    return [
+        f"event types {' and '.join(repr(t) for t in types)} would make the same features "
+        f"({slug}_*); give them distinct names (or one name) under values: events: event_type: "
+        "in the mapping file"
+        for slug, types in by_slug.items()
+        if len(types) > 1
+    ]
+
+
 @dataclass(frozen=True)
 class FeatureSet:
     """The features a model uses: the base catalogue plus those of each event type."""
 
     event_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        clashes = event_type_clashes(self.event_types)
+        if clashes:
+            raise FeatureNameError("; ".join(clashes))
 
     @cached_property
     def features(self) -> tuple[Feature, ...]:
@@ -693,9 +799,14 @@ class FeatureSet:
 
 def feature_set_for(data: CRMData) -> FeatureSet:
     """The feature set for a data set: one group of event features per event_type present."""
+    return FeatureSet(event_types_in(data))
+
+
+def event_types_in(data: CRMData) -> tuple[str, ...]:
+    """The event types that occur in the events table, sorted."""
     types = data.events["event_type"].dropna()
     present = sorted(set(types.cat.categories[types.cat.codes.unique()]) if len(types) else ())
-    return FeatureSet(tuple(str(t) for t in present))
+    return tuple(str(t) for t in present)
 
 
 def describe(feature_set: FeatureSet | None = None) -> pd.DataFrame:
