@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         description="Most POST /api/v1/score requests handled at once; past it, 503 with "
         "Retry-After at once (health checks and other endpoints are not counted).",
     )
+    max_clock_skew_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="A score request's as_of may lie this far past the server's clock (a CRM's "
+        "clock runs a little ahead); further in the future it is refused with 422.",
+    )
     playbook_path: Path | None = Field(
         default=None, description="A YAML playbook replacing the packaged one."
     )

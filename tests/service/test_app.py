@@ -23,8 +23,10 @@ from fastapi.testclient import TestClient
 
 from churnguard import cli
 from churnguard.config import Settings
+from churnguard.domain.churn import active_clients
 from churnguard.modeling.model import model_card, save_local_model
 from churnguard.modeling.registry import CHAMPION, Registry
+from churnguard.scoring.batch import score_to_store
 from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
@@ -69,7 +71,13 @@ def versions(settings: Settings, make_model: ModelFactory, dataset: Dataset) -> 
 
 
 @pytest.fixture(scope="module")
-def client(settings: Settings, versions: tuple[int, int]) -> Iterator[TestClient]:
+def client(
+    settings: Settings, versions: tuple[int, int], business: SimulatedBusiness
+) -> Iterator[TestClient]:
+    # the nightly batch run: the clients, their books and current scores come from the CRM data
+    with ScoreStore(settings.score_store_url) as store:
+        when = business.observed_until.to_pydatetime()
+        score_to_store(business.data, load_scorer(settings), store.create(), when, progress=False)
     app = create_app(settings.model_copy(update={"key_cache_seconds": KEY_CACHE_SECONDS}))
     with TestClient(app) as test_client:
         yield test_client
@@ -99,15 +107,9 @@ def as_of(business: SimulatedBusiness) -> str:
 
 @pytest.fixture(scope="module")
 def book(business: SimulatedBusiness) -> dict[str, list[str]]:
-    """Active clients of the two busiest account managers: {manager: [client ids]}."""
+    """Active clients (the batch scores them) of the two busiest account managers."""
     clients = business.data.clients
-    active = set(
-        business.data.contracts.loc[
-            business.data.contracts["end_date"].isna()
-            | (business.data.contracts["end_date"] > business.observed_until),
-            "client_id",
-        ].astype(str)
-    )
+    active = set(active_clients(business.data.contracts, business.observed_until).astype(str))
     managed = clients[clients["client_id"].isin(active) & (clients["account_manager"] != "")]
     top = managed["account_manager"].value_counts().index[:2].tolist()
     return {m: managed.loc[managed["account_manager"] == m, "client_id"].tolist() for m in top}
@@ -205,7 +207,7 @@ def test_scoring_returns_risk_drivers_actions_and_stores_the_score(
     assert stored["latest"] == body["scores"][0]
     with ScoreStore(settings.score_store_url) as store:
         trail = store.audit_trail(ids[0])
-    assert [(a.source, a.model_version) for a in trail] == [("api", "1")]
+    assert [(a.source, a.model_version) for a in trail] == [("batch", "1"), ("api", "1")]
 
 
 def test_the_api_gives_the_scorers_probability(
@@ -244,10 +246,59 @@ def test_a_later_score_says_what_changed(
     assert change["previous_probability"] == first["probability"]
     assert change["delta"] == pytest.approx(second["probability"] - first["probability"], abs=1e-6)
     history = client.get(f"/api/v1/clients/{client_id}", headers=bearer(api_keys["admin"]))
-    assert [h["probability"] for h in history.json()["history"]] == [
+    assert [h["probability"] for h in history.json()["history"] if h["source"] == "api"] == [
         first["probability"],
         second["probability"],
     ]
+
+
+def test_a_score_request_cannot_move_a_client_or_pin_its_score(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+) -> None:
+    """The attack of issue 11: rewrite a client's manager, pin a score of the far future."""
+    victim = book[managers[0]][4]
+    records = records_body(business.data, victim)
+    records["client"] = {**records.get("client", {}), "account_manager": managers[1]}
+    headers = bearer(api_keys["crm"])
+    pinned = client.post(
+        "/api/v1/score",
+        json={"as_of": "2099-12-31T00:00:00Z", "clients": [records]},
+        headers=headers,
+    )
+    assert pinned.status_code == 422 and pinned.json()["detail"][0]["loc"] == ["body", "as_of"]
+    soon = (datetime.now(UTC) + pd.Timedelta(seconds=60)).isoformat()  # within the clock skew
+    answer = client.post(
+        "/api/v1/score", json={"as_of": soon, "clients": [records]}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
+    admin = bearer(api_keys["admin"])
+    detail = client.get(f"/api/v1/clients/{victim}", headers=admin).json()
+    assert detail["latest"]["account_manager"] == managers[0]  # from the CRM data
+    assert detail["latest"]["as_of"] < soon  # the batch score stays the current one
+    assert [h["source"] for h in detail["history"]][-1] == "api"  # kept as an answer given
+    mine = client.get("/api/v1/clients?limit=1000", headers=bearer(api_keys["manager"])).json()
+    assert victim in {i["client_id"] for i in mine["items"]}
+    theirs = client.get(f"/api/v1/clients?limit=1000&manager={managers[1]}", headers=admin)
+    assert victim not in {i["client_id"] for i in theirs.json()["items"]}
+
+
+def test_a_client_only_the_api_has_scored_is_on_no_book(
+    client: TestClient, api_keys: Keys, business: SimulatedBusiness, book: dict[str, list[str]]
+) -> None:
+    records = records_body(business.data, next(iter(book.values()))[5])
+    records["client_id"] = "NOT-IN-THE-CRM"
+    answer = client.post(
+        "/api/v1/score", json={"clients": [records]}, headers=bearer(api_keys["crm"])
+    )
+    assert answer.status_code == 200, answer.text
+    admin = bearer(api_keys["admin"])
+    assert client.get("/api/v1/clients/NOT-IN-THE-CRM", headers=admin).status_code == 404
+    listed = client.get("/api/v1/clients?search=NOT-IN-THE-CRM", headers=admin).json()
+    assert listed["total"] == 0
 
 
 def test_as_of_defaults_to_the_time_of_the_request(
@@ -525,8 +576,8 @@ def test_a_manager_sees_and_acts_on_their_own_clients_only(
     mine, theirs = book[managers[0]][:2], book[managers[1]][:2]
     assert score(client, api_keys["admin"], business, mine + theirs).status_code == 200
     me = bearer(api_keys["manager"])
-    for query in ("", f"?manager={managers[1]}"):
-        listed = client.get(f"/api/v1/clients{query}", headers=me).json()
+    for query in ("", f"&manager={managers[1]}"):
+        listed = client.get(f"/api/v1/clients?limit=1000{query}", headers=me).json()
         assert {i["account_manager"] for i in listed["items"]} == {managers[0]}
         assert set(mine) <= {i["client_id"] for i in listed["items"]}
     action = {"type": "check-in call", "note": "Agreed a review in July", "date": "2025-05-02"}

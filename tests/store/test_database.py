@@ -63,3 +63,11 @@ def test_text_columns_take_their_limit_from_one_definition() -> None:
         column_type = scores.c[name].type
         assert isinstance(column_type, sa.String)
         assert column_type.length == TEXT_LIMITS[name]
+
+
+def test_a_store_from_before_score_sources_is_refused_with_advice(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with ScoreStore(url) as store, store.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE scores (id INTEGER PRIMARY KEY, client_id TEXT)")
+    with ScoreStore(url) as store, pytest.raises(RuntimeError, match="older churnguard"):
+        store.create()

@@ -178,6 +178,47 @@ def test_every_write_leaves_an_audit_record(store: ScoreStore) -> None:
     assert row_count(store, "score_audit") == 3
 
 
+# --- who owns a client: the CRM data (batch scores), never a score request ---------------------
+
+
+def test_a_score_from_the_api_never_becomes_current(store: ScoreStore) -> None:
+    store.save_scores([record("C1", JAN, account_manager="Ana")], source="batch")
+    claim = record("C1", datetime(2099, 12, 31, tzinfo=UTC), account_manager="Mallory")
+    store.save_scores([claim, record("NEW", JAN, account_manager="Mallory")], source="api")
+    latest = store.latest_score("C1")
+    assert latest is not None
+    assert (latest.as_of, latest.account_manager, latest.source) == (JAN, "Ana", "batch")
+    assert store.latest_score("NEW") is None  # only a batch run puts a client on the books
+    assert [s.client_id for s in store.latest_scores(manager="Mallory")[0]] == []
+    assert [s.client_id for s in store.latest_scores(manager="Ana")[0]] == ["C1"]
+    assert [s.source for s in store.client_history("C1")] == ["batch", "api"]
+
+
+def test_api_and_batch_scores_with_the_same_key_are_two_scores(store: ScoreStore) -> None:
+    store.save_scores([record(probability=0.2, account_manager="Ana")], source="batch")
+    store.save_scores([record(probability=0.9, account_manager="Ben")], source="api")
+    store.save_scores([record(probability=0.8, account_manager="Ben")], source="api")
+    history = store.client_history("C1")
+    assert [(s.source, s.probability, s.account_manager) for s in history] == [
+        ("batch", 0.2, "Ana"),
+        ("api", 0.8, "Ben"),  # the API's own score of that key takes the new values
+    ]
+    latest = store.latest_score("C1")
+    assert latest is not None and (latest.probability, latest.account_manager) == (0.2, "Ana")
+    store.save_scores([record(probability=0.3, account_manager="Ana")], source="batch")
+    latest = store.latest_score("C1")
+    assert latest is not None and latest.probability == 0.3
+
+
+def test_a_batch_compares_with_batch_scores_only(store: ScoreStore) -> None:
+    store.save_scores([record("C1", JAN, probability=0.2)], source="batch")
+    store.save_scores([record("C1", FEB, probability=0.9)], source="api")
+    previous = store.previous_scores(MAR)
+    assert (previous["C1"].as_of, previous["C1"].probability) == (JAN, 0.2)
+    either = store.previous_scores(MAR, source=None)
+    assert (either["C1"].as_of, either["C1"].probability) == (FEB, 0.9)
+
+
 # --- reading ------------------------------------------------------------------------------------
 
 

@@ -208,6 +208,10 @@ class ScoreHistoryItem(BaseModel):
     band: str
     revenue_at_risk: float
     model_version: str
+    source: Literal["batch", "api"] = Field(
+        description='"batch": scored from the CRM data (the current score comes from these); '
+        '"api": an answer to a score request.'
+    )
 
 
 class ActionCreate(BaseModel):

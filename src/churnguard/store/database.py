@@ -49,6 +49,7 @@ class Database:
         if self.dialect == "sqlite" and database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         metadata.create_all(self.engine)
+        _check_schema(self.engine)
         return self
 
     def close(self) -> None:
@@ -88,6 +89,16 @@ class Database:
             return
         with self.engine.connect() as own:
             yield own
+
+
+def _check_schema(engine: Engine) -> None:
+    """Refuse a store made before scores carried their source (create_all adds no columns)."""
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("scores")}
+    if "source" not in columns:
+        raise RuntimeError(
+            "this score store was made by an older churnguard: its scores have no source column "
+            "(batch or api). Move it aside and run `churnguard score` to start a new one."
+        )
 
 
 def engine_of(db: Database | Engine) -> Engine:

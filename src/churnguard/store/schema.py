@@ -88,24 +88,31 @@ scores = sa.Table(
     sa.Column("actions", _JSON, nullable=False),
     sa.Column("change", _JSON, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("client_id", "as_of", "model_version", name="uq_scores_key"),
+    sa.Column("source", sa.String(10), nullable=False),
+    sa.UniqueConstraint("client_id", "as_of", "model_version", "source", name="uq_scores_key"),
     sa.CheckConstraint("probability >= 0 AND probability <= 1", name="ck_scores_probability"),
+    sa.CheckConstraint(f"source IN {SOURCES}", name="ck_scores_source"),
     sa.Index("ix_scores_manager", "account_manager"),
 )
 
-# Each client's latest score, kept up to date by save_scores so that listing the latest scores
-# does not rank the whole history on every dashboard page.
+# A score is identified by these columns: a score from the API and one from a batch run at the
+# same (client, as_of, model version) are two scores, and neither overwrites the other.
+SCORE_KEY = ("client_id", "as_of", "model_version", "source")
+
+# Each client's latest batch score, kept up to date by save_scores so that listing the latest
+# scores does not rank the whole history on every dashboard page. Only scores from the CRM data
+# (source "batch") are current: a score request never decides what the dashboard shows.
 current = sa.Table(
     "current_scores",
     metadata,
     sa.Column("client_id", _text("client_id"), primary_key=True),
     sa.Column("as_of", UTCDateTime(), nullable=False),
     sa.Column("model_version", _text("model_version"), nullable=False),
+    sa.Column("source", sa.String(10), nullable=False),
     sa.ForeignKeyConstraint(
-        ["client_id", "as_of", "model_version"],
-        ["scores.client_id", "scores.as_of", "scores.model_version"],
-        name="fk_current_score",
+        SCORE_KEY, [f"scores.{name}" for name in SCORE_KEY], name="fk_current_score"
     ),
+    sa.CheckConstraint("source = 'batch'", name="ck_current_from_batch"),
 )
 
 audit = sa.Table(
@@ -119,12 +126,10 @@ audit = sa.Table(
     sa.Column("source", sa.String(10), nullable=False),
     sa.Column("scored_at", UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(
-        ["client_id", "as_of", "model_version"],
-        ["scores.client_id", "scores.as_of", "scores.model_version"],
-        name="fk_audit_score",
+        SCORE_KEY, [f"scores.{name}" for name in SCORE_KEY], name="fk_audit_score"
     ),
     sa.CheckConstraint(f"source IN {SOURCES}", name="ck_audit_source"),
-    sa.Index("ix_audit_score", "client_id", "as_of", "model_version"),
+    sa.Index("ix_audit_score", *SCORE_KEY),
 )
 
 actions = sa.Table(

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from churnguard.store.actions import ActionLog
 from churnguard.store.database import Database, json_ready, to_json
 from churnguard.store.schema import (
+    SCORE_KEY,
     SOURCES,
     Source,
     UTCDateTime,
@@ -48,7 +49,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_KEY_NAMES = ["client_id", "as_of", "model_version"]
+_KEY_NAMES = list(SCORE_KEY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +102,7 @@ class Score(ScoreSummary):
     actions: list[dict[str, Any]]
     change: dict[str, Any]
     created_at: datetime
+    source: str  # "batch": from the CRM data; "api": an answer to a score request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,27 +152,32 @@ class ScoreStore(ActionLog, Database):
     def save_scores(self, records: Iterable[ScoreRecord], source: Source = "batch") -> int:
         """Write scores and their audit records in one transaction; returns the rows written.
 
-        A score whose ``(client_id, as_of, model_version)`` is already stored takes the new
-        values (within ``records`` the last one wins). If any record fails, nothing is written.
+        A score whose ``(client_id, as_of, model_version)`` is already stored from the same
+        ``source`` takes the new values (within ``records`` the last one wins); the other
+        source's score stays as it is. Only batch scores (from the CRM data) become a client's
+        current score, the one listings and the dashboard show: scores from the API are kept in
+        the client's history and audit trail and never change its book, name or segment. If any
+        record fails, nothing is written.
         """
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
-        rows = _incoming_rows(records, _now())
+        rows = _incoming_rows(records, _now(), source)
         if not rows:
             return 0
         with self.engine.begin() as conn:
-            # load the batch into a scratch table, then merge it with three set-based statements
+            # load the batch into a scratch table, then merge it with set-based statements
             conn.execute(sa.schema.DropTable(incoming, if_exists=True))
             conn.execute(sa.schema.CreateTable(incoming))
             _load(conn, rows)
             conn.execute(self._merge_scores())
-            conn.execute(self._merge_current())
-            conn.execute(_append_audit(source))
+            if source == "batch":
+                conn.execute(self._merge_current())
+            conn.execute(_append_audit())
             conn.execute(sa.schema.DropTable(incoming))
         return len(rows)
 
     def _merge_scores(self) -> sa.Insert:
-        """Insert the batch; a stored (client_id, as_of, model_version) takes the new values."""
+        """Insert the batch; a stored score with the same key (source included) takes its values."""
         names = [c.name for c in scores.columns if c.name != "id"]
         # SQLite needs a WHERE to tell INSERT ... SELECT ... ON CONFLICT from a join's ON
         batch = sa.select(*(incoming.c[n] for n in names)).where(sa.true())
@@ -191,7 +198,7 @@ class ScoreStore(ActionLog, Database):
         stmt = self._insert(current).from_select(_KEY_NAMES, newest)
         return stmt.on_conflict_do_update(
             index_elements=["client_id"],
-            set_={"as_of": stmt.excluded.as_of, "model_version": stmt.excluded.model_version},
+            set_={n: stmt.excluded[n] for n in _KEY_NAMES if n != "client_id"},
             where=stmt.excluded.as_of >= current.c.as_of,
         )
 
@@ -255,19 +262,22 @@ class ScoreStore(ActionLog, Database):
             row = conn.execute(_PREVIOUS_SUMMARY, params).first()
         return None if row is None else ScoreSummary(**row._mapping)
 
-    def previous_scores(self, before_as_of: datetime) -> dict[str, ScoreSummary]:
+    def previous_scores(
+        self, before_as_of: datetime, source: Source | None = "batch"
+    ) -> dict[str, ScoreSummary]:
         """Every client's latest score strictly before ``before_as_of``, by client id.
 
         One query for a whole batch instead of one ``previous_score`` per client; summaries
         only, since decoding every client's drivers and actions would cost more than the query.
+        By default batch scores only, so that what the dashboard shows as "what changed" comes
+        from the CRM data alone; ``source=None`` takes scores of either source.
         """
         rank = sa.func.row_number().over(partition_by=scores.c.client_id, order_by=_NEWEST_FIRST)
         fields = [scores.c[name] for name in _SUMMARY]
-        ranked = (
-            sa.select(*fields, rank.label("rank"))
-            .where(scores.c.as_of < aware_utc(before_as_of))
-            .subquery()
-        )
+        conditions = [scores.c.as_of < aware_utc(before_as_of)]
+        if source is not None:
+            conditions.append(scores.c.source == source)
+        ranked = sa.select(*fields, rank.label("rank")).where(*conditions).subquery()
         query = sa.select(*(ranked.c[name] for name in _SUMMARY)).where(ranked.c.rank == 1)
         with self.engine.connect() as conn:
             return {row.client_id: ScoreSummary(**row._mapping) for row in conn.execute(query)}
@@ -429,11 +439,13 @@ def _filters(
     return conditions
 
 
-def _incoming_rows(records: Iterable[ScoreRecord], now: datetime) -> list[dict[str, Any]]:
+def _incoming_rows(
+    records: Iterable[ScoreRecord], now: datetime, source: Source
+) -> list[dict[str, Any]]:
     """The batch as scratch-table rows, one per score key: the last record of a key wins."""
     batch: dict[tuple[str, datetime, str], dict[str, Any]] = {}
     for record in records:
-        row = _incoming_row(record, now)
+        row = _incoming_row(record, now, source)
         key = (row["client_id"], row["as_of"], row["model_version"])
         batch.pop(key, None)  # a key's place in the batch is where it was last given
         batch[key] = row
@@ -443,22 +455,19 @@ def _incoming_rows(records: Iterable[ScoreRecord], now: datetime) -> list[dict[s
     return rows
 
 
-def _incoming_row(record: ScoreRecord, now: datetime) -> dict[str, Any]:
-    """A row of the scratch table: the record and the write time."""
+def _incoming_row(record: ScoreRecord, now: datetime, source: Source) -> dict[str, Any]:
+    """A row of the scratch table: the record, the write time and where the score comes from."""
     row = {name: getattr(record, name) for name in _RECORD_FIELDS}
     row["as_of"] = _utc_cached(record.as_of)
     row["created_at"] = now
+    row["source"] = source
     return row
 
 
-def _append_audit(source: Source) -> sa.Insert:
+def _append_audit() -> sa.Insert:
     """One audit record per score in the batch."""
-    names = [*_KEY_NAMES, "feature_digest", "source", "scored_at"]
-    batch = sa.select(
-        *(incoming.c[n] for n in [*_KEY_NAMES, "feature_digest"]),
-        sa.literal(source, sa.String()),
-        incoming.c.created_at,
-    )
+    names = [*_KEY_NAMES, "feature_digest", "scored_at"]
+    batch = sa.select(*(incoming.c[n] for n in [*_KEY_NAMES, "feature_digest", "created_at"]))
     return audit.insert().from_select(names, batch)
 
 

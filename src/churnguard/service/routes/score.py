@@ -14,7 +14,7 @@ so every 4xx answer stays what FastAPI makes of the body.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -98,7 +98,8 @@ async def create_scores(
 def score_clients(body: ScoreRequest, scorer: Scorer, state: ServiceState) -> ScoresPublic:
     """Score each client (what changed included) and hand the scores to the writer."""
     now = datetime.now(UTC).replace(microsecond=0)
-    clients = [(client, _as_of(body, i, now)) for i, client in enumerate(body.clients)]
+    latest = datetime.now(UTC) + timedelta(seconds=state.settings.max_clock_skew_seconds)
+    clients = [(client, _as_of(body, i, now, latest)) for i, client in enumerate(body.clients)]
     if any(state.writer.is_pending(c.client_id) for c in body.clients):
         state.writer.flush()  # a client's last score is on its way to the store: compare with it
     try:
@@ -130,8 +131,12 @@ def _check_clients(body: ScoreRequest, most: int) -> None:
         seen.add(client.client_id)
 
 
-def _as_of(body: ScoreRequest, i: int, now: datetime) -> datetime:
-    """Client i's as_of: its own, else the request's, else now; in UTC and in range."""
+def _as_of(body: ScoreRequest, i: int, now: datetime, latest: datetime) -> datetime:
+    """Client i's as_of: its own, else the request's, else now; in UTC and in range.
+
+    Not after ``latest`` (now plus the allowed clock skew): a score of the future would stay
+    the newest for years.
+    """
     own: datetime | None = body.clients[i].as_of
     given = own or body.as_of
     if given is None:
@@ -141,6 +146,8 @@ def _as_of(body: ScoreRequest, i: int, now: datetime) -> datetime:
     if not EARLIEST <= when < LATEST:
         msg = f"as_of must lie in {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d} (UTC)"
         raise _invalid(loc, msg, "value_error")
+    if when > latest:
+        raise _invalid(loc, "as_of lies in the future; score as of now or earlier", "value_error")
     return when
 
 
