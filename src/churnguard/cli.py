@@ -280,6 +280,32 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# --- export -------------------------------------------------------------------------------------
+
+
+def export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the clients' latest scores as CSV (the dashboard's and the API's columns)."""
+    from churnguard.store.export import csv_lines, export_rows
+    from churnguard.store.scores import ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        rows = export_rows(
+            store.create(),
+            manager=None if args.manager is None else args.manager.strip(),
+            band=args.band,
+            search=args.search,
+            order_by=args.sort,
+        )
+        if args.out is None:
+            sys.stdout.writelines(csv_lines(rows))
+            return 0
+        with open(args.out, "w", newline="", encoding="utf-8") as out:
+            lines = sum(out.write(line) >= 0 for line in csv_lines(rows))
+    clients = lines - 1  # the header
+    print(f"Wrote {clients:,} client{'' if clients == 1 else 's'} to {args.out}", file=sys.stderr)
+    return 0
+
+
 # --- serve, keys --------------------------------------------------------------------------------
 
 
@@ -461,6 +487,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="drivers and actions only for clients scored at least P (default 0: every client)",
     )
     p.set_defaults(handler=score)
+
+    p = sub.add_parser(
+        "export",
+        help="write the clients' latest scores as CSV",
+        description="Write each client's latest score as CSV, highest revenue at risk first "
+        "(the dashboard's and GET /api/v1/clients.csv's columns). Example: churnguard export "
+        '--manager "Maya Khan" --band high --out maya-high.csv',
+    )
+    p.add_argument("--manager", help='one account manager\'s clients ("" for the unassigned)')
+    p.add_argument("--band", choices=("high", "medium", "low"), help="one risk band only")
+    p.add_argument("--search", help="part of the client id or name")
+    p.add_argument(
+        "--sort",
+        choices=("revenue_at_risk", "probability", "monthly_value", "client_id"),
+        default="revenue_at_risk",
+        help="order (default: %(default)s)",
+    )
+    p.add_argument("--out", type=Path, help="CSV file to write (default: print to stdout)")
+    p.set_defaults(handler=export)
 
     p = sub.add_parser("serve", help="run the HTTP service (CRM API, health, metrics)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")

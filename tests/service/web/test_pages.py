@@ -8,7 +8,9 @@ browser tests (test_web_browser.py) drive the same pages with a real model in Ch
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import re
 import shutil
 import time
@@ -54,6 +56,7 @@ from churnguard.service.web.portfolio import (
 )
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import keys
+from churnguard.store.export import COLUMNS
 from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth.business import SimulatedBusiness
 from tests.factories import ModelFactory
@@ -613,6 +616,43 @@ def test_every_page_links_to_the_api_docs(app_client: TestClient, api_keys: dict
     sign_in(app_client, api_keys["a"])
     html = app_client.get("/clients").text
     assert '<a href="/docs"' in html and '<a href="/redoc"' in html
+
+
+def test_the_filtered_list_downloads_as_csv_within_the_viewers_book(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
+) -> None:
+    first, second = book
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get("/clients", params={"band": "high", "sort": "probability"}).text
+    link = unescape(re.search(r'href="(/clients\.csv\?[^"]+)"', html).group(1))  # type: ignore[union-attr]
+    assert "band=high" in link and "sort=probability" in link
+    answer = app_client.get(link)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["content-disposition"].startswith('attachment; filename="churnguard-')
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    with ScoreStore(settings.score_store_url) as store:
+        high, total = store.latest_scores(manager=first, band="high", order_by="probability")
+    assert len(rows) == total and [r["client_id"] for r in rows][:50] == [s.client_id for s in high]
+    assert list(rows[0]) == list(COLUMNS)
+    theirs = app_client.get("/clients.csv", params={"manager": second}).text  # not theirs
+    assert {r["account_manager"] for r in csv.DictReader(io.StringIO(theirs))} == {first}
+    sign_in(app_client, api_keys["admin"])
+    everyone = app_client.get("/clients.csv", params={"manager": second.lower()}).text
+    assert {r["account_manager"] for r in csv.DictReader(io.StringIO(everyone))} == {second}
+
+
+def test_the_api_lists_clients_as_csv_with_the_same_columns_and_scoping(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    first, second = book
+    headers = {"Authorization": f"Bearer {api_keys['a']}"}
+    answer = app_client.get("/api/v1/clients.csv", params={"manager": second}, headers=headers)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+    assert list(rows[0]) == list(COLUMNS) and {r["account_manager"] for r in rows} == {first}
+    listed = app_client.get("/api/v1/clients", params={"limit": 1000}, headers=headers).json()
+    assert [r["client_id"] for r in rows] == [c["client_id"] for c in listed["items"]]
+    assert app_client.get("/api/v1/clients.csv").status_code == 401
 
 
 def test_a_single_score_is_said_in_words_not_drawn_as_a_dot(tmp_path: Path) -> None:

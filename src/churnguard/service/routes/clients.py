@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.responses import StreamingResponse
 
 from churnguard.service.deps import (
     ActingPrincipal,
@@ -17,6 +18,7 @@ from churnguard.service.deps import (
     StoreDep,
     WriterDep,
 )
+from churnguard.service.downloads import csv_download
 from churnguard.service.schemas import (
     ActionCreate,
     Band,
@@ -28,6 +30,7 @@ from churnguard.service.schemas import (
     ScoreHistoryItem,
     ScorePublic,
 )
+from churnguard.store.export import export_rows
 from churnguard.store.keys import Principal
 from churnguard.store.scores import MAX_OFFSET, MAX_PAGE, Score, ScoreStore
 
@@ -67,6 +70,32 @@ def read_clients(
     )
     items = [ScorePublic.of(r) for r in rows]
     return ClientsPublic(total=total, limit=limit, offset=offset, items=items)
+
+
+@router.get(
+    ".csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "Every matching client"}},
+)
+def read_clients_csv(
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    writer: WriterDep,
+    manager: Annotated[
+        str | None, Query(max_length=200, description="Account manager (a manager key: own)")
+    ] = None,
+    band: Band | None = None,
+    search: Annotated[
+        str | None, Query(max_length=200, description="Part of the client id or name")
+    ] = None,
+    order_by: Order = "revenue_at_risk",
+) -> StreamingResponse:
+    """Every client the list above would page through, as CSV (the dashboard's columns)."""
+    writer.flush()
+    rows = export_rows(
+        store, manager=principal.scope(manager), band=band, search=search, order_by=order_by
+    )
+    return csv_download(rows, "clients")
 
 
 @router.get("/{client_id}", responses=_NOT_FOUND)

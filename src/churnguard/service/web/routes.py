@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from churnguard.service.deps import StateDep, StoreDep, WriterDep
+from churnguard.service.downloads import csv_download
 from churnguard.service.state import ServiceState
 from churnguard.service.web import apidocs, pages
 from churnguard.service.web.auth import (
@@ -36,6 +37,7 @@ from churnguard.service.web.auth import (
 from churnguard.service.web.crm import CRMCache
 from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
 from churnguard.service.web.templating import render
+from churnguard.store.export import export_rows
 from churnguard.store.scores import Score, ScoreStore
 
 API_PATHS = ("/api/", "/health/", "/metrics", "/openapi.json", "/docs", "/redoc")
@@ -74,6 +76,7 @@ def page_not_found(request: Request) -> Response | None:
     token = session_token(request, dashboard) if dashboard is not None else None
     viewer = dashboard.sessions.viewer(token) if dashboard is not None and token else None
     return error_page(request, not_found(viewer))
+
 
 Sort = Literal["revenue_at_risk", "probability", "monthly_value", "renewal"]
 Band = Literal["high", "medium", "low", ""]
@@ -191,8 +194,7 @@ def read_clients(
     writer.flush()
     crm, problem = dashboard.crm.get()
     managers = pages.known_managers(store) if viewer.is_admin else []
-    chosen = pages.manager_filter(manager, managers) if viewer.is_admin else None
-    book = viewer.scope(chosen.book if chosen else None)
+    chosen, book = _book(viewer, manager, managers)
     ascending = None if not direction else direction == "asc"
     listing = pages.clients_page(
         store,
@@ -224,6 +226,40 @@ def read_clients(
         "crm_problem": problem,
     }
     return render(request, "clients.html", context)
+
+
+def _book(
+    viewer: Viewer, manager: str, managers: list[str]
+) -> tuple[pages.ManagerFilter | None, str | None]:
+    """The admin's manager filter as understood, and the book to list (a manager: their own)."""
+    chosen = pages.manager_filter(manager, managers) if viewer.is_admin else None
+    return chosen, viewer.scope(chosen.book if chosen else None)
+
+
+@router.get("/clients.csv")
+def read_clients_csv(
+    viewer: CurrentViewer,
+    store: StoreDep,
+    writer: WriterDep,
+    sort: Sort = "revenue_at_risk",
+    direction: Direction = "",
+    band: Band = "",
+    q: Annotated[str, Query(max_length=200)] = "",
+    manager: Annotated[str, Query(max_length=200)] = "",
+) -> StreamingResponse:
+    """The list "My clients" shows, every page of it, as CSV (renewal order: by revenue)."""
+    writer.flush()
+    managers = pages.known_managers(store) if viewer.is_admin and manager else []
+    _, book = _book(viewer, manager, managers)
+    rows = export_rows(
+        store,
+        manager=book,
+        band=band or None,
+        search=q.strip() or None,
+        order_by="revenue_at_risk" if sort == "renewal" else sort,
+        ascending=None if not direction else direction == "asc",
+    )
+    return csv_download(rows, "clients")
 
 
 # ---------------------------------------------------------------------------------- one client
