@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from churnguard.config import Settings
 from churnguard.domain.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
-from churnguard.domain.mapping import Mapping, RawTable, map_table
+from churnguard.domain.mapping import Mapping
+from churnguard.domain.rawtable import RawTable, map_table
 from churnguard.modeling.model import ChurnModel
 from churnguard.store.scores import ScoreStore
 
@@ -232,3 +233,38 @@ def open_store(backend: str, tmp_path: Path) -> Iterator[ScoreStore]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def client_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """One row per client, Telco-like: churn depends on contract, tenure, support and billing."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(1, 72, n)
+    monthly = rng.uniform(20, 110, n).round(2)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.5, 0.3, 0.2])
+    paperless = rng.choice(["Yes", "No"], n)
+    support = rng.choice([True, False], n)
+    logit = (
+        -0.5
+        + 1.8 * (contract == "Month-to-month")
+        - 0.05 * tenure
+        + 0.01 * monthly
+        + 0.6 * (paperless == "Yes")
+        - 0.8 * support
+    )
+    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
+    total = (tenure * monthly).round(2).astype(str)
+    total[:7] = " "  # new clients not billed yet, as in Telco's TotalCharges
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i:05d}" for i in range(n)],
+            "tenure": tenure,
+            "monthly": monthly,
+            "total": total,
+            "contract": contract,
+            "paperless": paperless,
+            "support": support,
+            "country": "NL",
+            "email": [f"client{i}@example.com" for i in range(n)],
+            "churn": np.where(churned, "Yes", "No"),
+        }
+    )

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from churnguard.modeling.calibration import IsotonicCalibrator, PlattCalibrator
+from churnguard.modeling.calibration import IsotonicCalibrator, PlattCalibrator, calibrate
+from churnguard.modeling.model import align_inputs
+from churnguard.modeling.recipes import fit_estimator
+from churnguard.training.dataset import Dataset, split_dates
+from churnguard.training.evaluate import evaluate
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -43,3 +50,47 @@ def test_isotonic_is_monotone_and_stays_inside_zero_one() -> None:
     out = cal.transform(grid)
     assert (np.diff(out) >= 0).all() and ((out > 0) & (out < 1)).all()
     assert np.abs(cal.transform(raw) - raw**2).mean() < 0.05
+
+
+def _windows(ds: Dataset) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    split = split_dates(ds.dates, 90)
+    categories = {c: list(ds.features[c].cat.categories) for c in ds.feature_set.categorical}
+    X = align_inputs(ds.features, ds.feature_set.names, categories)
+    return X, {k: ds.rows(getattr(split, k)) for k in ("train", "validation", "test")}
+
+
+class _Distorted:
+    """A fitted model whose probabilities are inflated and flattened, as class weights do."""
+
+    def __init__(self, estimator: Any) -> None:
+        self.estimator = estimator
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.estimator.predict_proba(X)[:, 1]
+        q = 1 / (1 + np.exp(-(0.6 * np.log(p / (1 - p)) + 1.5)))
+        return np.c_[1 - q, q]
+
+
+def test_calibration_fixes_distorted_probabilities_on_the_test_window(dataset: Dataset) -> None:
+    X, rows = _windows(dataset)
+    y = dataset.labels["churned"].to_numpy()
+    tr, val, te = rows["train"], rows["validation"], rows["test"]
+    fitted, _ = fit_estimator(
+        "lightgbm",
+        {"num_leaves": 4},
+        X[tr],
+        y[tr],
+        X[val],
+        y[val],
+        dataset.feature_set.categorical,
+        7,
+    )
+    distorted = _Distorted(fitted)
+    calibrator = calibrate(distorted, X[val], y[val])  # validation window only
+    raw = distorted.predict_proba(X[te])[:, 1]
+    before, after = evaluate(y[te], raw), evaluate(y[te], calibrator.transform(raw))
+    assert after["brier"] < 0.8 * before["brier"]
+    assert after["ece"] < 0.3 * before["ece"]
+    assert after["roc_auc"] == pytest.approx(before["roc_auc"])  # Platt keeps the ranking
+    assert isinstance(calibrator, PlattCalibrator)  # few positives: Platt, not isotonic
+    assert calibrator.slope > 1.2 and calibrator.intercept < -1  # it undid the distortion

@@ -1,13 +1,11 @@
-"""Tests for flat.py: flat-table training (`churnguard train --table`) on small generated tables.
+"""Tests for flat-table training (`churnguard train --table`) on small generated tables.
 
-Column typing (yes/no, booleans, blank numbers, dropped columns), scoring unseen categories, the
-cross-validated and out-of-time runs, registration and aliases, the pyfunc, and clear errors.
+Labels, scoring unseen categories, the cross-validated and out-of-time runs, registration and aliases, the pyfunc, and clear errors.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -23,9 +21,6 @@ from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
 from churnguard.modeling.table import (
     FlatChurnModel,
     TableError,
-    TableSchema,
-    infer_schema,
-    prepare_rows,
 )
 from churnguard.training.dataset import NotEnoughDataError, TrainOptions
 from churnguard.training.pipeline import TrainResult
@@ -37,46 +32,12 @@ from churnguard.training.table import (
     split_by_time,
 )
 from churnguard.training.train import fit_table_model, train_table
+from tests.factories import client_table
 
 # Small and quick: 2 folds x 1 repeat, 2 inner folds, few bootstrap resamples.
 FAST = FlatOptions(
     train=TrainOptions(n_boot=20, experiment="flat-tests"), folds=2, repeats=1, inner_folds=2
 )
-
-
-def client_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
-    """One row per client, Telco-like: churn depends on contract, tenure, support and billing."""
-    rng = np.random.default_rng(seed)
-    tenure = rng.integers(1, 72, n)
-    monthly = rng.uniform(20, 110, n).round(2)
-    contract = rng.choice(["Month-to-month", "One year", "Two year"], n, p=[0.5, 0.3, 0.2])
-    paperless = rng.choice(["Yes", "No"], n)
-    support = rng.choice([True, False], n)
-    logit = (
-        -0.5
-        + 1.8 * (contract == "Month-to-month")
-        - 0.05 * tenure
-        + 0.01 * monthly
-        + 0.6 * (paperless == "Yes")
-        - 0.8 * support
-    )
-    churned = rng.random(n) < 1 / (1 + np.exp(-logit))
-    total = (tenure * monthly).round(2).astype(str)
-    total[:7] = " "  # new clients not billed yet, as in Telco's TotalCharges
-    return pd.DataFrame(
-        {
-            "customer_id": [f"C{i:05d}" for i in range(n)],
-            "tenure": tenure,
-            "monthly": monthly,
-            "total": total,
-            "contract": contract,
-            "paperless": paperless,
-            "support": support,
-            "country": "NL",
-            "email": [f"client{i}@example.com" for i in range(n)],
-            "churn": np.where(churned, "Yes", "No"),
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -100,46 +61,6 @@ def cv_run(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Trai
 
 
 # ---------------------------------------------------------------------------------- columns
-
-
-def test_columns_are_typed_and_unusable_ones_dropped() -> None:
-    table = client_table().drop(columns=["customer_id", "churn"])
-    table["signed_up"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(table["tenure"], "D")
-    table["notes"] = np.nan
-    table["active"] = np.where(table["tenure"] > 10, "TRUE", "false")
-    schema = infer_schema(table)
-    assert schema.kinds == {
-        "tenure": "numeric",
-        "monthly": "numeric",
-        "total": "numeric",  # numbers stored as text, with blanks
-        "contract": "categorical",
-        "paperless": "flag",
-        "support": "flag",
-        "active": "flag",
-    }
-    assert set(schema.dropped) == {"country", "email", "signed_up", "notes"}
-    assert "constant" in schema.dropped["country"]
-    assert "distinct values" in schema.dropped["email"]
-    assert schema.dropped["notes"] == "all missing"
-
-
-def test_blank_numbers_and_yes_no_words_become_numbers(caplog: pytest.LogCaptureFixture) -> None:
-    rows = pd.DataFrame(
-        {
-            "total": ["12.5", " ", "", "n/a", None],
-            "paperless": ["Yes", "no", " YES ", "maybe", None],
-            "support": [True, False, True, False, True],
-        }
-    )
-    schema = TableSchema({"total": "numeric", "paperless": "flag", "support": "flag"})
-    with caplog.at_level(logging.WARNING, logger="churnguard.modeling.table"):
-        prepared = prepare_rows(rows, schema)
-    assert prepared["total"].tolist()[0] == 12.5
-    assert prepared["total"].isna().tolist() == [False, True, True, True, True]
-    assert prepared["paperless"].tolist()[:3] == [1.0, 0.0, 1.0]
-    assert prepared["paperless"].isna().tolist()[3:] == [True, True]
-    assert prepared["support"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
-    assert "'n/a'" in caplog.text and "'maybe'" in caplog.text  # unreadable values are logged
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,52 @@
+"""Tests for churnguard.modeling.table: typing a flat table's columns and cleaning its rows."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard.modeling.table import TableSchema, infer_schema, prepare_rows
+from tests.factories import client_table
+
+
+def test_columns_are_typed_and_unusable_ones_dropped() -> None:
+    table = client_table().drop(columns=["customer_id", "churn"])
+    table["signed_up"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(table["tenure"], "D")
+    table["notes"] = np.nan
+    table["active"] = np.where(table["tenure"] > 10, "TRUE", "false")
+    schema = infer_schema(table)
+    assert schema.kinds == {
+        "tenure": "numeric",
+        "monthly": "numeric",
+        "total": "numeric",  # numbers stored as text, with blanks
+        "contract": "categorical",
+        "paperless": "flag",
+        "support": "flag",
+        "active": "flag",
+    }
+    assert set(schema.dropped) == {"country", "email", "signed_up", "notes"}
+    assert "constant" in schema.dropped["country"]
+    assert "distinct values" in schema.dropped["email"]
+    assert schema.dropped["notes"] == "all missing"
+
+
+def test_blank_numbers_and_yes_no_words_become_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    rows = pd.DataFrame(
+        {
+            "total": ["12.5", " ", "", "n/a", None],
+            "paperless": ["Yes", "no", " YES ", "maybe", None],
+            "support": [True, False, True, False, True],
+        }
+    )
+    schema = TableSchema({"total": "numeric", "paperless": "flag", "support": "flag"})
+    with caplog.at_level(logging.WARNING, logger="churnguard.modeling.table"):
+        prepared = prepare_rows(rows, schema)
+    assert prepared["total"].tolist()[0] == 12.5
+    assert prepared["total"].isna().tolist() == [False, True, True, True, True]
+    assert prepared["paperless"].tolist()[:3] == [1.0, 0.0, 1.0]
+    assert prepared["paperless"].isna().tolist()[3:] == [True, True]
+    assert prepared["support"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert "'n/a'" in caplog.text and "'maybe'" in caplog.text  # unreadable values are logged
