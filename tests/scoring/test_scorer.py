@@ -13,6 +13,7 @@ from churnguard.domain.churn import active_clients
 from churnguard.domain.contract import CRMData
 from churnguard.features.records import records_model
 from churnguard.modeling.model import ChurnModel
+from churnguard.scoring.directions import SAFEST
 from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.score import ClientScore, score_as_of
 from churnguard.scoring.scorer import RecordsError, Scorer
@@ -109,7 +110,8 @@ def test_contributions_add_up_to_the_models_log_odds(
 def test_drivers_are_the_largest_risk_raising_contributions_with_reasons(
     scorer: Scorer, batch: list[ClientScore], data: CRMData, as_of: pd.Timestamp
 ) -> None:
-    c = scorer.contributions(scorer.features_at(data, as_of))
+    features = scorer.features_at(data, as_of)
+    c = scorer.contributions(features)
     column = {name: j for j, name in enumerate(scorer.names)}
     assert sum(len(s.drivers) for s in batch) > len(batch)
     for i, s in enumerate(batch):
@@ -119,13 +121,43 @@ def test_drivers_are_the_largest_risk_raising_contributions_with_reasons(
         assert contributions == sorted(contributions, reverse=True)
         for d in s.drivers:
             assert d.reason and d.contribution == pytest.approx(c[i, column[d.feature]])
-        if len(s.drivers) == scorer.top_k:  # nothing left out raised the risk more
+        if len(s.drivers) == scorer.top_k:  # nothing left out raised the risk more...
             others = [
-                c[i, j]
+                name
                 for name, j in column.items()
-                if name not in {d.feature for d in s.drivers} and s.features[name] is not None
+                if name not in {d.feature for d in s.drivers}
+                and s.features[name] is not None
+                and c[i, j] > min(contributions) + 1e-12
             ]
-            assert max(others) <= min(contributions) + 1e-12
+            for name in others:  # ... unless it is no reason: context, a fact, the wrong way
+                assert not _is_reason(scorer, features.iloc[[i]], name), (s.client_id, name)
+
+
+def _is_reason(scorer: Scorer, row: pd.DataFrame, name: str) -> bool:
+    """Whether a feature has a direction and, at the client's value, pushes risk up that way: the
+    model (its own DataFrame path) scores the client lower with the value at its safest."""
+    feature = next(f for f in scorer.model.feature_set.features if f.name == name)
+    if feature.direction == "context" or feature.fact:
+        return False
+    safer = row.copy()
+    safer[name] = -SAFEST if feature.direction == "more_risk" else SAFEST
+    raw = scorer.model.raw_proba(pd.concat([row, safer]))
+    return bool(raw[0] > raw[1])
+
+
+def test_every_driver_pushes_risk_up_in_its_features_declared_direction(
+    scorer: Scorer, batch: list[ClientScore], data: CRMData, as_of: pd.Timestamp
+) -> None:
+    features = scorer.features_at(data, as_of)
+    by_name = {f.name: f for f in scorer.model.feature_set.features}
+    shown = [(i, d) for i, s in enumerate(batch) for d in s.drivers]
+    assert len(shown) > len(batch) // 2
+    for i, d in shown[:: max(1, len(shown) // 300)]:  # a spread of a few hundred
+        assert by_name[d.feature].direction != "context" and not by_name[d.feature].fact
+        assert _is_reason(scorer, features.iloc[[i]], d.feature), (batch[i].client_id, d)
+    context = {f.name for f in by_name.values() if f.direction == "context" or f.fact}
+    assert {"segment", "region", "industry", "days_to_contract_end"} <= context
+    assert not any(d.feature in context for _, d in shown)
 
 
 def test_actions_come_from_the_playbook_and_answer_the_drivers(

@@ -38,6 +38,7 @@ from churnguard.domain.contract import CRMData
 from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays
 from churnguard.modeling.model import ChurnModel
+from churnguard.scoring.directions import Directions
 from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
 from churnguard.scoring.playbook import Action, Playbook
 from churnguard.scoring.risk import revenue_at_risk, risk_band
@@ -98,6 +99,7 @@ class Scorer:
         }
         self._booster = model.booster
         self._linear = model.linear_terms() if self._booster is None else None
+        self._directions = Directions.of(self.names, model.feature_set)
         risk_band(0.5, thresholds)  # thresholds are checked once, here
         self._check_parity()
 
@@ -143,7 +145,7 @@ class Scorer:
         drivers = top_drivers(
             self.names,
             values,
-            self._contributions(row, threads=1)[0],
+            self._reasons(row, self._contributions(row, threads=1), threads=1)[0],
             self.model.feature_set,
             self.top_k,
         )
@@ -257,7 +259,10 @@ class Scorer:
 
         def contributions(part: slice) -> np.ndarray:
             rows = features.iloc[part][explained[part]]
-            return self.contributions(rows) if len(rows) else np.empty((0, len(self.names)))
+            if not len(rows):
+                return np.empty((0, len(self.names)))
+            X = self.matrix(rows)
+            return self._reasons(X, self._chunked_contributions(X), self.threads)
 
         # the next chunk's contributions (LightGBM, outside the GIL) are computed while this
         # chunk's drivers, actions and score objects are built in Python
@@ -292,7 +297,9 @@ class Scorer:
         LightGBM: SHAP values, which with the booster's constant bias sum to the raw logit;
         logistic: they sum to the decision function minus the intercept.
         """
-        X = self.matrix(features)
+        return self._chunked_contributions(self.matrix(features))
+
+    def _chunked_contributions(self, X: np.ndarray) -> np.ndarray:
         out = np.empty((len(X), len(self.names)))
         for start in range(0, len(X), CHUNK_ROWS):
             part = slice(start, start + CHUNK_ROWS)
@@ -414,6 +421,12 @@ class Scorer:
             return np.asarray(c, dtype=np.float64)[:, :-1]
         assert self._linear is not None
         return self._linear.contributions(X)
+
+    def _reasons(self, X: np.ndarray, contributions: np.ndarray, threads: int) -> np.ndarray:
+        """Contributions of input rows, those that are not reasons (``Directions``) set to 0."""
+        return self._directions.agreeing(
+            X, contributions, lambda rows: self._raw(rows, threads), 2 * self.top_k
+        )
 
     def _check_parity(self) -> None:
         """The array path must give the model's own probabilities on awkward rows, or refuse."""
