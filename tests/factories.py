@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from churnguard.config import Settings
 from churnguard.domain.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData, from_frames
-from churnguard.domain.mapping import Mapping, RawTable, map_table
+from churnguard.domain.mapping import Mapping
+from churnguard.domain.rawtable import RawTable, map_table
 from churnguard.modeling.model import ChurnModel
 from churnguard.store.scores import ScoreStore
 

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from churnguard.domain.contract import ORDERED_COLUMNS, TABLES, Kind, dtype_of
-from churnguard.domain.mapping import map_table, parse_mapping
+from churnguard.domain.mapping import parse_mapping
 from churnguard.domain.problems import DataContractError
+from churnguard.domain.rawtable import map_table
 from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
 from churnguard.domain.validation import validate
 from churnguard.features.arrays import crm_arrays

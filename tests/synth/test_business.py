@@ -17,7 +17,7 @@ from churnguard.domain.contract import (
     Kind,
     dtype_of,
 )
-from churnguard.domain.mapping import map_table
+from churnguard.domain.rawtable import map_table
 from churnguard.domain.validation import validate
 from churnguard.synth.business import (
     DEFAULT_START,

@@ -21,8 +21,9 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from churnguard.domain.contract import TABLES, CRMData
-from churnguard.domain.mapping import Mapping, RawTable, load_mapping, map_table
+from churnguard.domain.mapping import Mapping, load_mapping
 from churnguard.domain.problems import Problem, Severity, ValidationReport
+from churnguard.domain.rawtable import RawTable, map_table
 from churnguard.domain.validation import validate
 
 logger = logging.getLogger(__name__)

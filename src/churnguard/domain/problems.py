@@ -29,7 +29,8 @@ class Problem:
             shown = f"{self.source_column} ({self.column})" if renamed else self.column
             parts.append(f"column {shown}")
         if self.rows:
-            parts.append(_format_rows(self.rows, "line" if self.source.endswith(".csv") else "row"))
+            lines = self.source.endswith((".csv", ".yaml", ".yml"))  # files people read by line
+            parts.append(_format_rows(self.rows, "line" if lines else "row"))
         return f"{', '.join(parts)}: {self.message}"
 
 
@@ -50,6 +51,7 @@ class ValidationReport:
 
     problems: list[Problem] = field(default_factory=list)
     row_counts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)  # rows left out by mapping filters
 
     @property
     def errors(self) -> list[Problem]:
@@ -66,7 +68,11 @@ class ValidationReport:
     def format(self) -> str:
         """One line per problem (errors first), then a summary with row counts."""
         lines = [f"{p.severity}: {p}" for p in self.errors + self.warnings]
-        counts = ", ".join(f"{name} {_plural(n, 'row')}" for name, n in self.row_counts.items())
+        counts = ", ".join(
+            f"{name} {_plural(n, 'row')}"
+            + (f" ({self.dropped[name]:,} dropped by the mapping)" if name in self.dropped else "")
+            for name, n in self.row_counts.items()
+        )
         summary = f"{_plural(len(self.errors), 'error')}, {_plural(len(self.warnings), 'warning')}"
         lines.append(f"{summary}; tables read: {counts}" if counts else summary)
         return "\n".join(lines)

@@ -26,8 +26,8 @@ from churnguard.domain.contract import (
     dtype_of,
     from_frames,
 )
-from churnguard.domain.mapping import RawTable, as_text
 from churnguard.domain.problems import DataContractError, Problem, Severity, ValidationReport
+from churnguard.domain.rawtable import RawTable, as_text
 from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
 
 _VALUES_SHOWN = 3  # offending values quoted per problem
@@ -70,7 +70,9 @@ def validate(
         elif spec.required and name not in failed:
             found.append(_missing_table(name))
     found += _check_client_ids(raw, frames)
-    report = ValidationReport(found, {n: len(t.frame) for n, t in raw.items() if n in TABLES})
+    counts = {n: len(t.frame) for n, t in raw.items() if n in TABLES}
+    dropped = {n: t.dropped for n, t in raw.items() if n in TABLES and t.dropped}
+    report = ValidationReport(found, counts, dropped)
     if report.errors:
         raise DataContractError(report)
     return from_frames(frames), report
@@ -90,7 +92,7 @@ def _unknown_table(table: RawTable) -> Problem:
 def _validate_table(raw: RawTable, spec: Table) -> tuple[pd.DataFrame, list[Problem]]:
     """The table typed per the contract, and its problems."""
     frame = raw.frame.reset_index(drop=True)
-    problems = _check_columns(raw, spec)
+    problems = list(raw.problems) + _check_columns(raw, spec)
     if spec.required and len(frame) == 0:
         message = f"has a header but no rows; {spec.name} is a required table"
         problems.append(_problem(raw, None, np.zeros(0, bool), message))
