@@ -36,8 +36,10 @@ def test_split_windows_never_overlap_and_the_gap_is_tight(horizon: int) -> None:
 
 def test_split_with_too_few_dates_says_what_is_missing() -> None:
     dates = pd.date_range("2024-01-01", periods=8, freq="MS", tz="UTC")
-    with pytest.raises(NotEnoughDataError, match="labelled monthly snapshot dates"):
+    with pytest.raises(NotEnoughDataError, match="labelled monthly snapshot dates") as info:
         split_dates(dates, 90, min_train_periods=3)
+    for option in ("--horizon, now 90 days", "--val-months 3", "--test-months 3"):
+        assert option in str(info.value)  # every option that helps is named
 
 
 def test_features_and_labels_stay_inside_the_labelled_history(dataset: Dataset) -> None:

@@ -113,7 +113,8 @@ def build_dataset(data: CRMData, options: TrainOptions) -> Dataset:
             "no churn at all in the labelled history: there is nothing to learn from. "
             "A churn is a client's last contract ending with no new one within "
             f"{options.grace_days} days, at least {options.horizon_days + options.grace_days} "
-            "days before the end of the data; export a longer history."
+            "days before the end of the data; export a longer history, or shorten the horizon "
+            f"(--horizon, now {options.horizon_days} days)."
         )
     start = _history_start(labels)
     dropped = int((labels["as_of"] < start).sum())
@@ -154,7 +155,10 @@ def split_dates(
             f"only {len(ordered)} labelled monthly snapshot dates ({span}): the out-of-time split "
             f"needs {min_train_periods}+ training months, a {horizon_days}-day gap, "
             f"{val_periods} validation months, another gap and {test_periods} test months. "
-            "Export a longer history, or shorten the windows (--val-months/--test-months)."
+            f"Export a longer history, or ask for less: a shorter horizon (--horizon, now "
+            f"{horizon_days} days: it sets both gaps and how much of the end of the data is "
+            f"still unlabelled), fewer window months (--val-months {val_periods}, --test-months "
+            f"{test_periods} now)."
         )
     return Split(train, validation, test)
 
@@ -166,7 +170,8 @@ def check_enough_data(ds: Dataset, split: Split, options: TrainOptions) -> None:
         raise NotEnoughDataError(
             f"the training window ({span(split.train)}) holds {train_events} churn events; an "
             f"honest model needs at least {options.min_train_events}. Export a longer history or "
-            "more clients, or shorten the validation/test windows (--val-months/--test-months)."
+            "more clients, shorten the horizon (--horizon: shorter gaps leave more training "
+            "months) or the validation/test windows (--val-months/--test-months)."
         )
     for name in ("validation", "test"):
         dates = getattr(split, name)
@@ -174,7 +179,8 @@ def check_enough_data(ds: Dataset, split: Split, options: TrainOptions) -> None:
             raise NotEnoughDataError(
                 f"the {name} window ({span(dates)}) has no churned snapshot, so the model cannot "
                 f"be {'calibrated' if name == 'validation' else 'evaluated'}. Widen it "
-                "(--val-months/--test-months) or wait for more history."
+                "(--val-months/--test-months), shorten the horizon (--horizon) or wait for more "
+                "history."
             )
 
 
