@@ -1,8 +1,20 @@
-"""Tests for churnguard.training.pipeline: selection and the promotion rule."""
+"""Tests for churnguard.training.pipeline: selection, the usefulness gate, the promotion rule."""
 
 from __future__ import annotations
 
-from churnguard.training.pipeline import Candidate, decide_promotion, select
+from typing import Any
+
+import numpy as np
+import pytest
+
+from churnguard.training.pipeline import (
+    Candidate,
+    Evaluation,
+    decide_promotion,
+    gate,
+    select,
+    useless_because,
+)
 
 
 def test_the_gate_tolerates_noise_but_not_a_worse_model() -> None:
@@ -22,3 +34,45 @@ def test_selection_prefers_the_simpler_candidate_on_a_tie() -> None:
     simple, complex_ = cand("simple", 0.800), cand("complex", 0.801)
     assert select([simple, complex_]).name == "simple"
     assert select([simple, cand("better", 0.81)]).name == "better"
+
+
+# --- usefulness gate ----------------------------------------------------------------------------
+
+
+def _held_out(auc: float, interval: tuple[float, float], events: int, brier: float) -> Evaluation:
+    metrics = {"roc_auc": auc, "brier": brier, "base_rate": 0.05, "n_positive": float(events)}
+    return Evaluation(metrics, {"roc_auc": interval}, metrics, np.zeros(1), np.zeros(1))
+
+
+class _Registry:
+    """A registry stand-in with a champion version (or none)."""
+
+    def __init__(self, champion: int | None) -> None:
+        self.champion = champion
+
+    def alias_version(self, alias: str) -> int | None:
+        return self.champion
+
+
+def test_a_model_no_better_than_chance_or_the_base_rate_is_useless() -> None:
+    chance = useless_because(_held_out(0.53, (0.47, 0.58), 200, 0.04), "more data")
+    assert chance.startswith("no better than chance") and "0.470-0.580" in chance
+    thin = useless_because(_held_out(0.46, (0.37, 0.58), 19, 0.04), "export more history")
+    assert "only 19 churn events" in thin and "too few to tell" in thin
+    assert thin.endswith("export more history")
+    flat = useless_because(_held_out(0.70, (0.62, 0.77), 200, 0.0480), "more data")
+    assert flat.startswith("no better than the base rate") and "0.0475" in flat
+    assert useless_because(_held_out(0.70, (0.62, 0.77), 200, 0.0400), "more data") == ""
+
+
+@pytest.mark.parametrize("champion", [None, 4])
+def test_a_useless_model_is_never_promoted(champion: int | None) -> None:
+    def rescore(model: object) -> dict[str, float]:
+        raise AssertionError("a useless model is not compared with the champion")
+
+    registry: Any = _Registry(champion)
+    promotion = gate(registry, {}, rescore, 0.005, useless="no better than chance: ...")
+    assert not promotion.promoted
+    assert promotion.reason.startswith("not promoted, no better than chance")
+    stays = "no champion" if champion is None else f"champion v{champion} stays"
+    assert promotion.reason.endswith(stays)

@@ -1,6 +1,7 @@
 """Tests for flat-table training (`churnguard train --table`) on small generated tables.
 
-Labels, scoring unseen categories, the cross-validated and out-of-time runs, registration and aliases, the pyfunc, and clear errors.
+Labels, scoring unseen categories, the cross-validated and out-of-time runs, registration and
+aliases, the pyfunc, and clear errors.
 """
 
 from __future__ import annotations

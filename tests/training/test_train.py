@@ -192,7 +192,7 @@ def test_a_model_trained_on_shuffled_labels_is_never_promoted(
     assert registry.alias_version(CHAMPION) == champion
     assert registry.alias_version(CHALLENGER) == result.version
     assert load_model_card(models_dir)["version"] == champion
-    assert "-> challenger: AUC" in format_summary(result)
+    assert "-> challenger: not promoted, no better than chance: test AUC" in format_summary(result)
 
 
 def test_promote_and_rollback_move_the_champion_and_the_local_copy(

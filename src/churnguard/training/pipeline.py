@@ -16,7 +16,11 @@ rows: which are training, validation and test, or which folds. From there the st
   probabilities over stratified folds; LightGBM early-stops on the held-out fold and keeps the
   median tree count; the chosen one is calibrated on its out-of-fold probabilities and refitted on
   all rows.
-* **Promotion gate.** The new version becomes ``champion`` when there is none, or when on the
+* **Usefulness gate.** A model whose held-out AUC interval includes 0.5, or whose Brier score is
+  not below the base rate's (everyone gets the held-out churn rate), is registered but never
+  promoted, champion or not. With fewer than ``MIN_TEST_EVENTS`` churned held-out rows the
+  reason says the data is too thin to tell, and what would help.
+* **Promotion gate.** A useful new version becomes ``champion`` when there is none, or when on the
   same rows its AUC is at most ``gate_tolerance`` below the champion's and its Brier score at most
   ``gate_tolerance`` above. A champion that cannot be compared is never replaced automatically.
 """
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SELECTION_TIE = 0.002
+MIN_TEST_EVENTS = 30  # below this many churned test rows, chance cannot be told from a model
 REPORTED = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift")
 MANUAL = "not comparable; use `churnguard promote` to switch"
 
@@ -313,21 +318,52 @@ def decide_promotion(
     return Promotion(True, f"as good as the champion within {tolerance} ({facts})", version)
 
 
+def useless_because(test: Evaluation, advice: str) -> str:
+    """Why a model is no better than chance or than the base rate on held-out rows ("" if useful).
+
+    Args:
+        test: the held-out evaluation (AUC interval from its bootstrap).
+        advice: what would give more churn events to learn and test on (mode-specific).
+    """
+    m = test.metrics
+    auc, events = m["roc_auc"], int(m["n_positive"])
+    low, high = test.intervals.get("roc_auc", (auc, auc))
+    if not low > 0.5:
+        chance = f"test AUC {auc:.3f} (90% interval {low:.3f}-{high:.3f}) includes 0.5 (chance)"
+        if events < MIN_TEST_EVENTS:
+            return (
+                f"useless or untestable: {chance} with only {events} churn events held out, too "
+                f"few to tell; {advice}"
+            )
+        return f"no better than chance: {chance}"
+    base = m["base_rate"] * (1 - m["base_rate"])
+    if not m["brier"] < base:
+        return (
+            f"no better than the base rate: Brier {m['brier']:.4f} vs {base:.4f} for predicting "
+            f"{m['base_rate']:.1%} for everyone"
+        )
+    return ""
+
+
 def gate(
     registry: Registry,
     metrics: dict[str, float],
     rescore: Rescore,
     tolerance: float,
     where: str = "",
+    useless: str = "",
 ) -> Promotion:
     """Compare with the current champion: rescore gives its metrics on the same rows, or why not.
 
-    A champion that cannot be compared (rescore says why, or fails) is not replaced
-    automatically: ``churnguard promote`` can do it.
+    A useless model (``useless`` says why) is never promoted. A champion that cannot be compared
+    (rescore says why, or fails) is not replaced automatically: ``churnguard promote`` can do it.
     """
     from churnguard.modeling.registry import CHAMPION
 
     version = registry.alias_version(CHAMPION)
+    if useless:
+        stays = f"; champion v{version} stays" if version is not None else "; no champion"
+        return Promotion(False, f"not promoted, {useless}{stays}", version)
     if version is None:
         return Promotion(True, "no champion yet")
     try:

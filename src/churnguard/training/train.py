@@ -57,6 +57,7 @@ from churnguard.training.pipeline import (
     fit_on_windows,
     fit_out_of_fold,
     gate,
+    useless_because,
 )
 from churnguard.training.report import backtest_line, oracle_line
 from churnguard.training.resampling import backtest, compare_with_oracle, cross_validate
@@ -85,6 +86,8 @@ CRM_EVALUATION = (
     "out-of-time: trained on the earliest snapshots, validated and tested on later ones, one "
     "horizon apart"
 )
+CRM_ADVICE = "export more history (or more clients), or train for a shorter horizon (--horizon)"
+TABLE_ADVICE = "add rows (more clients, or more snapshots per client with --time)"
 
 
 # ---------------------------------------------------------------------------------- CRM history
@@ -155,7 +158,8 @@ def train_on(
     result = _with_metadata(result)
     with _step("promotion gate", timings):  # 4. compare with the champion
         rescore = partial(_rescore_crm, ds, split, result.model, test.y)
-        promotion = gate(registry, test.metrics, rescore, options.gate_tolerance)
+        useless = useless_because(test, CRM_ADVICE)
+        promotion = gate(registry, test.metrics, rescore, options.gate_tolerance, "", useless)
     example = result.model.inputs(ds.features.loc[test_rows].head(5))
     with _step("MLflow run and registry", timings):  # 5. log, register, alias, local copy
         result = replace(result, promotion=promotion)
@@ -303,7 +307,9 @@ def train_table(
     result = _with_metadata(result)
     where = "in cross-validation on the same data" if test_rows is None else ""
     rescore = partial(_rescore_table, data, result.model, test_rows)
-    promotion = gate(registry, result.metrics, rescore, options.train.gate_tolerance, where)
+    useless = useless_because(test, TABLE_ADVICE)
+    tolerance = options.train.gate_tolerance
+    promotion = gate(registry, result.metrics, rescore, tolerance, where, useless)
     result = replace(result, promotion=promotion)
     example = input_example(data, _flat(result.model))
     return log_and_register(result, registry, models_dir, options.train.experiment, example)
