@@ -44,10 +44,21 @@ from churnguard.features.catalog import (
     Stream,
     feature_set_for,
 )
-from churnguard.features.plan import ALL_HISTORY, Plan, Spans, Step, StreamPlan, plan_for
+from churnguard.features.dense import contracts_started, dense_aggregates
+from churnguard.features.plan import (
+    ALL_HISTORY,
+    SCALE,
+    Plan,
+    Spans,
+    Step,
+    StreamPlan,
+    event_filter,
+    micro_units,
+    plan_for,
+)
 
-SCALE = 1_000_000  # values are summed as int64 micro-units: exact, whatever the batch
 _BLOCK = 1 << 16  # snapshots per block when combining formulas
+DENSE_CELLS = 8_000  # snapshots x input rows up to which the dense executor is used
 
 
 @dataclass
@@ -63,7 +74,9 @@ class _Prepared:
     def mask(self, where: str | None) -> np.ndarray | None:
         if where is None:
             return None
-        return self._memo("mask", where, None, lambda: _filter(self.stream, where, self.columns))
+        return self._memo(
+            "mask", where, None, lambda: event_filter(self.stream, where, self.columns)
+        )
 
     def prefix_into(self, key: tuple[str, str | None, str | None], out: np.ndarray) -> None:
         """Write prefix counts ("count", where) or micro-unit sums ("sum", where, value) to out.
@@ -76,7 +89,7 @@ class _Prepared:
         if how == "count":
             np.cumsum(np.ones(len(self.keys), np.int64) if m is None else m, out=out[1:])
             return
-        v = _micro(self.values_of(value or ""))
+        v = micro_units(self.values_of(value or ""))
         np.cumsum(v if m is None else np.where(m, v, 0), out=out[1:])
 
     def last_index(self, where: str | None) -> np.ndarray:
@@ -112,18 +125,6 @@ class _Prepared:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
-
-
-def _filter(stream: Stream, where: str, columns: Columns) -> np.ndarray:
-    if where.startswith("type:"):
-        return columns.isin("event_type", (where.removeprefix("type:"),))
-    return np.asarray(stream.filters[where](columns), dtype=bool)
-
-
-def _micro(values: np.ndarray) -> np.ndarray:
-    v = np.asarray(values, dtype=np.float64) * SCALE
-    v[np.isnan(v)] = 0.0
-    return np.rint(v, out=v).astype(np.int64)
 
 
 def _prepare(stream: Stream, grouped: Grouped) -> _Prepared:
@@ -180,10 +181,11 @@ class _Engine:
     tables are processed in parallel).
     """
 
-    def __init__(self, data: CRMArrays, snapshots: _Snapshots, plan: Plan) -> None:
+    def __init__(self, data: CRMArrays, snapshots: _Snapshots, plan: Plan, dense: bool) -> None:
         self.data = data
         self.snap = snapshots
         self.plan = plan
+        self.dense = dense  # few snapshots: the dense executor (dense.py), not prefix sums
         self.values = np.empty((plan.n_aggs + len(plan.customs), len(snapshots.as_of)))
         self._customs: dict[str, np.ndarray] = {}
         self._kept: dict[str, _Prepared] = {}  # streams the custom features read again
@@ -198,7 +200,10 @@ class _Engine:
     def precompute(self, workers: int = 1) -> None:
         """Compute every aggregation of the plan, one table (and stream) at a time."""
         jobs = list(self.plan.tables.items())
-        if workers > 1 and len(jobs) > 1:
+        if self.dense:
+            aggs = dense_aggregates(self.data, self.snap.codes, self.snap.as_of, self.plan.dense)
+            self.values[: self.plan.n_aggs] = aggs
+        elif workers > 1 and len(jobs) > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(lambda job: self._table_aggs(*job), jobs))
         else:
@@ -206,6 +211,17 @@ class _Engine:
                 self._table_aggs(*job)
         for i, name in enumerate(self.plan.customs):
             self.values[self.plan.n_aggs + i] = self._custom(name)
+
+    def contracts_started(self) -> tuple[np.ndarray, np.ndarray, Columns]:
+        """(snapshot, row) pairs of the contracts started before as_of, and the rows' columns."""
+        if self.dense:
+            return contracts_started(self.data, self.snap.codes, self.snap.as_of)
+        p = self.prepared("contract_start")
+        lo, hi = (b[0] for b in self.snap.bounds(p, ALL_HISTORY))
+        lengths = hi - lo
+        snap = np.repeat(np.arange(len(lo)), lengths)
+        rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        return snap, rows, p.columns
 
     def _table_aggs(self, table: str, streams: list[StreamPlan]) -> None:
         grouped = group_by_client(self.data.table(table), TABLES[table].time or "")
@@ -280,21 +296,17 @@ class _Engine:
 
 def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
     """Per snapshot: days to the nearest fixed end, rolling contracts and service lines in force."""
-    p = e.prepared("contract_start")
-    lo, hi = (b[0] for b in e.snap.bounds(p, ALL_HISTORY))  # contracts started before as_of
-    lengths = hi - lo
-    snap = np.repeat(np.arange(len(lo)), lengths)
-    rows = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+    snap, rows, columns = e.contracts_started()
     as_of = e.snap.as_of[snap]
-    ended = STREAMS["contract_end"].time(p.columns)[rows]  # contract stops
+    ended = STREAMS["contract_end"].time(columns)[rows]  # contract stops
     in_force = (ended == NAT) | (ended >= as_of)
-    end = p.columns("end_date")[rows]
+    end = columns("end_date")[rows]
     fixed = in_force & (end != NAT)
-    n = len(lo)
+    n = len(e.snap.as_of)
     days_to_end = np.full(n, np.inf)
     np.minimum.at(days_to_end, snap[fixed], (end[fixed] - as_of[fixed]) / DAY)
     rolling = np.bincount(snap[in_force & (end == NAT)], minlength=n).astype(np.float64)
-    lines = p.columns.codes("service_line")[rows][in_force].astype(np.int64) + 1  # 0 = empty
+    lines = columns.codes("service_line")[rows][in_force].astype(np.int64) + 1  # 0 = empty
     width = int(lines.max(initial=0)) + 1
     held = np.bincount(snap[in_force] * width + lines, minlength=n * width).reshape(n, width)
     n_lines = (held > 0).sum(axis=1)
@@ -371,8 +383,9 @@ def feature_columns(
     codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
     # In (client, as_of) order every binary search below walks the events front to back.
     order = np.lexsort((as_of, codes)) if len(codes) > 1 else np.arange(len(codes))
-    engine = _Engine(data, _Snapshots(codes[order], as_of[order]), plan_for(feature_set))
     n_rows = sum(len(t.columns.get("client_code", ())) for t in data.tables.values())
+    dense = len(codes) * n_rows <= DENSE_CELLS
+    engine = _Engine(data, _Snapshots(codes[order], as_of[order]), plan_for(feature_set), dense)
     engine.precompute(workers=_workers(n_rows))
     return engine.features(order)
 

@@ -3,13 +3,14 @@ vectorised steps that combine them into formulas. Worked out once per feature se
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from churnguard.domain.timeaxis import DAY
+from churnguard.features.arrays import Columns
 from churnguard.features.catalog import (
     STREAMS,
     Agg,
@@ -19,7 +20,24 @@ from churnguard.features.catalog import (
     Formula,
     MeanAge,
     Ratio,
+    Stream,
 )
+
+SCALE = 1_000_000  # values are summed as int64 micro-units: exact, whatever the batch
+
+
+def micro_units(values: np.ndarray) -> np.ndarray:
+    """Values as int64 micro-units (missing: 0), the form every executor sums them in."""
+    v = np.asarray(values, dtype=np.float64) * SCALE
+    v[np.isnan(v)] = 0.0
+    return np.rint(v, out=v).astype(np.int64)
+
+
+def event_filter(stream: Stream, where: str, columns: Columns) -> np.ndarray:
+    """A stream's filter (or an event type, ``type:<name>``) over a table's rows."""
+    if where.startswith("type:"):
+        return columns.isin("event_type", (where.removeprefix("type:"),))
+    return np.asarray(stream.filters[where](columns), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,68 @@ class Step:
 
 
 @dataclass(frozen=True)
+class DensePlan:
+    """The aggregations compiled for few snapshots: one event axis over every stream read.
+
+    Per aggregation, in value-matrix row order: its filter row, its window, and the reduction
+    that answers it (count, sum, latest time, earliest time, latest value), as index arrays,
+    so one snapshot's aggregations are a handful of array operations whatever their number.
+    """
+
+    streams: tuple[str, ...]  # the event axis: each stream's table rows, in this order
+    masks: tuple[tuple[int, str | None], ...]  # per mask row: (stream position, filter)
+    values: tuple[tuple[int, str], ...]  # per value row: (stream position, value name)
+    mask: np.ndarray  # per aggregation: its mask row
+    offset: np.ndarray  # per aggregation (column vector): seconds before as_of the window ends
+    window: np.ndarray  # per aggregation (column vector): seconds; 0 where unbounded
+    bounded: np.ndarray  # per aggregation (column vector)
+    counts: np.ndarray  # aggregations answered by counting
+    sums: np.ndarray  # aggregations answered by summing ...
+    sum_values: np.ndarray  # ... these value rows
+    latest: np.ndarray  # days since the latest event
+    earliest: np.ndarray  # days since the earliest event
+    lasts: np.ndarray  # the latest event's value ...
+    last_values: np.ndarray  # ... of these value rows
+    ranked: tuple[int, ...]  # stream positions whose events need their exact order (lasts)
+
+
+def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
+    aggs = [a for sp in sorted(stream_plans, key=lambda sp: sp.first) for a in sp.aggs]
+    streams = list(dict.fromkeys(a.stream for a in aggs))
+    masks = list(dict.fromkeys((streams.index(a.stream), a.where) for a in aggs))
+    valued = [a for a in aggs if a.how in ("sum", "last")]
+    values = list(dict.fromkeys((streams.index(a.stream), a.value or "") for a in valued))
+
+    def rows(*hows: str) -> np.ndarray:
+        return np.array([i for i, a in enumerate(aggs) if a.how in hows], dtype=np.intp)
+
+    def value_rows(how: str) -> np.ndarray:
+        found = [(streams.index(a.stream), a.value or "") for a in aggs if a.how == how]
+        return np.array([values.index(v) for v in found], dtype=np.intp)
+
+    def column(get: Callable[[Agg], int]) -> np.ndarray:
+        return np.array([[get(a)] for a in aggs], dtype=np.int64)
+
+    return DensePlan(
+        tuple(streams),
+        tuple(masks),
+        tuple(values),
+        np.array([masks.index((streams.index(a.stream), a.where)) for a in aggs], dtype=np.intp),
+        column(lambda a: a.offset * DAY),
+        column(lambda a: (a.window or 0) * DAY),
+        column(lambda a: a.window is not None).astype(bool),
+        rows("count"),
+        rows("sum"),
+        value_rows("sum"),
+        rows("days_since"),
+        rows("days_since_first"),
+        rows("last"),
+        value_rows("last"),
+        tuple(dict.fromkeys(streams.index(a.stream) for a in aggs if a.how == "last")),
+    )
+
+
+@dataclass(frozen=True)
 class Plan:
     """A feature set's computation: aggregations by table and stream, then formula steps.
 
@@ -108,6 +188,7 @@ class Plan:
     steps: tuple[Step, ...]
     n_rows: int
     outputs: tuple[tuple[str, int | str], ...]  # per feature: its value row, or a custom's name
+    dense: DensePlan  # the same aggregations for the dense executor (few snapshots)
 
 
 def _stream_plan(stream: str, found: list[Agg], first: int) -> StreamPlan:
@@ -154,7 +235,8 @@ def plan_for(feature_set: FeatureSet) -> Plan:
         (f.name, f.formula.name if isinstance(f.formula, Custom) else row[f.formula])
         for f in feature_set.features
     )
-    return Plan(tables, n_aggs, customs, steps, len(row), outputs)
+    dense = _dense_plan([sp for streams in tables.values() for sp in streams])
+    return Plan(tables, n_aggs, customs, steps, len(row), outputs, dense)
 
 
 def _combine(
