@@ -263,20 +263,26 @@ def promote(args: argparse.Namespace, settings: Settings) -> int:
 
 def score(args: argparse.Namespace, settings: Settings) -> int:
     """Score every client active at --as-of into the score store and print a summary."""
-    from churnguard.domain.churn import observation_end
+    from churnguard.domain.coverage import default_as_of, scoring_coverage
     from churnguard.scoring.batch import format_summary, score_to_store
     from churnguard.scoring.loading import load_scorer
     from churnguard.store.scores import ScoreStore
 
     scorer = load_scorer(settings)  # before the data: no model, no point loading it
     data = load_data(args)
-    as_of = args.as_of or observation_end(data)
+    as_of = args.as_of
+    if as_of is None:  # the end of the data, or of the contracts when they stop well before it
+        chosen = default_as_of(data)
+        as_of = chosen.as_of
+        if chosen.note:
+            print(chosen.note)
     explain_from = args.explain_from
     with ScoreStore(settings.score_store_url) as store:
         summary = score_to_store(
             data, scorer, store.create(), as_of, drivers=args.drivers, explain_from=explain_from
         )
     print(format_summary(summary))
+    print(scoring_coverage(data, as_of).format())
     return 0
 
 
