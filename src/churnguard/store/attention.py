@@ -8,12 +8,13 @@ with no recent action.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
 
 from churnguard.store.database import Database
-from churnguard.store.schema import actions, current
+from churnguard.store.schema import actions, current, scores
 
 _IN_CHUNK = 500  # client ids per IN (...) list
 
@@ -45,3 +46,36 @@ def last_actions(db: Database, client_ids: Sequence[str]) -> dict[str, tuple[str
             for client_id, kind, day in conn.execute(query.where(ranked.c.rank == 1)):
                 found[client_id] = (kind, day)
     return found
+
+
+# --- needs attention ---------------------------------------------------------------------------
+
+ATTENTION = {
+    "new-high": "newly high-risk",
+    "rising": "rising",
+    "no-action": "high-risk with no action in 30 days",
+    "unassigned": "unassigned",
+}
+RECENT_ACTION = timedelta(days=30)  # an action older than this is not "recent"
+
+
+def attention_conditions(kind: str, today: date) -> list[ColumnElement[bool]]:
+    """Conditions on ``scores`` (a client's latest score) for one kind of "needs attention",
+    or for any of them (``kind="all"``): pass them to ``latest_scores(where=...)``."""
+    if kind == "all":
+        return [sa.or_(*(sa.and_(*attention_conditions(k, today)) for k in ATTENTION))]
+    direction = scores.c.change["direction"].as_string()
+    previous_band = scores.c.change["previous_band"].as_string()
+    if kind == "new-high":  # entered the high band since the previous score (not a first score)
+        return [scores.c.band == "high", previous_band != "high"]
+    if kind == "rising":  # up by more than the "steady" tolerance, and not low
+        return [direction == "rising", scores.c.band != "low"]
+    if kind == "no-action":
+        recent = sa.select(actions.c.id).where(
+            actions.c.client_id == scores.c.client_id,
+            actions.c.happened_on >= today - RECENT_ACTION,
+        )
+        return [scores.c.band == "high", ~recent.exists()]
+    if kind == "unassigned":  # high or medium risk and nobody's client
+        return [sa.func.coalesce(scores.c.account_manager, "") == "", scores.c.band != "low"]
+    raise ValueError(f"kind must be 'all' or one of {', '.join(ATTENTION)}, not {kind!r}")

@@ -11,9 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
+
+from sqlalchemy.sql.elements import ColumnElement
 
 from churnguard.store.attention import last_actions
 from churnguard.store.scores import MAX_PAGE, Score, ScoreStore
@@ -47,6 +49,7 @@ def export_rows(
     search: str | None = None,
     order_by: str = "revenue_at_risk",
     ascending: bool | None = None,
+    where: Sequence[ColumnElement[bool]] = (),
 ) -> Iterator[list[str]]:
     """Every client of the filtered list, in order, as CSV cells (``COLUMNS``), page by page."""
     offset = 0
@@ -59,6 +62,7 @@ def export_rows(
             ascending=ascending,
             limit=MAX_PAGE,
             offset=offset,
+            where=where,
         )
         last = last_actions(store, [s.client_id for s in page])
         yield from (score_row(s, last.get(s.client_id)) for s in page)

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -213,6 +213,7 @@ class ScoreStore(ActionLog, Database):
         limit: int = 50,
         offset: int = 0,
         ascending: bool | None = None,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> tuple[list[Score], int]:
         """Each client's latest score, filtered, ordered and paged; returns (page, total matches).
 
@@ -221,12 +222,13 @@ class ScoreStore(ActionLog, Database):
         moved to another account manager shows only in the new manager's book. ``search`` matches
         part of the client id or name, ignoring case; ``manager=""`` selects the unassigned
         clients. Numbers sort high to low, ids A to Z, unless ``ascending`` says otherwise.
+        ``where`` adds conditions on ``scores`` (``store.attention``'s, say).
         """
         if order_by not in ORDERS:
             raise ValueError(f"order_by must be one of {', '.join(ORDERS)}, not {order_by!r}")
         if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= MAX_OFFSET:
             raise ValueError(f"need 1 <= limit <= {MAX_PAGE} and 0 <= offset <= {MAX_OFFSET}")
-        matches = _current_scores().where(*_filters(manager, band, search))
+        matches = _current_scores().where(*_filters(manager, band, search), *where)
         column = scores.c[order_by]
         if ascending is None:
             ascending = order_by == "client_id"
@@ -313,13 +315,14 @@ class ScoreStore(ActionLog, Database):
         manager: str | None = None,
         band: str | None = None,
         search: str | None = None,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> tuple[int, float]:
         """Clients with a latest score, and their summed revenue at risk.
 
         The filters are ``latest_scores``'s: the totals of the clients it would list.
         """
         total = sa.func.coalesce(sa.func.sum(scores.c.revenue_at_risk), 0.0)
-        query = _over_latest(sa.func.count(), total).where(*_filters(manager, band, search))
+        query = _over_latest(sa.func.count(), total).where(*_filters(manager, band, search), *where)
         with self._reading(conn) as c:
             clients, revenue = c.execute(query).one()
         return int(clients), float(revenue)
@@ -330,12 +333,13 @@ class ScoreStore(ActionLog, Database):
         *,
         manager: str | None = None,
         search: str | None = None,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> dict[str, int]:
         """Clients by the risk band of their latest score; bands nobody is in are left out.
 
         ``manager`` and ``search`` filter as in ``latest_scores``.
         """
-        query = _grouped(scores.c.band).where(*_filters(manager, None, search))
+        query = _grouped(scores.c.band).where(*_filters(manager, None, search), *where)
         with self._reading(conn) as c:
             return {band: int(n) for band, n, _ in c.execute(query)}
 

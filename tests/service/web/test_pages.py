@@ -56,7 +56,9 @@ from churnguard.service.web.portfolio import (
 )
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import keys
+from churnguard.store.attention import attention_conditions
 from churnguard.store.export import COLUMNS
+from churnguard.store.followups import create_follow_ups
 from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth.business import SimulatedBusiness
 from tests.factories import ModelFactory
@@ -655,10 +657,75 @@ def test_the_api_lists_clients_as_csv_with_the_same_columns_and_scoping(
     assert app_client.get("/api/v1/clients.csv").status_code == 401
 
 
+def test_needs_attention_lists_new_high_rising_and_unhandled_clients_with_counts(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
+) -> None:
+    manager = next(iter(book))
+    today = datetime.now(UTC).date()
+    sign_in(app_client, api_keys["a"])
+    html = app_client.get("/clients").text
+    tabs = re.search(r'data-testid="attention">(.*?)</nav>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert 'data-kind="unassigned"' not in tabs  # a manager's book has no unassigned clients
+    with ScoreStore(settings.score_store_url) as store:
+        for kind in ("all", "new-high", "rising", "no-action"):
+            expected, total = store.latest_scores(
+                manager=manager, where=attention_conditions(kind, today)
+            )
+            assert total, kind  # the two scorings make some of each
+            page = app_client.get("/clients", params={"attention": kind}).text
+            assert listed_ids(page) == [s.client_id for s in expected], kind
+            assert f"<strong>{total:,}</strong></a>" in tabs, kind
+    rising = app_client.get("/clients", params={"attention": "rising"}).text
+    assert "first score" not in rising and "rising +11 pts" in rising
+    sign_in(app_client, api_keys["admin"])
+    admin = app_client.get("/clients").text
+    assert 'data-kind="unassigned"' in admin
+
+
+def test_a_next_step_with_a_due_date_shows_as_the_clients_follow_up(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    sign_in(app_client, api_keys["a"])
+    client_id = book[next(iter(book))][3]
+    token = page_csrf(app_client.get(f"/clients/{client_id}").text)
+    url = f"/clients/{client_id}/actions"
+    base = {"type": "Call", "happened_on": "2025-03-04", "csrf": token}
+    for extra, words in (
+        ({"next_step": "Send the proposal"}, "Give the due date as YYYY-MM-DD"),
+        ({"due_on": "2025-03-10"}, "Say what the next step is"),
+        ({"next_step": "Send", "due_on": "2025-03-01"}, "cannot be due before the action"),
+    ):
+        answer = app_client.post(url, data={**base, **extra})
+        assert answer.status_code == 422 and words in answer.text
+    answer = app_client.post(
+        url, data={**base, "next_step": "Send <the> proposal", "due_on": "2025-03-11"}
+    )
+    assert answer.status_code == 303
+    page = app_client.get(answer.headers["location"]).text
+    step = re.search(r'data-testid="next-step">(.*?)</p>', page, re.S).group(1)  # type: ignore[union-attr]
+    assert "Send &lt;the&gt; proposal" in step and "overdue since 11 Mar 2025" in step
+    listing = app_client.get("/clients", params={"q": client_id}).text
+    cell = re.search(r'<td class="follow-up"[^>]*>(.*?)</td>', listing, re.S).group(1)  # type: ignore[union-attr]
+    assert "Call · 04 Mar 2025" in cell and "state-overdue" in cell
+
+
+def test_the_api_filters_clients_needing_attention(
+    app_client: TestClient, api_keys: dict, book: dict[str, list[str]]
+) -> None:
+    headers = {"Authorization": f"Bearer {api_keys['a']}"}
+    answer = app_client.get("/api/v1/clients", params={"attention": "rising"}, headers=headers)
+    items = answer.json()["items"]
+    assert items and all(i["change"]["direction"] == "rising" for i in items)
+    assert {i["account_manager"] for i in items} == {next(iter(book))}
+    bad = app_client.get("/api/v1/clients", params={"attention": "all-of-them"}, headers=headers)
+    assert bad.status_code == 422
+
+
 def test_a_single_score_is_said_in_words_not_drawn_as_a_dot(tmp_path: Path) -> None:
     when = datetime(2025, 5, 1, tzinfo=UTC)
     with ScoreStore(f"sqlite:///{tmp_path / 's.db'}") as store:
         store.create().save_scores([_record("A", when, 0.34, "Ana", "Acme")])
+        create_follow_ups(store)
         score = store.latest_score("A")
         assert score is not None
         page = client_page(store, None, score, (0.1, 0.3))

@@ -7,7 +7,7 @@ to it, and another manager's client is "not found" (404), as if it did not exist
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import StreamingResponse
@@ -30,6 +30,7 @@ from churnguard.service.schemas import (
     ScoreHistoryItem,
     ScorePublic,
 )
+from churnguard.store.attention import attention_conditions
 from churnguard.store.export import export_rows
 from churnguard.store.keys import Principal
 from churnguard.store.scores import MAX_OFFSET, MAX_PAGE, Score, ScoreStore
@@ -57,6 +58,10 @@ def read_clients(
     order_by: Order = "revenue_at_risk",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    attention: Annotated[
+        Literal["all", "new-high", "rising", "no-action", "unassigned"] | None,
+        Query(description="Only the clients needing attention: all, or one kind"),
+    ] = None,
 ) -> ClientsPublic:
     """Each client's latest score, highest revenue at risk first by default, one page."""
     writer.flush()
@@ -67,6 +72,7 @@ def read_clients(
         order_by=order_by,
         limit=limit,
         offset=offset,
+        where=attention_conditions(attention, datetime.now(UTC).date()) if attention else (),
     )
     items = [ScorePublic.of(r) for r in rows]
     return ClientsPublic(total=total, limit=limit, offset=offset, items=items)

@@ -11,11 +11,12 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from markupsafe import Markup
+from sqlalchemy.sql.elements import ColumnElement
 
 from churnguard.domain.contract import CRMData
 from churnguard.service.web import charts, portfolio
@@ -30,7 +31,8 @@ from churnguard.service.web.crm import (
 from churnguard.service.web.portfolio import MonthStats, RiskSummary
 from churnguard.service.web.templating import currency_prefix
 from churnguard.store.actions import LoggedAction
-from churnguard.store.attention import newest_score_date
+from churnguard.store.attention import ATTENTION, attention_conditions, newest_score_date
+from churnguard.store.followups import FollowUp, current_follow_ups
 from churnguard.store.scores import MAX_PAGE, Score, ScoreStore
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class ClientRow:
     top_reason: str | None
     direction: str
     delta: float | None
+    follow_up: FollowUp | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class ClientsPage:
     pages: int
     note: str | None = None
     summary: BookSummary | None = None
+    attention: dict[str, int] | None = None  # clients needing attention, by kind ("all" too)
 
     @property
     def past_the_end(self) -> bool:
@@ -160,6 +164,7 @@ class ClientPage:
     has_renewal: bool
     contracts: list[ContractRow]
     timeline: list[TimelineItem]
+    follow_up: FollowUp | None = None
 
 
 @dataclass(frozen=True)
@@ -197,14 +202,19 @@ def clients_page(
     sort: str,
     page: int,
     ascending: bool | None = None,
+    attention: str = "",
+    today: date | None = None,
 ) -> ClientsPage:
     """One page of a book's latest scores, in the chosen order, with the whole book's summary.
 
     Numbers sort high to low and renewal dates soonest first unless ``ascending`` says otherwise.
+    ``attention`` narrows the list to the clients needing it ("all" or one of ``ATTENTION``).
     """
-    summary = book_summary(store, manager=manager, band=band, search=search)
+    today = today or datetime.now(UTC).date()
+    where = attention_conditions(attention, today) if attention else []
+    summary = book_summary(store, manager=manager, band=band, search=search, where=where)
     if sort == "renewal":
-        listing = _by_renewal(store, crm, manager, band, search, page, ascending is False)
+        listing = _by_renewal(store, crm, (manager, band, search), page, ascending is False, where)
     else:
         scores, total = store.latest_scores(
             manager=manager,
@@ -214,36 +224,74 @@ def clients_page(
             limit=PAGE_SIZE,
             offset=(page - 1) * PAGE_SIZE,
             ascending=bool(ascending),
+            where=where,
         )
         listing = ClientsPage(_rows(scores, crm), total, page, _pages(total))
-    return dataclasses.replace(listing, summary=summary)
+    listing = _with_follow_ups(store, listing)
+    counts = attention_counts(store, manager=manager, today=today)
+    return dataclasses.replace(listing, summary=summary, attention=counts)
 
 
 def book_summary(
-    store: ScoreStore, *, manager: str | None, band: str | None, search: str | None
+    store: ScoreStore,
+    *,
+    manager: str | None,
+    band: str | None,
+    search: str | None,
+    where: list[ColumnElement[bool]] | None = None,
 ) -> BookSummary:
     """Clients, revenue at risk and clients per band of a filtered book, aggregated in SQL."""
+    extra = where or []
     with store.read_snapshot() as conn:
-        clients, revenue = store.latest_totals(conn, manager=manager, band=band, search=search)
-        bands = store.band_counts(conn, manager=manager, search=search)
+        clients, revenue = store.latest_totals(
+            conn, manager=manager, band=band, search=search, where=extra
+        )
+        bands = store.band_counts(conn, manager=manager, search=search, where=extra)
     return BookSummary(clients, revenue, {b: bands.get(b, 0) for b in BANDS})
+
+
+def attention_counts(store: ScoreStore, *, manager: str | None, today: date) -> dict[str, int]:
+    """How many clients of a book need attention, in all and by kind."""
+    kinds = ["all", *ATTENTION]
+    with store.read_snapshot() as conn:
+        return {
+            kind: store.latest_totals(
+                conn, manager=manager, where=attention_conditions(kind, today)
+            )[0]
+            for kind in kinds
+        }
+
+
+def _with_follow_ups(store: ScoreStore, listing: ClientsPage) -> ClientsPage:
+    """The page's rows with each client's last action and planned next step."""
+    found = current_follow_ups(store, [r.score.client_id for r in listing.rows])
+    rows = [dataclasses.replace(r, follow_up=found.get(r.score.client_id)) for r in listing.rows]
+    return dataclasses.replace(listing, rows=rows)
 
 
 def _by_renewal(
     store: ScoreStore,
     crm: CRMView | None,
-    manager: str | None,
-    band: str | None,
-    search: str | None,
+    filters: tuple[str | None, str | None, str | None],
     page: int,
     latest_first: bool = False,
+    where: list[ColumnElement[bool]] | None = None,
 ) -> ClientsPage:
-    """Soonest renewal first (then revenue at risk), or latest first; rolling and unknown last."""
+    """Soonest renewal first (then revenue at risk), or latest first; rolling and unknown last.
+
+    ``filters`` are (manager, band, search).
+    """
+    manager, band, search = filters
     scores: list[Score] = []
     total = 0
     while len(scores) < RENEWAL_SORT_LIMIT:
         chunk, total = store.latest_scores(
-            manager=manager, band=band, search=search, limit=MAX_PAGE, offset=len(scores)
+            manager=manager,
+            band=band,
+            search=search,
+            limit=MAX_PAGE,
+            offset=len(scores),
+            where=where or [],
         )
         scores += chunk
         if len(chunk) < MAX_PAGE:
@@ -302,6 +350,7 @@ def client_page(
         has_renewal=score.client_id in renewals,
         contracts=client_contracts(crm, score.client_id, score.as_of) if crm else [],
         timeline=client_timeline(crm, score.client_id, score.as_of) if crm else [],
+        follow_up=current_follow_ups(store, [score.client_id]).get(score.client_id),
     )
 
 
@@ -472,9 +521,7 @@ def portfolio_charts(
             [(name, value) for name, value, _ in summary.by_manager],
             title="Revenue at risk by account manager",
             value_format=amount,
-            links=[
-                "/clients?" + urlencode({"manager": name}) for name, _, _ in summary.by_manager
-            ],
+            links=["/clients?" + urlencode({"manager": name}) for name, _, _ in summary.by_manager],
         ),
         "segments": charts.bar_chart(
             [(name, value) for name, value, _ in summary.by_segment],

@@ -37,7 +37,9 @@ from churnguard.service.web.auth import (
 from churnguard.service.web.crm import CRMCache
 from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
 from churnguard.service.web.templating import render
+from churnguard.store.attention import ATTENTION, attention_conditions
 from churnguard.store.export import export_rows
+from churnguard.store.followups import create_follow_ups, plan_follow_up
 from churnguard.store.scores import Score, ScoreStore
 
 API_PATHS = ("/api/", "/health/", "/metrics", "/openapi.json", "/docs", "/redoc")
@@ -60,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         secure_cookies=settings.dashboard_secure_cookies,
     )
     app.state.dashboard = dashboard
+    create_follow_ups(state.store)
     threading.Thread(target=dashboard.crm.get, name="crm-load", daemon=True).start()
     yield
 
@@ -81,6 +84,7 @@ def page_not_found(request: Request) -> Response | None:
 Sort = Literal["revenue_at_risk", "probability", "monthly_value", "renewal"]
 Band = Literal["high", "medium", "low", ""]
 Direction = Literal["asc", "desc", ""]  # "": each sort's usual order
+Attention = Literal["", "all", "new-high", "rising", "no-action", "unassigned"]
 
 
 @router.get("/")
@@ -189,6 +193,7 @@ def read_clients(
     q: Annotated[str, Query(max_length=200)] = "",
     manager: Annotated[str, Query(max_length=200)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    attention: Attention = "",
 ) -> Response:
     """The viewer's clients, highest revenue at risk first by default."""
     writer.flush()
@@ -205,6 +210,7 @@ def read_clients(
         sort=sort,
         page=page,
         ascending=ascending,
+        attention=attention,
     )
     filters = {
         "sort": sort,
@@ -212,6 +218,7 @@ def read_clients(
         "band": band,
         "q": q,
         "manager": chosen.shown if chosen else "",
+        "attention": attention,
     }
     context = {
         "viewer": viewer,
@@ -221,6 +228,8 @@ def read_clients(
         "bands": pages.BANDS,
         "managers": managers,
         "unassigned": pages.UNASSIGNED,
+        "attention_kinds": ATTENTION,
+        "today": datetime.now(UTC).date(),
         "manager_hint": chosen.hint if chosen else None,
         "stale": pages.stale_scores(store),
         "crm_problem": problem,
@@ -246,6 +255,7 @@ def read_clients_csv(
     band: Band = "",
     q: Annotated[str, Query(max_length=200)] = "",
     manager: Annotated[str, Query(max_length=200)] = "",
+    attention: Attention = "",
 ) -> StreamingResponse:
     """The list "My clients" shows, every page of it, as CSV (renewal order: by revenue)."""
     writer.flush()
@@ -258,6 +268,7 @@ def read_clients_csv(
         search=q.strip() or None,
         order_by="revenue_at_risk" if sort == "renewal" else sort,
         ascending=None if not direction else direction == "asc",
+        where=attention_conditions(attention, datetime.now(UTC).date()) if attention else (),
     )
     return csv_download(rows, "clients")
 
@@ -292,19 +303,51 @@ def create_action(
     type: Annotated[str, Form(max_length=200)] = "",
     note: Annotated[str, Form(max_length=20_000)] = "",
     happened_on: Annotated[str, Form(max_length=40)] = "",
+    next_step: Annotated[str, Form(max_length=2000)] = "",
+    due_on: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
-    """Log what was done about a client; a bad form comes back with its errors."""
+    """Log what was done about a client, and optionally the next step and when it is due; a
+    bad form comes back with its errors."""
     check_post(request, csrf, viewer.csrf)
     score = _visible_score(state.store, viewer, client_id)
-    form = {"type": type.strip(), "note": note.strip(), "happened_on": happened_on.strip()}
+    form = {
+        "type": type.strip(),
+        "note": note.strip(),
+        "happened_on": happened_on.strip(),
+        "next_step": next_step.strip(),
+        "due_on": due_on.strip(),
+    }
     errors, when = _check_action(form, pages.action_types(score))
+    due = _check_follow_up(form, when, errors)
     if errors:
         return _client_page(
             request, dashboard, state, viewer, score, form=form, errors=errors, status_code=422
         )
     logged_by = viewer.manager or f"{viewer.role} key {viewer.key_id}"
-    state.store.log_action(client_id, form["type"], form["note"], when, logged_by=logged_by)
+    logged = state.store.log_action(
+        client_id, form["type"], form["note"], when, logged_by=logged_by
+    )
+    if due is not None:
+        plan_follow_up(state.store, logged.id, client_id, form["next_step"], due)
     return RedirectResponse(f"/clients/{client_id}?logged=true#actions", status_code=303)
+
+
+def _check_follow_up(form: dict[str, str], when: date, errors: dict[str, str]) -> date | None:
+    """The next step's due date (None without a next step); its problems go into ``errors``."""
+    if not form["next_step"] and not form["due_on"]:
+        return None
+    if not form["next_step"]:
+        errors["next_step"] = "Say what the next step is, or leave the due date empty."
+    try:
+        due = date.fromisoformat(form["due_on"])
+    except ValueError:
+        errors["due_on"] = "Give the due date as YYYY-MM-DD."
+        return None
+    if due < when:
+        errors["due_on"] = "The next step cannot be due before the action happened."
+    elif due.year > when.year + 5:
+        errors["due_on"] = "The due date is too far ahead."
+    return due
 
 
 def _check_action(form: dict[str, str], types: list[str]) -> tuple[dict[str, str], date]:
@@ -348,9 +391,17 @@ def _client_page(
     context = {
         "viewer": viewer,
         "client": detail,
-        "form": form or {"type": "", "note": "", "happened_on": today.isoformat()},
+        "form": form
+        or {
+            "type": "",
+            "note": "",
+            "happened_on": today.isoformat(),
+            "next_step": "",
+            "due_on": "",
+        },
         "errors": errors or {},
         "today": today.isoformat(),
+        "today_date": today,
         "notice": "Action logged." if notice else None,
         "stale": pages.stale_scores(state.store),
         "crm_problem": problem,
