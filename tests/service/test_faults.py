@@ -212,15 +212,16 @@ def test_past_the_bound_on_scoring_work_a_score_request_is_503_at_once(
             _wait_in_flight(client, 2)
             shed = [pool.submit(post) for _ in range(5)]
             refused = [f.result() for f in shed]
-            start = time.perf_counter()
             live = client.get("/health/live")
-            live_seconds = time.perf_counter() - start
+            # both answered while the two held requests were still inside: nothing queued behind
+            # them (how fast is measured in bench/, not asserted here)
+            still_held = not any(f.done() for f in held)
             release.set()
             answered = [f.result() for f in held]
     assert [code for code, _, _ in answered] == [200, 200]
     assert {(code, retry) for code, _, retry in refused} == {(503, "1")}
-    assert max(seconds for _, seconds, _ in refused) < 0.05
-    assert live.status_code == 200 and live_seconds < 0.05
+    assert still_held
+    assert live.status_code == 200
 
 
 def _wait_in_flight(client: TestClient, n: int) -> None:
