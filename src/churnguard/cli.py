@@ -283,6 +283,40 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
         )
     print(format_summary(summary))
     print(scoring_coverage(data, as_of).format())
+    return _alert_after_scoring(settings)
+
+
+def _alert_after_scoring(settings: Settings) -> int:
+    """Send the alert digests after a scoring run, when SMTP or a webhook is configured."""
+    from churnguard.alerts import channels
+
+    if not channels(settings):
+        return 0
+    return alerts(argparse.Namespace(dry_run=False), settings)
+
+
+def alerts(args: argparse.Namespace, settings: Settings) -> int:
+    """Send the alert digests the latest scores call for (--dry-run: print them instead)."""
+    from datetime import UTC, datetime
+
+    from churnguard.alerts import channels, digest_text, run_alerts
+    from churnguard.store.scores import ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        run = run_alerts(
+            store.create(), settings, today=datetime.now(UTC).date(), dry_run=args.dry_run
+        )
+    if args.dry_run:
+        for digest in run.digests:
+            print(f"To: {digest.recipient or '(no address)'}\nSubject: {digest.subject}\n")
+            print(digest_text(digest))
+        print(f"Dry run: {len(run.digests)} digest(s) would be sent; nothing was sent.")
+        return 0
+    if not channels(settings):
+        print("No alert channel is configured (CHURNGUARD_SMTP_HOST, CHURNGUARD_WEBHOOK_URL).")
+        return 0
+    sent = ", ".join(f"{n:,} by {c}" for c, n in run.sent.items()) or "nothing new"
+    print(f"Alerts: {len(run.digests)} digest(s); sent {sent}.")
     return 0
 
 
@@ -512,6 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="CSV file to write (default: print to stdout)")
     p.set_defaults(handler=export)
+
+    p = sub.add_parser(
+        "alerts",
+        help="send the alert digests the latest scores call for",
+        description="Send each account manager a digest of clients that entered the high band "
+        "or rose sharply, follow-ups due and reviews not held, by email and/or webhook; each "
+        "item only once. `churnguard score` sends them too when a channel is configured. "
+        "Example: churnguard alerts --dry-run",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be sent; send nothing")
+    p.set_defaults(handler=alerts)
 
     p = sub.add_parser("serve", help="run the HTTP service (CRM API, health, metrics)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")

@@ -98,6 +98,53 @@ class Settings(BaseSettings):
         "so a revoked key stops working within it (0: read the store every time).",
     )
 
+    # Alerts after each scoring run (``churnguard alerts``): SMTP and/or a signed webhook.
+    alert_rise: float = Field(
+        default=0.15,
+        gt=0,
+        lt=1,
+        description="Alert when a client's probability rose more than this since its last score.",
+    )
+    alert_hysteresis: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="After a high-risk alert, a client alerts again only once it has fallen this "
+        "far below the high band's threshold and come back.",
+    )
+    alert_review_days: int = Field(
+        default=90,
+        gt=0,
+        description="Remind a manager of a client with no account review for this long.",
+    )
+    dashboard_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where the dashboard is served; the links in alerts start with it.",
+    )
+    alert_recipients: dict[str, str] = Field(
+        default_factory=dict,
+        description='Account manager -> email address, as JSON: {"Maya Khan": "maya@example.com"}.',
+    )
+    alert_fallback_recipient: str | None = Field(
+        default=None,
+        description="Email address for unassigned clients and managers not in alert_recipients.",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for alert emails.")
+    smtp_port: int = Field(default=587, gt=0, lt=65536, description="SMTP server port.")
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS."
+    )
+    smtp_user: str | None = Field(default=None, description="SMTP user name, if it needs one.")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(default="churnguard@localhost", description="Sender of alert emails.")
+    webhook_url: str | None = Field(
+        default=None, description="URL that gets each digest as JSON (Slack-compatible text)."
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="Key of the webhook's HMAC-SHA256 signature (X-Churnguard-Signature header).",
+    )
+
     @field_validator("risk_bands")
     @classmethod
     def _ascending(cls, bands: tuple[float, float]) -> tuple[float, float]:

@@ -108,3 +108,12 @@ def _latest(rank: sa.Over[int], chunk: list[str]) -> sa.Select[tuple[object, ...
         .select_from(ranked.outerjoin(follow_ups, follow_ups.c.action_id == ranked.c.id))
         .where(ranked.c.rank == 1)
     )
+
+
+def due_follow_ups(db: Database, today: date) -> list[FollowUp]:
+    """The current follow-ups whose next step is due today or overdue."""
+    query = sa.select(follow_ups.c.client_id).where(follow_ups.c.due_on <= today).distinct()
+    with engine_of(db).connect() as conn:
+        client_ids = list(conn.execute(query).scalars())
+    found = current_follow_ups(db, client_ids).values()
+    return [f for f in found if f.due_on is not None and f.due_on <= today]
