@@ -37,7 +37,6 @@ def test_settings_come_from_the_environment(
         ("risk_bands", (0.0, 0.5)),
         ("max_clients_per_request", 0),
         ("max_body_bytes", -1),
-        ("score_write_interval", 0),
         ("key_cache_seconds", -1),
     ],
 )

@@ -594,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from churnguard.config import Settings
     from churnguard.domain.problems import DataContractError
+    from churnguard.store.database import StoreUnavailableError
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -613,7 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (OperationalError, ArgumentError) as exc:  # a database refused, missing or unknown
+    # a database refused, missing or unknown
+    except (OperationalError, StoreUnavailableError, ArgumentError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or [repr(exc)]
         print(f"error: the database could not be used: {reason[0]}", file=sys.stderr)
         return 1

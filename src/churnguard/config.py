@@ -76,9 +76,6 @@ class Settings(BaseSettings):
     playbook_path: Path | None = Field(
         default=None, description="A YAML playbook replacing the packaged one."
     )
-    score_write_interval: float = Field(
-        default=0.5, gt=0, description="Seconds between the background writes of API scores."
-    )
     model_retry_seconds: float = Field(
         default=30.0, ge=0, description="While no model is loaded, retry this often (0: never)."
     )

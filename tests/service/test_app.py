@@ -30,10 +30,9 @@ from churnguard.scoring.batch import score_to_store
 from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
-from churnguard.service.writer import ScoreWriter
 from churnguard.store import keys
-from churnguard.store.schema import Source
-from churnguard.store.scores import ScoreRecord, ScoreStore
+from churnguard.store.database import StoreUnavailableError
+from churnguard.store.scores import ScoreStore
 from churnguard.synth.business import SimulatedBusiness
 from churnguard.training.train import Dataset
 from tests.factories import ModelFactory, records_body, settings_for
@@ -643,6 +642,56 @@ def test_the_model_endpoint_describes_the_champion(client: TestClient, api_keys:
     assert info["kind"] == "lightgbm" and info["horizon_days"] == 90
 
 
+def test_a_200_means_the_scores_are_in_the_store(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+    settings: Settings,
+) -> None:
+    ids = book[managers[1]][16:20]
+    when = datetime.now(UTC).replace(microsecond=0)
+    answer = score(client, api_keys["crm"], business, ids, when.isoformat())
+    assert answer.status_code == 200
+    with ScoreStore(settings.score_store_url) as store:  # another connection, no flush
+        for client_id, given in zip(ids, answer.json()["scores"], strict=True):
+            stored = [s for s in store.client_history(client_id) if s.source == "api"]
+            assert (stored[-1].as_of, stored[-1].probability) == (when, given["probability"])
+
+
+def test_a_store_outage_is_503_with_retry_after_and_passes(
+    client: TestClient,
+    api_keys: Keys,
+    business: SimulatedBusiness,
+    book: dict[str, list[str]],
+    managers: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = client.app.state.service  # type: ignore[attr-defined]
+    crm, admin = bearer(api_keys["crm"]), bearer(api_keys["admin"])
+    assert client.get("/api/v1/clients", headers=admin).status_code == 200  # keys now verified
+
+    def down(*_: object, **__: object) -> None:
+        raise StoreUnavailableError("the database is down")
+
+    with monkeypatch.context() as outage:
+        for method in ("save_scores", "latest_scores", "latest_score", "ping"):
+            outage.setattr(state.store, method, down)
+        for answer in (
+            score(client, api_keys["crm"], business, book[managers[1]][:1]),
+            client.get("/api/v1/clients", headers=admin),
+            client.get(f"/api/v1/clients/{book[managers[1]][0]}", headers=crm),
+            client.get("/health/ready"),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert int(answer.headers["Retry-After"]) > 0
+        assert "score store" in client.get("/health/ready").json()["detail"]
+        assert client.get("/health/live").status_code == 200
+    assert client.get("/health/ready").status_code == 200  # recovered, no restart
+    assert score(client, api_keys["crm"], business, book[managers[1]][:1]).status_code == 200
+
+
 def test_health_and_metrics(client: TestClient, api_keys: Keys) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
     assert client.get("/health/ready").json() == {"status": "ready", "model_version": "1"}
@@ -747,55 +796,6 @@ def test_an_unexpected_error_is_a_bare_500(settings: Settings, versions: tuple[i
     assert answer.status_code == 500
     assert answer.json() == {"detail": "internal server error"}
     assert "secret" not in answer.text and "Traceback" not in answer.text
-
-
-# ---------------------------------------------------------------------------------- the writer
-
-
-class _FlakyStore:
-    """A store that refuses any batch holding client "bad"."""
-
-    def __init__(self) -> None:
-        self.saved: list[str] = []
-        self.calls = 0
-
-    def save_scores(self, records: list[ScoreRecord], source: Source) -> int:
-        self.calls += 1
-        if any(r.client_id == "bad" for r in records):
-            raise ValueError("refused")
-        self.saved.extend(r.client_id for r in records)
-        return len(records)
-
-
-def _record(client_id: str) -> ScoreRecord:
-    return ScoreRecord(
-        client_id=client_id,
-        as_of=datetime(2025, 1, 1, tzinfo=UTC),
-        model_version="1",
-        probability=0.5,
-        band="high",
-        revenue_at_risk=6.0,
-        monthly_value=1.0,
-        feature_digest="0" * 64,
-        change={"direction": "new"},
-    )
-
-
-def test_the_writer_batches_flushes_and_keeps_the_good_scores_of_a_failed_batch() -> None:
-    store = _FlakyStore()
-    writer = ScoreWriter(store, interval=60).start()
-    writer.submit([_record("a"), _record("bad")])
-    writer.submit([_record("b")])
-    assert writer.pending == 3 and writer.is_pending("a") and store.saved == []
-    writer.flush()  # does not wait for the interval
-    assert store.saved == ["a", "b"] and writer.failed == 1
-    assert writer.pending == 0 and not writer.is_pending("a")
-    writer.submit([_record("c")])
-    writer.close()  # writes what is pending
-    assert store.saved == ["a", "b", "c"]
-    assert store.calls == 5  # the batch, its three scores one by one, then the last one
-    with pytest.raises(RuntimeError):
-        writer.submit([_record("d")])
 
 
 # ---------------------------------------------------------------------------------- CLI keys

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from churnguard.store.database import StoreUnavailableError
 from churnguard.store.schema import TEXT_LIMITS, scores
 from churnguard.store.scores import ScoreRecord, ScoreStore
 
@@ -71,3 +72,36 @@ def test_a_store_from_before_score_sources_is_refused_with_advice(tmp_path: Path
         conn.exec_driver_sql("CREATE TABLE scores (id INTEGER PRIMARY KEY, client_id TEXT)")
     with ScoreStore(url) as store, pytest.raises(RuntimeError, match="older churnguard"):
         store.create()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://u:p@127.0.0.1:9/db", "sqlite:////nonexistent/folder/scores.db"],
+    ids=["postgresql-refused", "sqlite-unopenable"],
+)
+def test_an_unreachable_database_is_unavailable_not_an_error(url: str) -> None:
+    with ScoreStore(url) as store:
+        with pytest.raises(StoreUnavailableError):
+            store.ping()
+        with pytest.raises(StoreUnavailableError):
+            store.latest_scores()
+
+
+def test_a_mistake_in_sql_is_not_an_outage(store: ScoreStore) -> None:
+    with pytest.raises(sa.exc.DBAPIError) as raised, store.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT * FROM no_such_table")
+    assert not isinstance(raised.value, StoreUnavailableError)
+
+
+def test_lost_connections_are_replaced_without_a_restart(store: ScoreStore) -> None:
+    store.save_scores([record()])
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has no server connections to lose")
+    with store.engine.connect() as conn:  # the pool now holds a connection; the server drops it
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    killer = sa.create_engine(store.url)
+    with killer.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    killer.dispose()
+    store.ping()
+    assert store.latest_score("C1") is not None

@@ -31,6 +31,7 @@ from churnguard.service.routes import clients, health, model, score
 from churnguard.service.state import ServiceState
 from churnguard.service.web.routes import page_not_found
 from churnguard.service.writer import ScoreWriter
+from churnguard.store.database import StoreUnavailableError
 from churnguard.store.scores import ScoreStore
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 _MAX_ERRORS = 50  # field errors listed in one 422 answer
 _UNPARSED = (UnicodeDecodeError, RecursionError)  # what json.loads raises besides a decode error
 _SCORING = {("POST", "/api/v1/score")}  # the work bounded by settings.max_scoring_in_flight
+STORE_RETRY_AFTER_SECONDS = 5  # while the score store is down: when to try again
 
 DESCRIPTION = """
 Churn risk for a service business's clients: probability of churning within the model's
@@ -74,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(StoreUnavailableError, _store_unavailable)
     app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(InFlightLimit, most=settings.max_scoring_in_flight, routes=_SCORING)
@@ -86,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
 async def _serving(settings: Settings, metrics: ServiceMetrics) -> AsyncIterator[ServiceState]:
     """Store, writer and model for the life of the app; written and closed at the end."""
     store = ScoreStore(settings.score_store_url).create()
-    writer = ScoreWriter(store, settings.score_write_interval).start()
+    writer = ScoreWriter(store).start()
     metrics.watch_writer(writer)
     checker = KeyChecker(store, settings.key_cache_seconds)
     state = ServiceState(settings, store, writer, metrics, checker)
@@ -139,6 +142,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == status.HTTP_404_NOT_FOUND and (page := page_not_found(request)):
         return page  # an unknown dashboard path: the styled page, not JSON
     return await http_exception_handler(request, exc)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After while the score store's database cannot be reached."""
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": "the score store is unavailable; try again shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

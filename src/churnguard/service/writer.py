@@ -1,17 +1,17 @@
-"""Group commit of the API's scores: requests hand scores over, one thread writes them in batches.
+"""Group commit of the API's scores: a request's answer waits until its scores are stored.
 
 A score store transaction costs far more than a row (``ScoreStore.save_scores`` builds a scratch
-table and merges it with three statements: about 5 ms of CPU per call, then some 0.05 ms per
-score), so writing each request's scores in its own transaction would put that in every request's
-latency and cap the API near 200 requests a second. Requests instead hand their scores to
-``ScoreWriter.submit`` and answer at once; a thread writes whatever has gathered, at most
-``interval`` seconds after it was handed over. A crash loses at most that window's scores (the
-caller has them in its answer); a graceful stop (``close``) writes everything first.
+table and merges it: about 5 ms of CPU per call, then some 0.05 ms per score), so a transaction
+per request would cap the API near 200 requests a second. Requests instead hand their scores to
+``ScoreWriter.submit``, which returns once they are committed: one thread writes everything
+handed over while its previous commit ran, in one transaction, then wakes those requests. Under
+load a commit carries many requests; alone, a request waits for its own commit only. So a 200
+from ``POST /api/v1/score`` means the scores are in the store, and a crash loses no answered score.
 
-Reads stay consistent within the service: ``flush()`` returns once everything handed over before
-the call is written, and readers call it first (it returns at once when nothing is pending).
-A batch that fails is retried one score at a time, so one bad score does not lose the others;
-scores that still fail are logged and counted in ``failed``.
+A group that fails is written again one request at a time, so one request's bad scores do not
+fail the others; the request whose scores still fail gets the error (``StoreUnavailableError``
+when the database cannot be reached: the API answers 503 with Retry-After, and the caller retries).
+``flush()`` returns once everything handed over before the call is written.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from churnguard.store.database import StoreUnavailableError
 from churnguard.store.schema import Source
 from churnguard.store.scores import ScoreRecord
 
@@ -34,20 +36,27 @@ class ScoreSink(Protocol):
     def save_scores(self, records: list[ScoreRecord], source: Source) -> int: ...
 
 
-class ScoreWriter:
-    """Writes scores to a ``ScoreStore`` in the background, many requests per transaction."""
+@dataclass
+class _Ticket:
+    """One request's scores, and how their write ended."""
 
-    def __init__(self, store: ScoreSink, interval: float = 0.5, max_pending: int = 50_000) -> None:
+    records: Sequence[ScoreRecord]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
+
+
+class ScoreWriter:
+    """Writes scores to a ``ScoreStore``, many requests per transaction, before they answer."""
+
+    def __init__(self, store: ScoreSink, max_batch: int = 50_000) -> None:
         self.store = store
-        self.interval = interval
-        self.max_pending = max_pending
-        self.failed = 0
+        self.max_batch = max_batch  # scores in one transaction at most
+        self.failed = 0  # scores whose write failed (their requests got the error)
         self._cond = threading.Condition()
-        self._queue: list[ScoreRecord] = []
-        self._clients: Counter[str] = Counter()  # pending scores per client
-        self._submitted = 0
-        self._written = 0
-        self._urgent = False
+        self._queue: list[_Ticket] = []
+        self._writing: list[_Ticket] = []  # the group in the transaction now
+        self._clients: Counter[str] = Counter()  # scores per client handed over, not yet written
+        self._pending = 0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="score-writer", daemon=True)
 
@@ -58,7 +67,7 @@ class ScoreWriter:
     @property
     def pending(self) -> int:
         """Scores handed over and not yet written."""
-        return self._submitted - self._written
+        return self._pending
 
     def is_pending(self, client_id: str) -> bool:
         """Whether a score of this client waits to be written."""
@@ -66,34 +75,35 @@ class ScoreWriter:
             return self._clients[client_id] > 0
 
     def submit(self, records: Sequence[ScoreRecord]) -> None:
-        """Hand scores over for writing (waits while ``max_pending`` scores are queued)."""
+        """Write scores; returns once they are committed.
+
+        Raises:
+            StoreUnavailableError: the database cannot be reached; nothing of these was written.
+            RuntimeError: the writer is closed.
+        """
+        if not records:
+            return
+        ticket = _Ticket(records)
         with self._cond:
-            if self._stopping:
+            if self._stopping or not self._thread.is_alive():
                 raise RuntimeError("the score writer is closed")
-            while self.pending >= self.max_pending:  # the store is down or too slow: push back
-                self._urgent = True
-                self._cond.notify_all()
-                self._cond.wait()
-            wake = not self._queue  # the writer sleeps only while the queue is empty
-            self._queue.extend(records)
+            self._queue.append(ticket)
             self._clients.update(r.client_id for r in records)
-            self._submitted += len(records)
-            if wake:
-                self._cond.notify_all()
+            self._pending += len(records)
+            self._cond.notify_all()
+        ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
 
     def flush(self) -> None:
         """Return once every score handed over before this call is written (or has failed)."""
         with self._cond:
-            target = self._submitted
-            if self._written >= target:
-                return
-            self._urgent = True
-            self._cond.notify_all()
-            while self._written < target and self._thread.is_alive():
-                self._cond.wait()
+            waiting = [t.done for t in (*self._writing, *self._queue)]
+        for done in waiting:
+            done.wait()
 
     def close(self) -> None:
-        """Write what is pending and stop the thread."""
+        """Write what was handed over and stop the thread."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -106,32 +116,48 @@ class ScoreWriter:
                 self._cond.wait_for(lambda: self._queue or self._stopping)
                 if not self._queue:
                     return  # stopping, and everything is written
-                # let more gather, so that one transaction writes them all
-                self._cond.wait_for(lambda: self._urgent or self._stopping, self.interval)
-                batch, self._queue, self._urgent = self._queue, [], False
-            self._write(batch)
+                group = self._writing = self._take()
+            self._write(group)
             with self._cond:
-                self._clients.subtract(r.client_id for r in batch)
+                for ticket in group:
+                    self._clients.subtract(r.client_id for r in ticket.records)
+                    self._pending -= len(ticket.records)
                 self._clients += Counter()  # drop the zero counts
-                self._written += len(batch)
+                self._writing = []
                 self._cond.notify_all()
+            for ticket in group:
+                ticket.done.set()
 
-    def _write(self, batch: list[ScoreRecord]) -> None:
-        try:
-            self.store.save_scores(batch, source="api")
-        except Exception:
-            logger.exception("writing %d scores failed; retrying them one at a time", len(batch))
-            for record in batch:
-                self._write_one(record)
+    def _take(self) -> list[_Ticket]:
+        """The queued requests for one transaction: all of them, up to ``max_batch`` scores."""
+        group: list[_Ticket] = []
+        size = 0
+        while self._queue and (not group or size + len(self._queue[0].records) <= self.max_batch):
+            ticket = self._queue.pop(0)
+            group.append(ticket)
+            size += len(ticket.records)
+        return group
 
-    def _write_one(self, record: ScoreRecord) -> None:
+    def _write(self, group: list[_Ticket]) -> None:
+        """One transaction for the group; if it fails, one per request."""
         try:
-            self.store.save_scores([record], source="api")
+            self.store.save_scores([r for t in group for r in t.records], source="api")
+            return
+        except StoreUnavailableError as exc:  # the same for every request: no point in retrying
+            logger.warning("the score store is unavailable: %s", exc)
+            for ticket in group:
+                self._fail(ticket, exc)
+            return
         except Exception:
-            self.failed += 1
-            logger.exception(
-                "score of client %s at %s (model %s) was not stored",
-                record.client_id,
-                record.as_of.isoformat(),
-                record.model_version,
-            )
+            logger.exception("writing %d requests' scores failed; retrying one by one", len(group))
+        for ticket in group:
+            try:
+                self.store.save_scores(list(ticket.records), source="api")
+            except Exception as exc:
+                self._fail(ticket, exc)
+
+    def _fail(self, ticket: _Ticket, error: Exception) -> None:
+        self.failed += len(ticket.records)
+        ticket.error = error
+        if not isinstance(error, StoreUnavailableError):
+            logger.error("%d scores were not stored", len(ticket.records), exc_info=error)

@@ -24,6 +24,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from churnguard.store.schema import metadata
 
 _SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
+_CONNECT_SECONDS = 5  # PostgreSQL: give up connecting after this long (an unreachable host)
+# SQLite's OperationalError also reports SQL mistakes; these messages mean the file is unusable
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error", "readonly")
+
+
+class StoreUnavailableError(Exception):
+    """The store's database cannot be reached or used now; trying again later may succeed."""
 
 
 class Database:
@@ -32,10 +39,17 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = store_url(url)
         is_sqlite = self.url.get_backend_name() == "sqlite"
-        connect_args = {"timeout": _SQLITE_BUSY_SECONDS} if is_sqlite else {}
+        connect_args: dict[str, Any] = {"timeout": _SQLITE_BUSY_SECONDS}
+        if not is_sqlite:
+            connect_args = {"connect_timeout": _CONNECT_SECONDS}
         self.engine: Engine = sa.create_engine(
-            self.url, echo=echo, connect_args=connect_args, json_serializer=to_json
+            self.url,
+            echo=echo,
+            connect_args=connect_args,
+            json_serializer=to_json,
+            pool_pre_ping=not is_sqlite,  # after a restart of the server, reconnect unseen
         )
+        sa.event.listen(self.engine, "handle_error", _unavailable)
         if is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
@@ -51,6 +65,11 @@ class Database:
         metadata.create_all(self.engine)
         _check_schema(self.engine)
         return self
+
+    def ping(self) -> None:
+        """Check that the database answers; raises ``StoreUnavailableError`` if it does not."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -89,6 +108,21 @@ class Database:
             return
         with self.engine.connect() as own:
             yield own
+
+
+def _unavailable(context: sa.engine.ExceptionContext) -> None:
+    """Raise ``StoreUnavailableError`` for a lost or refused connection, a locked or gone file."""
+    error = context.original_exception
+    if context.is_pre_ping:
+        return  # the pool replaces a dead connection it finds before use
+    if context.is_disconnect:
+        raise StoreUnavailableError(f"the score store cannot be reached: {error}") from error
+    if not isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+        return
+    sqlite = context.dialect is not None and context.dialect.name == "sqlite"
+    if sqlite and not any(m in str(error).lower() for m in _SQLITE_UNAVAILABLE):
+        return
+    raise StoreUnavailableError(f"the score store is unavailable: {error}") from error
 
 
 def _check_schema(engine: Engine) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from churnguard.service.deps import MetricsDep, StateDep
 from churnguard.service.metrics import CONTENT_TYPE
 from churnguard.service.schemas import ErrorPublic, HealthPublic, ReadyPublic
+from churnguard.store.database import StoreUnavailableError
 
 router = APIRouter(tags=["operations"])
 
@@ -21,18 +23,31 @@ async def read_live() -> HealthPublic:
 @router.get(
     "/health/ready",
     response_model=ReadyPublic,
-    responses={503: {"model": ErrorPublic, "description": "No model loaded yet, and why."}},
+    responses={
+        503: {
+            "model": ErrorPublic,
+            "description": "No model loaded yet, or the score store unreachable, and why.",
+        }
+    },
 )
 async def read_ready(state: StateDep) -> ReadyPublic | JSONResponse:
-    """Ready to score: a model is loaded (503 with the reason until one is)."""
+    """Ready to score: a model is loaded and the score store answers (else 503 and why)."""
     scorer = state.scorer
     if scorer is None:
-        return JSONResponse(
-            {"detail": state.unavailable},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "30"},
-        )
+        return _not_ready(state.unavailable, 30)
+    try:
+        await run_in_threadpool(state.store.ping)
+    except StoreUnavailableError:
+        return _not_ready("the score store's database does not answer", 5)
     return ReadyPublic(status="ready", model_version=scorer.version)
+
+
+def _not_ready(reason: str, retry_after: int) -> JSONResponse:
+    return JSONResponse(
+        {"detail": reason},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}})
