@@ -10,6 +10,7 @@ import pytest
 
 from bench.baseline_features import baseline_features
 from churnguard.domain.contract import TABLES, CRMData, Kind, from_frames
+from churnguard.features import engine
 from churnguard.features.catalog import FeatureSet, feature_set_for
 from churnguard.features.engine import compute_features
 from tests.factories import as_of_dates, random_crm
@@ -182,3 +183,14 @@ def test_inputs_are_not_mutated(data: CRMData) -> None:
     compute_features(data, _snapshots(data, as_of_dates(2)))
     for name, df in data.tables().items():
         pd.testing.assert_frame_equal(df, copies[name])
+
+
+def test_chunks_of_clients_give_the_same_features(
+    data: CRMData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snaps = _snapshots(data, as_of_dates(3))
+    fs = feature_set_for(data)
+    whole = compute_features(data, snaps.sample(frac=1, random_state=0), fs)
+    monkeypatch.setattr(engine, "CHUNK_ROWS", data.n_rows // 4)  # about 5 chunks of clients
+    chunked = compute_features(data, snaps.sample(frac=1, random_state=0), fs)
+    _assert_same(chunked, whole, exact=True)

@@ -31,7 +31,9 @@ class Columns(Protocol):
 
 
 def encode_times(times: np.ndarray) -> np.ndarray:
-    return np.minimum(np.maximum(times + TIME_OFFSET, 0), TIME_MAX)
+    """Epoch seconds as the engine's non-negative time codes (NAT and the far past: 0)."""
+    encoded = times + TIME_OFFSET
+    return np.clip(encoded, 0, TIME_MAX, out=encoded)
 
 
 def is_sorted(a: np.ndarray) -> bool:
@@ -44,11 +46,19 @@ def group_order(codes: np.ndarray, times: np.ndarray) -> np.ndarray:
     bits = max(int(n - 1).bit_length(), 1)
     if n < 2 or bits + TIME_BITS > 63 or int(codes.max()) >= 1 << (63 - bits):
         return np.lexsort((np.arange(n), times, codes))
-    low = (1 << bits) - 1
     rows = np.arange(n)
     # CRM exports usually list rows in time order; then the first sort is not needed
-    by_time = rows if is_sorted(times) else np.sort((encode_times(times) << bits) | rows) & low
-    return by_time[np.sort((codes[by_time] << bits) | rows) & low]
+    by_time = rows if is_sorted(times) else _sorted_rows(encode_times(times), bits, rows)
+    return by_time[_sorted_rows(codes[by_time], bits, rows)]
+
+
+def _sorted_rows(sort_keys: np.ndarray, bits: int, rows: np.ndarray) -> np.ndarray:
+    """Row positions in (key, position) order, by one sort of packed int64 (in place)."""
+    packed = sort_keys.astype(np.int64) << bits
+    packed |= rows
+    packed.sort()
+    packed &= (1 << bits) - 1
+    return packed
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,8 @@ class TableArrays:
     """One contract table as numpy arrays, the form the engine reads.
 
     Timestamps are int64 epoch seconds (NAT when empty), numbers and booleans float64, and
-    categorical columns int codes (-1 when empty) into ``categories[column]``; ``client_code`` is
-    each row's position in the clients table.
+    categorical columns signed integer codes (-1 when empty, as narrow as pandas keeps them)
+    into ``categories[column]``; ``client_code`` is each row's position in the clients table.
     """
 
     columns: dict[str, np.ndarray]
@@ -93,16 +103,28 @@ def crm_arrays(data: CRMData) -> CRMArrays:
     return CRMArrays(data.clients["client_id"].to_numpy(dtype=object), tables)
 
 
+def client_slice(data: CRMArrays, first: int, stop: int) -> CRMArrays:
+    """The rows of clients ``first .. stop - 1``, in their order; codes and clients table kept."""
+    tables = {}
+    for name, table in data.tables.items():
+        codes = table("client_code")
+        if name != "clients":
+            rows = np.flatnonzero((codes >= first) & (codes < stop))
+            table = TableArrays({k: v[rows] for k, v in table.columns.items()}, table.categories)
+        tables[name] = table
+    return CRMArrays(data.client_ids, tables)
+
+
 def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
     columns: dict[str, np.ndarray] = {}
     categories: dict[str, tuple[str, ...]] = {}
     for col in spec.columns:
         s = df[col.name]
-        if col.name == "client_id":
+        if col.name == "client_id":  # codes as pandas keeps them (int32 for a million clients)
             codes = s.array.codes if spec.name != "clients" else np.arange(len(s))
-            columns["client_code"] = np.asarray(codes, dtype=np.int64)
+            columns["client_code"] = np.asarray(codes)
         elif col.kind in (Kind.CHOICE, Kind.CATEGORY):
-            columns[col.name] = np.asarray(s.array.codes, dtype=np.int64)
+            columns[col.name] = np.asarray(s.array.codes)
             categories[col.name] = tuple(str(c) for c in s.cat.categories)
         elif col.kind == Kind.DATETIME:
             seconds = s.to_numpy(dtype="datetime64[s]").view(np.int64)
@@ -160,8 +182,8 @@ class Grouped:
 def group_by_client(table: TableArrays, time_column: str) -> Grouped:
     codes = table("client_code")
     columns: Columns = table
-    known = np.flatnonzero(codes >= 0)
-    if len(known) < len(codes):
+    if len(codes) and codes.min() < 0:  # rows of clients not in the clients table
+        known = np.flatnonzero(codes >= 0)
         codes = codes[known]
         columns = Reordered(columns, known)
     order = group_order(codes, columns(time_column))

@@ -24,12 +24,14 @@ import pandas as pd
 from churnguard.domain.churn import active_clients
 from churnguard.domain.contract import TABLES, CRMData
 from churnguard.domain.timeaxis import DAY, TIME_BITS, utc_second
+from churnguard.features import scatter
 from churnguard.features.arrays import (
     NAT,
     Columns,
     CRMArrays,
     Grouped,
     Reordered,
+    client_slice,
     crm_arrays,
     encode_times,
     group_by_client,
@@ -59,6 +61,10 @@ from churnguard.features.plan import (
 
 _BLOCK = 1 << 16  # snapshots per block when combining formulas
 DENSE_CELLS = 8_000  # snapshots x input rows up to which the dense executor is used
+CHUNK_ROWS = 12_000_000  # input rows per chunk of clients in the bulk path (bounds memory)
+
+
+_Found = tuple[np.ndarray, np.ndarray]  # per run: an event position, and whether it exists
 
 
 @dataclass
@@ -92,27 +98,30 @@ class _Prepared:
         v = micro_units(self.values_of(value or ""))
         np.cumsum(v if m is None else np.where(m, v, 0), out=out[1:])
 
-    def last_index(self, where: str | None) -> np.ndarray:
-        """For each position, the index of the last filtered event at or before it (-1: none)."""
+    def positions(self, where: str | None) -> np.ndarray | None:
+        """Positions of the filtered events, ascending (None: every event counts)."""
+        m = self.mask(where)
+        if m is None:
+            return None
+        return self._memo("positions", where, None, lambda: np.flatnonzero(m))
 
-        def build() -> np.ndarray:
-            idx = np.arange(len(self.keys), dtype=np.int64)
-            m = self.mask(where)
-            return np.maximum.accumulate(idx if m is None else np.where(m, idx, -1))
+    def last_in(self, where: str | None, lo: np.ndarray, hi: np.ndarray) -> _Found:
+        """Per run [lo, hi): the position of its last filtered event, and whether there is one."""
+        pos = self.positions(where)
+        if pos is None:
+            return hi - 1, hi > lo
+        k = np.searchsorted(pos, hi) - 1
+        j = pos[np.maximum(k, 0)] if len(pos) else k
+        return j, (k >= 0) & (j >= lo)
 
-        return self._memo("last", where, None, build)
-
-    def first_index(self, where: str | None) -> np.ndarray:
-        """For each position, the index of the first filtered event at or after it (n: none)."""
-
-        def build() -> np.ndarray:
-            n = len(self.keys)
-            idx = np.arange(n, dtype=np.int64)
-            m = self.mask(where)
-            marked = idx if m is None else np.where(m, idx, n)
-            return np.minimum.accumulate(marked[::-1])[::-1]
-
-        return self._memo("first", where, None, build)
+    def first_in(self, where: str | None, lo: np.ndarray, hi: np.ndarray) -> _Found:
+        """Per run [lo, hi): the position of its first filtered event, and whether there is one."""
+        pos = self.positions(where)
+        if pos is None:
+            return lo, lo < hi
+        k = np.searchsorted(pos, lo)
+        j = pos[np.minimum(k, len(pos) - 1)] if len(pos) else k
+        return j, (k < len(pos)) & (j < hi)
 
     def values_of(self, value: str) -> np.ndarray:
         """A value of the stream's events, in key order."""
@@ -131,7 +140,8 @@ def _prepare(stream: Stream, grouped: Grouped) -> _Prepared:
     """One stream's events sorted by (client, time), from its table grouped by client."""
     times = stream.time(grouped.columns)
     keep = np.flatnonzero(times != NAT)
-    keys = (grouped.codes[keep] << TIME_BITS) | encode_times(times[keep])
+    keys = grouped.codes[keep].astype(np.int64) << TIME_BITS
+    keys |= encode_times(times[keep])
     if not is_sorted(keys):  # the stream's time differs from the table's: nearly sorted
         order = np.argsort(keys, kind="stable")
         keys, keep = keys[order], keep[order]
@@ -160,6 +170,12 @@ class _Snapshots:
         return found[: len(spans.offset)], found[len(spans.offset) :]
 
 
+def _one_date(snap: _Snapshots) -> bool:
+    """Whether every snapshot has the same as_of and no client comes twice (codes sorted)."""
+    codes, as_of = snap.codes, snap.as_of
+    return bool(len(codes) and (as_of == as_of[0]).all() and (codes[1:] != codes[:-1]).all())
+
+
 def _run(steps: Sequence[Step], v: np.ndarray, as_of_day: np.ndarray) -> None:
     """Fill the combined formulas' rows of a value matrix (columns: snapshots)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -186,6 +202,7 @@ class _Engine:
         self.snap = snapshots
         self.plan = plan
         self.dense = dense  # few snapshots: the dense executor (dense.py), not prefix sums
+        self.one_date = not dense and _one_date(snapshots)  # the scatter executor (scatter.py)
         self.values = np.empty((plan.n_aggs + len(plan.customs), len(snapshots.as_of)))
         self._customs: dict[str, np.ndarray] = {}
         self._kept: dict[str, _Prepared] = {}  # streams the custom features read again
@@ -216,6 +233,11 @@ class _Engine:
         """(snapshot, row) pairs of the contracts started before as_of, and the rows' columns."""
         if self.dense:
             return contracts_started(self.data, self.snap.codes, self.snap.as_of)
+        if self.one_date:
+            table = self.data.table("contracts")
+            n = len(self.data.client_ids)
+            snap, rows = scatter.contracts_started(table, self.snap.codes, self.snap.as_of[0], n)
+            return snap, rows, table
         p = self.prepared("contract_start")
         lo, hi = (b[0] for b in self.snap.bounds(p, ALL_HISTORY))
         lengths = hi - lo
@@ -224,6 +246,12 @@ class _Engine:
         return snap, rows, p.columns
 
     def _table_aggs(self, table: str, streams: list[StreamPlan]) -> None:
+        if self.one_date:
+            as_of, n = int(self.snap.as_of[0]), len(self.data.client_ids)
+            for sp in streams:
+                by_client = scatter.stream_aggregates(self.data.table(table), sp, as_of, n)
+                self.values[sp.first : sp.first + len(sp.aggs)] = by_client[:, self.snap.codes]
+            return
         grouped = group_by_client(self.data.table(table), TABLES[table].time or "")
         for sp in streams:
             p = _prepare(STREAMS[sp.stream], grouped)
@@ -234,12 +262,14 @@ class _Engine:
     def _stream_aggs(self, p: _Prepared, sp: StreamPlan) -> None:
         """Every aggregation of one stream: windowed totals in one gather, the rest one by one."""
         lo, hi = self.snap.bounds(p, sp.spans)
-        if sp.n_totals:
-            prefix = np.empty((len(sp.prefix_keys), len(p.keys) + 1), dtype=np.int64)
-            for row, key in enumerate(sp.prefix_keys):
-                p.prefix_into(key, prefix[row])
+        if sp.n_totals:  # one prefix array at a time: memory stays one stream column
+            prefix = np.empty(len(p.keys) + 1, dtype=np.int64)
             totals = self.values[sp.first : sp.first + sp.n_totals]
-            totals[:] = prefix[sp.rows, hi[sp.cols]] - prefix[sp.rows, lo[sp.cols]]
+            for row, key in enumerate(sp.prefix_keys):
+                p.prefix_into(key, prefix)
+                mine = np.flatnonzero(sp.rows[:, 0] == row)
+                totals[mine] = prefix[hi[sp.cols[mine]]] - prefix[lo[sp.cols[mine]]]
+            del prefix
             totals[sp.sums] /= SCALE
         for i in range(sp.n_totals, len(sp.aggs)):
             k = sp.span[i]
@@ -269,12 +299,8 @@ class _Engine:
         if a.how == "count":  # unfiltered: the run's length
             return (hi - lo).astype(np.float64)
         if a.how == "days_since_first":
-            first = p.first_index(a.where)
-            j = first[np.minimum(lo, len(first) - 1)] if len(first) else lo
-            return self._days_since(p, j, (j >= lo) & (j < hi))
-        last = p.last_index(a.where)
-        j = last[np.maximum(hi - 1, 0)] if len(last) else hi - 1
-        found = (hi > lo) & (j >= lo)
+            return self._days_since(p, *p.first_in(a.where, lo, hi))
+        j, found = p.last_in(a.where, lo, hi)
         if a.how == "days_since":
             return self._days_since(p, j, found)
         values = p.values_of(a.value or "")
@@ -379,15 +405,43 @@ def compute_features(
 def feature_columns(
     data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet
 ) -> dict[str, np.ndarray]:
-    """The engine itself: one array per feature for snapshots (client codes, as_of seconds)."""
+    """The engine itself: one array per feature for snapshots (client codes, as_of seconds).
+
+    Large inputs are computed in chunks of clients (``CHUNK_ROWS`` input rows each), so memory
+    stays bounded; a client's features depend on its own rows only, so the result is the same.
+    """
     codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
+    n_chunks = -(-_n_rows(data) // CHUNK_ROWS)
+    if n_chunks <= 1 or not len(codes):
+        return _chunk_columns(data, codes, as_of, feature_set)
+    size = -(-len(data.client_ids) // n_chunks)
+    out: dict[str, np.ndarray] = {}
+    for first in range(0, len(data.client_ids), size):
+        mine = np.flatnonzero((codes >= first) & (codes < first + size))
+        if len(mine):
+            chunk = client_slice(data, first, first + size)
+            part = _chunk_columns(chunk, codes[mine], as_of[mine], feature_set)
+            del chunk
+            for name, values in part.items():
+                out.setdefault(name, np.empty(len(codes), values.dtype))[mine] = values
+            del part
+    return out
+
+
+def _chunk_columns(
+    data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet
+) -> dict[str, np.ndarray]:
     # In (client, as_of) order every binary search below walks the events front to back.
     order = np.lexsort((as_of, codes)) if len(codes) > 1 else np.arange(len(codes))
-    n_rows = sum(len(t.columns.get("client_code", ())) for t in data.tables.values())
+    n_rows = _n_rows(data)
     dense = len(codes) * n_rows <= DENSE_CELLS
     engine = _Engine(data, _Snapshots(codes[order], as_of[order]), plan_for(feature_set), dense)
     engine.precompute(workers=_workers(n_rows))
     return engine.features(order)
+
+
+def _n_rows(data: CRMArrays) -> int:
+    return sum(len(t.columns.get("client_code", ())) for t in data.tables.values())
 
 
 def _workers(n_rows: int) -> int:
