@@ -161,13 +161,27 @@ class _Snapshots:
     def bounds(self, p: _Prepared, spans: Spans) -> tuple[np.ndarray, np.ndarray]:
         """Positions lo, hi (a row per span) of events in [as_of - offset - window, as_of - offset).
 
-        One binary search answers every span of the stream.
+        One binary search answers every span of the stream, each distinct edge searched once
+        (the 90 days before the last 90 end where the last 90 begin).
         """
-        end = self.as_of - spans.offset
-        start = np.where(spans.bounded, self.base | encode_times(end - spans.window), self.base)
-        queries = np.concatenate([start, self.base | encode_times(end)])
+        edges: list[int | None] = []  # seconds before as_of; None: the client's first event
+
+        def edge(before: int | None) -> int:
+            if before not in edges:
+                edges.append(before)
+            return edges.index(before)
+
+        offsets, windows = spans.offset[:, 0].tolist(), spans.window[:, 0].tolist()
+        bounded = spans.bounded[:, 0].tolist()
+        lo = [edge(o + w if b else None) for o, w, b in zip(offsets, windows, bounded, strict=True)]
+        hi = [edge(o) for o in offsets]
+        queries = np.empty((len(edges), len(self.as_of)), dtype=np.int64)
+        for k, before in enumerate(edges):
+            queries[k] = self.base
+            if before is not None:
+                queries[k] |= encode_times(self.as_of - before)
         found = np.searchsorted(p.keys, queries.ravel()).reshape(queries.shape)
-        return found[: len(spans.offset)], found[len(spans.offset) :]
+        return found[lo], found[hi]
 
 
 def _one_date(snap: _Snapshots) -> bool:
@@ -286,7 +300,12 @@ class _Engine:
             v = np.empty((plan.n_rows, min(_BLOCK, n - start)))
             v[: len(self.values)] = self.values[:, block]
             _run(plan.steps, v, self.snap.as_of[block] // DAY)
-            combined[:, order[block]] = v[rows]
+            combined[:, block] = v[rows]
+        self.values = np.empty((0, 0))  # done: free it before the reordered copy
+        if n > 1:  # back to the snapshots' order: a gather, row by row (faster than a scatter)
+            where = np.empty_like(order)
+            where[order] = np.arange(n)
+            combined = np.take(combined, where, axis=1)
         out = {name: combined[k] for k, (name, _) in enumerate(numeric)}
         for name, source in plan.outputs:
             if isinstance(source, str):
