@@ -32,6 +32,7 @@ from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.store import keys
 from churnguard.store.database import StoreUnavailableError
+from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ScoreStore
 from churnguard.synth.business import SimulatedBusiness
 from churnguard.training.train import Dataset
@@ -510,6 +511,80 @@ def test_records_validate_the_same_from_json_as_from_python(business: SimulatedB
     from_json = ScoreRequest.model_validate_json(body)
     assert from_json == ScoreRequest.model_validate(json.loads(body))
     assert len(from_json.clients) == len(ids)
+
+
+def test_the_apis_text_limits_are_the_stores(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()["components"]["schemas"]
+    client_row = spec["ClientsRecord"]["properties"]
+    stored_as = {"name": "client_name", "account_manager": "account_manager", "segment": "segment"}
+    for field, column in stored_as.items():
+        lengths = [t.get("maxLength") for t in client_row[field]["anyOf"] if "maxLength" in t]
+        assert lengths == [TEXT_LIMITS[column]], field
+    assert spec["ClientRecords"]["properties"]["client_id"]["maxLength"] == TEXT_LIMITS["client_id"]
+    action = spec["ActionCreate"]["properties"]["type"]
+    assert action["maxLength"] == TEXT_LIMITS["action_type"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "loc"),
+    [
+        ("client_id", "C" * (TEXT_LIMITS["client_id"] + 1), ["client_id"]),
+        ("name", "n" * (TEXT_LIMITS["client_name"] + 1), ["client", "name"]),
+        (
+            "account_manager",
+            "m" * (TEXT_LIMITS["account_manager"] + 1),
+            ["client", "account_manager"],
+        ),
+        ("segment", "s" * (TEXT_LIMITS["segment"] + 1), ["client", "segment"]),
+        ("name", r"Acme\u0000Ltd", ["client", "name"]),
+        ("account_manager", r"\ud800", ["client", "account_manager"]),
+        ("client_id", r"C\u00001", ["client_id"]),
+    ],
+)
+def test_text_a_database_cannot_keep_is_422_naming_the_field(
+    client: TestClient, api_keys: Keys, field: str, value: str, loc: list[str]
+) -> None:
+    body = _example()
+    one = body["clients"][0]
+    if field == "client_id":
+        one["client_id"] = "@"
+    else:
+        one["client"] = {**one.get("client", {}), field: "@"}
+    raw = json.dumps(body).replace('"@"', f'"{value}"')  # escapes as sent, not as Python sees them
+    headers = {**bearer(api_keys["crm"]), "Content-Type": "application/json"}
+    answer = client.post("/api/v1/score", content=raw, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", "clients", 0, *loc]
+    assert "\x00" not in answer.text
+
+
+def test_a_nul_in_a_query_a_client_id_or_a_note_is_422(
+    client: TestClient, api_keys: Keys, book: dict[str, list[str]], managers: list[str]
+) -> None:
+    admin = bearer(api_keys["admin"])
+    for url, loc in (
+        ("/api/v1/clients?search=a%00b", ["query", "search"]),
+        ("/api/v1/clients?manager=a%00b", ["query", "manager"]),
+        ("/api/v1/clients/C%000", ["path", "client_id"]),
+    ):
+        answer = client.get(url, headers=admin)
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == loc, url
+    mine = book[managers[0]][0]
+    for action, loc in (
+        ({"type": "call", "note": "a\x00b"}, ["body", "note"]),
+        ({"type": "c\x00ll"}, ["body", "type"]),
+    ):
+        answer = client.post(f"/api/v1/clients/{mine}/actions", json=action, headers=admin)
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == loc
+    long_id = "C" * (TEXT_LIMITS["client_id"] + 1)
+    assert client.get(f"/api/v1/clients/{long_id}", headers=admin).status_code == 422
+
+
+def test_a_nul_in_the_sign_in_form_is_a_bad_request_page(client: TestClient) -> None:
+    answer = client.post("/sign-in", data={"api_key": "cg_0000000000\x00a_secret", "csrf": "x"})
+    assert answer.status_code == 400 and "text/html" in answer.headers["content-type"]
+    key_with_nul_id = "cg_00000000000\x00_" + "s" * 40  # the right length, not hex
+    assert keys.authenticate(client.app.state.service.store, key_with_nul_id) is None  # type: ignore[attr-defined]
 
 
 def test_an_as_of_out_of_range_is_422(client: TestClient, api_keys: Keys) -> None:

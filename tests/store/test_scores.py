@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from churnguard.store.schema import audit, scores
+from churnguard.store.schema import TEXT_LIMITS, audit, scores
 from churnguard.store.scores import (
     ScoreRecord,
     ScoreStore,
@@ -383,3 +383,19 @@ def test_written_rows_keep_a_created_at(store: ScoreStore) -> None:
     with store.engine.connect() as conn:
         created = conn.execute(sa.select(scores.c.created_at)).scalar_one()
     assert before - timedelta(seconds=5) <= created <= datetime.now(UTC) + timedelta(seconds=5)
+
+
+def test_the_longest_texts_the_contract_admits_are_stored_whole(store: ScoreStore) -> None:
+    longest = {
+        name: ("é" * TEXT_LIMITS[name])
+        for name in ("client_id", "client_name", "account_manager", "segment")
+    }
+    fields: dict[str, Any] = {k: v for k, v in longest.items() if k != "client_id"}
+    store.save_scores([record(longest["client_id"], JAN, **fields)], source="batch")
+    saved = store.latest_score(longest["client_id"])
+    assert saved is not None
+    assert (saved.client_name, saved.account_manager, saved.segment) == (
+        longest["client_name"],
+        longest["account_manager"],
+        longest["segment"],
+    )

@@ -25,6 +25,10 @@ class Kind(StrEnum):
     CATEGORY = "category"  # a label from an open set (categorical, categories as found)
 
 
+ID_LENGTH = 100  # the longest id (the score store keys clients by theirs)
+TEXT_LENGTH = 2000  # the longest free text or label, unless a column says less
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of a contract table."""
@@ -35,6 +39,14 @@ class Column:
     choices: tuple[str, ...] = ()
     non_negative: bool = False
     description: str = ""
+    max_length: int | None = None  # text kinds: the longest value (default by kind)
+
+    @property
+    def text_length(self) -> int:
+        """The longest value of a text column: the API admits it, the score store keeps it."""
+        if self.max_length is not None:
+            return self.max_length
+        return ID_LENGTH if self.kind == Kind.ID else TEXT_LENGTH
 
 
 @dataclass(frozen=True)
@@ -75,9 +87,9 @@ TABLES: dict[str, Table] = {
             "clients",
             (
                 _C("client_id", _K.ID, required=True),
-                _C("name", _K.TEXT),
-                _C("account_manager", _K.TEXT, description="empty = unassigned"),
-                _C("segment", _K.CATEGORY),
+                _C("name", _K.TEXT, max_length=300),
+                _C("account_manager", _K.TEXT, description="empty = unassigned", max_length=200),
+                _C("segment", _K.CATEGORY, max_length=100),
                 _C("industry", _K.CATEGORY),
                 _C("region", _K.CATEGORY),
                 _C("client_since", _K.DATETIME),

@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from churnguard.domain.contract import (
     ORDERED_COLUMNS,
@@ -31,6 +31,26 @@ _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 _MAX_NUMBER = 1e12
 
 
+def storable(value: str) -> str:
+    """``value`` if a database can keep it: no NUL character, no lone surrogate."""
+    if "\x00" in value:
+        raise ValueError("text may not contain a NUL character (\\u0000)")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text may not contain a lone surrogate (\\ud800-\\udfff)") from None
+    return value
+
+
+STORABLE = AfterValidator(storable)
+
+
+def text(max_length: int, min_length: int = 0) -> Any:
+    """A string type of at most ``max_length`` characters that a database can store."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), STORABLE]
+
+
 def _field_type(column: Column) -> Any:
     """The pydantic type of one contract column (client_id excluded: it comes from the client)."""
     base: Any
@@ -44,9 +64,9 @@ def _field_type(column: Column) -> Any:
     elif column.kind == Kind.CHOICE:
         base = Literal[column.choices]
     elif column.kind == Kind.ID:
-        base = Annotated[str, Field(min_length=1, max_length=200)]
+        base = text(column.text_length, min_length=1)
     else:  # free text and open categories; empty means not given
-        base = Annotated[str, Field(max_length=2000)]
+        base = text(column.text_length)
     return base if column.required else base | None
 
 
@@ -117,7 +137,7 @@ def records_model(max_rows: int) -> type[BaseModel]:
     return create_model(
         "ClientRecords",
         __config__=_STRICT,
-        client_id=(Annotated[str, Field(min_length=1, max_length=200)], ...),
+        client_id=(text(TABLES["clients"].column("client_id").text_length, min_length=1), ...),
         client=(client, None),
         as_of=(datetime | None, None),
         **tables,

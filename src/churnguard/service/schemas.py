@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnguard.features.records import records_model
+from churnguard.features.records import STORABLE, records_model
 from churnguard.store.actions import LoggedAction
+from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ORDERS, Score, ScoreRecord
 
 MAX_ROWS_PER_TABLE = 10_000  # per client and table; the body size limit usually binds first
@@ -219,8 +220,12 @@ class ActionCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    type: str = Field(min_length=1, max_length=100, examples=["check-in call"])
-    note: str = Field(default="", max_length=5000, examples=["Agreed a service review in July"])
+    type: Annotated[str, STORABLE] = Field(
+        min_length=1, max_length=TEXT_LIMITS["action_type"], examples=["check-in call"]
+    )
+    note: Annotated[str, STORABLE] = Field(
+        default="", max_length=5000, examples=["Agreed a service review in July"]
+    )
     date: dt.date | None = Field(default=None, description="When it happened; default today (UTC).")
 
 

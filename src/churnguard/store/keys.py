@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -163,6 +164,8 @@ def _parse(key: str) -> tuple[str, str] | None:
     key_id, _, secret = rest.partition("_")
     if prefix != PREFIX or len(key_id) != 2 * _ID_BYTES or not secret:
         return None
+    if any(c not in string.hexdigits for c in key_id):
+        return None  # ids are hex: anything else (a NUL, say) is no key, and no query
     return key_id, secret
 
 

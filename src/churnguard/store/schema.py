@@ -2,8 +2,9 @@
 
 Each table's queries live in the module named for it (``scores``, ``actions``, ``keys``,
 ``sessions``); this module only declares the tables, so ``Database.create()`` makes the whole
-schema. ``TEXT_LIMITS`` is the one definition of how long each stored text may be: the API's
-request schema takes its limits from it, so nothing it admits is too long to store.
+schema. ``TEXT_LIMITS`` says how long each stored text may be, taken from the data contract for
+what comes from CRM records (the API's request schema applies the same contract limits) and from
+here for the rest (the API's other schemas import it): nothing the API admits is too long to store.
 """
 
 from __future__ import annotations
@@ -15,18 +16,22 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import utc_datetime
 
 Source = Literal["batch", "api"]
 SOURCES: tuple[Source, ...] = ("batch", "api")
 ROLES = ("crm", "manager", "admin")  # what an API key may do; the rules are in keys.py
 
-# The longest text each column takes, by column name (the same name means the same limit).
+_CLIENTS = TABLES["clients"]
+
+# The longest text each column takes, by column name (the same name means the same limit). What
+# comes from CRM records is the data contract's limit, which the API's request schema applies too.
 TEXT_LIMITS: Final[dict[str, int]] = {
-    "client_id": 100,
-    "client_name": 300,
-    "account_manager": 200,
-    "segment": 100,
+    "client_id": _CLIENTS.column("client_id").text_length,
+    "client_name": _CLIENTS.column("name").text_length,
+    "account_manager": _CLIENTS.column("account_manager").text_length,
+    "segment": _CLIENTS.column("segment").text_length,
     "model_version": 100,
     "band": 20,
     "action_type": 100,

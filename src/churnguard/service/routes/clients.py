@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.responses import StreamingResponse
 
+from churnguard.features.records import STORABLE
 from churnguard.service.deps import (
     ActingPrincipal,
     CurrentPrincipal,
@@ -33,11 +34,13 @@ from churnguard.service.schemas import (
 from churnguard.store.attention import attention_conditions
 from churnguard.store.export import export_rows
 from churnguard.store.keys import Principal
+from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import MAX_OFFSET, MAX_PAGE, Score, ScoreStore
 
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
 
-ClientId = Annotated[str, Path(min_length=1, max_length=200)]
+Text = Annotated[str, STORABLE]  # no character a database cannot keep (NUL): 422 naming it
+ClientId = Annotated[Text, Path(min_length=1, max_length=TEXT_LIMITS["client_id"])]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "No such client in the caller's view."}
 }
@@ -49,11 +52,16 @@ def read_clients(
     store: StoreDep,
     writer: WriterDep,
     manager: Annotated[
-        str | None, Query(max_length=200, description="Account manager (a manager key: own)")
+        Text | None,
+        Query(
+            max_length=TEXT_LIMITS["account_manager"],
+            description="Account manager (a manager key: own)",
+        ),
     ] = None,
     band: Band | None = None,
     search: Annotated[
-        str | None, Query(max_length=200, description="Part of the client id or name")
+        Text | None,
+        Query(max_length=TEXT_LIMITS["client_name"], description="Part of the client id or name"),
     ] = None,
     order_by: Order = "revenue_at_risk",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
@@ -88,11 +96,16 @@ def read_clients_csv(
     store: StoreDep,
     writer: WriterDep,
     manager: Annotated[
-        str | None, Query(max_length=200, description="Account manager (a manager key: own)")
+        Text | None,
+        Query(
+            max_length=TEXT_LIMITS["account_manager"],
+            description="Account manager (a manager key: own)",
+        ),
     ] = None,
     band: Band | None = None,
     search: Annotated[
-        str | None, Query(max_length=200, description="Part of the client id or name")
+        Text | None,
+        Query(max_length=TEXT_LIMITS["client_name"], description="Part of the client id or name"),
     ] = None,
     order_by: Order = "revenue_at_risk",
 ) -> StreamingResponse:

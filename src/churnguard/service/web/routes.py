@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from churnguard.features.records import STORABLE
 from churnguard.service.deps import StateDep, StoreDep, WriterDep
 from churnguard.service.downloads import csv_download
 from churnguard.service.state import ServiceState
@@ -40,6 +41,7 @@ from churnguard.service.web.templating import render
 from churnguard.store.attention import ATTENTION, attention_conditions
 from churnguard.store.export import export_rows
 from churnguard.store.followups import create_follow_ups, plan_follow_up
+from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import Score, ScoreStore
 
 API_PATHS = ("/api/", "/health/", "/metrics", "/openapi.json", "/docs", "/redoc")
@@ -120,7 +122,7 @@ def sign_in(
     request: Request,
     dashboard: DashboardDep,
     state: StateDep,
-    api_key: Annotated[str, Form(max_length=500)] = "",
+    api_key: Annotated[str, Form(max_length=500), STORABLE] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
@@ -190,8 +192,8 @@ def read_clients(
     sort: Sort = "revenue_at_risk",
     direction: Direction = "",
     band: Band = "",
-    q: Annotated[str, Query(max_length=200)] = "",
-    manager: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=200), STORABLE] = "",
+    manager: Annotated[str, Query(max_length=200), STORABLE] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     attention: Attention = "",
 ) -> Response:
@@ -253,8 +255,8 @@ def read_clients_csv(
     sort: Sort = "revenue_at_risk",
     direction: Direction = "",
     band: Band = "",
-    q: Annotated[str, Query(max_length=200)] = "",
-    manager: Annotated[str, Query(max_length=200)] = "",
+    q: Annotated[str, Query(max_length=200), STORABLE] = "",
+    manager: Annotated[str, Query(max_length=200), STORABLE] = "",
     attention: Attention = "",
 ) -> StreamingResponse:
     """The list "My clients" shows, every page of it, as CSV (renewal order: by revenue)."""
@@ -300,10 +302,10 @@ def create_action(
     dashboard: DashboardDep,
     state: StateDep,
     csrf: Annotated[str, Form(max_length=200)] = "",
-    type: Annotated[str, Form(max_length=200)] = "",
-    note: Annotated[str, Form(max_length=20_000)] = "",
+    type: Annotated[str, Form(max_length=200), STORABLE] = "",
+    note: Annotated[str, Form(max_length=20_000), STORABLE] = "",
     happened_on: Annotated[str, Form(max_length=40)] = "",
-    next_step: Annotated[str, Form(max_length=2000)] = "",
+    next_step: Annotated[str, Form(max_length=2000), STORABLE] = "",
     due_on: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     """Log what was done about a client, and optionally the next step and when it is due; a
@@ -411,7 +413,8 @@ def _client_page(
 
 def _visible_score(store: ScoreStore, viewer: Viewer, client_id: str) -> Score:
     """The client's latest score if the viewer may see the client, else a 404 page."""
-    score = store.latest_score(client_id) if len(client_id) <= 200 else None
+    storable = len(client_id) <= TEXT_LIMITS["client_id"] and "\x00" not in client_id
+    score = store.latest_score(client_id) if storable else None
     if score is None or not viewer.may_see(score.account_manager):
         raise not_found(viewer)
     return score
