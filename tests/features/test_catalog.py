@@ -11,6 +11,7 @@ from churnguard.features.catalog import (
     describe,
     event_features,
     feature_set_for,
+    monotone_constraints,
 )
 from tests.factories import random_crm
 
@@ -44,3 +45,15 @@ def test_no_event_type_can_make_a_base_feature_name(event_type: str) -> None:
 def test_event_types_with_the_same_feature_names_are_a_clear_error() -> None:
     with pytest.raises(FeatureNameError, match="'Billable Hours' and 'billable-hours'"):
         FeatureSet(("Billable Hours", "billable-hours"))
+
+
+def test_monotone_constraints_follow_the_declared_directions() -> None:
+    fs = FeatureSet(("billable hours",))
+    by_name = dict(zip(fs.names, monotone_constraints(fs.names), strict=True))
+    assert by_name["days_since_contact"] == 1 and by_name["nps_last"] == -1
+    assert by_name["segment"] == by_name["monthly_value"] == 0  # context
+    assert by_name["event_billable_hours_change_90d"] == -1
+    assert by_name["event_billable_hours_days_since"] == 1
+    for f in fs.features:
+        assert by_name[f.name] == {"more_risk": 1, "less_risk": -1, "context": 0}[f.direction]
+    assert monotone_constraints(["tenure", "MonthlyCharges"]) == [0, 0]  # not in the catalog

@@ -9,7 +9,7 @@ the engine that computes them is ``engine.py``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
@@ -749,6 +749,26 @@ def slugify(text: str) -> str:
 def event_slug(event_type: str) -> str:
     """The prefix of an event type's feature names: ``event_`` and its slug."""
     return f"{EVENT_PREFIX}{slugify(event_type)}"
+
+
+def monotone_constraints(names: Sequence[str]) -> list[int]:
+    """Per column: the monotone constraint its feature's declared direction asks (1 or -1), or 0
+    for a context feature and for a name the catalog does not declare (a flat table's column)."""
+    declared = {f.name: f.monotone for f in BASE_FEATURES}
+    prefix = event_slug("x")
+    by_suffix = sorted(
+        ((f.name[len(prefix) :], f.monotone) for f in event_features("x")),
+        key=lambda s: -len(s[0]),  # the longest suffix first: _change_90d before _90d
+    )
+    out = []
+    for name in names:
+        if name in declared:
+            out.append(declared[name])
+        elif name.startswith(EVENT_PREFIX):
+            out.append(next((m for s, m in by_suffix if name.endswith(s)), 0))
+        else:
+            out.append(0)
+    return out
 
 
 class FeatureNameError(ValueError):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier, early_stopping
 
+from churnguard.features.catalog import monotone_constraints
 from churnguard.modeling.linear import make_logistic
 from churnguard.modeling.model import Estimator, ModelKind
 
@@ -98,6 +99,9 @@ def fit_estimator(
         X, y = sample_rows(X, y, LOGISTIC_MAX_ROWS, seed)
         return pipe.fit(X, y), params
     clf = make_lightgbm(params, seed, len(X))
+    monotone = monotone_constraints(list(X.columns))
+    if any(monotone):  # each declared direction as a constraint: reasons then point that way
+        clf.set_params(monotone_constraints=monotone)
     X, y = sample_rows(X, y, LIGHTGBM_MAX_ROWS, seed)
     if X_val is None or y_val is None:
         return clf.fit(X, y), params

@@ -1,0 +1,35 @@
+"""Tests for modeling.recipes: LightGBM is trained with the catalog's declared directions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnguard.features.catalog import monotone_constraints
+from churnguard.modeling.recipes import fit_estimator
+from churnguard.training.dataset import Dataset
+from tests.factories import PARAMS, ModelFactory
+
+
+def test_lightgbm_keeps_each_declared_direction(make_model: ModelFactory, dataset: Dataset) -> None:
+    model = make_model("lightgbm", PARAMS["lightgbm"])
+    booster = model.booster
+    assert booster is not None
+    declared = monotone_constraints(model.feature_names)
+    assert booster.params["monotone_constraints"] == declared and any(declared)
+    X = model.inputs(dataset.features.sample(200, random_state=1))
+    for name, sign in zip(model.feature_names, declared, strict=True):
+        if sign == 0 or name in model.categories:
+            continue
+        low, high = X.copy(), X.copy()
+        low[name], high[name] = 0.0, 1e6
+        moved = model.raw_proba(high) - model.raw_proba(low)
+        assert (sign * moved >= -1e-12).all(), name  # a higher value never moves the other way
+
+
+def test_a_flat_tables_columns_get_no_constraint() -> None:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"tenure": rng.normal(size=400), "charges": rng.normal(size=400)})
+    y = (X["tenure"] + rng.normal(size=400) > 0).to_numpy().astype(int)
+    est, _ = fit_estimator("lightgbm", {"num_leaves": 4}, X, y, None, None, [], 0)
+    assert not any(est.booster_.params.get("monotone_constraints") or [])
