@@ -27,7 +27,8 @@ def _times(rng: np.random.Generator, n: int) -> pd.Series:
 
 def _later(rng: np.random.Generator, t: pd.Series, max_days: int, empty: float) -> pd.Series:
     delta = pd.to_timedelta(rng.integers(0, max_days * 86_400, len(t)), unit="s")
-    return (t + delta).mask(rng.random(len(t)) < empty)
+    later = (t + delta).mask(rng.random(len(t)) < empty)
+    return later.dt.as_unit("s")  # seconds, as validated data carries them
 
 
 def _owners(rng: np.random.Generator, dtype: pd.CategoricalDtype, n: int) -> pd.Categorical:
@@ -54,7 +55,7 @@ def bench_crm(n_clients: int, seed: int = 0) -> CRMData:
                 "client_id": pd.Series(ids, dtype="str"),
                 "account_manager": pd.Series(rng.choice(["Ann", "Bo", ""], n_clients), dtype="str"),
                 "segment": _choice(rng, ("smb", "mid", "ent"), n_clients),
-                "client_since": _times(rng, n_clients) - pd.Timedelta(days=400),
+                "client_since": (_times(rng, n_clients) - pd.Timedelta(days=400)).dt.as_unit("s"),
             }
         ),
         "contracts": pd.DataFrame(

@@ -1,7 +1,10 @@
 """Feature-engine benchmark: churnguard's engine against the pandas baseline, side by side.
 
 Usage: python -m bench.features_bench [--sizes 10000 100000 1000000] [--repeats 3]
-       [--single-calls 1000] [--skip-baseline-over N] [--out bench/results/features.json]
+       [--single-calls 1000] [--skip-baseline-over N] [--startup-runs 10]
+       [--out bench/results/features.json]
+
+Also runs the CLI start-up case (bench/startup_bench.py) at the end, in the same run.
 
 What each case measures is described in bench/README.md.
 """
@@ -28,8 +31,10 @@ import pandas as pd
 
 from bench.baseline_features import baseline_features
 from bench.bench_data import bench_crm
+from bench.handwritten_client import client_features
+from bench.startup_bench import format_startup, startup_case
 from churnguard.domain.contract import CRMData
-from churnguard.features.arrays import crm_arrays
+from churnguard.features.arrays import CRMArrays, crm_arrays
 from churnguard.features.catalog import FeatureSet, feature_set_for
 from churnguard.features.engine import compute_features, feature_columns
 
@@ -120,7 +125,8 @@ def estimate_baseline(record: Record, one_date: Record) -> Record:
 
 
 def single_client(data: CRMData, fs: FeatureSet, n_calls: int, seed: int = 0) -> Record:
-    """Per-call times for one client at a time: DataFrame engine, array engine, baseline."""
+    """Per-call times for one client at a time: DataFrame engine, array engine, hand-written
+    numpy, pandas baseline."""
     ids = np.random.default_rng(seed).choice(data.clients["client_id"].to_numpy(), n_calls, False)
     subsets = [data.for_clients([i]) for i in ids]  # prebuilt, not timed
     arrays = [crm_arrays(d) for d in subsets]
@@ -129,9 +135,11 @@ def single_client(data: CRMData, fs: FeatureSet, n_calls: int, seed: int = 0) ->
         np.flatnonzero(a.client_ids == i).astype(np.int64) for a, i in zip(arrays, ids, strict=True)
     ]
     seconds = np.array([AS_OF.value // 10**9], dtype=np.int64)
+    check_handwritten(arrays, codes, int(seconds[0]), fs)
     calls = {
         "compute_features": lambda k: compute_features(subsets[k], snaps[k], fs),
         "feature_columns": lambda k: feature_columns(arrays[k], codes[k], seconds, fs),
+        "handwritten_numpy": lambda k: client_features(arrays[k], int(seconds[0]), fs.event_types),
         "baseline_features": lambda k: baseline_features(subsets[k], snaps[k], fs),
     }
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -146,6 +154,23 @@ def single_client(data: CRMData, fs: FeatureSet, n_calls: int, seed: int = 0) ->
         "rows_per_client": float(np.mean([d.n_rows for d in subsets])),
         **{name: _percentiles_ms(t) for name, t in times.items()},
     }
+
+
+def check_handwritten(
+    arrays: list[CRMArrays], codes: list[np.ndarray], as_of: int, fs: FeatureSet
+) -> None:
+    """The hand-written yardstick must compute what the engine computes (up to micro-units)."""
+    for a, c in zip(arrays[:50], codes[:50], strict=False):
+        engine = feature_columns(a, c, np.array([as_of]), fs)
+        hand = client_features(a, as_of, fs.event_types)
+        for name in fs.names:
+            x, y = engine[name][0], hand[name]
+            if fs.get(name).categorical:
+                same = x == y
+            else:
+                same = bool(np.isclose(float(x), float(y), 1e-9, 1e-5, equal_nan=True))  # type: ignore[arg-type]
+            if not same:
+                raise AssertionError(f"hand-written {name} = {y}, engine {x}")
 
 
 def _percentiles_ms(seconds: list[float]) -> Record:
@@ -196,10 +221,12 @@ def format_single(r: Record) -> str:
     lines = [
         f"one client at a time ({r['calls']:,} random clients of the {r['clients']:,}-client set,"
         f" {r['rows_per_client']:.0f} history rows per client on average)",
-        f"  {'method':<20} {'median ms':>10} {'p99 ms':>8}",
+        f"  {'method':<20} {'median ms':>10} {'p99 ms':>8}  median / hand-written numpy",
     ]
-    for name in ("compute_features", "feature_columns", "baseline_features"):
-        lines.append(f"  {name:<20} {r[name]['median_ms']:10.3f} {r[name]['p99_ms']:8.3f}")
+    hand = r["handwritten_numpy"]["median_ms"]
+    for name in ("compute_features", "feature_columns", "handwritten_numpy", "baseline_features"):
+        ms = r[name]["median_ms"]
+        lines.append(f"  {name:<20} {ms:10.3f} {r[name]['p99_ms']:8.3f}  {ms / hand:8.2f}x")
     return "\n".join(lines)
 
 
@@ -247,6 +274,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="skip the 12-date baseline for sizes above N clients (estimate it)",
     )
+    p.add_argument("--startup-runs", type=int, default=10, help="CLI start runs (0: skip)")
     p.add_argument("--out", type=Path, default=Path("bench/results/features.json"))
     return p.parse_args(argv)
 
@@ -255,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run every size, print the tables, write the JSON results."""
     args = parse_args(argv)
     results: Record = {"machine": machine(), "args": vars(args) | {"out": str(args.out)}}
-    results |= {"bulk": [], "single": None}
+    results |= {"bulk": [], "single": None, "startup": None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(HEADER, flush=True)
     for i, n_clients in enumerate(sorted(args.sizes)):
@@ -264,6 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("~ est: baseline not run; engine time x one-date ratio (an estimate, not measured)")
     if results["single"]:
         print("\n" + format_single(results["single"]))
+    if args.startup_runs:
+        results["startup"] = startup_case(args.startup_runs)
+        save(results, args.out)
+        print("\n" + format_startup(results["startup"]))
     print(f"\nload average {results['machine']['load_average_end']}; results in {args.out}")
     return 0
 
