@@ -91,7 +91,7 @@ def bench_crm(n_clients: int, seed: int = 0) -> CRMData:
                 "invoice_id": pd.Series(np.arange(n["invoices"]).astype(str), dtype="str"),
                 "client_id": _owners(rng, dtype, n["invoices"]),
                 "issued_at": issued,
-                "due_at": issued + pd.Timedelta(days=30),
+                "due_at": (issued + pd.Timedelta(days=30)).dt.as_unit("s"),
                 "amount": rng.integers(100, 20_000, n["invoices"]) + 0.5,
                 "paid_at": _later(rng, issued, 70, empty=0.1),
                 "disputed_at": disputed,
