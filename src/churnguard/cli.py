@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from churnguard.domain.contract import CRMData
 from churnguard.domain.problems import DataContractError
 
 logger = logging.getLogger("churnguard")
+_LIBRARIES = r"(sklearn|lightgbm|mlflow|pandas|numpy|scipy|pydantic|sqlalchemy|alembic)\b"
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -53,6 +55,29 @@ def demo_data(args: argparse.Namespace, settings: Settings) -> int:
     print(f"Wrote demo CRM data to {out} (observed until {business.observed_until.date()}):")
     for name, n in rows.items():
         print(f"  {name:<13} {n:>9,} rows")
+    return 0
+
+
+# --- init ---------------------------------------------------------------------------------------
+
+
+def init(args: argparse.Namespace, settings: Settings) -> int:
+    """Draft a mapping file from someone's CRM export, with a comment on every guess."""
+    from churnguard.domain.data import sample_tables
+    from churnguard.domain.guess import format_draft, guess_mapping
+
+    text = format_draft(guess_mapping(sample_tables(args.data)), str(args.data))
+    if args.out is None:
+        print(text, end="")
+        return 0
+    if args.out.exists() and not args.force:
+        print(f"error: {args.out} exists; pass --force to replace it", file=sys.stderr)
+        return 1
+    args.out.write_text(text, encoding="utf-8")
+    print(
+        f"Wrote a draft mapping to {args.out}: check each guess, fill in the TODOs, then run "
+        f"churnguard validate --data {args.data} --mapping {args.out}"
+    )
     return 0
 
 
@@ -485,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "parquet"), default="csv")
     p.set_defaults(handler=demo_data)
 
+    p = sub.add_parser("init", help="draft a mapping file from someone's CRM export")
+    p.add_argument("--data", required=True, help="folder of CSV/Parquet tables, or a database URL")
+    p.add_argument("--out", type=Path, help="YAML file to write (default: print it)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(handler=init)
+
     p = sub.add_parser("validate", help="check CRM data against the data contract")
     _data_args(p)
     p.set_defaults(handler=validate)
@@ -600,6 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # library warnings speak to developers, not to users (-v shows them)
+        warnings.filterwarnings("ignore", module=_LIBRARIES)
     handler: Handler = args.handler
     try:
         settings = Settings()

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from churnguard.domain.contract import TABLES, CRMData
@@ -66,6 +67,40 @@ def read_tables(
     if "://" in str(source):
         return _read_database(str(source), mapping)
     return _read_folder(Path(source), mapping)
+
+
+def sample_tables(source: str | Path, rows: int = 5_000) -> dict[str, pd.DataFrame]:
+    """The first rows of every table in a folder or database, as read, by file stem or table name.
+
+    For ``churnguard init``, which guesses a mapping from them; the simulator's truth file is left
+    out. Raises FileNotFoundError for a folder that does not exist.
+    """
+    if "://" in str(source):
+        _check_sqlite_file(str(source))
+        engine = sa.create_engine(str(source))
+        try:
+            with engine.connect() as conn:
+                names = sa.inspect(conn).get_table_names()
+                return {n: _sample_query(conn, n, rows) for n in sorted(names)}
+        finally:
+            engine.dispose()
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CRM data folder not found: {folder}")
+    paths = [p for p in sorted(folder.iterdir()) if p.suffix in SUFFIXES and p.stat().st_size]
+    return {p.stem: _sample_file(p, rows) for p in paths if p.stem != TRUTH_FILE_STEM}
+
+
+def _sample_query(conn: sa.Connection, name: str, rows: int) -> pd.DataFrame:
+    table = sa.table(name)
+    return pd.read_sql(sa.select(sa.text("*")).select_from(table).limit(rows), conn)
+
+
+def _sample_file(path: Path, rows: int) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
+    return batch.to_pandas() if batch is not None else pd.read_parquet(path)
 
 
 # Folders of files -------------------------------------------------------------------------------

@@ -268,7 +268,8 @@ class Scorer:
         # chunk's drivers, actions and score objects are built in Python
         with (
             ThreadPoolExecutor(max_workers=1) as pool,
-            tqdm(total=len(features), unit="client", disable=not progress) as bar,
+            # disable=None: no bar when stderr is not a terminal (a log file would get it twice)
+            tqdm(total=len(features), unit="client", disable=None if progress else True) as bar,
         ):
             ahead = deque(pool.submit(contributions, first) for first in parts[:1])
             for k, part in enumerate(parts):

@@ -11,19 +11,22 @@ browser that does not start fails them. Each page is saved as a full-page screen
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from churnguard.alerts import digest_html, run_alerts
 from churnguard.config import Settings
 from churnguard.domain.churn import observation_end
 from churnguard.domain.data import load_crm
@@ -32,6 +35,8 @@ from churnguard.scoring.batch import score_to_store
 from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.store import keys
+from churnguard.store.attention import attention_conditions
+from churnguard.store.followups import create_follow_ups, plan_follow_up
 from churnguard.store.scores import ScoreRecord, ScoreStore
 from churnguard.training.train import Dataset
 from tests.factories import ModelFactory
@@ -354,3 +359,136 @@ def test_pages_fit_a_phone(browser: Browser, site: Site) -> None:
             shot(page, name)
     finally:
         ctx.close()
+
+
+# ------------------------------------------------------------------------- the manager's loop
+
+
+def test_needs_attention_lists_who_to_call_and_a_next_step_shows_on_the_row(
+    context: BrowserContext, site: Site
+) -> None:
+    manager = site.managers[0]
+    page = open_page(context)
+    sign_in(page, site.keys["a"])
+    page.wait_for_url("**/clients")
+    page.get_by_test_id("attention").locator("a.attention-all").click()
+    page.wait_for_url("**attention=all**")
+    today = datetime.now(UTC).date()
+    with ScoreStore(site.settings.score_store_url) as store:
+        expected, total = store.latest_scores(
+            manager=manager, where=attention_conditions("all", today)
+        )
+    assert total and listed(page) == [s.client_id for s in expected]
+    shot(page, "11-needs-attention")
+
+    first = listed(page)[0]
+    page.goto(f"/clients/{first}")
+    page.select_option("#type", "Call")
+    page.fill("#next_step", "Send the renewal proposal")
+    page.fill("#due_on", (today + timedelta(days=7)).isoformat())
+    page.click("#log-action button[type=submit]")
+    page.wait_for_url("**logged=true**")
+    assert page.get_by_test_id("action-notice").is_visible()  # by the list it scrolled to
+    assert "Send the renewal proposal" in page.get_by_test_id("next-step").inner_text()
+    page.goto(f"/clients?q={first}")
+    cell = page.locator(f"tr[data-client-id='{first}'] td.follow-up").inner_text()
+    assert "Call" in cell and "Next: Send the renewal proposal" in cell
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_the_filtered_list_downloads_as_csv(context: BrowserContext, site: Site) -> None:
+    page = open_page(context)
+    sign_in(page, site.keys["a"], "/clients?sort=probability&q=C")
+    page.wait_for_url("**sort=probability**")
+    with page.expect_download() as download:
+        page.get_by_test_id("export-csv").click()
+    path = download.value.path()
+    rows = list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8"))))
+    with ScoreStore(site.settings.score_store_url) as store:
+        expected, total = store.latest_scores(
+            manager=site.managers[0], search="C", order_by="probability", limit=1000
+        )
+    assert total and [r["client_id"] for r in rows] == [s.client_id for s in expected]
+    assert {r["account_manager"] for r in rows} == {site.managers[0]}
+    assert download.value.suggested_filename.startswith("churnguard-clients-")
+
+
+def test_phone_tables_stack_and_never_break_words(browser: Browser, site: Site) -> None:
+    ctx = browser.new_context(base_url=site.url, **PHONE)  # type: ignore[arg-type]
+    ctx.set_default_timeout(15_000)
+    try:
+        page = open_page(ctx)
+        sign_in(page, site.keys["admin"])
+        page.wait_for_url("**/clients")
+        first = listed(page)[0]
+        for path, table, name in (
+            (f"/clients/{first}", "table.contracts", "12-phone-contracts"),
+            ("/portfolio", "table.months", "13-phone-months"),
+        ):
+            page.goto(path)
+            cells = page.locator(f"{table} td")
+            assert cells.count() > 0, path
+            styles = cells.evaluate_all(
+                "tds => tds.map(td => [getComputedStyle(td).overflowWrap,"
+                " getComputedStyle(td).wordBreak, td.getBoundingClientRect().right])"
+            )
+            assert all(wrap == "normal" and brk == "normal" for wrap, brk, _ in styles), path
+            assert max(right for _, _, right in styles) <= 390, f"{path}: a column is off-screen"
+            assert page.locator(f"{table} thead").is_hidden()  # one labelled card per row
+            shot(page, name)
+    finally:
+        ctx.close()
+
+
+def test_an_unknown_page_is_the_styled_not_found_page(context: BrowserContext, site: Site) -> None:
+    page = open_page(context)
+    sign_in(page, site.keys["a"])
+    page.wait_for_url("**/clients")
+    answer = page.goto("/no-such-page")
+    assert answer is not None and answer.status == 404
+    assert page.locator("h1").inner_text() == "Not found"
+    assert page.get_by_test_id("viewer").inner_text() == site.managers[0]  # still signed in
+    shot(page, "14-unknown-page")
+
+
+def test_alert_links_open_the_clients_page(context: BrowserContext, site: Site) -> None:
+    settings = site.settings.model_copy(update={"dashboard_url": site.url})
+    today = datetime.now(UTC).date()
+    with ScoreStore(site.settings.score_store_url) as store:
+        mine, _ = store.latest_scores(manager=site.managers[0], limit=1)
+        create_follow_ups(store)
+        call = store.log_action(mine[0].client_id, "Call", "", today - timedelta(days=9), "a")
+        plan_follow_up(store, call.id, mine[0].client_id, "Send the proposal", today)
+        run = run_alerts(store, settings, today=today, dry_run=True)
+    digest = next(d for d in run.digests if d.manager == site.managers[0])
+    page = open_page(context)
+    page.set_content(digest_html(digest))
+    shot(page, "15-alert-email")
+    item = next(i for i in digest.items if i.kind == "follow-up")
+    assert "Follow-up due" in item.text and item.client_id == mine[0].client_id
+    page.click(f"a[href='{item.link}']")
+    page.wait_for_url("**/sign-in**")  # the link asks to sign in, then goes to the client
+    page.fill("#api_key", site.keys["a"])
+    page.click("form[action='/sign-in'] button[type=submit]")
+    page.wait_for_url(f"**/clients/{item.client_id}")
+    assert page.get_by_test_id("client-name").inner_text() == item.client_name
+    assert "Send the proposal" in page.get_by_test_id("next-step").inner_text()
+
+
+def test_the_api_docs_work_without_the_internet(context: BrowserContext, site: Site) -> None:
+    page = open_page(context)
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(site.url) else outside.append(r.url))
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert page.locator(".swagger-ui .opblock").count() >= 5
+    shot(page, "16-api-docs")
+    page.goto("/redoc")
+    page.get_by_text("/api/v1/score").first.wait_for()
+    shot(page, "17-api-reference")
+    # Nothing comes from another site, except ReDoc's own "by Redocly" footer logo, an image
+    # whose absence offline leaves the page whole.
+    assert [u for u in outside if not u.startswith(("blob:", "data:"))] in (
+        [],
+        ["https://cdn.redoc.ly/redoc/logo-mini.svg"],
+    )

@@ -42,10 +42,6 @@ from churnguard.service.web.pages import (
     PAGE_SIZE,
     client_page,
     manager_filter,
-    model_metrics,
-    portfolio_charts,
-    portfolio_page,
-    split_closed,
     stale_scores,
 )
 from churnguard.service.web.portfolio import (
@@ -53,6 +49,12 @@ from churnguard.service.web.portfolio import (
     RiskSummary,
     monthly_portfolio,
     period_portfolio,
+)
+from churnguard.service.web.portfolio_view import (
+    model_metrics,
+    portfolio_charts,
+    portfolio_page,
+    split_closed,
 )
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
 from churnguard.store import keys

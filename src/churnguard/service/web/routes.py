@@ -20,7 +20,7 @@ from churnguard.features.records import STORABLE
 from churnguard.service.deps import StateDep, StoreDep, WriterDep
 from churnguard.service.downloads import csv_download
 from churnguard.service.state import ServiceState
-from churnguard.service.web import apidocs, pages
+from churnguard.service.web import apidocs, pages, portfolio_view
 from churnguard.service.web.auth import (
     SIGN_IN_PATH,
     AdminViewer,
@@ -433,7 +433,7 @@ def read_portfolio(
     settings = state.settings
     scorer = state.scorer
     thresholds = scorer.thresholds if scorer is not None else settings.risk_bands
-    portfolio = pages.portfolio_page(
+    portfolio = portfolio_view.portfolio_page(
         state.store, crm, scorer, thresholds, settings.grace_days, settings.currency
     )
     context = {"viewer": viewer, "portfolio": portfolio, "crm_problem": problem}

@@ -1,0 +1,172 @@
+"""End to end on a CRM export shaped like nothing churnguard knows: init -> edit -> validate ->
+train -> score, with no code, and every active client scored.
+
+The export is the small simulated business rewritten the way another vendor's CRM would write it:
+other table and column names, subscriptions without ids and with add-on rows to leave out, amounts
+in cents, and one activity log whose event types are numeric codes (one of them a meeting).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnguard import cli
+from churnguard.domain.churn import active_clients
+from churnguard.domain.contract import CRMData
+from churnguard.synth.business import SimulatedBusiness
+
+CODES = {"email": 7, "call": 12, "meeting": 31, "review": 40, "other": 41}  # interactions
+FIRST_EVENT_CODE = 100  # events table types get 100, 101, ...
+
+
+def _day(s: pd.Series) -> pd.Series:
+    return s.dt.strftime("%Y-%m-%d").where(s.notna(), "")
+
+
+def write_foreign_export(data: CRMData, folder: Path, seed: int = 0) -> None:
+    """The CRM data as another vendor's export: accounts, subscriptions and an activity log."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    acct = data.clients["client_id"].str.replace("C", "AC-", regex=False)
+    pd.DataFrame(
+        {
+            "AcctNo": acct,
+            "CompanyName": data.clients["name"],
+            "Owner": data.clients["account_manager"].fillna(""),
+            "Tier": data.clients["segment"].astype("str"),
+            "Opened": _day(data.clients["client_since"]),
+        }
+    ).to_csv(folder / "accounts.csv", index=False)
+    _subscriptions(data, rng).to_csv(folder / "subscriptions.csv", index=False)
+    _activity(data).to_csv(folder / "activity_log.csv", index=False)
+
+
+def _acct(ids: pd.Series) -> pd.Series:
+    return ids.astype("str").str.replace("C", "AC-", regex=False)
+
+
+def _subscriptions(data: CRMData, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per contract (no id column), plus add-on rows that are not contracts."""
+    c = data.contracts
+    base = pd.DataFrame(
+        {
+            "AcctNo": _acct(c["client_id"]),
+            "Plan": c["service_line"].astype("str"),
+            "Kind": "base",
+            "Started": _day(c["start_date"]),
+            "Ends": _day(c["end_date"]),
+            "CancelledOn": _day(c["cancelled_at"]),
+            "MRRCents": (c["monthly_value"] * 100).round().astype("int64"),
+        }
+    )
+    addons = base.sample(frac=0.3, random_state=int(rng.integers(1 << 30))).assign(
+        Kind="Add-on", Plan="extra seats", MRRCents=1_500, Ends="", CancelledOn=""
+    )  # rolling and never cancelled: read as contracts, nobody would ever churn
+    return pd.concat([base, addons]).sort_values("Started", kind="stable")
+
+
+def _activity(data: CRMData) -> pd.DataFrame:
+    """Interactions and events in one log, event types as numeric codes."""
+    i, e = data.interactions, data.events
+    types = {t: FIRST_EVENT_CODE + k for k, t in enumerate(e["event_type"].cat.categories)}
+    log = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "AcctNo": _acct(i["client_id"]),
+                    "When": i["occurred_at"],
+                    "Code": i["channel"].astype("str").map(CODES),
+                    "Qty": "",
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "AcctNo": _acct(e["client_id"]),
+                    "When": e["occurred_at"],
+                    "Code": e["event_type"].astype("str").map(types),
+                    "Qty": e["value"].map(lambda v: "" if pd.isna(v) else f"{v:g}"),
+                }
+            ),
+        ]
+    )
+    log = log.sort_values("When", kind="stable")
+    return log.assign(When=log["When"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A churnguard home of this module's own (its MLflow store and models)."""
+    home = tmp_path_factory.mktemp("foreign-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHURNGUARD_HOME", str(home))
+        mp.setenv("CHURNGUARD_MODELS_DIR", str(home / "models"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        yield home
+
+
+def _edit(draft: str, names: dict[str, str]) -> str:
+    """What a user does to the draft: name the event codes, switch the add-on filter on."""
+    for code, name in names.items():
+        draft = draft.replace(f'"{code}": "{code}"', f'"{code}": "{name}"')
+    return re.sub(r"# (drop: \{Kind: \[Add-on\]\})  \(rows to leave out\?\)", r"\1", draft)
+
+
+def test_init_edit_validate_train_score_scores_every_active_client(
+    business: SimulatedBusiness,
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    export, draft_file = tmp_path / "export", tmp_path / "mapping.yaml"
+    write_foreign_export(business.data, export)
+
+    assert cli.main(["init", "--data", str(export), "--out", str(draft_file)]) == 0
+    draft = draft_file.read_text()
+    for guess in (
+        "clients: accounts",
+        "contracts: subscriptions",
+        "events: activity_log",
+        "contract_id: {row_number: yes}",
+        "monthly_value: {column: MRRCents, scale: 0.01}",
+        "start_date: Started",
+        '"31": "31"',
+        "# drop: {Kind: [Add-on]}",
+        "client_since: Opened",
+        "occurred_at: When",
+    ):
+        assert guess in draft, guess
+
+    event_types = business.data.events["event_type"].cat.categories
+    names = {str(code): name for name, code in CODES.items()}
+    names |= {str(FIRST_EVENT_CODE + k): t for k, t in enumerate(event_types)}
+    draft_file.write_text(_edit(draft, names))
+    capsys.readouterr()
+
+    data_args = ["--data", str(export), "--mapping", str(draft_file)]
+    assert cli.main(["validate", *data_args]) == 0
+    report = capsys.readouterr().out
+    n_addons = int(re.search(r"contracts [\d,]+ rows \(([\d,]+) dropped", report)[1])
+    assert n_addons > 0
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["train", *data_args]) == 0
+        capsys.readouterr()
+        assert cli.main(["score", *data_args]) == 0
+        out = capsys.readouterr()
+    libraries = [w for w in caught if re.search(r"site-packages", w.filename)]
+    assert not libraries, [str(w.message)[:200] for w in libraries]  # none reaches the user
+    scored = re.search(r"Scored ([\d,]+) of ([\d,]+) clients \(active at (\S+)\)", out.out)
+    assert scored, out.out
+    as_of = pd.Timestamp(scored[3], tz="UTC")
+    active = active_clients(business.data.contracts, as_of)
+    assert int(scored[1].replace(",", "")) == len(active) > 0  # every active client
+    assert "client/s" not in out.err  # no progress bar in a log (stderr is no terminal)
