@@ -31,6 +31,7 @@ from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.store import keys
+from churnguard.store import sessions as store_sessions
 from churnguard.store.database import StoreUnavailableError
 from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ScoreStore
@@ -764,6 +765,13 @@ def test_a_store_outage_is_503_with_retry_after_and_passes(
         assert "score store" in client.get("/health/ready").json()["detail"]
         assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200  # recovered, no restart
+    dashboard = client.app.state.dashboard  # type: ignore[attr-defined]
+    token = dashboard.sessions.start(api_keys["admin"].split("_")[1])
+    with monkeypatch.context() as outage:
+        outage.setattr(store_sessions, "session_principal", down)
+        page = client.get("/clients", cookies={dashboard.session_cookie: token})
+    assert page.status_code == 503 and "text/html" in page.headers["content-type"]
+    assert int(page.headers["Retry-After"]) > 0
     assert score(client, api_keys["crm"], business, book[managers[1]][:1]).status_code == 200
 
 

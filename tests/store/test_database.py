@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +16,7 @@ import sqlalchemy as sa
 from churnguard.store.database import StoreUnavailableError
 from churnguard.store.schema import TEXT_LIMITS, scores
 from churnguard.store.scores import ScoreRecord, ScoreStore
+from tests.factories import POSTGRES_ENV
 
 
 def record() -> ScoreRecord:
@@ -105,3 +110,67 @@ def test_lost_connections_are_replaced_without_a_restart(store: ScoreStore) -> N
     killer.dispose()
     store.ping()
     assert store.latest_score("C1") is not None
+
+
+class _Proxy:
+    """A TCP relay to the database that can be cut and restored: an outage without stopping it."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: socket.socket | None = None
+        self._open: list[socket.socket] = []
+
+    def start(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port))
+        self.port = server.getsockname()[1]
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Close the listener and every relayed connection."""
+        for s in [self._server, *self._open]:
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+        self._open.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_postgresql_outage_is_unavailable_and_passes_without_a_restart() -> None:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set")
+    real = sa.make_url(url)
+    proxy = _Proxy((real.host or "127.0.0.1", real.port or 5432))
+    proxy.start()
+    via = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    with ScoreStore(via) as store:
+        store.ping()
+        proxy.cut()
+        with pytest.raises(StoreUnavailableError):
+            store.ping()  # the pooled connection is gone, and so is the server
+        proxy.start()  # the same port: the database is back
+        store.ping()
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+    proxy.cut()

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 _MAX_ERRORS = 50  # field errors listed in one 422 answer
 _UNPARSED = (UnicodeDecodeError, RecursionError)  # what json.loads raises besides a decode error
 _SCORING = {("POST", "/api/v1/score")}  # the work bounded by settings.max_scoring_in_flight
-STORE_RETRY_AFTER_SECONDS = 5  # while the score store is down: when to try again
 
 DESCRIPTION = """
 Churn risk for a service business's clients: probability of churning within the model's
@@ -150,7 +149,7 @@ async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "the score store is unavailable; try again shortly"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+        headers={"Retry-After": str(StoreUnavailableError.retry_after)},
     )
 
 

@@ -32,6 +32,8 @@ _SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error",
 class StoreUnavailableError(Exception):
     """The store's database cannot be reached or used now; trying again later may succeed."""
 
+    retry_after = 5  # seconds: what a service tells its callers to wait before trying again
+
 
 class Database:
     """An engine on the store's database, and the whole schema."""

@@ -38,7 +38,9 @@ async def read_ready(state: StateDep) -> ReadyPublic | JSONResponse:
     try:
         await run_in_threadpool(state.store.ping)
     except StoreUnavailableError:
-        return _not_ready("the score store's database does not answer", 5)
+        return _not_ready(
+            "the score store's database does not answer", StoreUnavailableError.retry_after
+        )
     return ReadyPublic(status="ready", model_version=scorer.version)
 
 

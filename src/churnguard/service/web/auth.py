@@ -2,8 +2,9 @@
 
 Pages take the viewer from the session cookie (``CurrentViewer``): without a valid session a
 page redirects to the sign-in form; a page a role may not see is a 403 page; a client outside
-the viewer's book is a 404 page, as if it did not exist. Every POST carries a CSRF token and,
-when the browser sends one, an ``Origin`` of this site.
+the viewer's book is a 404 page, as if it did not exist; while the score store is down, a 503
+page with Retry-After. Every POST carries a CSRF token and, when the browser sends one, an
+``Origin`` of this site.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from churnguard.config import Settings
 from churnguard.service.web.crm import CRMCache
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, Viewer, same_token
 from churnguard.service.web.templating import render
+from churnguard.store.database import StoreUnavailableError
 
 SIGN_IN_PATH = "/sign-in"
 
@@ -103,6 +105,11 @@ class DashboardRoute(APIRoute):
             except RequestValidationError:
                 invalid = WebError(400, "Bad request", "The address or the form is not valid.")
                 return error_page(request, invalid)
+            except StoreUnavailableError:
+                down = WebError(503, "Unavailable", "The scores cannot be read now. Try again.")
+                page = error_page(request, down)
+                page.headers["Retry-After"] = str(StoreUnavailableError.retry_after)
+                return page
 
         return page
 
