@@ -146,9 +146,12 @@ class ScoreWriter:
         except StoreUnavailableError as exc:  # the same for every request: no point in retrying
             logger.warning("the score store is unavailable: %s", exc)
             for ticket in group:
-                self._fail(ticket, exc)
+                self._fail(ticket, StoreUnavailableError(*exc.args))  # one per raising thread
             return
-        except Exception:
+        except Exception as exc:
+            if len(group) == 1:
+                self._fail(group[0], exc)
+                return
             logger.exception("writing %d requests' scores failed; retrying one by one", len(group))
         for ticket in group:
             try:
