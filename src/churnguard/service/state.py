@@ -67,8 +67,9 @@ class ServiceState:
             previous = self.scorer
             try:
                 scorer = load_scorer(self.settings, fallback=previous is None)
-            except ModelLoadError as exc:
-                reason = _redact(f"no model could be loaded: {exc}")
+            except Exception as exc:  # a ModelLoadError names the step; anything else its type
+                why = str(exc) if isinstance(exc, ModelLoadError) else _described(exc)
+                reason = _redact(f"no model could be loaded: {why}")
                 if previous is not None:
                     reason += f"; still serving version {previous.version}"
                 logger.warning("%s", reason, exc_info=logger.isEnabledFor(logging.DEBUG))
@@ -200,3 +201,8 @@ def _first_line(exc: BaseException) -> str:
     """The first line of an error's message (at most 300 characters), else its type."""
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _described(exc: BaseException) -> str:
+    """An unexpected error in one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {_first_line(exc)}"
