@@ -118,7 +118,36 @@ class Baseline:
     def custom(self, name: str) -> pd.Series:
         if name in ("days_to_contract_end", "rolling_contracts", "service_lines"):
             return self._contracts()[name]
+        if name in ("price_change_365d", "scope_change_365d"):
+            return self._value_moves()[name]
         return self._client_attributes()[name]
+
+    def _value_moves(self) -> pd.DataFrame:
+        """Monthly value by (client, service line) a year ago and now: price and scope changes."""
+        c = self.data.contracts
+        as_of = pd.Timestamp(self.as_of, unit="s", tz="UTC")
+        then_at = as_of - pd.Timedelta(days=365)
+        ended = c["end_date"].where(
+            c["cancelled_at"].isna() | (c["end_date"] < c["cancelled_at"]), c["cancelled_at"]
+        )
+        now = (c["start_date"] < as_of) & (ended.isna() | (ended >= as_of))
+        then = (c["start_date"] < then_at) & (ended.isna() | (ended >= then_at))
+        key = [c["client_id"].cat.codes, c["service_line"].cat.codes]
+        value = c["monthly_value"].fillna(0.0)
+        v_now = value[now].groupby([k[now] for k in key]).sum()
+        v_then = value[then].groupby([k[then] for k in key]).sum()
+        both = v_now.index.intersection(v_then.index)
+        before = v_then[both].groupby(level=0).sum().reindex(self.clients)
+        after = v_now[both].groupby(level=0).sum().reindex(self.clients)
+        added = v_now[v_now.index.difference(v_then.index)].groupby(level=0).sum()
+        dropped = v_then[v_then.index.difference(v_now.index)].groupby(level=0).sum()
+        return pd.DataFrame(
+            {
+                "price_change_365d": ((after - before) / before).where(before > 0),
+                "scope_change_365d": added.reindex(self.clients, fill_value=0.0)
+                - dropped.reindex(self.clients, fill_value=0.0),
+            }
+        )
 
     def _contracts(self) -> pd.DataFrame:
         c = self.data.contracts

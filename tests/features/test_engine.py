@@ -194,3 +194,26 @@ def test_chunks_of_clients_give_the_same_features(
     monkeypatch.setattr(engine, "CHUNK_ROWS", data.n_rows // 4)  # about 5 chunks of clients
     chunked = compute_features(data, snaps.sample(frac=1, random_state=0), fs)
     _assert_same(chunked, whole, exact=True)
+
+
+def test_a_price_rise_and_a_change_of_scope_are_told_apart() -> None:
+    def day(*dates: str) -> pd.Series:
+        return pd.Series(pd.to_datetime(list(dates), utc=True)).dt.as_unit("s")
+
+    contracts = pd.DataFrame(
+        {
+            "contract_id": pd.Series(["a1", "a2", "b", "c"], dtype="str"),
+            "client_id": ["x"] * 4,
+            "service_line": pd.Categorical(["audit", "audit", "payroll", "advisory"]),
+            "start_date": day("2023-01-01", "2024-01-01", "2024-03-01", "2022-06-01"),
+            "end_date": day("2023-12-31", "2024-12-31", "2025-02-28", "2024-01-31"),
+            "monthly_value": [1000.0, 1100.0, 500.0, 300.0],
+        }
+    )
+    clients = pd.DataFrame({"client_id": pd.Series(["x"], dtype="str")})
+    data = from_frames({"clients": clients, "contracts": contracts})
+    snaps = pd.DataFrame({"client_id": ["x"], "as_of": pd.to_datetime(["2024-06-01"], utc=True)})
+    row = compute_features(data, snaps, FeatureSet()).iloc[0]
+    assert row["price_change_365d"] == pytest.approx(0.10)  # audit renewed at 1,100 (was 1,000)
+    assert row["scope_change_365d"] == pytest.approx(500.0 - 300.0)  # payroll in, advisory out
+    assert row["value_change_365d"] == pytest.approx(100.0 + 500.0 - 300.0)  # the two mixed

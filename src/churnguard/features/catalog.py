@@ -671,6 +671,20 @@ BASE_FEATURES: tuple[Feature, ...] = (
         direction="less_risk",
     ),
     _F(
+        "price_change_365d",
+        Custom("price_change_365d"),
+        "Relative change in the monthly value of the service lines held a year ago and now",
+        "Price of the same services changed by {value:+.0%} in a year",
+        direction="more_risk",
+    ),
+    _F(
+        "scope_change_365d",
+        Custom("scope_change_365d"),
+        "Monthly value of service lines taken up minus those given up over the last year",
+        "Services taken up or given up changed the monthly value by {value:+,.0f} in a year",
+        direction="less_risk",
+    ),
+    _F(
         "cancellations_365d",
         _count("contract_cancelled", 365),
         "Contracts cancelled before term in the last year",

@@ -340,7 +340,8 @@ class _Engine:
 
 
 def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
-    """Per snapshot: days to the nearest fixed end, rolling contracts and service lines in force."""
+    """Per snapshot: days to the nearest fixed end, rolling contracts and service lines in force,
+    and how the monthly value moved over the year: price (lines held then and now) and scope."""
     snap, rows, columns = e.contracts_started()
     as_of = e.snap.as_of[snap]
     ended = STREAMS["contract_end"].time(columns)[rows]  # contract stops
@@ -359,7 +360,43 @@ def _contract_state(e: _Engine) -> dict[str, np.ndarray]:
         "days_to_contract_end": np.where(np.isinf(days_to_end), np.nan, days_to_end),
         "rolling_contracts": rolling,
         "service_lines": n_lines.astype(np.float64),
+        **_value_moves(snap, rows, columns, as_of, ended, n),
     }
+
+
+def _value_moves(
+    snap: np.ndarray,
+    rows: np.ndarray,
+    columns: Columns,
+    as_of: np.ndarray,
+    ended: np.ndarray,
+    n: int,
+) -> dict[str, np.ndarray]:
+    """Monthly value by service line a year before as_of and at as_of: the relative change on the
+    lines held at both times (price), and the value of lines taken up minus lines given up (scope).
+    """
+    start = STREAMS["contract_start"].time(columns)[rows]
+    then_at = as_of - 365 * DAY
+    now = (ended == NAT) | (ended >= as_of)
+    then = (start < then_at) & ((ended == NAT) | (ended >= then_at))
+    lines = columns.codes("service_line")[rows].astype(np.int64) + 1  # 0 = empty
+    width = int(lines.max(initial=0)) + 1
+    key, value = snap * width + lines, columns("monthly_value")[rows]
+    cents = np.round(np.where(np.isnan(value), 0.0, value) * 100)  # whole: sums in any order agree
+
+    def by_line(held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        count = np.bincount(key[held], minlength=n * width).reshape(n, width)
+        total = np.bincount(key[held], cents[held], minlength=n * width).reshape(n, width)
+        return count > 0, total
+
+    (has_now, v_now), (had, v_then) = by_line(now), by_line(then)
+    kept = has_now & had
+    before = (v_then * kept).sum(axis=1)
+    price = np.divide(
+        (v_now * kept).sum(axis=1) - before, before, out=np.full(n, np.nan), where=before > 0
+    )
+    scope = (v_now * (has_now & ~had)).sum(axis=1) - (v_then * (had & ~has_now)).sum(axis=1)
+    return {"price_change_365d": price, "scope_change_365d": scope / 100}
 
 
 def _client_attributes(e: _Engine) -> dict[str, np.ndarray]:
@@ -384,6 +421,8 @@ _CUSTOM_GROUPS: dict[str, Callable[[_Engine], dict[str, np.ndarray]]] = {
     "days_to_contract_end": _contract_state,
     "rolling_contracts": _contract_state,
     "service_lines": _contract_state,
+    "price_change_365d": _contract_state,
+    "scope_change_365d": _contract_state,
     "client_age_days": _client_attributes,
     "has_account_manager": _client_attributes,
     "segment": _client_attributes,
