@@ -24,6 +24,7 @@ from churnguard.alerts import run_alerts, sign
 from churnguard.config import Settings
 from churnguard.store.followups import create_follow_ups, plan_follow_up
 from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change
+from tests.factories import BACKENDS, open_store
 
 SECRET = "hush"
 TODAY = date(2025, 6, 10)
@@ -107,9 +108,14 @@ def score(store: ScoreStore, when: datetime, book: dict[str, tuple[float, str | 
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ScoreStore:
-    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}").create()
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
+    with open_store(request.param, tmp_path) as store:
+        yield _history(store)
+
+
+def _history(store: ScoreStore) -> ScoreStore:
+    """Two scorings, and a follow-up overdue since yesterday."""
     score(store, T0, {"A": (0.2, "Ana"), "B": (0.05, "Ana"), "C": (0.02, None)})
     score(store, T1, {"A": (0.45, "Ana"), "B": (0.25, "Ana"), "C": (0.5, None)})
     create_follow_ups(store)
@@ -186,11 +192,9 @@ def test_a_failed_delivery_is_not_recorded_and_is_retried(
 
 
 def test_the_dry_run_prints_the_digests_and_sends_nothing(
-    store: ScoreStore,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    store = _history(ScoreStore(f"sqlite:///{tmp_path / 'cli.db'}").create())
     monkeypatch.setenv("CHURNGUARD_DATABASE_URL", str(store.engine.url))
     monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))
     monkeypatch.setenv("CHURNGUARD_ALERT_RECIPIENTS", '{"Ana": "ana@example.com"}')

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from churnguard.store.alerts import (
     SentAlert,
     already_sent,
@@ -13,6 +15,7 @@ from churnguard.store.alerts import (
     record_sent,
 )
 from churnguard.store.database import Database
+from tests.factories import BACKENDS, open_store
 
 T1, T2 = datetime(2025, 5, 1, tzinfo=UTC), datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -29,8 +32,13 @@ def sent(key: str, channel: str, as_of: datetime, kind: str = "high") -> SentAle
     )
 
 
-def test_an_alert_is_recorded_once_per_channel(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'a.db'}")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_alert_is_recorded_once_per_channel(backend: str, tmp_path: Path) -> None:
+    with open_store(backend, tmp_path) as db:
+        _record_twice(db)
+
+
+def _record_twice(db: Database) -> None:
     create_alerts_table(db)
     create_alerts_table(db)  # again: nothing happens
     assert record_sent(db, [sent("high:A:1", "email", T1), sent("high:A:1", "webhook", T1)]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from churnguard.store.attention import (
     newest_score_date,
 )
 from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change
+from tests.factories import BACKENDS, open_store
 
 BEFORE = datetime(2025, 5, 1, tzinfo=UTC)
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -36,10 +38,14 @@ def record(client_id: str, when: datetime, p: float, manager: str | None = "Ana"
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ScoreStore:
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
     """Two scorings a month apart: (before, now) probabilities per client."""
-    store = ScoreStore(f"sqlite:///{tmp_path / 's.db'}").create()
+    with open_store(request.param, tmp_path) as store:
+        yield _scored(store)
+
+
+def _scored(store: ScoreStore) -> ScoreStore:
     history = {
         "newly-high": (0.2, 0.45, "Ana"),
         "still-high": (0.5, 0.52, "Ana"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from churnguard import cli
 from churnguard.store.export import COLUMNS, csv_lines, export_rows, score_row
 from churnguard.store.scores import MAX_PAGE, ScoreRecord, ScoreStore
+from tests.factories import BACKENDS, open_store
 
 WHEN = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -37,9 +39,10 @@ def record(
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ScoreStore:
-    return ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}").create()
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
+    with open_store(request.param, tmp_path) as store:
+        yield store
 
 
 def parse(lines: list[str]) -> list[dict[str, str]]:
@@ -97,8 +100,9 @@ def test_every_page_is_exported_in_order_with_the_lists_filters(store: ScoreStor
 
 
 def test_churnguard_export_writes_the_same_csv(
-    store: ScoreStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'cli.db'}").create()
     store.save_scores([record("C1", 0.5), record("C2", 0.05, "Ben")])
     monkeypatch.setenv("CHURNGUARD_DATABASE_URL", str(store.engine.url))
     monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))

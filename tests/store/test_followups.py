@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -14,14 +15,15 @@ from churnguard.store.followups import (
     plan_follow_up,
 )
 from churnguard.store.scores import ScoreStore
+from tests.factories import BACKENDS, open_store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> ScoreStore:
-    store = ScoreStore(f"sqlite:///{tmp_path / 's.db'}").create()
-    create_follow_ups(store)
-    create_follow_ups(store)  # again: nothing happens
-    return store
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
+    with open_store(request.param, tmp_path) as store:
+        create_follow_ups(store)
+        create_follow_ups(store)  # again: nothing happens
+        yield store
 
 
 def test_the_last_actions_next_step_is_the_follow_up(store: ScoreStore) -> None:
