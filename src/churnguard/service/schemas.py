@@ -116,7 +116,9 @@ class ScoreRequest(BaseModel):
 
 
 class DriverPublic(BaseModel):
-    """A feature that raises the client's risk, with its value and the reason in words."""
+    """A feature that raises the client's risk in its declared direction (a higher value means
+    more risk, or less), with its value and the reason in words; context features (segment,
+    region, monthly value) and renewal timing are never drivers."""
 
     feature: str
     value: float | str | None
@@ -146,7 +148,12 @@ class ScorePublic(BaseModel):
 
     client_id: str
     as_of: datetime
-    probability: float = Field(ge=0, le=1, description="Calibrated churn probability.")
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description="Calibrated chance the client churns within the model's horizon "
+        "(horizon_days of GET /api/v1/model; 90 days by default).",
+    )
     band: str = Field(examples=["high"])
     revenue_at_risk: float = Field(description="probability x monthly value x 12")
     monthly_value: float
