@@ -452,7 +452,8 @@ def test_an_unknown_page_is_the_styled_not_found_page(context: BrowserContext, s
 
 
 def test_alert_links_open_the_clients_page(context: BrowserContext, site: Site) -> None:
-    settings = site.settings.model_copy(update={"dashboard_url": site.url})
+    # a low bar for "rising" so that the demo's gentle moves show in the email's screenshot
+    settings = site.settings.model_copy(update={"dashboard_url": site.url, "alert_rise": 0.04})
     today = datetime.now(UTC).date()
     with ScoreStore(site.settings.score_store_url) as store:
         mine, _ = store.latest_scores(manager=site.managers[0], limit=1)
