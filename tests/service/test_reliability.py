@@ -53,6 +53,8 @@ from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore
 from tests.factories import POSTGRES_ENV, ModelFactory, settings_for
 
+pytestmark = pytest.mark.slow
+
 START_SECONDS = 180  # a cold start imports MLflow and creates its store (on a busy machine)
 FUZZ_REQUESTS = 2_000  # fuzzed requests per backend, at least
 FUZZ_BUDGET = {  # generated cases per operation and generation mode (valid, invalid)
