@@ -1,4 +1,4 @@
-"""Tests for churnguard.modeling.calibration: Platt scaling and isotonic regression."""
+"""Tests for churnguard.modeling.calibration: the calibrators, and choosing one on held-out data."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.modeling.calibration import IsotonicCalibrator, PlattCalibrator, calibrate
+from churnguard.modeling.calibration import (
+    IdentityCalibrator,
+    IsotonicCalibrator,
+    PlattCalibrator,
+    calibrate,
+    calibrate_raw,
+    calibration_losses,
+)
 from churnguard.modeling.model import align_inputs
 from churnguard.modeling.recipes import fit_estimator
 from churnguard.training.dataset import Dataset, split_dates
@@ -94,3 +101,25 @@ def test_calibration_fixes_distorted_probabilities_on_the_test_window(dataset: D
     assert after["roc_auc"] == pytest.approx(before["roc_auc"])  # Platt keeps the ranking
     assert isinstance(calibrator, PlattCalibrator)  # few positives: Platt, not isotonic
     assert calibrator.slope > 1.2 and calibrator.intercept < -1  # it undid the distortion
+
+
+def test_the_calibrator_with_the_lowest_held_out_log_loss_is_chosen() -> None:
+    rng = np.random.default_rng(4)
+    raw = rng.uniform(0.01, 0.3, 5_000)
+    honest = (rng.random(len(raw)) < raw).astype(int)
+    chosen = calibrate_raw(raw, honest)
+    assert isinstance(chosen, IdentityCalibrator)  # calibrated already: left alone
+    step = np.where(raw < 0.15, 0.05, 0.4)  # a step: no logistic curve fits it
+    bent = (rng.random(len(raw)) < step).astype(int)
+    assert isinstance(calibrate_raw(raw, bent), IsotonicCalibrator)
+    losses = calibration_losses(raw, bent)
+    assert list(losses) == ["none", "sigmoid", "isotonic"]
+    assert losses["isotonic"] < losses["sigmoid"] < losses["none"]
+
+
+def test_too_few_positives_to_split_falls_back_to_platt() -> None:
+    raw = np.linspace(0.05, 0.3, 40)
+    y = np.zeros(40, dtype=int)
+    y[-1] = 1
+    assert calibration_losses(raw, y) == {}
+    assert isinstance(calibrate_raw(raw, y), PlattCalibrator)

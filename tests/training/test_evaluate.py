@@ -368,3 +368,15 @@ def test_plot_feature_importance_puts_largest_on_top(tmp_path: Path) -> None:
 def test_curves_need_both_classes(plot: Callable[..., Figure]) -> None:
     with pytest.raises(ValueError, match="both classes"):
         plot(np.zeros(10, int), np.linspace(0, 1, 10))
+
+
+def test_centred_ece_interval_contains_its_point_estimate() -> None:
+    rng = np.random.default_rng(1)  # calibrated, rare churn: the demo's case
+    p = rng.uniform(0.01, 0.1, 5000)
+    y = (rng.random(5000) < p).astype(int)
+    point = evaluate(y, p)["ece"]
+    plain = bootstrap_intervals(y, p, seed=3)
+    centred = bootstrap_intervals(y, p, seed=3, centred=("ece",))
+    assert plain["ece"][0] > point  # resampled ECEs sit above the point estimate
+    assert centred["ece"][0] <= point <= centred["ece"][1]
+    assert centred["roc_auc"] == plain["roc_auc"]  # other metrics are left alone

@@ -10,6 +10,7 @@ import pytest
 from churnguard.training.pipeline import (
     Candidate,
     Evaluation,
+    chosen_because,
     decide_promotion,
     gate,
     select,
@@ -27,13 +28,25 @@ def test_the_gate_tolerates_noise_but_not_a_worse_model() -> None:
     assert not worse_brier.promoted and worse_brier.reason.startswith("Brier")
 
 
-def test_selection_prefers_the_simpler_candidate_on_a_tie() -> None:
-    def cand(name: str, auc: float) -> Candidate:
-        return Candidate(name, "logistic", {}, None, {"roc_auc": auc})
+def _candidate(name: str, log_loss: float) -> Candidate:
+    metrics = {"log_loss": log_loss, "roc_auc": 0.8, "pr_auc": 0.3}
+    return Candidate(name, "logistic", {}, None, metrics)
 
-    simple, complex_ = cand("simple", 0.800), cand("complex", 0.801)
+
+def test_selection_prefers_the_simpler_candidate_on_a_tie() -> None:
+    simple, complex_ = _candidate("simple", 0.1500), _candidate("complex", 0.1496)
     assert select([simple, complex_]).name == "simple"
-    assert select([simple, cand("better", 0.81)]).name == "better"
+    assert select([simple, _candidate("better", 0.1400)]).name == "better"
+
+
+def test_the_reason_for_the_choice_is_the_real_one() -> None:
+    simple, complex_ = _candidate("simple", 0.1500), _candidate("complex", 0.1496)
+    tie = chosen_because([simple, complex_], simple, "validation")
+    assert "within 0.5% of the lowest (0.1496, complex): the simpler model" in tie
+    better = _candidate("better", 0.1400)
+    won = chosen_because([simple, better], better, "validation")
+    assert won.startswith("lowest validation log loss 0.1400 (next: simple 0.1500")
+    assert "simpler" not in won
 
 
 # --- usefulness gate ----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from churnguard.training.dataset import (
     TrainOptions,
     split_dates,
 )
+from churnguard.training.pipeline import useless_because
 from churnguard.training.report import format_summary
 from churnguard.training.train import train, train_on
 
@@ -247,7 +248,9 @@ def test_a_small_book_trains_a_logistic_model_and_reports_intervals(store: Path)
     low, high = result.test.intervals["roc_auc"]
     assert low <= result.test.metrics["roc_auc"] <= high
     assert high - low > 0.05  # a handful of churners: wide, honest intervals
-    assert result.version == 1 and result.promotion.promoted
+    assert result.version == 1  # registered whatever the gate says
+    useless = useless_because(result.test, "")
+    assert result.promotion.promoted == (useless == "")  # promoted only when it beats chance
     summary = format_summary(result)
     assert "90% bootstrap intervals" in summary and f"{low:.4f} - {high:.4f}" in summary
 
@@ -260,3 +263,13 @@ def test_too_little_data_is_a_clear_error_without_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert "churn" in err and ("Export a longer history" in err or "Widen it" in err)
+
+
+def test_the_registered_model_is_refitted_on_all_labelled_snapshots(
+    first_run: tuple[int, str],
+) -> None:
+    version, printed = first_run
+    params = _registry().version_info(version).params
+    assert params["labelled_until"] == params["test_end"]  # it learnt from the test window too
+    assert "out of time" in params["final_fit"]
+    assert "Registered model: refitted on all" in printed

@@ -1,7 +1,14 @@
 """Calibrators: raw model probabilities -> probabilities that match observed churn rates.
 
-``calibrate_raw`` is the rule: Platt scaling on the logit (monotone, two parameters, a weak prior
-at the identity), isotonic regression only with many churned rows to fit its steps on.
+``calibrate_raw`` chooses among none (the identity), Platt scaling on the logit (monotone, two
+parameters, a weak prior at the identity) and isotonic regression (scikit-learn's) by their
+cross-validated log loss on the held-out rows it is given, then fits the winner on all of them,
+so calibration never makes those rows worse than leaving the model alone. On the 1,000-client
+demo Platt scaling fitted unconditionally made the test window worse (ECE 0.021 against 0.016
+raw); with few positives isotonic steps overfit, and the folds show it.
+
+Platt scaling stays hand-written: scikit-learn's sigmoid calibration shrinks nothing, while this
+one has a prior at the identity that keeps a handful of positives from bending it.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
 
 _EPS = 1e-6  # calibrated probabilities stay inside (0, 1): log loss stays finite
-ISOTONIC_MIN_POSITIVES = 50_000
+CALIBRATION_FOLDS = 5
+CALIBRATION_TIE = 0.001  # relative: a fitted calibrator must beat a simpler one by more than this
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -90,24 +100,59 @@ class IsotonicCalibrator:
         return np.clip(np.interp(np.asarray(raw, dtype=np.float64), self.x, self.y), _EPS, 1 - _EPS)
 
 
-Calibrator: TypeAlias = PlattCalibrator | IsotonicCalibrator
+@dataclass(frozen=True)
+class IdentityCalibrator:
+    """No calibration: the model's own probabilities (kept inside (0, 1))."""
+
+    method: str = "none"
+
+    @classmethod
+    def fit(cls, raw: np.ndarray, y: np.ndarray) -> IdentityCalibrator:
+        return cls()
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(np.asarray(raw, dtype=np.float64), _EPS, 1 - _EPS)
 
 
-def calibrate(
-    estimator: Any,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    isotonic_min_positives: int = ISOTONIC_MIN_POSITIVES,
-) -> Calibrator:
-    """Fit the calibrator on an estimator's raw probabilities for held-out rows X."""
+Calibrator: TypeAlias = IdentityCalibrator | PlattCalibrator | IsotonicCalibrator
+CALIBRATORS: tuple[type[Calibrator], ...] = (
+    IdentityCalibrator,
+    PlattCalibrator,
+    IsotonicCalibrator,
+)
+
+
+def calibrate(estimator: Any, X: pd.DataFrame, y: np.ndarray, seed: int = 0) -> Calibrator:
+    """Choose and fit the calibrator on an estimator's raw probabilities for held-out rows X."""
     raw = np.asarray(estimator.predict_proba(X), dtype=np.float64)[:, 1]
-    return calibrate_raw(raw, y, isotonic_min_positives)
+    return calibrate_raw(raw, y, seed)
 
 
-def calibrate_raw(
-    raw: np.ndarray, y: np.ndarray, isotonic_min_positives: int = ISOTONIC_MIN_POSITIVES
-) -> Calibrator:
-    """The calibration rule on given raw probabilities: Platt, isotonic with many positives."""
-    if y.sum() >= isotonic_min_positives:
-        return IsotonicCalibrator.fit(raw, y)
-    return PlattCalibrator.fit(raw, y)
+def calibrate_raw(raw: np.ndarray, y: np.ndarray, seed: int = 0) -> Calibrator:
+    """None, Platt or isotonic, whichever has the lowest cross-validated log loss on these rows.
+
+    A more flexible calibrator must win by more than CALIBRATION_TIE (relative). With fewer than
+    two rows of each class to split on, Platt scaling (its prior keeps it near the identity).
+    """
+    losses = calibration_losses(raw, y, seed)
+    if not losses:
+        return PlattCalibrator.fit(raw, y)
+    best = min(losses.values())
+    method = next(m for m, loss in losses.items() if loss <= best * (1 + CALIBRATION_TIE))
+    return next(c for c in CALIBRATORS if c.method == method).fit(raw, y)
+
+
+def calibration_losses(raw: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Cross-validated log loss of each calibration method, simplest first ({} if unsplittable)."""
+    y = np.asarray(y)
+    folds = min(CALIBRATION_FOLDS, int(y.sum()), int(len(y) - y.sum()))
+    if folds < 2:
+        return {}
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(raw, y))
+    out = {}
+    for kind in CALIBRATORS:
+        p = np.empty(len(y))
+        for fit_rows, held_out in splits:
+            p[held_out] = kind.fit(raw[fit_rows], y[fit_rows]).transform(raw[held_out])
+        out[kind.method] = float(log_loss(y, p, labels=[0, 1]))
+    return out

@@ -48,7 +48,6 @@ class TrainOptions:
     min_train_periods: int = 3
     min_train_events: int = 10
     lightgbm_min_train_events: int = 50
-    isotonic_min_positives: int = 50_000
     backtest_cutoffs: int = 4
     n_boot: int = 200
     gate_tolerance: float = 0.005

@@ -269,8 +269,17 @@ def bootstrap_intervals(
     level: float = 0.9,
     seed: int = 0,
     n_bins: int = 10,
+    centred: tuple[str, ...] = (),
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals ``(low, high)`` for every metric in METRICS."""
+    """Percentile bootstrap intervals ``(low, high)`` for every metric in METRICS.
+
+    Args:
+        centred: metrics whose bootstrap distribution is first shifted by its bias (its mean
+            minus the point estimate). ECE needs it: resampling adds noise that the absolute
+            calibration gap turns into error, so resampled ECEs sit above the point estimate
+            (a 90% interval of 0.0039-0.0082 around an ECE of 0.0031 on the 5,000-client demo).
+            Shifted intervals are clipped at 0.
+    """
     y, p, r = _validate(y_true, y_prob, revenue)
     _check_n_bins(n_bins)
     if n_boot < 1 or not 0 < level < 1:
@@ -282,7 +291,13 @@ def bootstrap_intervals(
         W = _resample_counts(rng, min(chunk, n_boot - start), n)[:, d.order]
         for name, values in _weighted_metrics(d, W, n_bins).items():
             parts[name].append(values)
-    return {name: _percentile_interval(np.concatenate(parts[name]), level) for name in METRICS}
+    resampled = {name: np.concatenate(parts[name]) for name in METRICS}
+    if centred:
+        point = evaluate(y, p, r, n_bins=n_bins)
+        for name in centred:
+            shifted = resampled[name] - (np.nanmean(resampled[name]) - point[name])
+            resampled[name] = np.maximum(shifted, 0.0)
+    return {name: _percentile_interval(resampled[name], level) for name in METRICS}
 
 
 # ---------------------------------------------------------------- tables

@@ -5,13 +5,19 @@ A run's data (CRM snapshots in ``dataset.py``, a flat table in ``table.py``) dec
 rows: which are training, validation and test, or which folds. From there the steps are one:
 
 * **Candidates** are ``modeling.recipes``: a regularised logistic regression at three strengths
-  and, with at least ``lightgbm_min_train_events`` churn events in training, LightGBM
-  (early-stopped on the validation rows, no class weights so probabilities stay honest).
-* **Selection** by validation ROC AUC: calibration is monotone, so ranking is what it cannot fix.
-  Candidates within ``SELECTION_TIE`` of the best count as tied and the simplest wins (logistic
-  before LightGBM, stronger regularisation first).
+  and, with at least ``lightgbm_min_train_events`` churn events in training, a small budgeted
+  LightGBM search (early-stopped on the validation rows, no class weights so probabilities stay
+  honest).
+* **Selection** by validation log loss of the raw probabilities: a proper scoring rule, so it
+  rewards ranking and honest probabilities alike (AUC alone picked models whose Brier was worse
+  on every fold of a held-out public dataset). Candidates within ``SELECTION_TIE`` (relative) of
+  the lowest count as tied and the simplest wins (logistic before LightGBM, stronger
+  regularisation first); ``chosen_because`` says which of the two happened.
 * **Calibration** on held-out rows (the validation window, or out-of-fold predictions):
   ``modeling.calibration.calibrate_raw``.
+* **Final refit.** After selection the chosen recipe is refitted on every labelled row (LightGBM
+  with the tree count early stopping chose), so the registered model is as fresh as the data
+  allows; the reported metrics stay those of the held-out fit, and the run says so.
 * **Out-of-fold fitting** (no validation window): each candidate gets out-of-fold raw
   probabilities over stratified folds; LightGBM early-stops on the held-out fold and keeps the
   median tree count; the chosen one is calibrated on its out-of-fold probabilities and refitted on
@@ -49,13 +55,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SELECTION_TIE = 0.002
+SELECTION_TIE = 0.005  # relative: log losses within 0.5% of the lowest count as tied
 MIN_TEST_EVENTS = 30  # below this many churned test rows, chance cannot be told from a model
 REPORTED = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift")
 MANUAL = "not comparable; use `churnguard promote` to switch"
 
 Package = Callable[[Estimator, ModelKind, Calibrator], ChurnModel]
-Rescore = Callable[[ChurnModel], "dict[str, float] | str"]
+# the champion's metrics on this run's held-out rows; or (this model's, the champion's) on the
+# held-out rows the champion did not learn from; or why there are none
+Rescore = Callable[
+    [ChurnModel], "dict[str, float] | tuple[dict[str, float], dict[str, float]] | str"
+]
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class Fit:
     model: ChurnModel
     candidates: list[Candidate]
     chosen: Candidate
+    because: str = ""  # why the chosen candidate won
 
 
 @dataclass(frozen=True)
@@ -192,7 +203,7 @@ def fit_on_windows(
     """
     (X_tr, X_val), (y_tr, y_val) = X, y
     candidates = []
-    for name, kind, params in recipes(events, options.lightgbm_min_train_events):
+    for name, kind, params in recipes(events, options.lightgbm_min_train_events, len(X_tr)):
         started = time.perf_counter()
         est, fitted = fit_estimator(
             kind, params, X_tr, y_tr, X_val, y_val, categorical, options.seed
@@ -202,8 +213,9 @@ def fit_on_windows(
         candidates.append(Candidate(name, kind, fitted, est, metrics))
     chosen = select(candidates)
     raw = raw_proba(chosen.estimator, X_val)
-    calibrator = calibrate_raw(raw, y_val, options.isotonic_min_positives)
-    return Fit(package(chosen.estimator, chosen.kind, calibrator), candidates, chosen)
+    calibrator = calibrate_raw(raw, y_val, options.seed)
+    because = chosen_because(candidates, chosen, "validation")
+    return Fit(package(chosen.estimator, chosen.kind, calibrator), candidates, chosen, because)
 
 
 def fit_out_of_fold(
@@ -218,15 +230,17 @@ def fit_out_of_fold(
     inner = StratifiedKFold(folds, shuffle=True, random_state=options.seed)
     splits = list(inner.split(X, y))
     candidates, oof = [], {}
-    for name, kind, params in recipes(int(y.sum()), options.lightgbm_min_train_events):
+    for name, kind, params in recipes(int(y.sum()), options.lightgbm_min_train_events, len(X)):
         raw, trees = _out_of_fold(kind, params, X, y, splits, categorical, options.seed)
         fitted = {**params, "n_estimators": int(np.median(trees))} if trees else dict(params)
         candidates.append(Candidate(name, kind, fitted, None, evaluate(y, raw)))
         oof[name] = raw
     chosen = select(candidates)
-    calibrator = calibrate_raw(oof[chosen.name], y, options.isotonic_min_positives)
+    calibrator = calibrate_raw(oof[chosen.name], y, options.seed)
     est, _ = fit_estimator(chosen.kind, chosen.params, X, y, None, None, categorical, options.seed)
-    return Fit(package(est, chosen.kind, calibrator), candidates, replace(chosen, estimator=est))
+    because = chosen_because(candidates, chosen, "out-of-fold")
+    model = package(est, chosen.kind, calibrator)
+    return Fit(model, candidates, replace(chosen, estimator=est), because)
 
 
 def _out_of_fold(
@@ -251,10 +265,50 @@ def _out_of_fold(
     return raw, trees
 
 
+def refit_all(
+    fit: Fit,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    categorical: Sequence[str],
+    options: TrainOptions,
+    package: Package,
+) -> ChurnModel:
+    """The chosen recipe refitted on every labelled row, with the calibrator chosen held out.
+
+    LightGBM grows the number of trees early stopping chose on the validation rows.
+    """
+    chosen = fit.chosen
+    params = dict(chosen.params)
+    if "best_iteration" in params:
+        params["n_estimators"] = params.pop("best_iteration")
+    est, _ = fit_estimator(chosen.kind, params, X, y, None, None, categorical, options.seed)
+    return package(est, chosen.kind, fit.model.calibrator)
+
+
 def select(candidates: list[Candidate]) -> Candidate:
-    """Best validation ROC AUC; within SELECTION_TIE of it, the simplest (first) candidate."""
-    best = max(c.validation["roc_auc"] for c in candidates)
-    return next(c for c in candidates if c.validation["roc_auc"] >= best - SELECTION_TIE)
+    """Lowest validation log loss; within SELECTION_TIE of it, the simplest (first) candidate."""
+    best = min(c.validation["log_loss"] for c in candidates)
+    return next(c for c in candidates if c.validation["log_loss"] <= best * (1 + SELECTION_TIE))
+
+
+def chosen_because(candidates: list[Candidate], chosen: Candidate, where: str) -> str:
+    """Why select chose this candidate, in words, with the figures behind it."""
+    loss = chosen.validation["log_loss"]
+    facts = f"AUC {chosen.validation['roc_auc']:.4f}, PR AUC {chosen.validation['pr_auc']:.4f}"
+    best = min(candidates, key=lambda c: c.validation["log_loss"])
+    if best is not chosen:
+        return (
+            f"{where} log loss {loss:.4f} within {SELECTION_TIE:.1%} of the lowest "
+            f"({best.validation['log_loss']:.4f}, {best.name}): the simpler model ({facts})"
+        )
+    others = [c for c in candidates if c is not chosen]
+    if not others:
+        return f"the only candidate ({where} log loss {loss:.4f}, {facts})"
+    runner = min(others, key=lambda c: c.validation["log_loss"])
+    return (
+        f"lowest {where} log loss {loss:.4f} (next: {runner.name} "
+        f"{runner.validation['log_loss']:.4f}; {facts})"
+    )
 
 
 def _log_candidate(
@@ -279,7 +333,9 @@ def evaluation(
     """Calibrated metrics with bootstrap intervals (none when n_boot=0), and raw metrics."""
     n_boot = options.n_boot if n_boot is None else n_boot
     intervals = (
-        bootstrap_intervals(y, p, revenue, n_boot=n_boot, seed=options.seed) if n_boot else {}
+        bootstrap_intervals(y, p, revenue, n_boot=n_boot, seed=options.seed, centred=("ece",))
+        if n_boot
+        else {}
     )
     return Evaluation(evaluate(y, p, revenue), intervals, evaluate(y, raw, revenue), y, p)
 
@@ -373,6 +429,8 @@ def gate(
         return Promotion(False, f"champion v{version} could not be re-scored ({exc}): {MANUAL}")
     if isinstance(scored, str):
         return Promotion(False, f"champion v{version} {scored}: {MANUAL}", version)
+    if isinstance(scored, tuple):
+        metrics, scored = scored
     decision = decide_promotion(metrics, scored, tolerance, version)
     if where:
         decision = replace(decision, reason=decision.reason.replace("on this test window", where))

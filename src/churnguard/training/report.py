@@ -33,8 +33,8 @@ def format_summary(result: TrainResult) -> str:
         f"Candidates ({_candidate_scope(result)}, raw probabilities):",
         text_table(candidates_table(result.candidates)),
         "",
-        f"Chosen: {result.chosen.name} (best validation ROC AUC; ties go to the simpler model), "
-        f"calibration: {model.calibrator.method}",
+        f"Chosen: {result.chosen.name}, because: {result.fit.because}",
+        f"Calibration: {model.calibrator.method}",
         "",
         *_metrics_lines(result),
         *(["", *result.notes] if result.notes else []),

@@ -3,7 +3,8 @@ repeated cross-validation (flat tables without time), and the simulator's oracle
 
 * **Backtest.** The same split shifted back by ``test_periods`` dates per cutoff
   (``backtest_cutoffs`` cutoffs counting the main one); the chosen recipe is refitted and
-  recalibrated per cutoff. Cutoffs without enough data are skipped (logged).
+  recalibrated per cutoff. Cutoffs without enough data are skipped (logged); the backtest stops
+  where no history is left.
 * **Cross-validation.** The whole flat-table recipe (``fit_table``: out-of-fold selection and
   calibration, refit) runs inside the training part of each of ``folds`` x ``repeats`` repeated
   stratified folds and is scored on the held-out part. Plots, tables and bootstrap intervals use
@@ -97,7 +98,11 @@ def backtest(
     dates = ds.dates
     rows = [_backtest_row(ds, main[0], main[1], truth)]
     for k in range(1, options.backtest_cutoffs):
-        kept = dates[: len(dates) - k * options.test_periods]
+        end = len(dates) - k * options.test_periods
+        if end <= 0:  # a negative end would wrap around to a later cutoff
+            logger.info("  backtest stops at cutoff %s: no history left before it", k)
+            break
+        kept = dates[:end]
         try:
             split = split_dates(
                 kept,
@@ -151,7 +156,7 @@ def _refit(
         ds.feature_set.categorical,
         options.seed,
     )
-    calibrator = calibrate(est, X.loc[val], ds.y(val), options.isotonic_min_positives)
+    calibrator = calibrate(est, X.loc[val], ds.y(val), options.seed)
     return package(est, chosen.kind, calibrator)
 
 

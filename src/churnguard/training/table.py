@@ -54,7 +54,7 @@ class FlatOptions:
     """What flat-table training does; the defaults are the documented choices (module docstring).
 
     ``train`` carries the settings shared with CRM mode: seed, experiment, n_boot, gate_tolerance,
-    lightgbm_min_train_events and isotonic_min_positives (its horizon and windows are unused).
+    and lightgbm_min_train_events (its horizon and windows are unused).
     """
 
     train: TrainOptions = field(default_factory=TrainOptions)

@@ -49,6 +49,7 @@ from churnguard.training.dataset import (
 from churnguard.training.evaluate import evaluate, summarize_backtest
 from churnguard.training.pipeline import (
     REPORTED,
+    Evaluation,
     Fit,
     Promotion,
     TrainResult,
@@ -57,6 +58,7 @@ from churnguard.training.pipeline import (
     fit_on_windows,
     fit_out_of_fold,
     gate,
+    refit_all,
     useless_because,
 )
 from churnguard.training.report import backtest_line, oracle_line
@@ -126,7 +128,7 @@ def train_on(
     check_enough_data(ds, split, options)
     logger.info("split: train %s | validation %s | test %s", *map(span, _windows(split)))
     X = align_inputs(ds.features, ds.feature_set.names, categories(ds))
-    package = partial(_package_crm, ds, options)
+    package = partial(package_crm, ds, options)
     train_rows, val, test_rows = (ds.rows(d) for d in _windows(split))
 
     with _step("fitting candidates", timings):  # 1. candidates, selection, calibration
@@ -139,10 +141,13 @@ def train_on(
         oracle = compare_with_oracle(truth, ds, test, split) if truth is not None else None
     with _step("backtest", timings):  # 3. rolling-origin backtest
         folds = backtest(ds, X, fit.chosen, (split, test), options, package, truth)
+    with _step("final refit on all labelled snapshots", timings):  # 4. as fresh as the data
+        y_all = ds.labels["churned"].to_numpy()
+        final = refit_all(fit, X, y_all, ds.feature_set.categorical, options, package)
     result = TrainResult(
         mode=CRM_MODE,
         evaluation=CRM_EVALUATION,
-        fit=fit,
+        fit=replace(fit, model=final),
         test=test,
         folds=folds,
         windows=_crm_windows(ds, split),
@@ -150,29 +155,34 @@ def train_on(
         digest=data_digest(ds.data),
         params=_crm_params(ds, split, options),
         about=_crm_about(ds, options),
-        notes=[oracle_line(oracle), backtest_line(folds, summarize_backtest(folds))],
+        notes=[
+            oracle_line(oracle),
+            backtest_line(folds, summarize_backtest(folds)),
+            f"Registered model: {_crm_final(ds)}",
+        ],
         oracle=oracle,
         dataset=ds,
         timings=timings,
     )
     result = _with_metadata(result)
-    with _step("promotion gate", timings):  # 4. compare with the champion
-        rescore = partial(_rescore_crm, ds, split, result.model, test.y)
+    with _step("promotion gate", timings):  # 5. compare with the champion
+        rescore = partial(_rescore_crm, ds, split, result, test)
         useless = useless_because(test, CRM_ADVICE)
         promotion = gate(registry, test.metrics, rescore, options.gate_tolerance, "", useless)
     example = result.model.inputs(ds.features.loc[test_rows].head(5))
-    with _step("MLflow run and registry", timings):  # 5. log, register, alias, local copy
+    with _step("MLflow run and registry", timings):  # 6. log, register, alias, local copy
         result = replace(result, promotion=promotion)
         return log_and_register(result, registry, models_dir, options.experiment, example)
 
 
-def _package_crm(
+def package_crm(
     ds: Dataset,
     options: TrainOptions,
     estimator: Estimator,
     kind: ModelKind,
     calibrator: Calibrator,
 ) -> ChurnModel:
+    """A fitted estimator and calibrator as the ChurnModel over the dataset's features."""
     fs = ds.feature_set
     return ChurnModel(
         fs, kind, estimator, calibrator, options.horizon_days, fs.names, categories(ds)
@@ -180,18 +190,47 @@ def _package_crm(
 
 
 def _rescore_crm(
-    ds: Dataset, split: Split, model: ChurnModel, y: np.ndarray, champion: ChurnModel
-) -> dict[str, float] | str:
-    """The champion's metrics on this run's test snapshots, or why it cannot have them."""
+    ds: Dataset, split: Split, result: TrainResult, test: Evaluation, champion: ChurnModel
+) -> tuple[dict[str, float], dict[str, float]] | str:
+    """This model's and the champion's metrics on the test snapshots the champion did not learn
+    from (its recorded out-of-time metrics on the same data when it learnt from them all), or
+    why they do not compare."""
+    model = result.model
     if isinstance(champion, FlatChurnModel):
         return "is a flat-table model (its inputs are a table's columns, not CRM features)"
     if champion.horizon_days != model.horizon_days:
         return (
             f"predicts a {champion.horizon_days}-day horizon, this model {model.horizon_days} days"
         )
+    params = champion.metadata.get("params", {})
+    learnt = params.get("labelled_until", params.get("train_end"))
     rows = ds.labels.loc[ds.rows(split.test), ["client_id", "as_of"]]
+    unseen = (rows["as_of"] > pd.Timestamp(learnt, tz="UTC")).to_numpy() if learnt else None
+    if unseen is None or unseen.all():
+        return test.metrics, _score(champion, ds, rows, test.y)
+    if unseen.any():
+        mine = evaluate(test.y[unseen], test.p[unseen])
+        return mine, _score(champion, ds, rows.loc[unseen], test.y[unseen])
+    recorded = champion.metadata.get("metrics", {})
+    if champion.metadata.get("data_digest") != result.digest or "test_roc_auc" not in recorded:
+        return "learnt from every test snapshot of this run, so its metrics do not compare"
+    return test.metrics, {k: float(recorded[f"test_{k}"]) for k in REPORTED}
+
+
+def _score(
+    champion: ChurnModel, ds: Dataset, rows: pd.DataFrame, y: np.ndarray
+) -> dict[str, float]:
+    """The champion's metrics on some snapshots, features computed for its own feature set."""
     features = compute_features(ds.data, rows, champion.feature_set)
     return evaluate(y, champion.predict_proba(features))
+
+
+def _crm_final(ds: Dataset) -> str:
+    """What the registered model was fitted on, and what the metrics are of."""
+    return (
+        f"refitted on all {len(ds.labels):,} labelled snapshots through {day(ds.dates[-1])}; "
+        "the metrics above are out of time, from the same recipe fitted on the train window"
+    )
 
 
 def _crm_windows(ds: Dataset, split: Split) -> pd.DataFrame:
@@ -227,6 +266,8 @@ def _crm_params(ds: Dataset, split: Split, options: TrainOptions) -> dict[str, o
         "n_snapshots": len(ds.labels),
         "n_clients": len(ds.data.clients),
         "train_events": ds.events(ds.rows(split.train)),
+        "labelled_until": day(ds.dates[-1]),
+        "final_fit": _crm_final(ds),
     }
 
 
@@ -288,6 +329,7 @@ def train_table(
         p, raw = fit.model.predict_proba(held_out), fit.model.raw_proba(held_out)
         test = evaluation(data.y[test_rows], p, raw, options.train)
         folds, windows = pd.DataFrame(), windows_table(data.times, data.y, masks)
+        fit = replace(fit, model=_refit_table(fit, data, options))
     schema = _schema(fit)
     result = TrainResult(
         mode=FLAT_MODE,
@@ -343,6 +385,14 @@ def fit_table_windows(
     return fit_on_windows(X, ys, schema.categorical, events, options.train, package)
 
 
+def _refit_table(fit: Fit, data: TableData, options: FlatOptions) -> ChurnModel:
+    """The chosen recipe refitted on every labelled row (schema and categories from training)."""
+    model = _flat(fit.model)
+    X, _ = design(data.rows, model.schema, model.categories)
+    package = partial(_package_table, model.schema, model.categories, options)
+    return refit_all(fit, X, data.y, model.schema.categorical, options.train, package)
+
+
 def design(
     rows: pd.DataFrame, schema: TableSchema, cats: dict[str, list[str]] | None = None
 ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
@@ -385,10 +435,12 @@ def _rescore_table(
         return f"predicts label {params.get('label')!r}, this model {data.label!r}"
     if champion.horizon_days != model.horizon_days:
         return f"has horizon {champion.horizon_days} days, this model {model.horizon_days}"
-    if test is not None:
-        return evaluate(data.y[test], champion.predict_proba(data.rows[test]))
     recorded = champion.metadata.get("metrics", {})
     same = champion.metadata.get("data_digest") == data.digest
+    if test is not None:  # the same table: the champion learnt from these rows, use its record
+        if same and all(f"test_{k}" in recorded for k in REPORTED):
+            return {k: float(recorded[f"test_{k}"]) for k in REPORTED}
+        return evaluate(data.y[test], champion.predict_proba(data.rows[test]))
     if not same or any(f"cv_{k}" not in recorded for k in REPORTED):
         return "was cross-validated on other data, so its metrics do not compare"
     return {k: float(recorded[f"cv_{k}"]) for k in REPORTED}
@@ -424,7 +476,8 @@ def _table_params(
         return params | {"inner_folds": options.inner_folds}
     for row in windows.itertuples():
         params |= {f"{row.window}_start": str(row.start), f"{row.window}_end": str(row.end)}
-    return params
+    final = "refitted on all labelled rows; the metrics are out of time, from the train-window fit"
+    return params | {"final_fit": final}
 
 
 def _table_about(data: TableData, schema: TableSchema, options: FlatOptions) -> list[str]:
