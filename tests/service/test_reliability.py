@@ -403,6 +403,44 @@ def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def test_past_the_scoring_bound_a_request_is_503_at_once_and_health_is_unaffected(
+    tmp_path: Path, model_home: Path
+) -> None:
+    home = new_home(tmp_path, model_home)
+    with database("sqlite", home) as url:
+        crm = make_keys(url, [])["crm"]
+        env = {"CHURNGUARD_MAX_SCORING_IN_FLIGHT": "4"}
+        with serving(Server(home, url, env=env)) as server:
+            load = Load(server.url, crm)
+            pool = load.run(16)  # 16 scorers, each retrying at once, against a bound of 4
+            _wait_for(lambda: len(load.refused) >= 20, 60, "requests refused")
+            shed, live = _probe(server.url, crm, 40)
+            load.stop.set()
+            pool.shutdown()
+    assert {status for _, status, _ in load.refused[:20]} == {503}
+    assert all(retry == "1" for _, _, retry in load.refused)
+    refused = sorted(seconds for status, seconds in shed if status == 503)
+    assert len(refused) >= 10, shed  # the bound was full for most probes
+    p50, p50_live = refused[len(refused) // 2], sorted(live)[len(live) // 2]
+    assert p50 < 0.05 and p50_live < 0.05, (refused, live)
+    print(f"overload: 503 p50 {1000 * p50:.1f} ms, /health/live p50 {1000 * p50_live:.1f} ms")
+
+
+def _probe(url: str, key: str, n: int) -> tuple[list[tuple[int, float]], list[float]]:
+    """n score requests and n health checks, one at a time: (status, seconds), seconds."""
+    shed, live = [], []
+    body = {**SCORE_REQUEST_EXAMPLE, "as_of": AS_OF}
+    with httpx.Client(base_url=url, headers=bearer(key), timeout=30) as client:
+        for _ in range(n):
+            start = time.perf_counter()
+            status = client.post("/api/v1/score", json=body).status_code
+            shed.append((status, time.perf_counter() - start))
+            start = time.perf_counter()
+            assert client.get("/health/live").status_code == 200
+            live.append(time.perf_counter() - start)
+    return shed, live
+
+
 # ---------------------------------------------------------------------------------- outage
 
 
