@@ -8,21 +8,23 @@ on it, and the functions of ``keys``, ``actions`` and ``sessions`` take either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from churnguard.store.schema import metadata
+from churnguard.store.schema import UTCDateTime, metadata
 
+_CHUNK = 5000  # rows per executemany call: bounds the driver's memory, not the transaction
 _SQLITE_BUSY_SECONDS = 30  # a writer waits this long for another's transaction (a batch) to end
 _CONNECT_SECONDS = 5  # PostgreSQL: give up connecting after this long (an unreachable host)
 # SQLite's OperationalError also reports SQL mistakes; these messages mean the file is unusable
@@ -125,6 +127,54 @@ def _unavailable(context: sa.engine.ExceptionContext) -> None:
     if sqlite and not any(m in str(error).lower() for m in _SQLITE_UNAVAILABLE):
         return
     raise StoreUnavailableError(f"the score store is unavailable: {error}") from error
+
+
+def load_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in the caller's transaction: COPY on PostgreSQL, executemany on SQLite.
+
+    Every row has the same keys, column names of ``table``. For a scratch table filled in bulk.
+    """
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, rows)
+    else:
+        _insert_many(conn, table, rows)
+
+
+def _copy(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL's COPY: one stream instead of a round trip per row."""
+    names = list(rows[0])
+    json_columns = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
+    psycopg_connection: Any = conn.connection.driver_connection
+    sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+    with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row([to_json(row[n]) if n in json_columns else row[n] for n in names])
+
+
+def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """SQLite: executemany straight through the driver, in slices, in the caller's transaction.
+
+    SQLAlchemy's per-row parameter handling costs more than SQLite's own work on a large batch;
+    here each column's bind processor is applied directly, and a timestamp (the same ``as_of``
+    and write time on every row of a batch) is converted once. ``rows`` are converted in place.
+    """
+    names = list(rows[0])
+    sql = str(table.insert().compile(dialect=sqlite.dialect(paramstyle="named"), column_keys=names))
+    binders = [(n, bind) for n in names if (bind := _binder(table.c[n].type, conn.dialect))]
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        for row in chunk:
+            for name, bind in binders:
+                row[name] = bind(row[name])
+        conn.exec_driver_sql(sql, chunk)
+
+
+def _binder(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
+    """What SQLAlchemy would apply to a value of this type, if anything (timestamps: memoised)."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    if process is not None and isinstance(type_, UTCDateTime):
+        return functools.lru_cache(maxsize=256)(process)
+    return process
 
 
 def _check_schema(engine: Engine) -> None:

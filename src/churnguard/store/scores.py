@@ -12,23 +12,21 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from churnguard.store.actions import ActionLog
-from churnguard.store.database import Database, json_ready, to_json
+from churnguard.store.database import Database, json_ready, load_rows
 from churnguard.store.schema import (
     SCORE_KEY,
     SOURCES,
     Source,
-    UTCDateTime,
     audit,
     aware_utc,
     current,
@@ -40,7 +38,6 @@ ORDERS = ("revenue_at_risk", "probability", "monthly_value", "client_id")
 GROUPINGS = ("account_manager", "segment", "band", "model_version")  # for revenue_at_risk_by
 MAX_PAGE = 1000
 MAX_OFFSET = 2**53  # an offset past any real table; beyond it databases overflow their integers
-_CHUNK = 5000  # rows per executemany call: bounds the driver's memory, not the transaction
 
 _utc_cached = functools.lru_cache(maxsize=256)(aware_utc)  # a batch shares a handful of as_of
 
@@ -168,7 +165,7 @@ class ScoreStore(ActionLog, Database):
             # load the batch into a scratch table, then merge it with set-based statements
             conn.execute(sa.schema.DropTable(incoming, if_exists=True))
             conn.execute(sa.schema.CreateTable(incoming))
-            _load(conn, rows)
+            load_rows(conn, incoming, rows)
             conn.execute(self._merge_scores())
             if source == "batch":
                 conn.execute(self._merge_current())
@@ -473,48 +470,3 @@ def _append_audit() -> sa.Insert:
     names = [*_KEY_NAMES, "feature_digest", "scored_at"]
     batch = sa.select(*(incoming.c[n] for n in [*_KEY_NAMES, "feature_digest", "created_at"]))
     return audit.insert().from_select(names, batch)
-
-
-def _load(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Fill the scratch table: COPY on PostgreSQL, executemany on SQLite."""
-    if conn.dialect.name == "postgresql":
-        _copy(conn, rows)
-    else:
-        _insert_many(conn, incoming, rows)
-
-
-def _copy(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """PostgreSQL's COPY: one stream instead of a round trip per row."""
-    names = list(rows[0])
-    json_columns = {c.name for c in incoming.columns if isinstance(c.type, sa.JSON)}
-    psycopg_connection: Any = conn.connection.driver_connection
-    sql = f"COPY {incoming.name} ({', '.join(names)}) FROM STDIN"
-    with psycopg_connection.cursor() as cursor, cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row([to_json(row[n]) if n in json_columns else row[n] for n in names])
-
-
-def _insert_many(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """SQLite: executemany straight through the driver, in slices, in the caller's transaction.
-
-    SQLAlchemy's per-row parameter handling costs more than SQLite's own work on a large batch;
-    here each column's bind processor is applied directly, and a timestamp (the same ``as_of``
-    and write time on every row of a batch) is converted once. ``rows`` are converted in place.
-    """
-    names = list(rows[0])
-    sql = str(table.insert().compile(dialect=sqlite.dialect(paramstyle="named"), column_keys=names))
-    binders = [(n, bind) for n in names if (bind := _binder(table.c[n].type, conn.dialect))]
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        for row in chunk:
-            for name, bind in binders:
-                row[name] = bind(row[name])
-        conn.exec_driver_sql(sql, chunk)
-
-
-def _binder(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any] | None:
-    """What SQLAlchemy would apply to a value of this type, if anything (timestamps: memoised)."""
-    process = type_.dialect_impl(dialect).bind_processor(dialect)
-    if process is not None and isinstance(type_, UTCDateTime):
-        return functools.lru_cache(maxsize=256)(process)
-    return process
