@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline
 
 from churnguard.features.catalog import FeatureSet
 from churnguard.modeling.calibration import Calibrator
+from churnguard.modeling.horizons import HorizonModel
 from churnguard.modeling.linear import LinearTerms, linear_terms
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class ChurnModel:
         feature_names: input columns, in training order.
         categories: training categories of each categorical input.
         metadata: training facts (data digest, split, params, metrics, trained_at, ...).
+        horizons: P(churn within 30/90/180 days) over the same inputs (``modeling.horizons``);
+            None for a model trained without one.
     """
 
     feature_set: FeatureSet
@@ -72,6 +75,7 @@ class ChurnModel:
     feature_names: list[str]
     categories: dict[str, list[str]]
     metadata: dict[str, Any] = field(default_factory=dict)
+    horizons: HorizonModel | None = None
 
     def inputs(self, features: pd.DataFrame) -> pd.DataFrame:
         """The input frame: feature columns in order, categoricals on the training categories."""

@@ -16,6 +16,7 @@ import pandas as pd
 
 from churnguard.domain.timeaxis import utc_datetime
 from churnguard.scoring.explain import Driver
+from churnguard.scoring.horizons import NO_CURVE, RiskCurve
 from churnguard.scoring.playbook import Action
 from churnguard.store.scores import ScoreRecord, feature_digest
 
@@ -27,7 +28,8 @@ class ClientScore:
     """One client's score, "what changed" included.
 
     ``features`` are the model's inputs by name (missing = None), kept for the audit digest;
-    ``change`` is ``store.describe_change`` of the client's previous stored score.
+    ``change`` is ``store.describe_change`` of the client's previous stored score; ``curve`` the
+    risk over several horizons and at the renewal (``scoring.horizons``).
     """
 
     client_id: str
@@ -44,6 +46,7 @@ class ClientScore:
     client_name: str | None
     features: dict[str, FeatureValue]
     change: dict[str, Any]
+    curve: RiskCurve = NO_CURVE
 
     def to_record(self) -> ScoreRecord:
         """The score as the store keeps it."""

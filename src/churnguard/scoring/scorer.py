@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,7 @@ from churnguard.features.records import client_arrays
 from churnguard.modeling.model import ChurnModel
 from churnguard.scoring.directions import Directions
 from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
+from churnguard.scoring.horizons import NO_CURVE, RENEWAL_FEATURE, RiskCurve, risk_curves
 from churnguard.scoring.playbook import Action, Playbook
 from churnguard.scoring.risk import revenue_at_risk, risk_band
 from churnguard.scoring.score import ClientScore, FeatureValue, score_as_of
@@ -151,7 +153,9 @@ class Scorer:
         )
         features = dict(zip(self.names, values, strict=True))
         client = getattr(records, "client", None)
-        return self._score(
+        to_end = np.array([float(columns[RENEWAL_FEATURE][0])])
+        (curve,) = risk_curves(self.model.horizons, row, to_end, when)
+        score = self._score(
             records.client_id,  # type: ignore[attr-defined]
             when,
             probability,
@@ -162,6 +166,7 @@ class Scorer:
             features,
             describe_change(previous, probability),
         )
+        return replace(score, curve=curve)
 
     def _row(self, values: Sequence[FeatureValue]) -> np.ndarray:
         """The model's input row: numbers as float64, categoricals as training category codes."""
@@ -324,6 +329,13 @@ class Scorer:
         actions = [self.playbook.actions(f, d) for f, d in zip(rows, drivers, strict=True)]
         return drivers, actions
 
+    def curves(self, features: pd.DataFrame, when: datetime) -> list[RiskCurve]:
+        """Each row's risk over several horizons and at its renewal (none without the model)."""
+        if self.model.horizons is None:
+            return [NO_CURVE] * len(features)
+        to_end = features[RENEWAL_FEATURE].to_numpy(np.float64)
+        return risk_curves(self.model.horizons, self.matrix(features), to_end, when)
+
     def feature_rows(self, features: pd.DataFrame) -> list[dict[str, FeatureValue]]:
         """Each row's model inputs by name, as ``score_records`` gives them (missing = None)."""
         columns = []
@@ -372,6 +384,7 @@ class Scorer:
             for i, d, a in zip(chosen, *found, strict=True):
                 drivers[i], actions[i] = d, a
         value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
+        curves = self.curves(features, when)
         columns = zip(
             features["client_id"].tolist(),
             probability.tolist(),
@@ -382,6 +395,7 @@ class Scorer:
             actions,
             info,
             rows,
+            curves,
             strict=True,
         )
         return [
@@ -400,8 +414,9 @@ class Scorer:
                 client_name=who[2],
                 features=f,
                 change=describe_change(previous.get(cid), p),
+                curve=c,
             )
-            for cid, p, b, r, v, d, a, who, f in columns
+            for cid, p, b, r, v, d, a, who, f, c in columns
         ]
 
     # --- model arithmetic on arrays ----------------------------------------------------------

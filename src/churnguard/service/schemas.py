@@ -7,12 +7,14 @@ this module adds the envelopes around them and the shapes of what the API return
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnguard.features.records import STORABLE, records_model
+from churnguard.scoring.horizons import NO_CURVE, RiskCurve
 from churnguard.store.actions import LoggedAction
 from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ORDERS, Score, ScoreRecord
@@ -143,6 +145,25 @@ class ScoreChange(BaseModel):
     previous_as_of: datetime | None = None
 
 
+class HorizonPublic(BaseModel):
+    """The chance of churning within a number of days of as_of."""
+
+    days: int = Field(examples=[180])
+    probability: float = Field(ge=0, le=1, description="Calibrated P(churn within days).")
+
+
+class RenewalPublic(BaseModel):
+    """The next fixed-term contract end within the longest horizon, and the risk up to it."""
+
+    date: dt.date
+    probability: float = Field(
+        ge=0,
+        le=1,
+        description="Chance the client has churned by this date: does not renew this contract "
+        "(or leaves before it ends).",
+    )
+
+
 class ScorePublic(BaseModel):
     """A client's churn risk within the model's horizon, why, and what to do about it."""
 
@@ -164,11 +185,23 @@ class ScorePublic(BaseModel):
     account_manager: str | None = None
     client_name: str | None = None
     segment: str | None = None
+    horizons: list[HorizonPublic] = Field(
+        default_factory=list,
+        description="P(churn within 30, 90, 180 days): non-decreasing. Scores of POST "
+        "/api/v1/score only (not kept in the store yet); empty for a model without them.",
+    )
+    renewal: RenewalPublic | None = Field(
+        default=None,
+        description="The next contract end when it falls within the longest horizon.",
+    )
 
     @classmethod
-    def of(cls, score: Score | ScoreRecord) -> ScorePublic:
-        """A stored score, or one about to be stored, as the API shows it."""
+    def of(cls, score: Score | ScoreRecord, curve: RiskCurve = NO_CURVE) -> ScorePublic:
+        """A stored score, or one about to be stored (with its curve), as the API shows it."""
+        renewal = curve.renewal
         return cls(
+            horizons=[HorizonPublic(days=d, probability=p) for d, p in curve.horizons],
+            renewal=None if renewal is None else RenewalPublic(**asdict(renewal)),
             client_id=score.client_id,
             as_of=score.as_of,
             probability=score.probability,

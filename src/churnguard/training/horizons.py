@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightgbm as lgb
 import numpy as np
@@ -25,8 +25,14 @@ from sklearn.linear_model import LogisticRegression
 from churnguard.domain.churn import build_labels
 from churnguard.features.catalog import monotone_constraints
 from churnguard.modeling.horizons import PERIOD_DAYS, HorizonModel, platt_transform
-from churnguard.modeling.model import align_inputs
-from churnguard.training.dataset import Dataset, Split, categories, split_dates
+from churnguard.modeling.model import ChurnModel, align_inputs
+from churnguard.training.dataset import (
+    Dataset,
+    NotEnoughDataError,
+    Split,
+    categories,
+    split_dates,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,4 +182,16 @@ def train_horizons(ds: Dataset, seed: int = 7, grace_days: int = 30) -> HorizonF
     return HorizonFit(model, split, labels, X)
 
 
-__all__ = ["HorizonFit", "input_matrix", "platt_transform", "train_horizons"]
+def attach_horizons(model: ChurnModel, ds: Dataset, seed: int = 7) -> ChurnModel:
+    """The model with a horizon model over its inputs, or unchanged when history is too short."""
+    if list(model.feature_names) != list(ds.feature_set.names):
+        return model
+    try:
+        fit = train_horizons(ds, seed)
+    except NotEnoughDataError as exc:
+        logger.warning("no risk over several horizons: %s", exc)
+        return model
+    return replace(model, horizons=fit.model)
+
+
+__all__ = ["HorizonFit", "attach_horizons", "input_matrix", "platt_transform", "train_horizons"]

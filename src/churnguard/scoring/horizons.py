@@ -1,0 +1,62 @@
+"""A score's risk over several horizons and at the renewal (the model's ``HorizonModel``).
+
+``horizons`` are P(churn within 30, 90, 180 days) of ``modeling.horizons``: a non-decreasing
+curve. ``renewal`` is, for a client whose next fixed-term contract end (``days_to_contract_end``)
+falls within the curve's longest horizon, that date and P(churn by that date): the curve at the
+renewal, which is the chance the client has left by then (not renewing it, or leaving earlier).
+Both are empty for a model trained without a horizon model. The probability, band and revenue at
+risk of a score stay those of the model's own horizon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from churnguard.modeling.horizons import HorizonModel
+
+RENEWAL_FEATURE = "days_to_contract_end"
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """The next contract end within the longest horizon and P(churn by then)."""
+
+    date: dt.date
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class RiskCurve:
+    """P(churn within days) per horizon, and the renewal (None when none is near)."""
+
+    horizons: tuple[tuple[int, float], ...] = ()
+    renewal: Renewal | None = None
+
+
+NO_CURVE = RiskCurve()
+
+
+def risk_curves(
+    model: HorizonModel | None, X: np.ndarray, days_to_end: np.ndarray, when: dt.datetime
+) -> list[RiskCurve]:
+    """One curve per input row (the churn model's float64 inputs) scored at ``when``."""
+    if model is None:
+        return [NO_CURVE] * len(X)
+    curve = model.curve(X)
+    days = np.asarray(days_to_end, dtype=np.float64)
+    near = np.isfinite(days) & (days > 0) & (days <= model.max_days)
+    at_renewal = model.within(X, np.where(near, days, 0.0))
+    out = []
+    for i in range(len(X)):
+        horizons = tuple(
+            (int(d), float(p)) for d, p in zip(model.horizons_days, curve[i], strict=True)
+        )
+        renewal = None
+        if near[i]:
+            date = (when + dt.timedelta(days=float(days[i]))).date()
+            renewal = Renewal(date, float(at_renewal[i]))
+        out.append(RiskCurve(horizons, renewal))
+    return out
