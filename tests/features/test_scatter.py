@@ -11,13 +11,14 @@ from churnguard.features.catalog import feature_set_for
 from tests.factories import as_of_dates, random_crm
 
 
-@pytest.mark.parametrize(("seed", "date"), [(1, 1), (2, 3), (5, 4)])
+@pytest.mark.parametrize(("seed", "date", "first"), [(1, 1, 0), (2, 3, 0), (5, 4, 12)])
 def test_one_date_scatter_equals_the_sorted_executor(
-    monkeypatch: pytest.MonkeyPatch, seed: int, date: int
+    monkeypatch: pytest.MonkeyPatch, seed: int, date: int, first: int
 ) -> None:
     data = random_crm(n_clients=50, seed=seed)
     fs, arrays = feature_set_for(data), crm_arrays(data)
-    codes = np.random.default_rng(seed).permutation(50)[:40]  # not every client, any order
+    # not every client, in any order; from the 13th, rows of clients before and after are skipped
+    codes = first + np.random.default_rng(seed).permutation(50 - first)[:30]
     as_of = np.full(len(codes), as_of_dates(5)[date].value // 10**9)
     scattered = engine.feature_columns(arrays, codes, as_of, fs)
     monkeypatch.setattr(engine, "_one_date", lambda snap: False)

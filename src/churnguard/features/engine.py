@@ -260,11 +260,12 @@ class _Engine:
         return snap, rows, p.columns
 
     def _table_aggs(self, table: str, streams: list[StreamPlan]) -> None:
-        if self.one_date:
-            as_of, n = int(self.snap.as_of[0]), len(self.data.client_ids)
+        if self.one_date:  # a slot per client from the first snapshot's to the last's
+            codes = self.snap.codes
+            clients, as_of = range(int(codes[0]), int(codes[-1]) + 1), int(self.snap.as_of[0])
             for sp in streams:
-                by_client = scatter.stream_aggregates(self.data.table(table), sp, as_of, n)
-                self.values[sp.first : sp.first + len(sp.aggs)] = by_client[:, self.snap.codes]
+                by_client = scatter.stream_aggregates(self.data.table(table), sp, as_of, clients)
+                self.values[sp.first : sp.first + len(sp.aggs)] = by_client[:, codes - codes[0]]
             return
         grouped = group_by_client(self.data.table(table), TABLES[table].time or "")
         for sp in streams:

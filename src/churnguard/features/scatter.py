@@ -25,14 +25,15 @@ _NEVER = np.iinfo(np.int64).max
 class _Stream:
     """One stream's rows of a table, with the filters, values and windows its aggregations read."""
 
-    def __init__(self, table: TableArrays, sp: StreamPlan, as_of: int) -> None:
+    def __init__(self, table: TableArrays, sp: StreamPlan, as_of: int, clients: range) -> None:
         self.table = table
         self.stream = STREAMS[sp.stream]
         self.times = self.stream.time(table)
-        self.codes = table("client_code")
-        if len(self.codes) and self.codes.min() < 0:  # rows of unknown clients: no event
-            self.times = np.where(self.codes >= 0, self.times, NAT)
-            self.codes = np.maximum(self.codes, 0)
+        self.codes = table("client_code") - clients.start  # a slot per client of the range
+        outside = (self.codes < 0) | (self.codes >= len(clients))
+        if outside.any():  # rows of other (or unknown) clients: no event
+            self.times = np.where(outside, NAT, self.times)
+            self.codes = np.where(outside, 0, self.codes)
         # a window [start, end) in encoded times is [start - OFFSET, end - OFFSET) in seconds
         end = as_of - sp.spans.offset[:, 0]
         start = np.where(sp.spans.bounded[:, 0], encode_times(end - sp.spans.window[:, 0]), 0)
@@ -67,13 +68,13 @@ class _Stream:
         return self._memo[key]
 
 
-def stream_aggregates(table: TableArrays, sp: StreamPlan, as_of: int, n_clients: int) -> np.ndarray:
-    """The stream's aggregations (rows, in the plan's order) for every client code (columns)."""
-    s = _Stream(table, sp, as_of)
-    out = np.empty((len(sp.aggs), n_clients))
+def stream_aggregates(table: TableArrays, sp: StreamPlan, as_of: int, clients: range) -> np.ndarray:
+    """The stream's aggregations (rows, in the plan's order) for a range of client codes."""
+    s = _Stream(table, sp, as_of, clients)
+    out = np.empty((len(sp.aggs), len(clients)))
     for i, a in enumerate(sp.aggs):
         rows = s.selected(sp.span[i], a.where)
-        out[i] = _aggregate(s, a, rows, as_of, n_clients)
+        out[i] = _aggregate(s, a, rows, as_of, len(clients))
     return out
 
 
