@@ -356,3 +356,19 @@ def test_warnings_alone_do_not_raise_and_nothing_is_dropped() -> None:
     data, report = validate(raw)
     assert report.ok and len(report.warnings) == 1
     assert len(data.interactions) == 2 and data.n_rows == 6
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["2024-03-01T09:30:00+02:00", "2024-03-01T07:30:00Z", "2024-03-01T02:30:00-0500"],  # arrow
+        ["2024-03-01T07:30:00", "2024-03-01 07:30:00", "2024-03-01T07:30:00.4"],  # pandas
+    ],
+)
+def test_whole_columns_of_timestamps_parse_alike_whichever_parser_takes_them(
+    values: list[str],
+) -> None:
+    rows = "".join(f"C1,{v}\n" for v in values)
+    data, _ = validate(tables(interactions=f"client_id,occurred_at\n{rows}"))
+    expected = pd.Timestamp("2024-03-01 07:30", tz="UTC")
+    assert data.interactions["occurred_at"].tolist() == [expected] * 3

@@ -215,7 +215,7 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
         outside, range_issues = _unencodable(seconds, values, column)
         return seconds.where(~outside), values.isna().to_numpy(), range_issues
     text = as_text(values).str.upper()
-    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    parsed = _parse_timestamps(text)
     valid = text.str.fullmatch(_TIMESTAMP).fillna(False).astype(bool)
     bad = (text.notna() & (parsed.isna() | ~valid)).to_numpy()
     issues: list[_Issue] = []
@@ -229,6 +229,24 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
     seconds = _to_seconds(parsed.where(~bad))
     outside, range_issues = _unencodable(seconds, values, column)
     return seconds.where(~outside), text.isna().to_numpy(), issues + range_issues
+
+
+def _parse_timestamps(text: pd.Series) -> pd.Series:
+    """ISO 8601 text as UTC timestamps, NaT where unparseable; naive values are UTC.
+
+    Arrow parses a column whose values all have an offset, or all have none, at whole seconds, in
+    C and without a Python object per value (5 million events: about 500 MB less); pandas takes
+    any other column (fractions of seconds, mixed offsets, a bad value).
+    """
+    values = pa.array(text, type=pa.large_string(), from_pandas=True)
+    for kind in (pa.timestamp("s", tz="UTC"), pa.timestamp("s")):
+        try:
+            parsed = pc.cast(values, kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        stamps = parsed.to_numpy(zero_copy_only=False).astype("datetime64[s]")
+        return pd.Series(stamps, index=text.index).dt.tz_localize("UTC")
+    return pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
 
 
 def _to_seconds(stamps: pd.Series) -> pd.Series:
