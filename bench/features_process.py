@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,9 +31,8 @@ GB = 2**20  # /proc reports kB
 
 def _memory_gb() -> tuple[float, float]:
     """(peak, current) resident memory of this process, in GB."""
-    fields = dict(
-        line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line
-    )
+    lines = Path("/proc/self/status").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
     return int(fields["VmHWM"].split()[0]) / GB, int(fields["VmRSS"].split()[0]) / GB
 
 
@@ -47,8 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"client_id": np.tile(ids, n_dates), "as_of": dates.as_unit("s").repeat(len(ids))}
     )
     gc.collect()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak to the current resident memory
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak to the current memory
     before = _memory_gb()[1]
     wall, cpu = time.perf_counter(), time.process_time()
     compute_features(data, snapshots, fs)
