@@ -3,9 +3,12 @@ and the renewal only for a contract ending within the longest horizon."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from churnguard.domain.contract import CRMData
 from churnguard.features.records import records_model
@@ -13,6 +16,7 @@ from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.score import ClientScore
 from churnguard.scoring.scorer import Scorer
 from churnguard.service.schemas import ScorePublic
+from churnguard.store.scores import ScoreStore
 from churnguard.training.dataset import Dataset
 from churnguard.training.horizons import attach_horizons
 from tests.factories import PARAMS, ModelFactory, records_body
@@ -68,5 +72,30 @@ def test_the_api_path_gives_the_batch_curve(
         if got.curve.renewal and expected.curve.renewal:
             assert got.curve.renewal.date == expected.curve.renewal.date
             assert abs(got.curve.renewal.probability - expected.curve.renewal.probability) < 1e-12
-        public = ScorePublic.of(got.to_record(), got.curve)
+        public = ScorePublic.of(got.to_record())
         assert [h.probability for h in public.horizons] == [p for _, p in got.curve.horizons]
+
+
+def test_the_store_keeps_the_curve_and_the_api_shows_it(
+    batch: list[ClientScore], tmp_path: Path
+) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}").create()
+    chosen = next(s for s in batch if s.curve.renewal is not None)
+    store.save_scores([chosen.to_record()])
+    stored = store.latest_score(chosen.client_id)
+    assert stored is not None
+    public = ScorePublic.of(stored)
+    assert [(h.days, h.probability) for h in public.horizons] == list(chosen.curve.horizons)
+    assert public.renewal is not None and chosen.curve.renewal is not None
+    assert public.renewal.date == chosen.curve.renewal.date
+    assert public.renewal.probability == chosen.curve.renewal.probability
+
+
+def test_a_store_made_before_curves_gets_the_column(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    ScoreStore(url).create()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE scores DROP COLUMN curve")
+    ScoreStore(url).create()
+    assert "curve" in {c["name"] for c in sa.inspect(engine).get_columns("scores")}

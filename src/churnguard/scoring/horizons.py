@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +61,26 @@ def risk_curves(
             renewal = Renewal(date, float(at_renewal[i]))
         out.append(RiskCurve(horizons, renewal))
     return out
+
+
+def curve_json(curve: RiskCurve) -> dict[str, Any] | None:
+    """The curve as the store keeps it (None when there is none)."""
+    if not curve.horizons:
+        return None
+    r = curve.renewal
+    return {
+        "horizons": [{"days": d, "probability": p} for d, p in curve.horizons],
+        "renewal": None
+        if r is None
+        else {"date": r.date.isoformat(), "probability": r.probability},
+    }
+
+
+def curve_of(stored: dict[str, Any] | None) -> RiskCurve:
+    """A stored curve (``curve_json``) back as a RiskCurve."""
+    if not stored:
+        return NO_CURVE
+    r = stored.get("renewal")
+    renewal = None if r is None else Renewal(dt.date.fromisoformat(r["date"]), r["probability"])
+    horizons = tuple((int(h["days"]), float(h["probability"])) for h in stored["horizons"])
+    return RiskCurve(horizons, renewal)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from churnguard.domain.timeaxis import utc_datetime
 from churnguard.scoring.explain import Driver
-from churnguard.scoring.horizons import NO_CURVE, RiskCurve
+from churnguard.scoring.horizons import NO_CURVE, RiskCurve, curve_json
 from churnguard.scoring.playbook import Action
 from churnguard.store.scores import ScoreRecord, feature_digest
 
@@ -65,6 +65,7 @@ class ClientScore:
             client_name=self.client_name,
             drivers=[_driver_json(d) for d in self.drivers],
             actions=[_action_json(a, self.drivers) for a in self.actions],
+            curve=curve_json(self.curve),
         )
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from churnguard.features.records import STORABLE, records_model
-from churnguard.scoring.horizons import NO_CURVE, RiskCurve
+from churnguard.scoring.horizons import curve_of
 from churnguard.store.actions import LoggedAction
 from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ORDERS, Score, ScoreRecord
@@ -187,8 +187,8 @@ class ScorePublic(BaseModel):
     segment: str | None = None
     horizons: list[HorizonPublic] = Field(
         default_factory=list,
-        description="P(churn within 30, 90, 180 days): non-decreasing. Scores of POST "
-        "/api/v1/score only (not kept in the store yet); empty for a model without them.",
+        description="P(churn within 30, 90, 180 days): non-decreasing. Empty for a model "
+        "trained without them (and for scores stored before them).",
     )
     renewal: RenewalPublic | None = Field(
         default=None,
@@ -196,8 +196,9 @@ class ScorePublic(BaseModel):
     )
 
     @classmethod
-    def of(cls, score: Score | ScoreRecord, curve: RiskCurve = NO_CURVE) -> ScorePublic:
-        """A stored score, or one about to be stored (with its curve), as the API shows it."""
+    def of(cls, score: Score | ScoreRecord) -> ScorePublic:
+        """A stored score, or one about to be stored, as the API shows it."""
+        curve = curve_of(score.curve)
         renewal = curve.renewal
         return cls(
             horizons=[HorizonPublic(days=d, probability=p) for d, p in curve.horizons],

@@ -178,13 +178,18 @@ def _binder(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> Callable[[Any]
 
 
 def _check_schema(engine: Engine) -> None:
-    """Refuse a store made before scores carried their source (create_all adds no columns)."""
+    """Refuse a store made before scores carried their source; add the curve column if missing."""
     columns = {c["name"] for c in sa.inspect(engine).get_columns("scores")}
     if "source" not in columns:
         raise RuntimeError(
             "this score store was made by an older churnguard: its scores have no source column "
             "(batch or api). Move it aside and run `churnguard score` to start a new one."
         )
+    if "curve" not in columns:  # scores before risk over several horizons: add the column
+        kind = "JSONB" if engine.dialect.name == "postgresql" else "JSON"
+        exists = " IF NOT EXISTS" if engine.dialect.name == "postgresql" else ""
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE scores ADD COLUMN{exists} curve {kind}")
 
 
 def engine_of(db: Database | Engine) -> Engine:

@@ -92,6 +92,7 @@ scores = sa.Table(
     sa.Column("drivers", _JSON, nullable=False),
     sa.Column("actions", _JSON, nullable=False),
     sa.Column("change", _JSON, nullable=False),
+    sa.Column("curve", _JSON),  # horizons and renewal (scoring.horizons); null: none
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("source", sa.String(10), nullable=False),
     sa.UniqueConstraint("client_id", "as_of", "model_version", "source", name="uq_scores_key"),

@@ -72,6 +72,7 @@ class ScoreRecord:
     client_name: str | None = None
     drivers: list[dict[str, Any]] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    curve: dict[str, Any] | None = None  # {horizons: [{days, probability}], renewal: {...}}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +101,7 @@ class Score(ScoreSummary):
     change: dict[str, Any]
     created_at: datetime
     source: str  # "batch": from the CRM data; "api": an answer to a score request
+    curve: dict[str, Any] | None = None  # horizons and renewal; None for older scores
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

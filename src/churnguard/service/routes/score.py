@@ -108,8 +108,7 @@ def score_clients(body: ScoreRequest, scorer: Scorer, state: ServiceState) -> Sc
         raise _invalid(("body", "clients", exc.index), exc.reason, "value_error") from exc
     records = [s.to_record() for s in scores]
     state.writer.submit(records)
-    public = [ScorePublic.of(r, s.curve) for r, s in zip(records, scores, strict=True)]
-    return ScoresPublic(model_version=scorer.version, scores=public)
+    return ScoresPublic(model_version=scorer.version, scores=[ScorePublic.of(r) for r in records])
 
 
 def _check_clients(body: ScoreRequest, most: int) -> None:
