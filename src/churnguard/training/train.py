@@ -47,6 +47,7 @@ from churnguard.training.dataset import (
     split_dates,
 )
 from churnguard.training.evaluate import evaluate, summarize_backtest
+from churnguard.training.horizons import attach_horizons
 from churnguard.training.pipeline import (
     REPORTED,
     Evaluation,
@@ -144,6 +145,8 @@ def train_on(
     with _step("final refit on all labelled snapshots", timings):  # 4. as fresh as the data
         y_all = ds.labels["churned"].to_numpy()
         final = refit_all(fit, X, y_all, ds.feature_set.categorical, options, package)
+    with _step("risk over several horizons", timings):  # 4b. 30/90/180 days, the renewal
+        final = attach_horizons(final, ds, options.seed)
     result = TrainResult(
         mode=CRM_MODE,
         evaluation=CRM_EVALUATION,
