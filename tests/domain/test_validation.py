@@ -237,6 +237,51 @@ def test_booleans_accept_common_spellings_and_reject_others() -> None:
     ]
 
 
+def test_text_longer_than_the_contract_allows_is_an_error_naming_the_limit() -> None:
+    name, manager, segment = "n" * 301, "m" * 201, "s" * 101
+    text = "client_id,name,account_manager,segment\nC1,Acme,Ann,SMB\n"
+    text += f"C2,{name},{manager},{segment}\n"
+    assert errors(clients=text) == [
+        f"clients.csv, column name, line 3: text longer than 300 characters '{'n' * 30}…' "
+        "(the longest has 301; name may be at most 300)",
+        f"clients.csv, column account_manager, line 3: text longer than 200 characters "
+        f"'{'m' * 30}…' (the longest has 201; account_manager may be at most 200)",
+        f"clients.csv, column segment, line 3: text longer than 100 characters '{'s' * 30}…' "
+        "(the longest has 101; segment may be at most 100)",
+    ]
+    at_limit = f"client_id,name\n{'C' * 100},{'n' * 300}\nC2,{'Beta ' * 60}\n"
+    contracts = CONTRACTS.replace("C1", "C" * 100)
+    data, report = validate(tables(clients=at_limit, contracts=contracts))
+    assert report.ok and data.clients["name"].str.len().tolist() == [300, 299]  # stripped
+
+
+def test_ids_and_other_text_longer_than_the_contract_allows_are_errors() -> None:
+    long_id = "C" * 101
+    found = errors(
+        clients=f"client_id,name\nC1,Acme\nC2,Beta\n{long_id},Gamma\n",
+        feedback=f"client_id,submitted_at,score,comment\nC1,2024-01-01,5,{'c' * 2001}\n",
+    )
+    assert [f.split(": text longer than ")[0] for f in found] == [
+        "clients.csv, column client_id, line 4",
+        "feedback.csv, column comment, line 2",
+    ]
+    assert "client_id may be at most 100" in found[0] and "comment may be at most 2000" in found[1]
+
+
+def test_nul_characters_in_text_are_errors() -> None:
+    found = errors(
+        clients="client_id,name\nC1,Ac\x00me\nC2,Beta\n",
+        interactions="client_id,occurred_at,channel\nC1,2024-01-01,email\n",
+        events="client_id,occurred_at,event_type\nC1,2024-01-01,log\x00in\nC2,2024-01-02,login\n",
+    )
+    assert found == [
+        "clients.csv, column name, line 2: NUL character (\\u0000) in 'Ac\\u0000me' "
+        "(a database cannot store it)",
+        "events.csv, column event_type, line 2: NUL character (\\u0000) in 'log\\u0000in' "
+        "(a database cannot store it)",
+    ]
+
+
 # Rows and tables --------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from churnguard.scoring.batch import score_to_store
 from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.scorer import Scorer
 from churnguard.store.scores import ScoreStore
-from tests.factories import PARAMS, ModelFactory
+from tests.factories import BACKENDS, PARAMS, ModelFactory, open_store
 
 
 def _count(store: ScoreStore, **where: Any) -> int:
@@ -93,3 +94,33 @@ def test_score_command_scores_into_the_store_and_prints_a_summary(
     assert latest[0].client_id in out
     assert latest[0].drivers and latest[0].drivers[0]["reason"] in out  # the top reason
     assert {s.as_of.date().isoformat() for s in latest} == {"2025-06-01"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_score_command_refuses_text_the_store_cannot_keep_before_writing_anything(
+    backend: str,
+    make_model: ModelFactory,
+    demo_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = shutil.copytree(demo_dir, tmp_path / "crm")
+    clients = pd.read_csv(folder / "clients.csv", dtype=str, keep_default_na=False)
+    clients.loc[3, "name"] = "N" * 301  # the store's client_name takes 300
+    clients.loc[5, "account_manager"] = "Ann\x00Lee"
+    clients.to_csv(folder / "clients.csv", index=False)
+    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path))
+    monkeypatch.setenv("CHURNGUARD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = make_model("lightgbm", PARAMS["lightgbm"])
+    save_local_model(model, model_card(model, 7, "run"), tmp_path / "models")
+    with open_store(backend, tmp_path) as store:
+        monkeypatch.setenv("CHURNGUARD_DATABASE_URL", store.url.render_as_string(False))
+        assert main(["score", "--data", str(folder), "--as-of", "2025-06-01"]) == 1
+        err = capsys.readouterr().err
+        assert "error: the data breaks the CRM data contract:" in err
+        assert "Traceback" not in err and "the database could not be used" not in err
+        assert "clients.csv, column name, line 5: text longer than 300 characters" in err
+        assert "clients.csv, column account_manager, line 7: NUL character" in err
+        assert store.latest_scores(limit=1)[1] == 0  # nothing half-written

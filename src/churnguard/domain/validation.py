@@ -31,6 +31,7 @@ from churnguard.domain.rawtable import RawTable, as_text
 from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME
 
 _VALUES_SHOWN = 3  # offending values quoted per problem
+_START_SHOWN = 30  # characters quoted of a long value
 _Issue = tuple[np.ndarray, str]  # (rows affected, message)
 
 _TRUE = ("true", "t", "yes", "y", "1")
@@ -154,7 +155,37 @@ _Typed = tuple[pd.Series, np.ndarray, list[_Issue]]  # (typed values, missing ro
 def _type_text(values: pd.Series, column: Column) -> _Typed:
     """Ids, free text and categories: strings (categorical where the contract says so)."""
     text = as_text(values)
-    return text.astype(_dtype(column)), text.isna().to_numpy(), []
+    return text.astype(_dtype(column)), text.isna().to_numpy(), _unstorable(text, column)
+
+
+def _unstorable(text: pd.Series, column: Column) -> list[_Issue]:
+    """Text longer than the contract's limit for the column, or with a NUL character.
+
+    The API refuses both and the score store's columns are no longer (PostgreSQL refuses a NUL
+    in any text), so a row that breaks them is reported here, before a scoring run fails.
+    """
+    issues: list[_Issue] = []
+    limit = column.text_length
+    lengths = text.str.len()
+    long = (lengths > limit).to_numpy(dtype=bool, na_value=False)
+    if long.any():
+        message = (
+            f"text longer than {limit} characters {_examples(_shortened(text[long]))} (the "
+            f"longest has {int(lengths[long].max())}; {column.name} may be at most {limit})"
+        )
+        issues.append((long, message))
+    nul = text.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+    if nul.any():
+        shown = _shortened(text[nul].str.replace("\x00", "\\u0000", regex=False))
+        message = f"NUL character (\\u0000) in {_examples(shown)} (a database cannot store it)"
+        issues.append((nul, message))
+    return issues
+
+
+def _shortened(text: pd.Series) -> pd.Series:
+    """Values cut to their first characters, with an ellipsis where cut."""
+    long = text.str.len() > _START_SHOWN
+    return text.where(~long, text.str.slice(0, _START_SHOWN) + "…")
 
 
 def _type_choice(values: pd.Series, column: Column) -> _Typed:
