@@ -185,13 +185,14 @@ def test_inputs_are_not_mutated(data: CRMData) -> None:
         pd.testing.assert_frame_equal(df, copies[name])
 
 
+@pytest.mark.parametrize("dates", [1, 3])  # the scatter executor, the sorted one
 def test_chunks_of_clients_give_the_same_features(
-    data: CRMData, monkeypatch: pytest.MonkeyPatch
+    data: CRMData, monkeypatch: pytest.MonkeyPatch, dates: int
 ) -> None:
-    snaps = _snapshots(data, as_of_dates(3))
+    snaps = _snapshots(data, as_of_dates(3)[:dates])
     fs = feature_set_for(data)
     whole = compute_features(data, snaps.sample(frac=1, random_state=0), fs)
-    monkeypatch.setattr(engine, "CHUNK_ROWS", data.n_rows // 4)  # about 5 chunks of clients
+    monkeypatch.setattr(engine, "CHUNK_ROWS", data.n_rows // 16)  # 4 to 17 chunks of clients
     chunked = compute_features(data, snaps.sample(frac=1, random_state=0), fs)
     _assert_same(chunked, whole, exact=True)
 

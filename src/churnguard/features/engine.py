@@ -470,7 +470,9 @@ def feature_columns(
     stays bounded; a client's features depend on its own rows only, so the result is the same.
     """
     codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
-    n_chunks = -(-_n_rows(data) // CHUNK_ROWS)
+    one_date = len(as_of) > 0 and bool((as_of == as_of[0]).all())
+    # one date: the scatter executor's memory is a few stream columns, so fewer, larger chunks
+    n_chunks = -(-_n_rows(data) // (CHUNK_ROWS * (4 if one_date else 1)))
     if n_chunks <= 1 or not len(codes):
         return _chunk_columns(data, codes, as_of, feature_set)
     size = -(-len(data.client_ids) // n_chunks)
