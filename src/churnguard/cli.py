@@ -164,11 +164,25 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
         experiment=args.experiment,
         test_periods=args.test_months,
         val_periods=args.val_months,
+        source=_shown_source(args.data),
     )
     registry = Registry.from_settings(settings)
     result = run_training(data, registry, settings.models_dir, options, _load_truth(args.data))
     print(format_summary(result))
     return 0
+
+
+def _shown_source(source: str) -> str:
+    """The --data value as runs record it: a folder's absolute path, a URL without password."""
+    if "://" not in source:
+        return str(Path(source).resolve())
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(source).render_as_string(hide_password=True)
+    except ArgumentError:  # not a database URL: leave out anything before an "@"
+        return source.split("@")[-1]
 
 
 def train_table(args: argparse.Namespace, settings: Settings) -> int:

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CHURNGUARD_MLFLOW_TRACKING_URI"),
         description="MLflow tracking URI; default sqlite:///<home>/mlflow.db.",
     )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="Base URL of the MLflow UI (e.g. http://127.0.0.1:5000), for links to a "
+        "model's training run; no links when unset.",
+    )
     database_url: str | None = Field(
         default=None, description="Score store SQLAlchemy URL; default sqlite:///<home>/scores.db."
     )

@@ -13,7 +13,15 @@ from mlflow.exceptions import MlflowException
 
 from churnguard.config import Settings
 from churnguard.modeling.model import ChurnModel
-from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry, RegistryError
+from churnguard.modeling.registry import (
+    CHALLENGER,
+    CHAMPION,
+    CUSTOM_MODELS,
+    EXPERIMENT_KIND,
+    RUN_NOTE,
+    Registry,
+    RegistryError,
+)
 from churnguard.training.train import Dataset
 from tests.factories import ModelFactory
 
@@ -40,13 +48,41 @@ def logged(registry: Registry, model: ChurnModel, features: pd.DataFrame) -> tup
     """A run with params, metrics, a figure, a text and the model; (run_id, version)."""
     figure = Figure()
     figure.add_subplot().plot([0, 1], [0, 1])
-    with registry.start_run("registry-tests") as run:
+    with registry.start_run("registry-tests", "logistic on test data", "**what** it is") as run:
         run.params({"horizon_days": 90, "features": "x" * 7000})
+        run.dataset(features.assign(churned=0), "test features", "/data/demo", "churned")
         run.metrics({"test_roc_auc": 0.8, "undefined": float("nan")})
         run.figure(figure, "plots/line.png")
         run.text("# report", "model_report.md")
-        version = registry.log_model(run, model, model.inputs(features.head(5)))
+        version = registry.log_model(run, model, model.inputs(features.head(5)), "trained on x")
     return run.run_id, version
+
+
+def test_a_run_is_named_described_and_logs_its_dataset(
+    registry: Registry, logged: tuple[str, int], features: pd.DataFrame
+) -> None:
+    run = registry.client.get_run(logged[0])
+    assert run.info.run_name == "logistic on test data"
+    assert run.data.tags[RUN_NOTE] == "**what** it is"
+    (logged_input,) = run.inputs.dataset_inputs
+    assert logged_input.dataset.name == "test features"
+    assert "/data/demo" in logged_input.dataset.source
+    assert f'"num_rows": {len(features)}' in logged_input.dataset.profile
+    assert {t.key: t.value for t in logged_input.tags}["mlflow.data.context"] == "training"
+    version = registry.client.get_model_version(NAME, str(logged[1]))
+    assert version.description == "trained on x"
+
+
+def test_the_experiment_opens_on_its_runs_not_on_traces(
+    registry: Registry, logged: tuple[str, int]
+) -> None:
+    experiment_id = registry.experiment_id(logged[0])
+    tags = registry.client.get_experiment(experiment_id).tags
+    assert tags[EXPERIMENT_KIND] == CUSTOM_MODELS
+    registry.client.delete_experiment_tag(experiment_id, EXPERIMENT_KIND)  # an older experiment
+    with registry.start_run("registry-tests"):
+        pass
+    assert registry.client.get_experiment(experiment_id).tags[EXPERIMENT_KIND] == CUSTOM_MODELS
 
 
 def test_a_run_keeps_params_metrics_and_artifacts(registry: Registry, logged: tuple[str, int]):

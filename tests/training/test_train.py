@@ -17,7 +17,14 @@ import pytest
 from churnguard.cli import main
 from churnguard.config import Settings
 from churnguard.modeling.model import load_local_model, load_model_card
-from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
+from churnguard.modeling.registry import (
+    CHALLENGER,
+    CHAMPION,
+    CUSTOM_MODELS,
+    EXPERIMENT_KIND,
+    RUN_NOTE,
+    Registry,
+)
 from churnguard.synth.business import simulate, write_demo_data
 from churnguard.training.dataset import (
     Dataset,
@@ -144,6 +151,33 @@ def test_train_cli_logs_registers_promotes_and_saves_a_local_copy(
     for text in ("Candidates", "Chosen:", "90% bootstrap intervals", "Oracle AUC", "Backtest over"):
         assert text in printed
     assert f"version {version}" in printed and "-> champion: no champion yet" in printed
+
+
+def test_the_run_says_what_was_trained_on_what(
+    first_run: tuple[int, str], dataset: Dataset, demo_dir: Path
+) -> None:
+    registry = _registry()
+    version, _ = first_run
+    run = registry.client.get_run(registry.version_info(version).run_id)
+    clients = f"{len(dataset.data.clients):,} clients"
+    on = f" on {demo_dir.name} ("
+    assert run.info.run_name.startswith((f"lightgbm{on}", f"logistic{on}"))
+    assert clients in run.info.run_name and run.info.run_name.endswith("), horizon 90d")
+    note = run.data.tags[RUN_NOTE]
+    assert "Windows:" in note and "- train " in note and "Base rate" in note
+    (data,) = run.inputs.dataset_inputs
+    assert data.dataset.name == f"{demo_dir.name} features"
+    assert str(demo_dir.resolve()) in data.dataset.source
+    assert f'"num_rows": {len(dataset.labels)}' in data.dataset.profile
+    assert registry.client.get_experiment(run.info.experiment_id).tags[EXPERIMENT_KIND] == (
+        CUSTOM_MODELS
+    )
+    described = registry.client.get_model_version("churnguard", str(version)).description
+    assert run.info.run_name in described and run.info.run_id in described
+    meta = load_local_model(Settings().models_dir).metadata
+    assert meta["run_id"] == run.info.run_id and meta["run_name"] == run.info.run_name
+    assert [w["window"] for w in meta["windows"]] == ["train", "validation", "test"]
+    assert 0 < meta["base_rate"] < 0.5
 
 
 def test_the_logged_split_leaves_one_horizon_between_windows(first_run: tuple[int, str]) -> None:

@@ -6,6 +6,11 @@ Nothing happens at import time. ``Registry`` points MLflow at one tracking URI (
 ``champion`` (what scoring and the service load) and ``challenger`` (the latest version that did
 not become champion).
 
+Runs say what they are: a name and a description (MLflow's run note) written by the caller, the
+training data logged as a dataset input (``RunLog.dataset``), a description on each registered
+version, and experiments tagged as custom-model development so the MLflow UI opens them on their
+runs rather than on the GenAI traces page.
+
 The registered model is an MLflow pyfunc: input is the features DataFrame (categorical columns as
 strings), output the calibrated churn probability. It wraps the joblib-saved ``ChurnModel``, so
 loading it needs the churnguard package importable (as it is in the service and in batch jobs).
@@ -17,6 +22,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -48,6 +55,9 @@ _PARAM_MAX = 6000  # MLflow's limit on a parameter value
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _RUNTIME_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "joblib", "mlflow")
 _MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # no such model, or alias
+RUN_NOTE = "mlflow.note.content"  # the run's description in the MLflow UI (markdown)
+EXPERIMENT_KIND = "mlflow.experimentKind"  # what the MLflow UI opens an experiment on
+CUSTOM_MODELS = "custom_model_development"  # ... its runs (not the GenAI traces page)
 
 
 class RegistryError(ValueError):
@@ -116,6 +126,24 @@ class RunLog:
     def table(self, table: pd.DataFrame, path: str) -> None:
         self.client.log_text(self.run_id, table.to_csv(index=False), path)
 
+    def dataset(
+        self,
+        frame: pd.DataFrame,
+        name: str,
+        source: str,
+        targets: str | None = None,
+        context: str = "training",
+    ) -> str:
+        """Log a table as the run's dataset input (schema, profile, digest; not its rows).
+
+        Returns the dataset's digest. The run must be the active one (``Registry.start_run``).
+        """
+        with warnings.catch_warnings():  # MLflow's hints on local sources, integers, time zones
+            warnings.simplefilter("ignore")
+            data = from_pandas(frame, source=source, targets=targets, name=name)
+        mlflow.log_input(data, context=context)
+        return str(data.digest)
+
 
 class Registry:
     """MLflow tracking and model registry for churnguard models."""
@@ -140,11 +168,17 @@ class Registry:
     # --- runs -----------------------------------------------------------------------------------
 
     @contextmanager
-    def start_run(self, experiment: str, run_name: str | None = None) -> Iterator[RunLog]:
-        """An MLflow run in the experiment (created if needed); marked FAILED on an exception."""
+    def start_run(
+        self, experiment: str, run_name: str | None = None, description: str = ""
+    ) -> Iterator[RunLog]:
+        """An MLflow run in the experiment (created if needed); marked FAILED on an exception.
+
+        ``description`` (markdown) is the run's note, shown on its page in the MLflow UI.
+        """
         self._use()
         experiment_id = self._experiment_id(experiment)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        tags = {RUN_NOTE: description} if description else None
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
             yield RunLog(self.client, run.info.run_id)
 
     def _use(self) -> None:
@@ -153,14 +187,34 @@ class Registry:
         mlflow.set_registry_uri(self.tracking_uri)
 
     def _experiment_id(self, name: str) -> str:
+        """The experiment's id (created if needed), tagged to open on its runs in the UI."""
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        location = self.artifact_root.as_uri() if self.artifact_root is not None else None
-        return str(self.client.create_experiment(name, artifact_location=location))
+        if found is None:
+            location = self.artifact_root.as_uri() if self.artifact_root is not None else None
+            return str(
+                self.client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND: CUSTOM_MODELS}
+                )
+            )
+        if found.tags.get(EXPERIMENT_KIND) != CUSTOM_MODELS:  # made by an older churnguard
+            self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, CUSTOM_MODELS)
+        return str(found.experiment_id)
 
-    def log_model(self, run: RunLog, model: ChurnModel, input_example: pd.DataFrame) -> int:
-        """Log the model as a pyfunc in the run, register it, and return the new version."""
+    def experiment_id(self, run_id: str) -> str:
+        """The id of the experiment a run belongs to."""
+        return str(self.client.get_run(run_id).info.experiment_id)
+
+    def log_model(
+        self,
+        run: RunLog,
+        model: ChurnModel,
+        input_example: pd.DataFrame,
+        description: str = "",
+    ) -> int:
+        """Log the model as a pyfunc in the run, register it, and return the new version.
+
+        ``description`` (markdown) is the registered version's description.
+        """
         example = input_example.astype({c: object for c in model.categories})
         signature = infer_signature(example, model.predict_proba(example))
         with tempfile.TemporaryDirectory() as tmp:
@@ -178,7 +232,13 @@ class Registry:
                 )
         version = int(info.registered_model_version)
         self.client.set_model_version_tag(self.model_name, str(version), "kind", model.kind)
+        if description:
+            self.describe_version(version, description)
         return version
+
+    def describe_version(self, version: int, description: str) -> None:
+        """Set a registered version's description (markdown, shown in the MLflow UI)."""
+        self.client.update_model_version(self.model_name, str(version), description=description)
 
     # --- registry -------------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class TrainOptions:
     backtest_cutoffs: int = 4
     n_boot: int = 200
     gate_tolerance: float = 0.005
+    source: str = ""  # where the data came from (a folder, or a URL without its password)
 
 
 @dataclass(frozen=True)

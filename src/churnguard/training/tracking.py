@@ -29,6 +29,13 @@ from churnguard.training.evaluate import (
     summarize_backtest,
 )
 from churnguard.training.pipeline import REPORTED, Promotion, TrainResult
+from churnguard.training.provenance import (
+    description,
+    log_dataset,
+    model_facts,
+    run_name,
+    version_description,
+)
 from churnguard.training.report import candidates_table, model_report
 
 if TYPE_CHECKING:
@@ -43,9 +50,12 @@ def log_and_register(
     example: pd.DataFrame,
 ) -> TrainResult:
     """One MLflow run with everything; register the model; move aliases; save the local copy."""
-    with registry.start_run(experiment) as run:
+    with registry.start_run(experiment, run_name(result), description(result)) as run:
+        result.model.metadata |= model_facts(result, run.run_id)
         log_run(run, result)
-        version = registry.log_model(run, result.model, example)
+        log_dataset(run, result)
+        about = version_description(result, run.run_id)
+        version = registry.log_model(run, result.model, example, about)
         run.tags({"registered_version": version, "promotion": result.promotion.reason})
     local = apply_promotion(
         registry, result.model, version, run.run_id, result.promotion, models_dir

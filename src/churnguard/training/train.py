@@ -255,6 +255,7 @@ def _crm_windows(ds: Dataset, split: Split) -> pd.DataFrame:
 
 def _crm_params(ds: Dataset, split: Split, options: TrainOptions) -> dict[str, object]:
     return {
+        "source": options.source,
         "horizon_days": options.horizon_days,
         "grace_days": options.grace_days,
         "seed": options.seed,

@@ -52,8 +52,10 @@ from churnguard.service.web.portfolio import (
 )
 from churnguard.service.web.portfolio_view import (
     model_metrics,
+    model_windows,
     portfolio_charts,
     portfolio_page,
+    run_url,
     split_closed,
 )
 from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_token
@@ -469,9 +471,12 @@ def test_the_portfolio_shows_the_served_models_test_metrics_by_name(
         mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         crm_data=str(demo_dir),
         key_cache_seconds=0,
+        mlflow_ui_url="http://mlflow.example:5000/",
     )
     model = make_model("logistic", {"C": 0.1})
-    model = dataclasses.replace(model, metadata={**model.metadata, "metrics": TRAINED_METRICS})
+    model = dataclasses.replace(
+        model, metadata={**model.metadata, "metrics": TRAINED_METRICS, **TRAINED_RUN}
+    )
     save_local_model(model, model_card(model, 3, None), settings.models_dir)
     with ScoreStore(settings.score_store_url) as store:
         admin = keys.create_key(store.create(), "admin")
@@ -489,6 +494,40 @@ def test_the_portfolio_shows_the_served_models_test_metrics_by_name(
         ("Log loss", "0.251", "test window"),
         ("Oracle ROC AUC", "0.850", "\N{EN DASH}"),  # the NaN ratio is left out
     ]
+    windows = re.search(r'data-testid="model-windows">(.*?)</table>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert 'data-testid="model-base-rate">2.5%<' in windows
+    cells = re.findall(r'<th scope="row">([^<]+)</th><td>([^<]+)</td><td>([^<]+)</td>', windows)
+    assert cells[0] == ("train", "01 Apr 2023", "01 Mar 2025") and len(cells) == 3
+    assert '<td class="num">4,000</td><td class="num">2.0%</td>' in windows
+    assert '<a href="http://mlflow.example:5000/#/runs/abc123">open in MLflow</a>' in html
+    assert "lightgbm on demo (1,000 clients, 2023-01..2025-12), horizon 90d" in html
+
+
+TRAINED_RUN = {
+    "run_id": "abc123",
+    "run_name": "lightgbm on demo (1,000 clients, 2023-01..2025-12), horizon 90d",
+    "base_rate": 0.025,
+    "windows": [
+        {
+            "window": "train",
+            "start": "2023-04-01",
+            "end": "2025-03-01",
+            "rows": 4000,
+            "churned": 80,
+        },
+        {"window": "validation", "start": "2025-06-01", "end": "2025-08-01", "rows": 900},
+        {"window": "test", "start": "2025-11-01", "end": "2026-01-01", "rows": 0, "churned": 0},
+    ],
+}
+
+
+def test_model_windows_and_run_links_of_older_and_odd_models() -> None:
+    assert (
+        model_windows({}) == [] and run_url(None, "abc") is None and run_url("http://x", "") is None
+    )
+    (row,) = model_windows({"windows": [{"window": "test", "start": 5, "end": 9}]})
+    assert (row.start, row.end, row.rows, row.churn_rate) == ("5", "9", None, None)
+    assert run_url("http://x/mlflow", "a/b") == "http://x/mlflow/#/runs/a%2Fb"
 
 
 def test_model_metrics_of_a_flat_table_model_and_odd_values() -> None:

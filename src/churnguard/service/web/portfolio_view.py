@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from markupsafe import Markup
 
@@ -60,6 +60,7 @@ def portfolio_page(
     thresholds: tuple[float, float],
     grace_days: int,
     currency: str = "USD",
+    mlflow_ui: str | None = None,
 ) -> PortfolioPage:
     """Retention, churn and revenue by month, the book's risk, and the model serving."""
     summary = portfolio.risk_summary(store)
@@ -75,7 +76,7 @@ def portfolio_page(
         months=months,
         summary=summary,
         charts=portfolio_charts(months, summary, thresholds, grace_days, currency),
-        model=model_info(scorer),
+        model=model_info(scorer, mlflow_ui),
         problem=problem,
         grace_days=grace_days,
         headline=closed[-1] if closed else None,
@@ -237,18 +238,76 @@ OTHER_METRICS = {
 }
 
 
-def model_info(scorer: Scorer | None) -> dict[str, Any] | None:
-    """The model serving: version, kind, horizon, trained at, its recorded metrics."""
+def model_info(scorer: Scorer | None, mlflow_ui: str | None = None) -> dict[str, Any] | None:
+    """The model serving: version, kind, horizon, trained at, its recorded metrics, the windows
+    it was trained and tested on, the base rate, and its MLflow run (a link with mlflow_ui)."""
     if scorer is None:
         return None
     model = scorer.model
+    meta = model.metadata
+    run_id = str(meta.get("run_id") or "")
     return {
         "version": scorer.version,
         "kind": model.kind,
         "horizon_days": model.horizon_days,
-        "trained_at": _as_day(model.metadata.get("trained_at")),
-        "metrics": model_metrics(model.metadata.get("metrics") or {}),
+        "trained_at": _as_day(meta.get("trained_at")),
+        "metrics": model_metrics(meta.get("metrics") or {}),
+        "windows": model_windows(meta),
+        "base_rate": _percent(meta.get("base_rate")),
+        "run_id": run_id,
+        "run_name": str(meta.get("run_name") or ""),
+        "run_url": run_url(mlflow_ui, run_id),
     }
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One window a model was trained, validated or tested on, ready to show."""
+
+    name: str
+    start: str
+    end: str
+    rows: str | None  # None: not recorded
+    churn_rate: str | None
+
+
+def model_windows(meta: dict[str, Any]) -> list[WindowRow]:
+    """The train, validation and test windows a model records (none for older models)."""
+    rows = []
+    for w in meta.get("windows") or []:
+        n, churned = _number(w.get("rows")), _number(w.get("churned"))
+        rate = _percent(churned / n) if n and churned is not None else None
+        count = f"{int(n):,}" if n is not None else None
+        rows.append(
+            WindowRow(
+                str(w.get("window", "")),
+                _date_text(w.get("start")),
+                _date_text(w.get("end")),
+                count,
+                rate,
+            )
+        )
+    return rows
+
+
+def run_url(mlflow_ui: str | None, run_id: str) -> str | None:
+    """The MLflow UI's page of a run (its direct route), None without a UI or a run."""
+    if not mlflow_ui or not run_id:
+        return None
+    return f"{mlflow_ui.rstrip('/')}/#/runs/{quote(run_id, safe='')}"
+
+
+def _percent(value: Any) -> str | None:
+    number = _number(value)
+    return f"{number:.1%}" if number is not None else None
+
+
+def _date_text(value: Any) -> str:
+    """A YYYY-MM-DD date as the dashboard writes dates; anything else as is."""
+    try:
+        return f"{date.fromisoformat(str(value)):%d %b %Y}"
+    except ValueError:
+        return str(value)
 
 
 def model_metrics(metrics: dict[str, Any]) -> list[MetricRow]:

@@ -434,7 +434,13 @@ def read_portfolio(
     scorer = state.scorer
     thresholds = scorer.thresholds if scorer is not None else settings.risk_bands
     portfolio = portfolio_view.portfolio_page(
-        state.store, crm, scorer, thresholds, settings.grace_days, settings.currency
+        state.store,
+        crm,
+        scorer,
+        thresholds,
+        settings.grace_days,
+        settings.currency,
+        settings.mlflow_ui_url,
     )
     context = {"viewer": viewer, "portfolio": portfolio, "crm_problem": problem}
     return render(request, "portfolio.html", context)
