@@ -22,7 +22,7 @@ from aiosmtpd.controller import Controller
 from churnguard import cli
 from churnguard.alerts import run_alerts, sign
 from churnguard.config import Settings
-from churnguard.store.followups import create_follow_ups, plan_follow_up
+from churnguard.store.followups import plan_follow_up
 from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change
 from tests.factories import BACKENDS, open_store
 
@@ -118,7 +118,6 @@ def _history(store: ScoreStore) -> ScoreStore:
     """Two scorings, and a follow-up overdue since yesterday."""
     score(store, T0, {"A": (0.2, "Ana"), "B": (0.05, "Ana"), "C": (0.02, None)})
     score(store, T1, {"A": (0.45, "Ana"), "B": (0.25, "Ana"), "C": (0.5, None)})
-    create_follow_ups(store)
     call = store.log_action("B", "Call", "", TODAY - timedelta(days=5), "Ana")
     plan_follow_up(store, call.id, "B", "Send the proposal", TODAY - timedelta(days=1))
     return store

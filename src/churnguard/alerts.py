@@ -38,12 +38,11 @@ from churnguard.config import Settings
 from churnguard.store.alerts import (
     SentAlert,
     already_sent,
-    create_alerts_table,
     last_alerted,
     lowest_since,
     record_sent,
 )
-from churnguard.store.followups import FollowUp, create_follow_ups, due_follow_ups
+from churnguard.store.followups import FollowUp, due_follow_ups
 from churnguard.store.schema import actions, scores
 from churnguard.store.scores import MAX_PAGE, Score, ScoreStore
 
@@ -399,8 +398,6 @@ def run_alerts(
     ``dry_run`` sends and records nothing: its digests hold what a real run would send (on any
     configured channel; everything when none is configured).
     """
-    create_alerts_table(store)
-    create_follow_ups(store)
     digests = build_digests(collect_alerts(store, settings, today), settings)
     if dry_run:
         return AlertRun([d for d in (_unsent(store, d, settings) for d in digests) if d.items])

@@ -10,7 +10,6 @@ import pytest
 from churnguard.store.alerts import (
     SentAlert,
     already_sent,
-    create_alerts_table,
     last_alerted,
     record_sent,
 )
@@ -39,8 +38,7 @@ def test_an_alert_is_recorded_once_per_channel(backend: str, tmp_path: Path) -> 
 
 
 def _record_twice(db: Database) -> None:
-    create_alerts_table(db)
-    create_alerts_table(db)  # again: nothing happens
+    db.create()  # open_store made the schema, alerts_sent included; again: nothing happens
     assert record_sent(db, [sent("high:A:1", "email", T1), sent("high:A:1", "webhook", T1)]) == 2
     assert record_sent(db, [sent("high:A:1", "email", T1), sent("high:A:2", "email", T2)]) == 1
     assert already_sent(db, ["high:A:1", "high:A:2", "high:B:1"], "email") == {

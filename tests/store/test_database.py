@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from churnguard.store.database import StoreUnavailableError
-from churnguard.store.schema import TEXT_LIMITS, scores
+from churnguard.store.schema import TEXT_LIMITS, metadata, scores
 from churnguard.store.scores import ScoreRecord, ScoreStore
 from tests.factories import POSTGRES_ENV
 
@@ -59,9 +59,16 @@ def test_postgres_urls_without_a_driver_use_psycopg(url: str) -> None:
     assert store.dialect == "postgresql"
 
 
-def test_create_makes_the_sessions_table_too(store: ScoreStore) -> None:
+def test_create_makes_every_table_of_the_one_schema(store: ScoreStore) -> None:
+    every = set(metadata.tables)
+    assert {"scores", "web_sessions", "follow_ups", "alerts_sent"} <= every
+    assert every <= set(sa.inspect(store.engine).get_table_names())
+    with store.engine.begin() as conn:  # a store made before these tables existed
+        conn.execute(sa.text("DROP TABLE follow_ups"))
+        conn.execute(sa.text("DROP TABLE alerts_sent"))
     store.create()
-    assert "web_sessions" in set(sa.inspect(store.engine).get_table_names())
+    store.create()  # again: nothing happens
+    assert every <= set(sa.inspect(store.engine).get_table_names())
 
 
 def test_text_columns_take_their_limit_from_one_definition() -> None:

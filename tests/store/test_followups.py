@@ -10,7 +10,6 @@ import pytest
 
 from churnguard.store.followups import (
     FollowUp,
-    create_follow_ups,
     current_follow_ups,
     plan_follow_up,
 )
@@ -21,8 +20,7 @@ from tests.factories import BACKENDS, open_store
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ScoreStore]:
     with open_store(request.param, tmp_path) as store:
-        create_follow_ups(store)
-        create_follow_ups(store)  # again: nothing happens
+        store.create()  # open_store made the schema, follow_ups included; again: nothing happens
         yield store
 
 

@@ -1,8 +1,8 @@
 """Alerts sent: the ``alerts_sent`` table, one row per alert item per channel.
 
 An item's ``dedupe_key`` says what it is about (``high:C001:2025-06-01``, ``follow-up:17:due``),
-so a re-run finds what was already sent on a channel and sends nothing twice. The table has its
-own ``MetaData``; ``create_alerts_table`` makes it where it is missing.
+so a re-run finds what was already sent on a channel and sends nothing twice. The table is
+declared in ``schema`` with every other; ``Database.create()`` makes it.
 """
 
 from __future__ import annotations
@@ -14,24 +14,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from churnguard.store.database import Database, engine_of
-from churnguard.store.schema import TEXT_LIMITS, UTCDateTime, scores
-
-metadata = sa.MetaData()
-
-alerts_sent = sa.Table(
-    "alerts_sent",
-    metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-    sa.Column("dedupe_key", sa.String(300), nullable=False),
-    sa.Column("channel", sa.String(20), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),
-    sa.Column("client_id", sa.String(TEXT_LIMITS["client_id"]), nullable=False, index=True),
-    sa.Column("account_manager", sa.String(TEXT_LIMITS["account_manager"])),
-    sa.Column("recipient", sa.String(500), nullable=False),
-    sa.Column("as_of", UTCDateTime()),
-    sa.Column("sent_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("dedupe_key", "channel", name="uq_alerts_sent_key"),
-)
+from churnguard.store.schema import alerts_sent, scores
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,11 +28,6 @@ class SentAlert:
     account_manager: str | None
     recipient: str
     as_of: datetime | None = None
-
-
-def create_alerts_table(db: Database) -> None:
-    """Create the alerts table if it is missing."""
-    metadata.create_all(engine_of(db), checkfirst=True)
 
 
 def already_sent(db: Database, keys: Sequence[str], channel: str) -> set[str]:

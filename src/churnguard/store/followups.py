@@ -2,8 +2,8 @@
 
 A logged action may carry a next step with a due date (the ``follow_ups`` table, one row per
 action). A client's follow-up status is its last action and that action's next step, if any:
-logging a new action replaces the plan. The table has its own ``MetaData``; ``create_follow_ups``
-makes it where it is missing (the dashboard at start-up, ``churnguard alerts`` before reading).
+logging a new action replaces the plan. The table is declared in ``schema`` with every other;
+``Database.create()`` makes it.
 """
 
 from __future__ import annotations
@@ -15,18 +15,7 @@ from datetime import date
 import sqlalchemy as sa
 
 from churnguard.store.database import Database, engine_of
-from churnguard.store.schema import TEXT_LIMITS, actions
-
-metadata = sa.MetaData()
-
-follow_ups = sa.Table(
-    "follow_ups",
-    metadata,
-    sa.Column("action_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
-    sa.Column("client_id", sa.String(TEXT_LIMITS["client_id"]), nullable=False, index=True),
-    sa.Column("next_step", sa.Text(), nullable=False),
-    sa.Column("due_on", sa.Date(), nullable=False),
-)
+from churnguard.store.schema import actions, follow_ups
 
 _IN_CHUNK = 500  # client ids per IN (...) list
 
@@ -47,11 +36,6 @@ class FollowUp:
         if self.due_on is None:
             return ""
         return "overdue" if self.due_on < today else "due" if self.due_on == today else "planned"
-
-
-def create_follow_ups(db: Database) -> None:
-    """Create the follow-ups table if it is missing."""
-    metadata.create_all(engine_of(db), checkfirst=True)
 
 
 def plan_follow_up(db: Database, action_id: int, client_id: str, next_step: str, due: date) -> None:

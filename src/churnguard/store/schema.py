@@ -1,10 +1,11 @@
 """The store's tables: one ``metadata`` with every table, their column types and text limits.
 
-Each table's queries live in the module named for it (``scores``, ``actions``, ``keys``,
-``sessions``); this module only declares the tables, so ``Database.create()`` makes the whole
-schema. ``TEXT_LIMITS`` says how long each stored text may be, taken from the data contract for
-what comes from CRM records (the API's request schema applies the same contract limits) and from
-here for the rest (the API's other schemas import it): nothing the API admits is too long to store.
+Each table's queries live in the module named for it (``scores``, ``actions``, ``followups``,
+``keys``, ``sessions``, ``alerts``); this module only declares the tables, so
+``Database.create()`` makes the whole schema. ``TEXT_LIMITS`` says how long each stored text may
+be, taken from the data contract for what comes from CRM records (the API's request schema applies
+the same contract limits) and from here for the rest (the API's other schemas import it): nothing
+the API admits is too long to store.
 """
 
 from __future__ import annotations
@@ -150,6 +151,16 @@ actions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
+# The next step planned with a logged action, and when it is due (one row per action at most).
+follow_ups = sa.Table(
+    "follow_ups",
+    metadata,
+    sa.Column("action_id", _ID, primary_key=True),
+    sa.Column("client_id", _text("client_id"), nullable=False, index=True),
+    sa.Column("next_step", sa.Text(), nullable=False),
+    sa.Column("due_on", sa.Date(), nullable=False),
+)
+
 api_keys = sa.Table(
     "api_keys",
     metadata,
@@ -174,6 +185,22 @@ web_sessions = sa.Table(
     sa.Column("key_id", sa.String(_KEY_ID), nullable=False, index=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# Alert items delivered, one row per item and channel: a re-run sends nothing twice.
+alerts_sent = sa.Table(
+    "alerts_sent",
+    metadata,
+    sa.Column("id", _ID, primary_key=True),
+    sa.Column("dedupe_key", sa.String(300), nullable=False),
+    sa.Column("channel", sa.String(20), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("client_id", _text("client_id"), nullable=False, index=True),
+    sa.Column("account_manager", _text("account_manager")),
+    sa.Column("recipient", sa.String(500), nullable=False),
+    sa.Column("as_of", UTCDateTime()),
+    sa.Column("sent_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("dedupe_key", "channel", name="uq_alerts_sent_key"),
 )
 
 # A batch being saved: loaded in bulk, then merged into the tables above by SQL. Temporary (per

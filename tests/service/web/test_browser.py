@@ -36,7 +36,7 @@ from churnguard.scoring.loading import load_scorer
 from churnguard.service import create_app
 from churnguard.store import keys
 from churnguard.store.attention import attention_conditions
-from churnguard.store.followups import create_follow_ups, plan_follow_up
+from churnguard.store.followups import plan_follow_up
 from churnguard.store.scores import ScoreRecord, ScoreStore
 from churnguard.training.train import Dataset
 from tests.factories import ModelFactory
@@ -457,7 +457,6 @@ def test_alert_links_open_the_clients_page(context: BrowserContext, site: Site) 
     today = datetime.now(UTC).date()
     with ScoreStore(site.settings.score_store_url) as store:
         mine, _ = store.latest_scores(manager=site.managers[0], limit=1)
-        create_follow_ups(store)
         call = store.log_action(mine[0].client_id, "Call", "", today - timedelta(days=9), "a")
         plan_follow_up(store, call.id, mine[0].client_id, "Send the proposal", today)
         run = run_alerts(store, settings, today=today, dry_run=True)

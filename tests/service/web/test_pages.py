@@ -62,7 +62,6 @@ from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_to
 from churnguard.store import keys
 from churnguard.store.attention import attention_conditions
 from churnguard.store.export import COLUMNS
-from churnguard.store.followups import create_follow_ups
 from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth.business import SimulatedBusiness
 from tests.factories import ModelFactory
@@ -766,7 +765,6 @@ def test_a_single_score_is_said_in_words_not_drawn_as_a_dot(tmp_path: Path) -> N
     when = datetime(2025, 5, 1, tzinfo=UTC)
     with ScoreStore(f"sqlite:///{tmp_path / 's.db'}") as store:
         store.create().save_scores([_record("A", when, 0.34, "Ana", "Acme")])
-        create_follow_ups(store)
         score = store.latest_score("A")
         assert score is not None
         page = client_page(store, None, score, (0.1, 0.3))

@@ -40,7 +40,7 @@ from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewe
 from churnguard.service.web.templating import render
 from churnguard.store.attention import ATTENTION, attention_conditions
 from churnguard.store.export import export_rows
-from churnguard.store.followups import create_follow_ups, plan_follow_up
+from churnguard.store.followups import plan_follow_up
 from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import Score, ScoreStore
 
@@ -64,7 +64,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         secure_cookies=settings.dashboard_secure_cookies,
     )
     app.state.dashboard = dashboard
-    create_follow_ups(state.store)
     threading.Thread(target=dashboard.crm.get, name="crm-load", daemon=True).start()
     yield
 
