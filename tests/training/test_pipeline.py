@@ -16,6 +16,7 @@ from churnguard.training.pipeline import (
     select,
     useless_because,
 )
+from churnguard.training.report import base_rate_line
 
 
 def test_the_gate_tolerates_noise_but_not_a_worse_model() -> None:
@@ -89,3 +90,10 @@ def test_a_useless_model_is_never_promoted(champion: int | None) -> None:
     assert promotion.reason.startswith("not promoted, no better than chance")
     stays = "no champion" if champion is None else f"champion v{champion} stays"
     assert promotion.reason.endswith(stays)
+
+
+def test_the_summary_puts_the_base_rate_beside_the_model() -> None:
+    line = base_rate_line(_held_out(0.70, (0.62, 0.77), 200, 0.04))
+    assert line == (
+        "Base rate 5.0%: predicting it for everyone scores Brier 0.0475, PR AUC 0.0500, ROC AUC 0.5"
+    )

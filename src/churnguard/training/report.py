@@ -100,6 +100,7 @@ def _metrics_lines(result: TrainResult) -> list[str]:
             f"Test window: {int(ev.metrics['n']):,} rows, {int(ev.metrics['n_positive'])} "
             "churned (90% bootstrap intervals):",
             text_table(metric_table(ev, {k: ev.metrics[k] for k in REPORTED})),
+            base_rate_line(ev),
         ]
     summary = summarize_backtest(result.folds[list(REPORTED)])
     table = metric_table(ev, {str(k): float(v) for k, v in summary["mean"].items()})
@@ -111,7 +112,17 @@ def _metrics_lines(result: TrainResult) -> list[str]:
         "over folds); 90% bootstrap interval and uncalibrated value from the first repeat's "
         "pooled out-of-fold predictions:",
         text_table(table),
+        base_rate_line(ev),
     ]
+
+
+def base_rate_line(ev: Evaluation) -> str:
+    """What a model without information would score: everyone gets the held-out churn rate."""
+    rate = ev.metrics["base_rate"]
+    return (
+        f"Base rate {rate:.1%}: predicting it for everyone scores Brier {rate * (1 - rate):.4f}, "
+        f"PR AUC {rate:.4f}, ROC AUC 0.5"
+    )
 
 
 def metric_table(ev: Evaluation, values: dict[str, float]) -> pd.DataFrame:
