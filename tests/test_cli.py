@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
+from argparse import SUPPRESS
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +30,43 @@ def test_every_command_has_help_and_an_entry(capsys: pytest.CaptureFixture[str])
             cli.main([command, "--help"])
         assert exit_.value.code == 0
         assert "usage: churnguard" in capsys.readouterr().out
+
+
+def _sub_commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every sub-command's path and parser, nested ones (keys create, ...) included."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _sub_commands(sub, (*path, name))
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"churnguard {cli.version()}"
+    assert cli.version() == metadata.version("churnguard")
+
+
+def test_every_sub_command_has_a_summary_defaults_and_an_example() -> None:
+    commands = dict(_sub_commands(cli.build_parser()))
+    assert {("alerts",), ("export",), ("keys", "create"), ("keys", "revoke")} <= set(commands)
+    formatter = cli._HelpFormatter("churnguard")
+    for path, parser in commands.items():
+        text = parser.format_help()
+        summary = str(parser.description).splitlines()[0]
+        assert summary.endswith(".") and len(summary) < 80, path
+        assert "\nexample" in text and f"churnguard {' '.join(path)}" in text, path
+        for action in parser._actions:
+            shown = action.option_strings and action.default not in (None, False, SUPPRESS)
+            if shown and action.dest != "help":
+                assert "default" in (formatter._get_help_string(action) or ""), (path, action.dest)
+    serve = commands[("serve",)].format_help()
+    assert "(default: 127.0.0.1)" in serve and "(default: 8000)" in serve
+    assert "(default: %" not in serve and "default: None" not in serve
 
 
 def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
