@@ -182,12 +182,14 @@ def train_horizons(ds: Dataset, seed: int = 7, grace_days: int = 30) -> HorizonF
     return HorizonFit(model, split, labels, X)
 
 
-def attach_horizons(model: ChurnModel, ds: Dataset, seed: int = 7) -> ChurnModel:
+def attach_horizons(
+    model: ChurnModel, ds: Dataset, seed: int = 7, grace_days: int = 30
+) -> ChurnModel:
     """The model with a horizon model over its inputs, or unchanged when history is too short."""
     if list(model.feature_names) != list(ds.feature_set.names):
         return model
     try:
-        fit = train_horizons(ds, seed)
+        fit = train_horizons(ds, seed, grace_days)
     except NotEnoughDataError as exc:
         logger.warning("no risk over several horizons: %s", exc)
         return model

@@ -146,7 +146,7 @@ def train_on(
         y_all = ds.labels["churned"].to_numpy()
         final = refit_all(fit, X, y_all, ds.feature_set.categorical, options, package)
     with _step("risk over several horizons", timings):  # 4b. 30/90/180 days, the renewal
-        final = attach_horizons(final, ds, options.seed)
+        final = attach_horizons(final, ds, options.seed, options.grace_days)
     result = TrainResult(
         mode=CRM_MODE,
         evaluation=CRM_EVALUATION,
