@@ -73,6 +73,16 @@ def test_a_run_is_named_described_and_logs_its_dataset(
     assert version.description == "trained on x"
 
 
+def test_a_dataset_read_from_a_database_is_logged_with_its_url(
+    registry: Registry, features: pd.DataFrame
+) -> None:
+    url = "postgresql+psycopg://crm@db.example:5432/crm"
+    with registry.start_run("registry-tests") as run:
+        run.dataset(features, "crm features", url)
+    (logged_input,) = registry.client.get_run(run.run_id).inputs.dataset_inputs
+    assert logged_input.dataset.source_type == "code" and url in logged_input.dataset.source
+
+
 def test_the_experiment_opens_on_its_runs_not_on_traces(
     registry: Registry, logged: tuple[str, int]
 ) -> None:

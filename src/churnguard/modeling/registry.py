@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
+from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
@@ -140,7 +141,11 @@ class RunLog:
         """
         with warnings.catch_warnings():  # MLflow's hints on local sources, integers, time zones
             warnings.simplefilter("ignore")
-            data = from_pandas(frame, source=source, targets=targets, name=name)
+            try:
+                data = from_pandas(frame, source=source, targets=targets, name=name)
+            except MlflowException:  # a database URL: MLflow resolves paths and a few schemes
+                where = CodeDatasetSource({"uri": source})
+                data = from_pandas(frame, source=where, targets=targets, name=name)
         mlflow.log_input(data, context=context)
         return str(data.digest)
 
