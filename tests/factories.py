@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -233,6 +235,57 @@ def open_store(backend: str, tmp_path: Path) -> Iterator[ScoreStore]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+class TcpRelay:
+    """A TCP relay to a database on a port of its own, cut and restored at will: an outage (and
+    its end) without stopping the server. Before ``start``, connections to ``port`` are refused."""
+
+    def __init__(self, url: str) -> None:
+        real = sa.make_url(url)
+        self.target = (real.host or "127.0.0.1", real.port or 5432)
+        with socket.create_server(("127.0.0.1", 0)) as probe:
+            self.port: int = probe.getsockname()[1]
+        self.url = real.set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+        self._server: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        server = socket.create_server(("127.0.0.1", self.port))
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Close the listener and every relayed connection."""
+        with self._lock:
+            for s in [self._server, *self._open]:
+                if s is not None:
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+            self._open.clear()
+            self._server = None
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                return
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 def client_table(n: int = 400, seed: int = 0) -> pd.DataFrame:

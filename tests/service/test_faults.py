@@ -35,9 +35,10 @@ from churnguard.service.routes import score as score_route
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
 from churnguard.service.web.sessions import SignInLimiter
 from churnguard.store import keys
+from churnguard.store.schema import metadata
 from churnguard.store.scores import ScoreStore
 from churnguard.training.train import Dataset
-from tests.factories import ModelFactory, settings_for
+from tests.factories import ModelFactory, TcpRelay, open_store, settings_for
 
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: connections are refused at once
 
@@ -295,6 +296,47 @@ def test_the_openapi_document_lists_the_statuses_from_outside_the_routes(tmp_pat
     assert "403" not in paths["/api/v1/clients"]["get"]["responses"]  # every role may read
     assert {"401", "403", "503"} <= set(paths["/api/v1/model/reload"]["post"]["responses"])
     assert set(paths["/health/live"]["get"]["responses"]) == {"200"}
+
+
+# ---------------------------------------------------------------------------------- the database
+
+
+def test_the_service_starts_with_its_database_down_and_recovers_without_a_restart(
+    tmp_path: Path, make_model: ModelFactory
+) -> None:
+    with open_store("postgresql", tmp_path) as fresh:  # a schema of its own, then emptied
+        metadata.drop_all(fresh.engine)  # a database that has never seen churnguard
+        relay = TcpRelay(fresh.url.render_as_string(hide_password=False))  # refused: down
+        settings = settings_for(tmp_path).model_copy(update={"database_url": relay.url})
+        _local_copy(settings, make_model)
+        try:
+            with TestClient(create_app(settings)) as client:
+                assert client.get("/health/live").status_code == 200
+                ready = client.get("/health/ready")
+                assert ready.status_code == 503 and int(ready.headers["Retry-After"]) > 0
+                assert "score store's database" in ready.json()["detail"]
+                unknown = bearer(f"cg_{'0' * 12}_secret")  # well formed: it takes the database
+                assert client.get("/api/v1/clients", headers=unknown).status_code == 503
+                relay.start()  # the database answers
+                assert _ready_within(client, 10.0)
+                with ScoreStore(relay.url) as store:
+                    crm = bearer(keys.create_key(store, "crm"))
+                scored = client.post("/api/v1/score", json=SCORE_REQUEST_EXAMPLE, headers=crm)
+                assert scored.status_code == 200, scored.text
+        finally:
+            relay.cut()
+        client_id = SCORE_REQUEST_EXAMPLE["clients"][0]["client_id"]
+        assert [s.source for s in fresh.client_history(client_id)] == ["api"]
+
+
+def _ready_within(client: TestClient, seconds: float) -> bool:
+    """Whether /health/ready answers 200 within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if client.get("/health/ready").status_code == 200:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 # ---------------------------------------------------------------------------------- the CLI

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import sqlite3
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import sqlalchemy as sa
 from churnguard.store.database import StoreUnavailableError
 from churnguard.store.schema import TEXT_LIMITS, metadata, scores
 from churnguard.store.scores import ScoreRecord, ScoreStore
-from tests.factories import POSTGRES_ENV
+from tests.factories import POSTGRES_ENV, TcpRelay
 
 
 def record() -> ScoreRecord:
@@ -119,59 +116,13 @@ def test_lost_connections_are_replaced_without_a_restart(store: ScoreStore) -> N
     assert store.latest_score("C1") is not None
 
 
-class _Proxy:
-    """A TCP relay to the database that can be cut and restored: an outage without stopping it."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: socket.socket | None = None
-        self._open: list[socket.socket] = []
-
-    def start(self) -> None:
-        server = socket.create_server(("127.0.0.1", self.port))
-        self.port = server.getsockname()[1]
-        self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def cut(self) -> None:
-        """Close the listener and every relayed connection."""
-        for s in [self._server, *self._open]:
-            if s is not None:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-        self._open.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            self._open += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-
 def test_a_postgresql_outage_is_unavailable_and_passes_without_a_restart() -> None:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
         pytest.skip(f"{POSTGRES_ENV} is not set")
-    real = sa.make_url(url)
-    proxy = _Proxy((real.host or "127.0.0.1", real.port or 5432))
+    proxy = TcpRelay(url)
     proxy.start()
-    via = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    with ScoreStore(via) as store:
+    with ScoreStore(proxy.url) as store:
         store.ping()
         proxy.cut()
         with pytest.raises(StoreUnavailableError):

@@ -2,8 +2,9 @@
 
 At start-up (the lifespan) it opens the score store, starts the score writer and loads the
 champion model once; then it freezes the garbage collector's view of everything loaded so far,
-which keeps collection pauses, and the latency tail, short. Without a model it still starts:
-``/health/ready`` answers 503 with the reason, and loading is retried in the background.
+which keeps collection pauses, and the latency tail, short. Without a model, or with the store's
+database down, it still starts: ``/health/ready`` answers 503 with the reason, and loading the
+model and making the store's tables are retried in the background.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 _MAX_ERRORS = 50  # field errors listed in one 422 answer
 _UNPARSED = (UnicodeDecodeError, RecursionError)  # what json.loads raises besides a decode error
 _SCORING = {("POST", "/api/v1/score")}  # the work bounded by settings.max_scoring_in_flight
+_STORE_RETRY_SECONDS = 1.0  # while the store's database is down, try it this often
 
 DESCRIPTION = """
 Churn risk for a service business's clients: probability of churning within the model's
@@ -87,20 +89,25 @@ def create_app(settings: Settings) -> FastAPI:
 @contextlib.asynccontextmanager
 async def _serving(settings: Settings, metrics: ServiceMetrics) -> AsyncIterator[ServiceState]:
     """Store, writer and model for the life of the app; written and closed at the end."""
-    store = ScoreStore(settings.score_store_url).create()
+    store = ScoreStore(settings.score_store_url)
     writer = ScoreWriter(store).start()
     metrics.watch_writer(writer)
     checker = KeyChecker(store, settings.key_cache_seconds)
     state = ServiceState(settings, store, writer, metrics, checker)
     metrics.set_model(None)
+    await anyio.to_thread.run_sync(state.make_store)  # a database that is down: made later
     await anyio.to_thread.run_sync(state.try_load_model)  # also freezes the GC once loaded
-    retry = asyncio.create_task(_keep_trying(state, settings.model_retry_seconds))
+    retries = [
+        asyncio.create_task(_keep_trying(state, settings.model_retry_seconds)),
+        asyncio.create_task(_keep_making_store(state, _STORE_RETRY_SECONDS)),
+    ]
     try:
         yield state
     finally:
-        retry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retry
+        for retry in retries:
+            retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retry
         await anyio.to_thread.run_sync(writer.close)
         store.close()
 
@@ -110,6 +117,13 @@ async def _keep_trying(state: ServiceState, every: float) -> None:
     while every > 0 and state.scorer is None:
         await asyncio.sleep(every)
         await anyio.to_thread.run_sync(state.try_load_model)
+
+
+async def _keep_making_store(state: ServiceState, every: float) -> None:
+    """Until the store's tables are made (its database was down at start), try every ``every`` s."""
+    while not state.store_made:
+        await asyncio.sleep(every)
+        await anyio.to_thread.run_sync(state.make_store)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ from churnguard.config import Settings
 from churnguard.service.auth import KeyChecker
 from churnguard.service.metrics import ServiceMetrics
 from churnguard.service.writer import ScoreWriter
+from churnguard.store.database import StoreUnavailableError
 from churnguard.store.scores import ScoreStore
 
 if TYPE_CHECKING:
@@ -52,7 +53,33 @@ class ServiceState:
     keys: KeyChecker
     scorer: Scorer | None = None
     unavailable: str = "the model has not been loaded yet"
+    store_made: bool = False  # the store's tables exist: made at start, or once it answers
+    _store_down: bool = False  # the last attempt to make them failed (logged once)
     _loading: threading.Lock = field(default_factory=threading.Lock)
+    _making: threading.Lock = field(default_factory=threading.Lock)
+
+    def make_store(self) -> bool:
+        """Create the store's missing tables; False (logged once) while its database is down."""
+        with self._making:  # one at a time: concurrent CREATE TABLEs collide on PostgreSQL
+            if self.store_made:
+                return True
+            try:
+                self.store.create()
+            except StoreUnavailableError as exc:
+                if not self._store_down:
+                    logger.warning("%s; the service waits for it", _redact(str(exc)))
+                self._store_down = True
+                return False
+            if self._store_down:
+                logger.info("the score store answers: its tables are made")
+            self.store_made, self._store_down = True, False
+            return True
+
+    def check_store(self) -> None:
+        """Raise ``StoreUnavailableError`` unless the store's tables are made and it answers."""
+        if not self.make_store():
+            raise StoreUnavailableError("the score store's database does not answer")
+        self.store.ping()
 
     def load_model(self) -> tuple[str | None, str]:
         """Load the current champion and serve it; returns (previous version, new version).

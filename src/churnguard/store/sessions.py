@@ -55,10 +55,5 @@ def end_session(db: Database | Engine, token: str) -> None:
         conn.execute(web_sessions.delete().where(web_sessions.c.token_hash == _hash(token)))
 
 
-def create_sessions_table(db: Database | Engine) -> None:
-    """Create the sessions table if it is missing (a store made before it existed)."""
-    web_sessions.create(engine_of(db), checkfirst=True)
-
-
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

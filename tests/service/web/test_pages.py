@@ -1182,7 +1182,7 @@ def test_a_session_ends_when_it_expires(settings: Settings, api_keys: dict) -> N
     with ScoreStore(settings.score_store_url) as store:
         principal = keys.authenticate(store, api_keys["a"])
         assert principal is not None
-        sessions = SessionStore(store.engine, timedelta(seconds=0.3)).create()
+        sessions = SessionStore(store.engine, timedelta(seconds=0.3))
         token = sessions.start(principal.key_id)
         viewer = sessions.viewer(token)
         assert viewer is not None and viewer.manager == principal.manager

@@ -36,7 +36,7 @@ async def read_ready(state: StateDep) -> ReadyPublic | JSONResponse:
     if scorer is None:
         return _not_ready(state.unavailable, 30)
     try:
-        await run_in_threadpool(state.store.ping)
+        await run_in_threadpool(state.check_store)
     except StoreUnavailableError:
         return _not_ready(
             "the score store's database does not answer", StoreUnavailableError.retry_after

@@ -53,13 +53,13 @@ MAX_NOTE = 5000
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Sessions table on the score store, and the CRM data loading in the background."""
+    """Sessions on the score store, and the CRM data loading in the background."""
     state: ServiceState = app.state.service
     settings = state.settings
     hours = settings.dashboard_session_hours
     dashboard = Dashboard(
         settings=settings,
-        sessions=SessionStore(state.store.engine, timedelta(hours=hours)).create(),
+        sessions=SessionStore(state.store.engine, timedelta(hours=hours)),
         crm=CRMCache(settings.crm_source, settings.crm_mapping),
         secure_cookies=settings.dashboard_secure_cookies,
     )

@@ -52,11 +52,6 @@ class SessionStore:
         self.engine = engine
         self.lifetime = lifetime
 
-    def create(self) -> SessionStore:
-        """Create the sessions table if it is missing; returns ``self``."""
-        sessions.create_sessions_table(self.engine)
-        return self
-
     def start(self, key_id: str) -> str:
         """A new session for a key; returns the token for the cookie (never stored as is)."""
         token = secrets.token_urlsafe(_TOKEN_BYTES)
