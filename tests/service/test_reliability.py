@@ -411,6 +411,7 @@ def test_past_the_scoring_bound_a_request_is_503_at_once_and_health_is_unaffecte
         crm = make_keys(url, [])["crm"]
         env = {"CHURNGUARD_MAX_SCORING_IN_FLIGHT": "4"}
         with serving(Server(home, url, env=env)) as server:
+            _, idle = _probe(server.url, crm, 20)  # what a request costs here without load
             load = Load(server.url, crm)
             pool = load.run(16)  # 16 scorers, each retrying at once, against a bound of 4
             _wait_for(lambda: len(load.refused) >= 20, 60, "requests refused")
@@ -421,9 +422,13 @@ def test_past_the_scoring_bound_a_request_is_503_at_once_and_health_is_unaffecte
     assert all(retry == "1" for _, _, retry in load.refused)
     refused = sorted(seconds for status, seconds in shed if status == 503)
     assert len(refused) >= 10, shed  # the bound was full for most probes
-    p50, p50_live = refused[len(refused) // 2], sorted(live)[len(live) // 2]
-    assert p50 < 0.05 and p50_live < 0.05, (refused, live)
-    print(f"overload: 503 p50 {1000 * p50:.1f} ms, /health/live p50 {1000 * p50_live:.1f} ms")
+    p50, p50_live, p50_idle = (sorted(x)[len(x) // 2] for x in (refused, live, idle))
+    within = 0.05 + 2 * p50_idle  # 50 ms, plus what a busy test machine adds to any request
+    assert p50 < within and p50_live < within, (p50_idle, refused, live)
+    print(
+        f"overload: 503 p50 {1000 * p50:.1f} ms, /health/live p50 {1000 * p50_live:.1f} ms "
+        f"(idle /health/live p50 {1000 * p50_idle:.1f} ms)"
+    )
 
 
 def _probe(url: str, key: str, n: int) -> tuple[list[tuple[int, float]], list[float]]:
