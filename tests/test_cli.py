@@ -69,6 +69,17 @@ def test_every_sub_command_has_a_summary_defaults_and_an_example() -> None:
     assert "(default: %" not in serve and "default: None" not in serve
 
 
+def test_help_imports_no_heavy_library() -> None:
+    # `churnguard --help` answers at once: the command module loads pandas, MLflow & co. lazily
+    code = (
+        "import sys, churnguard.cli as c; c.build_parser().format_help(); "
+        "print(sorted(m for m in ('pandas', 'numpy', 'mlflow', 'sqlalchemy', 'fastapi', "
+        "'sklearn', 'lightgbm') if m in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
 def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["features", "--data", "x", "--as-of", "next tuesday"])

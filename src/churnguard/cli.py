@@ -10,22 +10,24 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-from pydantic import ValidationError
+if TYPE_CHECKING:  # heavy libraries load once a command runs, so --help answers at once
+    import pandas as pd
 
-from churnguard.config import Settings
-from churnguard.domain.contract import CRMData
-from churnguard.domain.problems import DataContractError
+    from churnguard.config import Settings
+    from churnguard.domain.contract import CRMData
 
 logger = logging.getLogger("churnguard")
 _LIBRARIES = r"(sklearn|lightgbm|mlflow|pandas|numpy|scipy|pydantic|sqlalchemy|alembic)\b"
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+Handler = Callable[[argparse.Namespace, "Settings"], int]
 
 
 def _date(text: str) -> pd.Timestamp:
     """An --as-of value: a date (YYYY-MM-DD) read as UTC midnight."""
+    import pandas as pd
+
     try:
         ts = pd.Timestamp(text)
     except ValueError as exc:
@@ -87,7 +89,7 @@ def init(args: argparse.Namespace, settings: Settings) -> int:
 def validate(args: argparse.Namespace, settings: Settings) -> int:
     """Check a CRM export against the data contract and print the report."""
     from churnguard.domain.data import load_crm
-    from churnguard.domain.problems import Problem
+    from churnguard.domain.problems import DataContractError, Problem
     from churnguard.features.catalog import event_type_clashes, event_types_in
 
     try:
@@ -233,6 +235,8 @@ def _table_args_problem(args: argparse.Namespace) -> str:
 
 def _load_truth(source: str) -> pd.DataFrame | None:
     """The simulator's true probabilities next to the tables (demo data only), else None."""
+    import pandas as pd
+
     from churnguard.domain.data import TRUTH_FILE_STEM
 
     folder = Path(source)
@@ -248,6 +252,8 @@ def _load_truth(source: str) -> pd.DataFrame | None:
 
 def models(args: argparse.Namespace, settings: Settings) -> int:
     """List registered model versions with their aliases and key test metrics."""
+    import pandas as pd
+
     from churnguard.modeling.registry import Registry
 
     registry = Registry.from_settings(settings)
@@ -420,6 +426,8 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_list(args: argparse.Namespace, settings: Settings) -> int:
     """List API keys (ids, roles, managers; never the keys themselves)."""
+    import pandas as pd
+
     from churnguard.store.database import Database
     from churnguard.store.keys import list_keys
 
