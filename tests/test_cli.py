@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from churnguard import cli
+from churnguard.cli import parser as cli_parser
 
 COMMANDS = ("demo-data", "validate", "features", "train", "models", "promote", "score", "serve")
 
@@ -47,14 +48,14 @@ def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--version"])
     assert exit_.value.code == 0
-    assert capsys.readouterr().out.strip() == f"churnguard {cli.version()}"
-    assert cli.version() == metadata.version("churnguard")
+    assert capsys.readouterr().out.strip() == f"churnguard {cli_parser.version()}"
+    assert cli_parser.version() == metadata.version("churnguard")
 
 
 def test_every_sub_command_has_a_summary_defaults_and_an_example() -> None:
-    commands = dict(_sub_commands(cli.build_parser()))
+    commands = dict(_sub_commands(cli_parser.build_parser()))
     assert {("alerts",), ("export",), ("keys", "create"), ("keys", "revoke")} <= set(commands)
-    formatter = cli._HelpFormatter("churnguard")
+    formatter = cli_parser._HelpFormatter("churnguard")
     for path, parser in commands.items():
         text = parser.format_help()
         summary = str(parser.description).splitlines()[0]
@@ -92,8 +93,8 @@ def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture
 
 
 def test_as_of_dates_are_read_as_utc() -> None:
-    assert cli._date("2025-03-01") == pd.Timestamp("2025-03-01", tz="UTC")
-    assert cli._date("2025-03-01T02:00:00+02:00") == pd.Timestamp("2025-03-01", tz="UTC")
+    assert cli_parser._date("2025-03-01") == pd.Timestamp("2025-03-01", tz="UTC")
+    assert cli_parser._date("2025-03-01T02:00:00+02:00") == pd.Timestamp("2025-03-01", tz="UTC")
 
 
 def test_missing_data_is_one_line_on_stderr_not_a_traceback(

@@ -1228,8 +1228,8 @@ def test_manager_pages_say_what_a_probability_means_and_show_no_log_odds(
     html = app_client.get(f"/clients/{client_id}").text
     days = settings.horizon_days
     assert f"chance this client leaves within {days} days" in html
-    assert "chance of leaving × monthly value × 12" in html
+    assert "chance of leaving × monthly value × 12" in html  # noqa: RUF001
     assert "log-odds" not in html and "<meter" in html and "effect on the risk" in html
     listing = app_client.get("/clients").text
     assert f"the chance a client leaves within {days} days" in listing
-    assert "that chance × monthly value × 12" in listing and "log-odds" not in listing
+    assert "that chance × monthly value × 12" in listing and "log-odds" not in listing  # noqa: RUF001

@@ -1,0 +1,5 @@
+"""`python -m churnguard.cli`."""
+
+from churnguard.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""`train`, `models`, `promote`: training runs and the registry's aliases."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from churnguard.cli.data import load_data
+
+if TYPE_CHECKING:  # heavy libraries load once a command runs, so --help answers at once
+    import pandas as pd
+
+    from churnguard.config import Settings
+
+logger = logging.getLogger("churnguard")
+
+
+# --- train, models, promote -----------------------------------------------------------------------
+
+
+def train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train, evaluate and register a churn model; promote it if it passes the gate."""
+    if args.table is not None or args.data is None:  # flat-table mode (training.table)
+        return train_table(args, settings)
+    from churnguard.modeling.registry import Registry
+    from churnguard.training.dataset import TrainOptions
+    from churnguard.training.report import format_summary
+    from churnguard.training.train import train as run_training
+
+    data = load_data(args)
+    options = TrainOptions(
+        horizon_days=args.horizon or settings.horizon_days,
+        grace_days=settings.grace_days,
+        seed=settings.seed,
+        experiment=args.experiment,
+        test_periods=args.test_months,
+        val_periods=args.val_months,
+        source=_shown_source(args.data),
+    )
+    registry = Registry.from_settings(settings)
+    result = run_training(data, registry, settings.models_dir, options, _load_truth(args.data))
+    print(format_summary(result))
+    return 0
+
+
+def _shown_source(source: str) -> str:
+    """The --data value as runs record it: a folder's absolute path, a URL without password."""
+    if "://" not in source:
+        return str(Path(source).resolve())
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(source).render_as_string(hide_password=True)
+    except ArgumentError:  # not a database URL: leave out anything before an "@"
+        return source.split("@")[-1]
+
+
+def train_table(args: argparse.Namespace, settings: Settings) -> int:
+    """`train --table`: train on one row per client with a churn column (training.table)."""
+    from churnguard.modeling.registry import Registry
+    from churnguard.training.dataset import TrainOptions
+    from churnguard.training.report import format_summary
+    from churnguard.training.table import FlatOptions
+    from churnguard.training.train import train_table as run_table_training
+
+    problem = _table_args_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    options = FlatOptions(
+        train=TrainOptions(seed=settings.seed, experiment=args.experiment),
+        horizon_days=args.horizon or 0,
+        folds=args.cv_folds,
+        repeats=args.cv_repeats,
+    )
+    result = run_table_training(
+        args.table,
+        args.label,
+        args.id_column,
+        args.time_column,
+        registry=Registry.from_settings(settings),
+        models_dir=settings.models_dir,
+        options=options,
+    )
+    print(format_summary(result))
+    return 0
+
+
+def _table_args_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the train arguments for table mode ("" when nothing)."""
+    if args.table is None:
+        return "train needs --data (CRM tables) or --table FILE --label COLUMN --id COLUMN"
+    if args.data is not None or args.mapping is not None:
+        return (
+            "--data/--mapping (CRM tables) and --table (one row per client) are mutually exclusive"
+        )
+    if args.label is None or args.id_column is None:
+        return "--table needs --label COLUMN (the churn column) and --id COLUMN (the client id)"
+    if not args.table.is_file():
+        return f"no table at {args.table}: give a CSV or Parquet file"
+    return ""
+
+
+def _load_truth(source: str) -> pd.DataFrame | None:
+    """The simulator's true probabilities next to the tables (demo data only), else None."""
+    import pandas as pd
+
+    from churnguard.domain.data import TRUTH_FILE_STEM
+
+    folder = Path(source)
+    if "://" in source or not folder.is_dir():
+        return None
+    for path in sorted(folder.glob(f"{TRUTH_FILE_STEM}.*")):
+        if path.suffix == ".csv":
+            return pd.read_csv(path, dtype={"client_id": str})
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    return None
+
+
+def models(args: argparse.Namespace, settings: Settings) -> int:
+    """List registered model versions with their aliases and key test metrics."""
+    import pandas as pd
+
+    from churnguard.modeling.registry import Registry
+
+    registry = Registry.from_settings(settings)
+    versions = registry.versions()
+    if not versions:
+        print(f"No registered versions of model churnguard in {registry.tracking_uri}")
+        return 0
+    rows = [
+        {
+            "version": v.version,
+            "aliases": ",".join(v.aliases) or "-",
+            "created": v.created.strftime("%Y-%m-%d %H:%M"),
+            "kind": v.params.get("kind", "?"),
+            "horizon": v.params.get("horizon_days", "?"),
+            "test_auc": _metric(v.metrics, "test_roc_auc"),
+            "test_brier": _metric(v.metrics, "test_brier"),
+            "test_ece": _metric(v.metrics, "test_ece"),
+            "backtest_auc": _metric(v.metrics, "backtest_roc_auc_mean"),
+            "oracle_ratio": _metric(v.metrics, "oracle_ratio"),
+            "test_window": f"{v.params.get('test_start', '?')}..{v.params.get('test_end', '?')}",
+        }
+        for v in versions
+    ]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def _metric(metrics: dict[str, float], name: str) -> str:
+    return f"{metrics[name]:.4f}" if name in metrics else "-"
+
+
+def promote(args: argparse.Namespace, settings: Settings) -> int:
+    """Point the champion alias at a version (also back: rollback) and refresh the local copy."""
+    from churnguard.modeling.model import model_card, save_local_model
+    from churnguard.modeling.registry import CHAMPION, Registry
+
+    registry = Registry.from_settings(settings)
+    previous = registry.alias_version(CHAMPION)
+    model = registry.load_model(args.version)
+    registry.set_alias(CHAMPION, args.version)
+    info = registry.version_info(args.version)
+    path = save_local_model(
+        model, model_card(model, args.version, info.run_id), settings.models_dir
+    )
+    was = f"was version {previous}" if previous is not None else "there was none"
+    print(f"champion -> version {args.version} ({was}); local copy {path}")
+    return 0
