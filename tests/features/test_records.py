@@ -144,3 +144,25 @@ def test_dates_at_the_engines_limits_are_accepted_and_keep_their_order() -> None
 def test_a_client_needs_a_contract() -> None:
     with pytest.raises(ValidationError, match="contracts"):
         Records.model_validate({"client_id": "c1", "contracts": []})
+
+
+def test_record_errors_name_the_fields_not_the_values() -> None:
+    body: dict[str, Any] = {
+        "client_id": "c1",
+        "contracts": [
+            {
+                "contract_id": "k0",
+                "start_date": "2024-05-06",
+                "end_date": "2023-07-09",
+                "monthly_value": 1,
+            }
+        ],
+        "feedback": [{"submitted_at": "2024-01-01", "survey": "nps", "score": 17}],
+    }
+    with pytest.raises(ValidationError) as err:
+        Records.model_validate(body)
+    messages = [(e["loc"], e["msg"]) for e in err.value.errors()]
+    assert messages == [
+        (("contracts", 0), "Value error, end_date is before start_date"),
+        (("feedback", 0), "Value error, score is outside 0..10, this survey's range"),
+    ]

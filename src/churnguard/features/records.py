@@ -83,11 +83,11 @@ def _ordered(table: str) -> Any:
         for earlier, later in pairs:
             a, b = getattr(row, earlier), getattr(row, later)
             if a is not None and b is not None and _before(b, a):
-                raise ValueError(f"{later} ({b.isoformat()}) is before {earlier} ({a.isoformat()})")
+                raise ValueError(f"{later} is before {earlier}")
         if scored and row.survey in SCORE_RANGES:  # type: ignore[attr-defined]
             low, high = SCORE_RANGES[row.survey]  # type: ignore[attr-defined]
             if not low <= row.score <= high:  # type: ignore[attr-defined]
-                raise ValueError(f"{row.survey} score {row.score} is outside {low:g}..{high:g}")  # type: ignore[attr-defined]
+                raise ValueError(f"score is outside {low:g}..{high:g}, this survey's range")
         return row
 
     return model_validator(mode="after")(check)

@@ -157,5 +157,5 @@ def _visible_score(store: ScoreStore, principal: Principal, client_id: str) -> S
     """The client's latest score if the principal may see the client, else 404."""
     score = store.latest_score(client_id)
     if score is None or not principal.may_see(score.account_manager):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no client {client_id!r}")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no client with this client_id")
     return score

@@ -120,15 +120,15 @@ def _check_clients(body: ScoreRequest, most: int) -> None:
             "send them in several requests",
             "too_long",
         )
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, client in enumerate(body.clients):
-        if client.client_id in seen:
+        first = seen.setdefault(client.client_id, i)
+        if first != i:
             raise _invalid(
                 ("body", "clients", i, "client_id"),
-                f"client {client.client_id!r} appears more than once in the request",
+                f"the same client_id as clients[{first}]: send each client once",
                 "duplicate",
             )
-        seen.add(client.client_id)
 
 
 def _as_of(body: ScoreRequest, i: int, now: datetime, latest: datetime) -> datetime:
