@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -166,3 +167,48 @@ def test_record_errors_name_the_fields_not_the_values() -> None:
         (("contracts", 0), "Value error, end_date is before start_date"),
         (("feedback", 0), "Value error, score is outside 0..10, this survey's range"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("start_date", 0, "datetime_type"),
+        ("start_date", 1.5e9, "datetime_type"),
+        ("start_date", "0", "datetime_type"),
+        ("start_date", "20240101", "datetime_type"),  # pydantic: 1970-08-23, as Unix time
+        ("start_date", True, "datetime_type"),
+        ("auto_renew", 0, "bool_type"),
+        ("auto_renew", 1, "bool_type"),
+        ("auto_renew", "1", "bool_type"),
+    ],
+)
+def test_numbers_are_not_dates_or_booleans(field: str, value: Any, kind: str) -> None:
+    row = {"contract_id": "k0", "start_date": "2024-01-01", "monthly_value": 1, field: value}
+    body = {"client_id": "c1", "contracts": [row]}
+    for validate, given in (
+        (Records.model_validate, body),
+        (Records.model_validate_json, json.dumps(body)),
+    ):
+        with pytest.raises(ValidationError) as err:
+            validate(given)
+        (problem,) = err.value.errors()
+        assert (problem["loc"], problem["type"]) == (("contracts", 0, field), kind)
+    assert "not a number" in problem["msg"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("start_date", "2024-01-01"),
+        ("start_date", "2024-01-01T09:30:00Z"),
+        ("start_date", "2024-01-01T09:30:00+02:00"),
+        ("auto_renew", True),
+        ("auto_renew", False),
+        ("auto_renew", "no"),
+    ],
+)
+def test_iso_dates_and_true_false_are_accepted(field: str, value: Any) -> None:
+    row = {"contract_id": "k0", "start_date": "2024-01-01", "monthly_value": 1, field: value}
+    body = {"client_id": "c1", "contracts": [row]}
+    from_json = Records.model_validate_json(json.dumps(body))
+    assert from_json == Records.model_validate(body)

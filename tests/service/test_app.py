@@ -601,6 +601,47 @@ def test_an_as_of_out_of_range_is_422(client: TestClient, api_keys: Keys) -> Non
     assert answer.json()["detail"][0]["loc"] == ["body", "clients", 0, "as_of"]
 
 
+@pytest.mark.parametrize(
+    ("where", "value", "loc"),
+    [
+        ("as_of", 0, ["body", "as_of"]),
+        ("client_as_of", 0, ["body", "clients", 0, "as_of"]),
+        ("start_date", 0, ["body", "clients", 0, "contracts", 0, "start_date"]),
+        ("start_date", "20240101", ["body", "clients", 0, "contracts", 0, "start_date"]),
+        ("auto_renew", 0, ["body", "clients", 0, "contracts", 0, "auto_renew"]),
+        ("auto_renew", 1, ["body", "clients", 0, "contracts", 0, "auto_renew"]),
+    ],
+)
+def test_a_number_as_a_date_or_a_boolean_is_422_naming_the_field(
+    client: TestClient, api_keys: Keys, where: str, value: Any, loc: list[Any]
+) -> None:
+    body = _example()
+    one = body["clients"][0]
+    if where == "as_of":
+        body["as_of"] = value
+    elif where == "client_as_of":
+        one["as_of"] = value
+    else:
+        one["contracts"] = [{**one["contracts"][0], where: value}]
+    answer = client.post("/api/v1/score", json=body, headers=bearer(api_keys["crm"]))
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == loc and "not a number" in error["msg"]
+
+
+def test_an_actions_date_is_iso_text_not_a_number(
+    client: TestClient, api_keys: Keys, book: dict[str, list[str]], managers: list[str]
+) -> None:
+    admin = bearer(api_keys["admin"])
+    url = f"/api/v1/clients/{book[managers[0]][0]}/actions"
+    for value in (0, "0", 20250101):
+        answer = client.post(url, json={"type": "call", "date": value}, headers=admin)
+        assert answer.status_code == 422, value
+        assert answer.json()["detail"][0]["loc"] == ["body", "date"]
+    answer = client.post(url, json={"type": "call", "date": "2025-01-02"}, headers=admin)
+    assert answer.status_code == 201 and answer.json()["date"] == "2025-01-02"
+
+
 def test_too_many_clients_is_422_saying_the_limit(client: TestClient, api_keys: Keys) -> None:
     one = SCORE_REQUEST_EXAMPLE["clients"][0]
     body = {"clients": [{**one, "client_id": f"X{i}"} for i in range(101)]}

@@ -14,7 +14,16 @@ from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from churnguard.domain.contract import (
     ORDERED_COLUMNS,
@@ -46,6 +55,36 @@ def storable(value: str) -> str:
 STORABLE = AfterValidator(storable)
 
 
+def _numeric(value: object) -> bool:
+    """Whether ``value`` is a number or the text of one (a bool is neither)."""
+    if isinstance(value, str):
+        return value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def not_a_time(value: Any) -> Any:
+    """``value`` unless it is a number (or its text), which pydantic would read as Unix time."""
+    if _numeric(value) or isinstance(value, bool):
+        raise PydanticCustomError(
+            "datetime_type",
+            "Input should be a date or time as ISO 8601 text (2025-06-02, 2025-06-02T09:30:00Z), "
+            "not a number",
+        )
+    return value
+
+
+def not_a_number(value: Any) -> Any:
+    """``value`` unless it is a number (or its text): a boolean is true or false, not 0 or 1."""
+    if _numeric(value):
+        raise PydanticCustomError("bool_type", "Input should be true or false, not a number")
+    return value
+
+
+ISO_TIME = BeforeValidator(not_a_time)
+IsoDatetime = Annotated[datetime, ISO_TIME]
+Boolean = Annotated[bool, BeforeValidator(not_a_number)]
+
+
 def text(max_length: int, min_length: int = 0) -> Any:
     """A string type of at most ``max_length`` characters that a database can store."""
     return Annotated[str, Field(min_length=min_length, max_length=max_length), STORABLE]
@@ -55,12 +94,12 @@ def _field_type(column: Column) -> Any:
     """The pydantic type of one contract column (client_id excluded: it comes from the client)."""
     base: Any
     if column.kind == Kind.DATETIME:  # a naive time is UTC, here as in the engine
-        base = Annotated[datetime, Field(ge=EARLIEST, le=LATEST)]
+        base = Annotated[datetime, Field(ge=EARLIEST, le=LATEST), ISO_TIME]
     elif column.kind == Kind.NUMBER:  # finite and bounded: the engine sums in int64 micro-units
         low = 0 if column.non_negative else -_MAX_NUMBER
         base = Annotated[float, Field(ge=low, le=_MAX_NUMBER, allow_inf_nan=False)]
     elif column.kind == Kind.BOOL:
-        base = bool
+        base = Boolean
     elif column.kind == Kind.CHOICE:
         base = Literal[column.choices]
     elif column.kind == Kind.ID:
@@ -139,7 +178,7 @@ def records_model(max_rows: int) -> type[BaseModel]:
         __config__=_STRICT,
         client_id=(text(TABLES["clients"].column("client_id").text_length, min_length=1), ...),
         client=(client, None),
-        as_of=(datetime | None, None),
+        as_of=(IsoDatetime | None, None),
         **tables,
     )
 

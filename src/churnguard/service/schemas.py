@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from churnguard.features.records import STORABLE, records_model
+from churnguard.features.records import ISO_TIME, STORABLE, IsoDatetime, records_model
 from churnguard.scoring.horizons import curve_of
 from churnguard.store.actions import LoggedAction
 from churnguard.store.schema import TEXT_LIMITS
@@ -110,7 +110,7 @@ class ScoreRequest(BaseModel):
         min_length=1,
         description="One entry per client (at most max_clients_per_request, 100 by default).",
     )
-    as_of: datetime | None = Field(
+    as_of: IsoDatetime | None = Field(
         default=None,
         description="Score as of this time (UTC if no zone): only records before it count. "
         "A client's own as_of wins; default: the time of the request.",
@@ -267,7 +267,9 @@ class ActionCreate(BaseModel):
     note: Annotated[str, STORABLE] = Field(
         default="", max_length=5000, examples=["Agreed a service review in July"]
     )
-    date: dt.date | None = Field(default=None, description="When it happened; default today (UTC).")
+    date: Annotated[dt.date, ISO_TIME] | None = Field(
+        default=None, description="When it happened; default today (UTC)."
+    )
 
 
 class LoggedActionPublic(BaseModel):
