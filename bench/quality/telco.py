@@ -3,7 +3,7 @@
 Usage: python -m bench.quality.telco [--folds 5] [--repeats 3] [--seed 7] [--out FILE.csv]
 
 churnguard's flat-table recipe with its default options
-(``churnguard.training.train.fit_table_model``: candidates, selection and calibration, all fitted
+(``churnguard.training.tablefit.fit_table_model``: candidates, selection and calibration, all fitted
 inside each training fold) against two plain baselines, on the same repeated stratified folds in
 the same run. What is measured and the figures are in bench/quality/README.md.
 """
@@ -31,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churnguard.training.evaluate import evaluate
 from churnguard.training.table import FlatOptions, cv_splits, parse_label
-from churnguard.training.train import fit_table_model
+from churnguard.training.tablefit import fit_table_model
 
 SHOWN = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift")
 CHURNGUARD = "churnguard"

@@ -32,7 +32,8 @@ from churnguard.training.table import (
     parse_label,
     split_by_time,
 )
-from churnguard.training.train import fit_table_model, train_table
+from churnguard.training.tablefit import fit_table_model
+from churnguard.training.train import train_table
 from tests.factories import client_table
 
 # Small and quick: 2 folds x 1 repeat, 2 inner folds, few bootstrap resamples.

@@ -28,12 +28,10 @@ import numpy as np
 import pandas as pd
 
 from churnguard.domain.contract import CRMData
-from churnguard.features.catalog import FeatureSet
 from churnguard.features.engine import compute_features
 from churnguard.modeling.calibration import Calibrator
 from churnguard.modeling.model import ChurnModel, Estimator, ModelKind, align_inputs
-from churnguard.modeling.table import KIND_NAMES, FlatChurnModel, TableSchema, infer_schema
-from churnguard.modeling.table import prepare_rows as prepare_table_rows
+from churnguard.modeling.table import KIND_NAMES, FlatChurnModel, TableSchema
 from churnguard.training.dataset import (
     Dataset,
     Split,
@@ -57,7 +55,6 @@ from churnguard.training.pipeline import (
     evaluate_model,
     evaluation,
     fit_on_windows,
-    fit_out_of_fold,
     gate,
     refit_all,
     useless_because,
@@ -77,6 +74,7 @@ from churnguard.training.table import (
     split_by_time,
     windows_table,
 )
+from churnguard.training.tablefit import fit_table_model, fit_table_windows, flat_model, refit_table
 from churnguard.training.tracking import log_and_register, model_metadata
 
 if TYPE_CHECKING:
@@ -333,7 +331,7 @@ def train_table(
         p, raw = fit.model.predict_proba(held_out), fit.model.raw_proba(held_out)
         test = evaluation(data.y[test_rows], p, raw, options.train)
         folds, windows = pd.DataFrame(), windows_table(data.times, data.y, masks)
-        fit = replace(fit, model=_refit_table(fit, data, options))
+        fit = replace(fit, model=refit_table(fit, data, options))
     schema = _schema(fit)
     result = TrainResult(
         mode=FLAT_MODE,
@@ -357,74 +355,8 @@ def train_table(
     tolerance = options.train.gate_tolerance
     promotion = gate(registry, result.metrics, rescore, tolerance, where, useless)
     result = replace(result, promotion=promotion)
-    example = input_example(data, _flat(result.model))
+    example = input_example(data, flat_model(result.model))
     return log_and_register(result, registry, models_dir, options.train.experiment, example)
-
-
-def fit_table_model(rows: pd.DataFrame, y: np.ndarray, options: FlatOptions | None = None) -> Fit:
-    """The flat-table recipe on rows (feature columns only): out-of-fold selection and
-    calibration, then the chosen candidate refitted on all rows."""
-    options = options or FlatOptions()
-    schema = infer_schema(rows, options.max_unique_share)
-    X, cats = design(rows, schema)
-    package = partial(_package_table, schema, cats, options)
-    return fit_out_of_fold(X, y, schema.categorical, options.inner_folds, options.train, package)
-
-
-def fit_table_windows(
-    rows: pd.DataFrame,
-    y: np.ndarray,
-    train: np.ndarray,
-    validation: np.ndarray,
-    options: FlatOptions,
-) -> Fit:
-    """The pipeline's window steps on a flat table: fit on train, select and calibrate on
-    validation."""
-    schema = infer_schema(rows[train], options.max_unique_share)
-    X_tr, cats = design(rows[train], schema)
-    X_val, _ = design(rows[validation], schema, cats)
-    package = partial(_package_table, schema, cats, options)
-    events = int(y[train].sum())
-    X, ys = (X_tr, X_val), (y[train], y[validation])
-    return fit_on_windows(X, ys, schema.categorical, events, options.train, package)
-
-
-def _refit_table(fit: Fit, data: TableData, options: FlatOptions) -> ChurnModel:
-    """The chosen recipe refitted on every labelled row (schema and categories from training)."""
-    model = _flat(fit.model)
-    X, _ = design(data.rows, model.schema, model.categories)
-    package = partial(_package_table, model.schema, model.categories, options)
-    return refit_all(fit, X, data.y, model.schema.categorical, options.train, package)
-
-
-def design(
-    rows: pd.DataFrame, schema: TableSchema, cats: dict[str, list[str]] | None = None
-) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Estimator inputs from raw rows; categories from these rows unless given."""
-    prepared = prepare_table_rows(rows, schema)
-    if cats is None:
-        cats = {c: sorted(map(str, prepared[c].dropna().unique())) for c in schema.categorical}
-    return align_inputs(prepared, schema.columns, cats), cats
-
-
-def _package_table(
-    schema: TableSchema,
-    cats: dict[str, list[str]],
-    options: FlatOptions,
-    estimator: Estimator,
-    kind: ModelKind,
-    calibrator: Calibrator,
-) -> FlatChurnModel:
-    return FlatChurnModel(
-        FeatureSet(),
-        kind,
-        estimator,
-        calibrator,
-        options.horizon_days,
-        schema.columns,
-        cats,
-        schema=schema,
-    )
 
 
 def _rescore_table(
@@ -504,12 +436,7 @@ def schema_json(schema: TableSchema) -> str:
 
 
 def _schema(fit: Fit) -> TableSchema:
-    return _flat(fit.model).schema
-
-
-def _flat(model: ChurnModel) -> FlatChurnModel:
-    assert isinstance(model, FlatChurnModel)
-    return model
+    return flat_model(fit.model).schema
 
 
 # ---------------------------------------------------------------------------------- shared
