@@ -7,10 +7,11 @@ drivers, actions, model version and what changed since the client's previous sto
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,6 +20,11 @@ from churnguard.scoring.explain import Driver
 from churnguard.scoring.horizons import NO_CURVE, RiskCurve, curve_json
 from churnguard.scoring.playbook import Action
 from churnguard.store.scores import ScoreRecord, feature_digest
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from churnguard.domain.contract import CRMData
 
 FeatureValue = float | str | None
 
@@ -92,3 +98,32 @@ def _action_json(a: Action, drivers: Sequence[Driver]) -> dict[str, Any]:
 
 
 __all__: Sequence[str] = ("ClientScore", "FeatureValue", "score_as_of")
+
+
+def _text(value: object) -> str | None:
+    """A client attribute: text, or None when empty or missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def client_info(client: BaseModel | None) -> tuple[str | None, str | None, str | None]:
+    """(account manager, segment, name) of a client record."""
+    if client is None:
+        return None, None, None
+    manager, segment, name = (
+        _text(getattr(client, k, None)) for k in ("account_manager", "segment", "name")
+    )
+    return manager, segment, name
+
+
+def clients_info(data: CRMData, ids: pd.Series) -> list[tuple[str | None, str | None, str | None]]:
+    """(account manager, segment, name) of each client id, from the clients table."""
+    clients = data.clients.set_index("client_id")
+    rows = clients.reindex(pd.Index(ids.astype(str)))
+    columns = [
+        rows[k].astype(object).tolist() if k in rows else [None] * len(rows)
+        for k in ("account_manager", "segment", "name")
+    ]
+    return [(_text(m), _text(s), _text(n)) for m, s, n in zip(*columns, strict=True)]

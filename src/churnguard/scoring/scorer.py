@@ -25,7 +25,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -44,7 +43,13 @@ from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
 from churnguard.scoring.horizons import NO_CURVE, RENEWAL_FEATURE, RiskCurve, risk_curves
 from churnguard.scoring.playbook import Action, Playbook
 from churnguard.scoring.risk import revenue_at_risk, risk_band
-from churnguard.scoring.score import ClientScore, FeatureValue, score_as_of
+from churnguard.scoring.score import (
+    ClientScore,
+    FeatureValue,
+    client_info,
+    clients_info,
+    score_as_of,
+)
 from churnguard.store.scores import ScoreStore, ScoreSummary, describe_change
 
 logger = logging.getLogger(__name__)
@@ -155,18 +160,18 @@ class Scorer:
         client = getattr(records, "client", None)
         to_end = np.array([float(columns[RENEWAL_FEATURE][0])])
         (curve,) = risk_curves(self.model.horizons, row, to_end, when)
-        score = self._score(
-            records.client_id,  # type: ignore[attr-defined]
-            when,
-            probability,
-            _plain(columns["monthly_value"][0]),
-            drivers,
-            self.playbook.actions(features, drivers),
-            _client_info(client),
-            features,
-            describe_change(previous, probability),
-        )
-        return replace(score, curve=curve)
+        monthly = _plain(columns["monthly_value"][0])
+        value = float(monthly) if isinstance(monthly, float) else 0.0
+        band = str(risk_band(probability, self.thresholds))
+        at_risk = float(revenue_at_risk(probability, value))
+        actions = self.playbook.actions(features, drivers)
+        change = describe_change(previous, probability)
+        client_id = records.client_id  # type: ignore[attr-defined]
+        who = client_info(client)
+        return self._client_score(
+            client_id, when, probability, band, at_risk, value, drivers, actions, who, features,
+            change, curve,
+        )  # fmt: skip
 
     def _row(self, values: Sequence[FeatureValue]) -> np.ndarray:
         """The model's input row: numbers as float64, categoricals as training category codes."""
@@ -179,25 +184,28 @@ class Scorer:
                 row[0, j] = codes.get(v, np.nan) if isinstance(v, str) else np.nan
         return row
 
-    def _score(
+    def _client_score(
         self,
         client_id: str,
         when: datetime,
         probability: float,
-        monthly_value: FeatureValue,
+        band: str,
+        at_risk: float,
+        value: float,
         drivers: list[Driver],
         actions: list[Action],
         client: tuple[str | None, str | None, str | None],
         features: dict[str, FeatureValue],
         change: dict[str, Any],
+        curve: RiskCurve,
     ) -> ClientScore:
-        value = float(monthly_value) if isinstance(monthly_value, float) else 0.0
+        """One ClientScore of this scorer's model version (both paths build scores here)."""
         return ClientScore(
             client_id=client_id,
             as_of=when,
             probability=probability,
-            band=str(risk_band(probability, self.thresholds)),
-            revenue_at_risk=float(revenue_at_risk(probability, value)),
+            band=band,
+            revenue_at_risk=at_risk,
             monthly_value=value,
             drivers=drivers,
             actions=actions,
@@ -207,6 +215,7 @@ class Scorer:
             client_name=client[2],
             features=features,
             change=change,
+            curve=curve,
         )
 
     # --- many clients: the batch path --------------------------------------------------------
@@ -258,7 +267,7 @@ class Scorer:
             time.perf_counter() - started,
         )
         probability = self.predict(features)
-        info = _clients_info(data, features["client_id"])
+        info = clients_info(data, features["client_id"])
         explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
         parts = [slice(s, s + CHUNK_ROWS) for s in range(0, len(features), CHUNK_ROWS)]
 
@@ -399,22 +408,8 @@ class Scorer:
             strict=True,
         )
         return [
-            ClientScore(
-                client_id=cid,
-                as_of=when,
-                probability=p,
-                band=b,
-                revenue_at_risk=r,
-                monthly_value=v,
-                drivers=d,
-                actions=a,
-                model_version=self.version,
-                account_manager=who[0],
-                segment=who[1],
-                client_name=who[2],
-                features=f,
-                change=describe_change(previous.get(cid), p),
-                curve=c,
+            self._client_score(
+                cid, when, p, b, r, v, d, a, who, f, describe_change(previous.get(cid), p), c
             )
             for cid, p, b, r, v, d, a, who, f, c in columns
         ]
@@ -466,35 +461,6 @@ def _plain(value: object) -> FeatureValue:
         return value
     v = float(value)  # type: ignore[arg-type]
     return None if math.isnan(v) else v
-
-
-def _text(value: object) -> str | None:
-    """A client attribute: text, or None when empty or missing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _client_info(client: BaseModel | None) -> tuple[str | None, str | None, str | None]:
-    """(account manager, segment, name) of a client record."""
-    if client is None:
-        return None, None, None
-    manager, segment, name = (
-        _text(getattr(client, k, None)) for k in ("account_manager", "segment", "name")
-    )
-    return manager, segment, name
-
-
-def _clients_info(data: CRMData, ids: pd.Series) -> list[tuple[str | None, str | None, str | None]]:
-    """(account manager, segment, name) of each client id, from the clients table."""
-    clients = data.clients.set_index("client_id")
-    rows = clients.reindex(pd.Index(ids.astype(str)))
-    columns = [
-        rows[k].astype(object).tolist() if k in rows else [None] * len(rows)
-        for k in ("account_manager", "segment", "name")
-    ]
-    return [(_text(m), _text(s), _text(n)) for m, s, n in zip(*columns, strict=True)]
 
 
 def _probe_frame(model: ChurnModel) -> pd.DataFrame:
