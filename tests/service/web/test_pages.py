@@ -888,6 +888,48 @@ def test_the_client_page_shows_risk_reasons_actions_history_and_contracts(
     assert page.headers["cache-control"] == "no-store"
 
 
+def test_the_client_page_states_segment_industry_and_region_as_context_never_as_why(
+    tmp_path: Path,
+) -> None:
+    crm = tmp_path / "crm"
+    crm.mkdir()
+    (crm / "clients.csv").write_text(
+        "client_id,name,account_manager,segment,industry,region\nA,Acme,Ana,smb,nonprofit,north\n"
+    )
+    (crm / "contracts.csv").write_text(
+        "contract_id,client_id,start_date,end_date,monthly_value\nK1,A,2025-01-01,,1000\n"
+    )
+    settings = Settings(
+        home=tmp_path,
+        models_dir=tmp_path / "models",
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        crm_data=str(crm),
+        model_retry_seconds=0,
+    )
+    context = [  # an older score kept context features among its drivers, the largest first
+        {"feature": "region", "value": "uk", "contribution": 2.0, "reason": "Region uk"},
+        {"feature": "monthly_value", "value": 1000, "contribution": 1.5,
+         "reason": "Monthly contract value is 1,000"},
+    ]  # fmt: skip
+    record = _record("A", datetime(2025, 5, 1, tzinfo=UTC), 0.4, "Ana", "Acme")
+    record = dataclasses.replace(record, drivers=context + record.drivers)
+    with ScoreStore(settings.score_store_url) as store:
+        store.create().save_scores([record])
+        key = keys.create_key(store, "manager", "Ana")
+    app = create_app(settings.model_copy(update={"key_cache_seconds": 0}))
+    with TestClient(app, base_url=BASE, follow_redirects=False) as client:
+        html = sign_in(client, key).get("/clients/A").text
+        listing = client.get("/clients").text
+    why = re.search(r'data-testid="reasons">(.*?)</ol>', html, re.S).group(1)  # type: ignore[union-attr]
+    line = re.search(r'data-testid="context">(.*?)</p>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert "No contact for 74 days" in why
+    assert not any(w in why for w in ("Region", "Segment", "Industry", "Monthly contract value"))
+    # the score's segment, the CRM's industry, the stored driver's region; in words, no log-odds
+    assert "Segment mid-market · Industry nonprofit · Region uk" in line
+    assert "not reasons" in line and "log-odds" not in html
+    assert "Region uk" not in listing and "No contact for 74 days" in listing
+
+
 def test_logging_an_action_stores_and_lists_it_and_bad_input_is_explained(
     app_client: TestClient, api_keys: dict, book: dict[str, list[str]], settings: Settings
 ) -> None:

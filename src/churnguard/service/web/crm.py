@@ -205,6 +205,16 @@ def _contract_state(r: Any, as_of: pd.Timestamp) -> tuple[str, pd.Timestamp | No
     return ("cancelled" if cancelled else "ended"), stop
 
 
+def client_attributes(view: CRMView, client_id: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The named columns of a client's row that are filled in (segment, industry, region)."""
+    frame = view.rows("clients", client_id)
+    if frame.empty:
+        return {}
+    row = frame.iloc[0]
+    found = {n: _text(row[n]) for n in names if n in frame.columns}
+    return {n: v for n, v in found.items() if v}
+
+
 # ---------------------------------------------------------------------------------- timeline
 
 

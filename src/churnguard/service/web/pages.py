@@ -11,15 +11,18 @@ import difflib
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from markupsafe import Markup
 from sqlalchemy.sql.elements import ColumnElement
 
+from churnguard.features.catalog import BASE_FEATURES
 from churnguard.service.web import charts, portfolio
 from churnguard.service.web.crm import (
     ContractRow,
     CRMView,
     TimelineItem,
+    client_attributes,
     client_contracts,
     client_timeline,
     renewal_dates,
@@ -41,6 +44,9 @@ UNASSIGNED = portfolio.UNASSIGNED  # the one word for clients without an account
 STALE_AFTER = timedelta(days=35)  # scores older than this get a warning: a month and a margin
 RENEWAL_SORT_LIMIT = 20_000  # clients sorted by renewal date at most; beyond, narrow the filter
 COMMON_ACTIONS = ("Call", "Meeting", "Email", "Discount", "Escalation", "Other")
+# What a client page states as context beside the reasons, never as one: attribute -> label
+CONTEXT = {"segment": "Segment", "industry": "Industry", "region": "Region"}
+CONTEXT_FEATURES = frozenset(f.name for f in BASE_FEATURES if f.direction == "context")
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,8 @@ class ClientPage:
     contracts: list[ContractRow]
     timeline: list[TimelineItem]
     follow_up: FollowUp | None = None
+    reasons: tuple[dict[str, Any], ...] = ()  # the drivers shown under "why"
+    context: tuple[tuple[str, str], ...] = ()  # (label, value): segment, industry, region
 
 
 # ---------------------------------------------------------------------------------- my clients
@@ -286,7 +294,7 @@ def _rows(scores: list[Score], crm: CRMView | None) -> list[ClientRow]:
             score=s,
             renewal=renewals.get(s.client_id),
             has_renewal=s.client_id in renewals,
-            top_reason=s.drivers[0]["reason"] if s.drivers else None,
+            top_reason=next((d["reason"] for d in reasons(s)), None),
             direction=str(s.change.get("direction", "new")),
             delta=s.change.get("delta"),
         )
@@ -319,7 +327,26 @@ def client_page(
         contracts=client_contracts(crm, score.client_id, score.as_of) if crm else [],
         timeline=client_timeline(crm, score.client_id, score.as_of) if crm else [],
         follow_up=current_follow_ups(store, [score.client_id]).get(score.client_id),
+        reasons=tuple(reasons(score)),
+        context=tuple(client_context(score, crm)),
     )
+
+
+def reasons(score: Score) -> list[dict[str, Any]]:
+    """The score's drivers that are reasons: none of a context feature (older scores kept some)."""
+    return [d for d in score.drivers if d.get("feature") not in CONTEXT_FEATURES]
+
+
+def client_context(score: Score, crm: CRMView | None) -> list[tuple[str, str]]:
+    """The client's segment, industry and region as (label, value): from the score's stored
+    drivers when they carry them, else the score's segment, else the CRM data."""
+    found = client_attributes(crm, score.client_id, tuple(CONTEXT)) if crm else {}
+    if score.segment:
+        found["segment"] = score.segment
+    for d in score.drivers:
+        if d.get("feature") in CONTEXT and d.get("value") not in (None, ""):
+            found[d["feature"]] = str(d["value"])
+    return [(label, found[name]) for name, label in CONTEXT.items() if found.get(name)]
 
 
 def _risk_chart(score: Score, history: list[Score], thresholds: tuple[float, float]) -> Markup:
