@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE, ClientRecords, ScoreRequest
 from churnguard.store import keys
 from churnguard.store import sessions as store_sessions
+from churnguard.store.actions import action_date_problem
 from churnguard.store.database import StoreUnavailableError
 from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ScoreStore
@@ -640,6 +641,22 @@ def test_an_actions_date_is_iso_text_not_a_number(
         assert answer.json()["detail"][0]["loc"] == ["body", "date"]
     answer = client.post(url, json={"type": "call", "date": "2025-01-02"}, headers=admin)
     assert answer.status_code == 201 and answer.json()["date"] == "2025-01-02"
+
+
+def test_an_actions_date_follows_the_dashboards_rule(
+    client: TestClient, api_keys: Keys, book: dict[str, list[str]], managers: list[str]
+) -> None:
+    admin = bearer(api_keys["admin"])
+    url = f"/api/v1/clients/{book[managers[0]][0]}/actions"
+    today = datetime.now(UTC).date()
+    for when in ("9999-12-31", (today + timedelta(days=2)).isoformat(), "1999-12-31"):
+        answer = client.post(url, json={"type": "call", "date": when}, headers=admin)
+        assert answer.status_code == 422, when
+        (error,) = answer.json()["detail"]
+        assert error["loc"] == ["body", "date"] and when not in error["msg"]
+        assert error["msg"] == action_date_problem(date.fromisoformat(when))
+    answer = client.post(url, json={"type": "call", "date": "2000-01-01"}, headers=admin)
+    assert answer.status_code == 201
 
 
 def test_too_many_clients_is_422_saying_the_limit(client: TestClient, api_keys: Keys) -> None:

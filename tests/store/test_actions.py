@@ -6,6 +6,7 @@ from datetime import date
 
 import pytest
 
+from churnguard.store.actions import action_date_problem
 from churnguard.store.scores import ScoreStore
 
 
@@ -29,3 +30,13 @@ def test_an_action_needs_a_type_and_an_author(store: ScoreStore) -> None:
         store.log_action("C1", " ", "", date(2025, 1, 5), "Ana")
     with pytest.raises(ValueError, match="logged_by"):
         store.log_action("C1", "call", "", date(2025, 1, 5), "")
+
+
+def test_an_action_happened_by_today_and_not_before_2000() -> None:
+    today = date(2025, 6, 2)
+    assert action_date_problem(today, today) is None
+    assert action_date_problem(date(2000, 1, 1), today) is None
+    assert action_date_problem(date(2025, 6, 3), today) == "The date cannot be in the future."
+    assert action_date_problem(date(9999, 12, 31), today) == "The date cannot be in the future."
+    assert action_date_problem(date(1999, 12, 31), today) == "The date is too far in the past."
+    assert action_date_problem(date(9999, 12, 31)) is not None  # today in UTC by default

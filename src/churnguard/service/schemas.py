@@ -11,11 +11,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from churnguard.features.records import ISO_TIME, STORABLE, IsoDatetime, records_model
 from churnguard.scoring.horizons import curve_of
-from churnguard.store.actions import LoggedAction
+from churnguard.store.actions import LoggedAction, action_date_problem
 from churnguard.store.schema import TEXT_LIMITS
 from churnguard.store.scores import ORDERS, Score, ScoreRecord
 
@@ -268,8 +269,17 @@ class ActionCreate(BaseModel):
         default="", max_length=5000, examples=["Agreed a service review in July"]
     )
     date: Annotated[dt.date, ISO_TIME] | None = Field(
-        default=None, description="When it happened; default today (UTC)."
+        default=None,
+        description="When it happened; default today (UTC). Not in the future, not before 2000.",
     )
+
+    @field_validator("date")
+    @classmethod
+    def _could_have_happened(cls, value: dt.date | None) -> dt.date | None:
+        problem = None if value is None else action_date_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("date_out_of_range", problem)
+        return value
 
 
 class LoggedActionPublic(BaseModel):

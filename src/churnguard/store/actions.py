@@ -10,6 +10,21 @@ from sqlalchemy.engine import Engine
 
 from churnguard.store.schema import actions
 
+EARLIEST_ACTION = date(2000, 1, 1)  # an action logged as earlier is a typing mistake
+
+
+def action_date_problem(happened_on: date, today: date | None = None) -> str | None:
+    """Why an action cannot have happened on ``happened_on`` (None if it can).
+
+    Not after ``today`` (default: today in UTC) and not before 2000: the rule of the API and of
+    the dashboard's form alike.
+    """
+    if happened_on > (today or datetime.now(UTC).date()):
+        return "The date cannot be in the future."
+    if happened_on < EARLIEST_ACTION:
+        return "The date is too far in the past."
+    return None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LoggedAction:

@@ -38,6 +38,7 @@ from churnguard.service.web.auth import (
 from churnguard.service.web.crm import CRMCache
 from churnguard.service.web.sessions import DASHBOARD_ROLES, SessionStore, Viewer, new_token
 from churnguard.service.web.templating import render
+from churnguard.store.actions import action_date_problem
 from churnguard.store.attention import ATTENTION, attention_conditions
 from churnguard.store.export import export_rows
 from churnguard.store.followups import plan_follow_up
@@ -365,10 +366,8 @@ def _check_action(form: dict[str, str], types: list[str]) -> tuple[dict[str, str
     except ValueError:
         errors["happened_on"] = "Give the date as YYYY-MM-DD."
     else:
-        if when > today:
-            errors["happened_on"] = "The date cannot be in the future."
-        elif when.year < 2000:
-            errors["happened_on"] = "The date is too far in the past."
+        if problem := action_date_problem(when, today):
+            errors["happened_on"] = problem
     return errors, when
 
 
