@@ -21,7 +21,6 @@ from churnguard.store.database import StoreUnavailableError
 from churnguard.store.scores import ScoreStore
 
 if TYPE_CHECKING:
-    from churnguard.modeling.model import ChurnModel
     from churnguard.scoring.scorer import Scorer
 
 logger = logging.getLogger(__name__)
@@ -31,15 +30,6 @@ _URL_SECRET = re.compile(r"(//[^/@\s:]*):[^/@\s]*@")  # scheme://user:password@h
 
 class ModelUnavailableError(RuntimeError):
     """No model could be loaded (the message says why)."""
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; ``step`` names what failed: "registry", "artifact",
-    "checksum", "local copy" or "model" (there is none)."""
-
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(message)
-        self.step = step
 
 
 @dataclass
@@ -90,6 +80,8 @@ class ServiceState:
         Raises:
             ModelUnavailableError: no model could be loaded; the one served (if any) stays.
         """
+        from churnguard.scoring.loading import ModelLoadError, load_scorer  # pandas, the model
+
         with self._loading:  # one load at a time; requests go on with the current scorer
             previous = self.scorer
             try:
@@ -117,90 +109,6 @@ class ServiceState:
         except ModelUnavailableError:
             return False
         return True
-
-
-def load_scorer(settings: Settings, fallback: bool = True) -> Scorer:
-    """The champion's scorer: from the registry, else the local last-known-good copy.
-
-    The local copy is used when the registry has no champion, or, with ``fallback``, when the
-    registry fails (its reason is logged). Versions read "3" (registry), "local:3" (local copy).
-
-    Raises:
-        ModelLoadError: nothing could be loaded, naming the step that failed.
-    """
-    from churnguard.scoring.playbook import load_playbook
-    from churnguard.scoring.scorer import Scorer
-
-    try:
-        found = _registry_champion(settings)
-        why = f"the registry at {settings.tracking_uri} has no champion"
-    except ModelLoadError as exc:
-        if not fallback:
-            raise
-        found, why = None, str(exc)
-    if found is None:
-        found = _local_copy(settings, why)
-    model, version = found
-    playbook = load_playbook(settings.playbook_path, feature_set=model.feature_set)
-    return Scorer(model, version, playbook, thresholds=settings.risk_bands)
-
-
-def _registry_champion(settings: Settings) -> tuple[ChurnModel, str] | None:
-    """The registry's champion and its version (None: the registry has no champion)."""
-    from churnguard.modeling.registry import CHAMPION, Registry  # imports MLflow
-    from churnguard.scoring.loading import impatient
-
-    uri = settings.tracking_uri
-    try:
-        registry = Registry.from_settings(settings)
-        with impatient():  # an unreachable server fails in seconds, not minutes
-            number = registry.alias_version(CHAMPION)
-    except Exception as exc:
-        raise ModelLoadError(
-            "registry", f"the registry at {uri} failed: {_first_line(exc)}"
-        ) from exc
-    if number is None:
-        return None
-    try:
-        model = registry.load_model(number)
-    except Exception as exc:
-        raise ModelLoadError(
-            "artifact",
-            f"the {CHAMPION}, version {number}, could not be loaded from the registry at {uri} "
-            f"(its artifacts): {_first_line(exc)}",
-        ) from exc
-    return model, str(number)
-
-
-def _local_copy(settings: Settings, why: str) -> tuple[ChurnModel, str]:
-    """The local last-known-good copy and its version; ``why`` says why it is needed."""
-    from churnguard.modeling.model import (
-        ChecksumMismatchError,
-        load_local_model,
-        load_model_card,
-    )
-
-    where = settings.models_dir
-    try:
-        model = load_local_model(where)
-        card = load_model_card(where)
-    except FileNotFoundError:
-        raise ModelLoadError(
-            "model",
-            f"no model to score with: {why}, and there is no local copy in {where}; "
-            "train a model first: churnguard train --data <folder or database URL>",
-        ) from None
-    except ChecksumMismatchError as exc:
-        raise ModelLoadError("checksum", f"{why}, and the local copy: {exc}") from exc
-    except Exception as exc:  # a corrupt or foreign file: unpickling fails any way it likes
-        raise ModelLoadError(
-            "local copy",
-            f"{why}, and the local copy in {where} could not be read "
-            f"({type(exc).__name__}: {_first_line(exc)})",
-        ) from exc
-    version = f"local:{card['version']}" if card.get("version") is not None else "local"
-    logger.warning("%s; scoring with the local copy in %s (%s)", why, where, version)
-    return model, version
 
 
 def model_source(scorer: Scorer) -> str:
