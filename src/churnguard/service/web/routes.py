@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, FastAPI, Form, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from churnguard.features.records import STORABLE
@@ -87,6 +88,31 @@ Sort = Literal["revenue_at_risk", "probability", "monthly_value", "renewal"]
 Band = Literal["high", "medium", "low", ""]
 Direction = Literal["asc", "desc", ""]  # "": each sort's usual order
 Attention = Literal["", "all", "new-high", "rising", "no-action", "unassigned"]
+
+
+@dataclass(frozen=True)
+class ClientFilters:
+    """What "My clients" lists, from the query string (the page and its CSV take the same)."""
+
+    sort: Sort = "revenue_at_risk"
+    direction: Direction = ""
+    band: Band = ""
+    q: Annotated[str, Query(max_length=200), STORABLE] = ""
+    manager: Annotated[str, Query(max_length=200), STORABLE] = ""
+    attention: Attention = ""
+
+    @property
+    def ascending(self) -> bool | None:
+        """The order asked for (None: the sort's usual order)."""
+        return None if not self.direction else self.direction == "asc"
+
+    @property
+    def search(self) -> str | None:
+        """The search text, None when blank."""
+        return self.q.strip() or None
+
+
+Filters = Annotated[ClientFilters, Depends()]
 
 
 @router.get("/")
@@ -189,43 +215,29 @@ def read_clients(
     dashboard: DashboardDep,
     store: StoreDep,
     writer: WriterDep,
-    sort: Sort = "revenue_at_risk",
-    direction: Direction = "",
-    band: Band = "",
-    q: Annotated[str, Query(max_length=200), STORABLE] = "",
-    manager: Annotated[str, Query(max_length=200), STORABLE] = "",
+    filters: Filters,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-    attention: Attention = "",
 ) -> Response:
     """The viewer's clients, highest revenue at risk first by default."""
     writer.flush()
     crm, problem = dashboard.crm.get()
     managers = pages.known_managers(store) if viewer.is_admin else []
-    chosen, book = _book(viewer, manager, managers)
-    ascending = None if not direction else direction == "asc"
+    chosen, book = _book(viewer, filters.manager, managers)
     listing = pages.clients_page(
         store,
         crm,
         manager=book,
-        band=band or None,
-        search=q.strip() or None,
-        sort=sort,
+        band=filters.band or None,
+        search=filters.search,
+        sort=filters.sort,
         page=page,
-        ascending=ascending,
-        attention=attention,
+        ascending=filters.ascending,
+        attention=filters.attention,
     )
-    filters = {
-        "sort": sort,
-        "direction": direction,
-        "band": band,
-        "q": q,
-        "manager": chosen.shown if chosen else "",
-        "attention": attention,
-    }
     context = {
         "viewer": viewer,
         "listing": listing,
-        "filters": filters,
+        "filters": {**asdict(filters), "manager": chosen.shown if chosen else ""},
         "sorts": pages.SORTS,
         "bands": pages.BANDS,
         "managers": managers,
@@ -252,24 +264,20 @@ def read_clients_csv(
     viewer: CurrentViewer,
     store: StoreDep,
     writer: WriterDep,
-    sort: Sort = "revenue_at_risk",
-    direction: Direction = "",
-    band: Band = "",
-    q: Annotated[str, Query(max_length=200), STORABLE] = "",
-    manager: Annotated[str, Query(max_length=200), STORABLE] = "",
-    attention: Attention = "",
+    filters: Filters,
 ) -> StreamingResponse:
     """The list "My clients" shows, every page of it, as CSV (renewal order: by revenue)."""
     writer.flush()
-    managers = pages.known_managers(store) if viewer.is_admin and manager else []
-    _, book = _book(viewer, manager, managers)
+    attention = filters.attention
+    managers = pages.known_managers(store) if viewer.is_admin and filters.manager else []
+    _, book = _book(viewer, filters.manager, managers)
     rows = export_rows(
         store,
         manager=book,
-        band=band or None,
-        search=q.strip() or None,
-        order_by="revenue_at_risk" if sort == "renewal" else sort,
-        ascending=None if not direction else direction == "asc",
+        band=filters.band or None,
+        search=filters.search,
+        order_by="revenue_at_risk" if filters.sort == "renewal" else filters.sort,
+        ascending=filters.ascending,
         where=attention_conditions(attention, datetime.now(UTC).date()) if attention else (),
     )
     return csv_download(rows, "clients")
