@@ -41,6 +41,17 @@ router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
 
 Text = Annotated[str, STORABLE]  # no character a database cannot keep (NUL): 422 naming it
 ClientId = Annotated[Text, Path(min_length=1, max_length=TEXT_LIMITS["client_id"])]
+ManagerQuery = Annotated[
+    Text | None,
+    Query(
+        max_length=TEXT_LIMITS["account_manager"],
+        description="Account manager (a manager key: own)",
+    ),
+]
+SearchQuery = Annotated[
+    Text | None,
+    Query(max_length=TEXT_LIMITS["client_name"], description="Part of the client id or name"),
+]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic, "description": "No such client in the caller's view."}
 }
@@ -51,18 +62,9 @@ def read_clients(
     principal: CurrentPrincipal,
     store: StoreDep,
     writer: WriterDep,
-    manager: Annotated[
-        Text | None,
-        Query(
-            max_length=TEXT_LIMITS["account_manager"],
-            description="Account manager (a manager key: own)",
-        ),
-    ] = None,
+    manager: ManagerQuery = None,
     band: Band | None = None,
-    search: Annotated[
-        Text | None,
-        Query(max_length=TEXT_LIMITS["client_name"], description="Part of the client id or name"),
-    ] = None,
+    search: SearchQuery = None,
     order_by: Order = "revenue_at_risk",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -95,18 +97,9 @@ def read_clients_csv(
     principal: CurrentPrincipal,
     store: StoreDep,
     writer: WriterDep,
-    manager: Annotated[
-        Text | None,
-        Query(
-            max_length=TEXT_LIMITS["account_manager"],
-            description="Account manager (a manager key: own)",
-        ),
-    ] = None,
+    manager: ManagerQuery = None,
     band: Band | None = None,
-    search: Annotated[
-        Text | None,
-        Query(max_length=TEXT_LIMITS["client_name"], description="Part of the client id or name"),
-    ] = None,
+    search: SearchQuery = None,
     order_by: Order = "revenue_at_risk",
 ) -> StreamingResponse:
     """Every client the list above would page through, as CSV (the dashboard's columns)."""
