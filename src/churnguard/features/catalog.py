@@ -723,33 +723,34 @@ def event_features(event_type: str) -> tuple[Feature, ...]:
     slug = event_slug(event_type)
     where = f"type:{event_type}"
     last_90 = _sum("event", "value", 90, where)
+    said = event_type.replace("_", " ")  # reasons read "portal login", not "portal_login"
     return (
         _F(
             f"{slug}_30d",
             _sum("event", "value", 30, where),
-            f"Total {event_type} in the last 30 days",
-            f"{{value:,.1f}} {event_type} in the last 30 days",
+            f"Total {said} in the last 30 days",
+            f"{said.capitalize()} in the last 30 days: {{value:,.0f}}",
             direction="less_risk",
         ),
         _F(
             f"{slug}_90d",
             last_90,
-            f"Total {event_type} in the last 90 days",
-            f"{{value:,.1f}} {event_type} in the last 90 days",
+            f"Total {said} in the last 90 days",
+            f"{said.capitalize()} in the last 90 days: {{value:,.0f}}",
             direction="less_risk",
         ),
         _F(
             f"{slug}_change_90d",
             _change(last_90),
-            f"Total {event_type} in the last 90 days minus the 90 days before",
-            f"{event_type} changed by {{value:+,.1f}} against the previous 90 days",
+            f"Total {said} in the last 90 days minus the 90 days before",
+            f"{said.capitalize()} changed by {{value:+,.0f}} against the previous 90 days",
             direction="less_risk",
         ),
         _F(
             f"{slug}_days_since",
             _since("event", where),
-            f"Days since the last {event_type}",
-            f"No {event_type} for {{value:.0f}} days",
+            f"Days since the last {said}",
+            f"No {said} for {{value:.0f}} days",
             direction="more_risk",
         ),
     )
