@@ -13,6 +13,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from churnguard.domain.contract import CHANNELS, DIRECTIONS, PRIORITIES, CRMData
 from churnguard.domain.mapping import Mapping
 from churnguard.domain.rawtable import RawTable, map_table
 from churnguard.modeling.model import ChurnModel
-from churnguard.store.scores import ScoreStore
+from churnguard.store.scores import ScoreRecord, ScoreStore
 
 START = pd.Timestamp("2022-01-01", tz="UTC")
 
@@ -320,4 +321,23 @@ def client_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
             "email": [f"client{i}@example.com" for i in range(n)],
             "churn": np.where(churned, "Yes", "No"),
         }
+    )
+
+
+def score_record(
+    client_id: str, when: datetime, p: float, manager: str | None = "Ana", **fields: Any
+) -> ScoreRecord:
+    """A stored score with a band from its probability (0.1, 0.3) and plausible other values."""
+    return ScoreRecord(
+        client_id=client_id,
+        as_of=when,
+        model_version="1",
+        probability=p,
+        band="high" if p >= 0.3 else "medium" if p >= 0.1 else "low",
+        revenue_at_risk=p * 12_000,
+        monthly_value=1000.0,
+        feature_digest="0" * 64,
+        change={"direction": "new"},
+        account_manager=manager,
+        **fields,
     )

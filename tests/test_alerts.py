@@ -24,7 +24,7 @@ from churnguard.alerts import run_alerts, sign
 from churnguard.config import Settings
 from churnguard.store.followups import plan_follow_up
 from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change
-from tests.factories import BACKENDS, open_store
+from tests.factories import BACKENDS, open_store, score_record
 
 SECRET = "hush"
 TODAY = date(2025, 6, 10)
@@ -83,17 +83,12 @@ def hook() -> Iterator[str]:
 
 
 def record(client_id: str, when: datetime, p: float, manager: str | None) -> ScoreRecord:
-    return ScoreRecord(
-        client_id=client_id,
-        as_of=when,
-        model_version="1",
-        probability=p,
-        band="high" if p >= 0.3 else "medium" if p >= 0.1 else "low",
-        revenue_at_risk=p * 12_000,
-        monthly_value=1000.0,
-        feature_digest="0" * 64,
-        change={"direction": "new"},
-        account_manager=manager,
+    """A score as alerts read it: with a name and one reason."""
+    return score_record(
+        client_id,
+        when,
+        p,
+        manager,
         client_name=f"{client_id} & Co",
         drivers=[{"feature": "gap", "reason": "No contact for 74 days"}],
     )

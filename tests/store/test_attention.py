@@ -15,27 +15,15 @@ from churnguard.store.attention import (
     last_actions,
     newest_score_date,
 )
-from churnguard.store.scores import ScoreRecord, ScoreStore, describe_change
-from tests.factories import BACKENDS, open_store
+from churnguard.store.scores import ScoreStore, describe_change
+from tests.factories import BACKENDS, open_store, score_record
 
 BEFORE = datetime(2025, 5, 1, tzinfo=UTC)
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 TODAY = date(2025, 6, 10)
 
 
-def record(client_id: str, when: datetime, p: float, manager: str | None = "Ana") -> ScoreRecord:
-    return ScoreRecord(
-        client_id=client_id,
-        as_of=when,
-        model_version="1",
-        probability=p,
-        band="high" if p >= 0.3 else "medium" if p >= 0.1 else "low",
-        revenue_at_risk=p * 12_000,
-        monthly_value=1000.0,
-        feature_digest="0" * 64,
-        change={"direction": "new"},
-        account_manager=manager,
-    )
+record = score_record
 
 
 @pytest.fixture(params=BACKENDS)
