@@ -51,7 +51,7 @@ from churnguard.service import create_app
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
 from churnguard.store import keys
 from churnguard.store.scores import ScoreRecord, ScoreStore
-from tests.factories import POSTGRES_ENV, ModelFactory, settings_for
+from tests.factories import POSTGRES_ENV, ModelFactory, TcpRelay, settings_for
 
 pytestmark = pytest.mark.slow
 
@@ -449,65 +449,15 @@ def _probe(url: str, key: str, n: int) -> tuple[list[tuple[int, float]], list[fl
 # ---------------------------------------------------------------------------------- outage
 
 
-class Proxy:
-    """A TCP proxy in front of the database that can be cut (every connection dropped, new ones
-    refused, as when the server stops) and restored on the same port."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = _free_port()
-        self._sockets: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-
-    def start(self) -> Proxy:
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
-        return self
-
-    def cut(self) -> None:
-        assert self._listener is not None
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            for s in self._sockets:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self._sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                near, _ = listener.accept()
-                far = socket.create_connection(self.target)
-            except OSError:
-                return
-            with self._lock:
-                self._sockets.update((near, far))
-            for a, b in ((near, far), (far, near)):
-                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    for s in (source, sink):
-        with contextlib.suppress(OSError):
-            s.shutdown(socket.SHUT_RDWR)
-
-
 def test_a_postgresql_outage_under_load_is_503_loses_nothing_and_recovers(
     tmp_path: Path, model_home: Path
 ) -> None:
     home = new_home(tmp_path, model_home)
     with database("postgresql", home) as direct:
         crm = make_keys(direct, [])["crm"]
-        target = sa.make_url(direct)
-        proxy = Proxy(target.host or "127.0.0.1", target.port or 5432).start()
-        url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        proxy = TcpRelay(direct)  # cut and restored: an outage without stopping the server
+        proxy.start()
+        url = proxy.url
         env = {"CHURNGUARD_MAX_SCORING_IN_FLIGHT": "64", "CHURNGUARD_KEY_CACHE_SECONDS": "1"}
         with serving(Server(home, url, env=env)) as server:
             load = Load(server.url, crm)
