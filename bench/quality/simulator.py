@@ -4,11 +4,12 @@ Usage: python -m bench.quality.simulator [--clients 1000 5000] [--cutoffs 3] [--
 
 For each simulated business: the labelled monthly snapshots and features ``churnguard train``
 builds, then the rolling-origin cutoffs of its backtest (the main out-of-time split and the same
-split shifted back by the test window, up to ``--cutoffs``). On every cutoff three models are
+split shifted back by the test window, up to ``--cutoffs``). On every cutoff the models are
 fitted and scored on the same test snapshots: churnguard's recipe (candidates, selection and
-calibration of ``training.pipeline.fit_on_windows``), a default logistic regression and a default
-LightGBM (both fitted on the train and validation windows together, as they need no validation
-window). The simulator's true probabilities give the oracle's AUC on the same snapshots.
+calibration of ``training.pipeline.fit_on_windows``), a default logistic regression, a default
+LightGBM and a default CatBoost when installed (``bench.quality.baselines``, all fitted on the
+train and validation windows together, as they need no validation window). The simulator's true
+probabilities give the oracle's AUC on the same snapshots.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from functools import partial
 
 import pandas as pd
 
-from bench.quality.telco import predict_lightgbm, predict_logistic
+from bench.quality.baselines import Predict, available
 from churnguard.modeling.model import align_inputs
 from churnguard.synth.business import simulate
 from churnguard.training.dataset import (
@@ -41,8 +42,11 @@ from churnguard.training.train import package_crm
 SHOWN = ("roc_auc", "pr_auc", "brier", "log_loss", "oracle_ratio")
 
 
-def run(clients: int, months: int, cutoffs: int, seed: int) -> pd.DataFrame:
+def run(
+    clients: int, months: int, cutoffs: int, seed: int, baselines: dict[str, Predict] | None = None
+) -> pd.DataFrame:
     """Every model on every cutoff of one simulated business: one row per (cutoff, model)."""
+    baselines = available() if baselines is None else baselines
     business = simulate(clients=clients, months=months, seed=seed)
     options = TrainOptions(seed=seed)
     ds = build_dataset(business.data, options)
@@ -76,7 +80,7 @@ def run(clients: int, months: int, cutoffs: int, seed: int) -> pd.DataFrame:
         note = {"churnguard": f"{fit.chosen.name}, {fit.model.calibrator.method}"}
         predictions = {"churnguard": ours}
         fitted = tr | val
-        for name, predict in (("logistic", predict_logistic), ("lightgbm", predict_lightgbm)):
+        for name, predict in baselines.items():
             started = time.perf_counter()
             rows_fit = ds.features.loc[fitted, ds.feature_set.names]
             rows_test = ds.features.loc[te, ds.feature_set.names]

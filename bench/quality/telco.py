@@ -15,20 +15,14 @@ import datetime as dt
 import os
 import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from lightgbm import LGBMClassifier
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from bench.quality.baselines import Predict, predict_lightgbm, predict_logistic
 from churnguard.training.evaluate import evaluate
 from churnguard.training.table import FlatOptions, cv_splits, parse_label
 from churnguard.training.tablefit import fit_table_model
@@ -37,9 +31,6 @@ SHOWN = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift")
 CHURNGUARD = "churnguard"
 BASELINES = ("logistic baseline", "lightgbm baseline")
 N_BOOT = 200  # paired bootstrap resamples per fold for the noise of an AUC difference
-
-# (training rows, training labels, test rows) -> (probabilities, note, raw probabilities or None)
-Predict = Callable[[pd.DataFrame, np.ndarray, pd.DataFrame], tuple[np.ndarray, str, Any]]
 
 
 def load_telco() -> tuple[pd.DataFrame, np.ndarray]:
@@ -51,12 +42,6 @@ def load_telco() -> tuple[pd.DataFrame, np.ndarray]:
     return frame.drop(columns=["churn", "rownames"]), y
 
 
-def _kinds(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Numeric and text columns by dtype: what a plain baseline would do."""
-    numeric = [c for c in rows.columns if pd.api.types.is_numeric_dtype(rows[c])]
-    return numeric, [c for c in rows.columns if c not in numeric]
-
-
 def predict_churnguard(
     train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame
 ) -> tuple[np.ndarray, str, Any]:
@@ -66,34 +51,6 @@ def predict_churnguard(
     return fit.model.predict_proba(test), note, fit.model.raw_proba(test)
 
 
-def predict_logistic(
-    train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame
-) -> tuple[np.ndarray, str, Any]:
-    """Logistic regression with scikit-learn's defaults: median-imputed, scaled numbers, one-hot."""
-    numeric, text = _kinds(train)
-    numbers = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    prep = ColumnTransformer(
-        [("num", numbers, numeric), ("cat", OneHotEncoder(handle_unknown="ignore"), text)]
-    )
-    # max_iter only so lbfgs converges without a warning; the optimum is the default model's.
-    model = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=1000))]).fit(train, y)
-    return model.predict_proba(test)[:, 1], "defaults", None
-
-
-def predict_lightgbm(
-    train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame
-) -> tuple[np.ndarray, str, Any]:
-    """LightGBM with default parameters; text columns as pandas categoricals (its own handling)."""
-    _, text = _kinds(train)
-    categories = {c: sorted(train[c].dropna().unique()) for c in text}
-
-    def encode(rows: pd.DataFrame) -> pd.DataFrame:
-        return rows.assign(**{c: pd.Categorical(rows[c], categories[c]) for c in text})
-
-    model = LGBMClassifier(random_state=7, n_jobs=1, verbose=-1).fit(encode(train), y)
-    return np.asarray(model.predict_proba(encode(test)))[:, 1], "defaults", None
-
-
 MODELS: dict[str, Predict] = {
     CHURNGUARD: predict_churnguard,
     "logistic baseline": predict_logistic,
@@ -101,12 +58,20 @@ MODELS: dict[str, Predict] = {
 }
 
 
-def run(rows: pd.DataFrame, y: np.ndarray, folds: int, repeats: int, seed: int) -> pd.DataFrame:
+def run(
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    folds: int,
+    repeats: int,
+    seed: int,
+    models: dict[str, Predict] | None = None,
+) -> pd.DataFrame:
     """Every model on every fold: one row per (fold, model) with metrics and predictions."""
+    models = MODELS if models is None else models
     records = []
     splits = cv_splits(y, folds, repeats, seed)
     for repeat, fold, train, test in splits:
-        for name, predict in MODELS.items():
+        for name, predict in models.items():
             started = time.perf_counter()
             p, note, raw = predict(rows.iloc[train], y[train], rows.iloc[test])
             metrics = evaluate(y[test], p)
@@ -127,7 +92,7 @@ def run(rows: pd.DataFrame, y: np.ndarray, folds: int, repeats: int, seed: int) 
         done = [r for r in records if r["model"] == CHURNGUARD]
         print(
             f"  fold {len(done)}/{len(splits)}: "
-            + ", ".join(f"{r['model']} {r['roc_auc']:.4f}" for r in records[-len(MODELS) :]),
+            + ", ".join(f"{r['model']} {r['roc_auc']:.4f}" for r in records[-len(models) :]),
             flush=True,
         )
     return pd.DataFrame(records)
