@@ -66,16 +66,15 @@ def init(args: argparse.Namespace, settings: Settings) -> int:
 def validate(args: argparse.Namespace, settings: Settings) -> int:
     """Check a CRM export against the data contract and print the report."""
     from churnguard.domain.data import load_crm
-    from churnguard.domain.problems import DataContractError, Problem
-    from churnguard.features.catalog import event_type_clashes, event_types_in
+    from churnguard.domain.problems import DataContractError
+    from churnguard.features.catalog import feature_name_problems
 
     try:
         data, report = load_crm(args.data, args.mapping, log_warnings=False)  # printed below
     except DataContractError as exc:
         print(exc.report.format())
         return 1
-    clashes = event_type_clashes(event_types_in(data))  # training would stop on them
-    report.problems += [Problem("error", "events", "events", "event_type", (), m) for m in clashes]
+    report.problems += feature_name_problems(data)  # training would stop on them
     print(report.format())
     return 0 if report.ok else 1
 

@@ -7,7 +7,8 @@ in ``validation.py``, and reading files and databases in ``data.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import re
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import pandas as pd
@@ -176,6 +177,44 @@ TABLES: dict[str, Table] = {
     )
 }
 
+# Extra columns a mapping may declare as attributes: the table's prefix of their column names.
+ATTRIBUTE_PREFIXES = {"clients": "client_", "contracts": "contract_"}
+ATTRIBUTE_KINDS = (Kind.NUMBER, Kind.CATEGORY)
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")  # the name a mapping gives one
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """An extra column of clients or contracts, declared in a mapping file, read as a feature.
+
+    Its column in the typed table, and its feature's name, is the table's prefix and its name
+    (``client_seats``, ``contract_plan_tier``), so it cannot take the name of an event feature;
+    ``mapping.py`` refuses one that would take a contract column's or a built-in feature's.
+    """
+
+    table: str  # clients or contracts
+    name: str  # as the mapping names it: seats, plan_tier
+    kind: Kind  # NUMBER or CATEGORY
+    label: str = ""  # plain words for reasons ("Seats"); default: the name, capitalised
+    direction: str = "context"  # numbers: more_risk or less_risk makes it a possible reason
+    where: str = field(default="", compare=False)  # its mapping entry, for messages
+
+    @property
+    def column(self) -> str:
+        """Its column in the typed table, and its feature's name."""
+        return f"{ATTRIBUTE_PREFIXES[self.table]}{self.name}"
+
+    @property
+    def words(self) -> str:
+        """Its label in plain words."""
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    @property
+    def spec(self) -> Column:
+        """The column validation types it as."""
+        return Column(self.column, self.kind, description=self.words)
+
+
 # Pairs (earlier, later) that must be in order within a row, checked by validation.
 ORDERED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "contracts": (("start_date", "end_date"), ("start_date", "cancelled_at")),
@@ -234,19 +273,25 @@ class CRMData:
     invoices: pd.DataFrame
     tickets: pd.DataFrame
     events: pd.DataFrame
+    attributes: tuple[Attribute, ...] = ()  # extra columns of clients and contracts (a mapping's)
 
     def table(self, name: str) -> pd.DataFrame:
         frame: pd.DataFrame = getattr(self, name)
         return frame
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in TABLES}
+
+    def spec(self, name: str) -> Table:
+        """A table's contract, with the columns of its attributes."""
+        return table_spec(name, self.attributes)
 
     def for_clients(self, client_ids: list[str] | pd.Index) -> CRMData:
         """The subset of every table that belongs to the given clients."""
         ids = pd.Index(client_ids)
         return from_frames(
-            {name: df[df["client_id"].isin(ids)] for name, df in self.tables().items()}
+            {name: df[df["client_id"].isin(ids)] for name, df in self.tables().items()},
+            self.attributes,
         )
 
     @property
@@ -254,32 +299,40 @@ class CRMData:
         return sum(len(df) for df in self.tables().values())
 
 
-def from_frames(frames: dict[str, pd.DataFrame]) -> CRMData:
+def table_spec(name: str, attributes: tuple[Attribute, ...] = ()) -> Table:
+    """A table's contract with the columns of the attributes declared on it."""
+    extra = tuple(a.spec for a in attributes if a.table == name)
+    return replace(TABLES[name], columns=TABLES[name].columns + extra) if extra else TABLES[name]
+
+
+def from_frames(frames: dict[str, pd.DataFrame], attributes: tuple[Attribute, ...] = ()) -> CRMData:
     """A CRMData from already-typed frames; missing optional tables become empty tables.
 
     Frames are not validated here (see ``validate``): columns missing from a frame are added
-    empty so that every table carries the full contract, and ``client_id`` in every table but
-    ``clients`` becomes categorical over the clients' ids (rows of unknown clients get NaN, which
-    is why validation rejects them first).
+    empty so that every table carries the full contract (and its attributes' columns), and
+    ``client_id`` in every table but ``clients`` becomes categorical over the clients' ids (rows
+    of unknown clients get NaN, which is why validation rejects them first).
     """
-    clients = _complete(frames.get("clients"), "clients").reset_index(drop=True)
+    attributes = tuple(attributes)
+    clients = _complete(frames.get("clients"), table_spec("clients", attributes))
+    clients = clients.reset_index(drop=True)
     clients["client_id"] = clients["client_id"].astype("str")
     client_dtype = pd.CategoricalDtype(pd.Index(clients["client_id"]))
     out = {"clients": clients}
     for name in TABLES:
         if name != "clients":
-            df = _complete(frames.get(name), name)
+            df = _complete(frames.get(name), table_spec(name, attributes))
             out[name] = df.assign(client_id=df["client_id"].astype(client_dtype))
-    return CRMData(**out)
+    return CRMData(**out, attributes=attributes)
 
 
-def _complete(df: pd.DataFrame | None, name: str) -> pd.DataFrame:
-    """The frame with every contract column of the table, in contract order."""
+def _complete(df: pd.DataFrame | None, spec: Table) -> pd.DataFrame:
+    """The frame with every column of the table's spec, in its order."""
     if df is None:
-        return empty_table(name)
+        df = empty_table(spec.name)
     missing = {
         c.name: pd.Series(False if c.kind == Kind.BOOL else None, index=df.index, dtype=dtype_of(c))
-        for c in TABLES[name].columns
+        for c in spec.columns
         if c.name not in df.columns
     }
-    return df.assign(**missing)[list(TABLES[name].column_names)]
+    return df.assign(**missing)[list(spec.column_names)]

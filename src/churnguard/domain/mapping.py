@@ -2,20 +2,30 @@
 
 A mapping renames tables and columns, derives the columns an export lacks (an id from row numbers
 or from several columns, a constant, a scaled number, one source column used twice), drops rows
-(add-ons, test accounts) and recodes values. This module reads and checks the YAML file, keeping
-the line of every entry so that each message names it; ``rawtable.py`` applies a mapping to a
-table as read.
+(add-ons, test accounts), recodes values, reads dates written in another format, and declares
+extra client and contract columns as attributes (features). This module reads and checks the YAML
+file, keeping the line of every entry so that each message names it; ``rawtable.py`` applies a
+mapping to a table as read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from difflib import get_close_matches
 from pathlib import Path
 
 import yaml
 
-from churnguard.domain.contract import TABLES, Column, Kind
+from churnguard.domain.contract import (
+    ATTRIBUTE_KINDS,
+    ATTRIBUTE_NAME,
+    ATTRIBUTE_PREFIXES,
+    TABLES,
+    Attribute,
+    Column,
+    Kind,
+)
 from churnguard.domain.problems import DataContractError, Problem, ValidationReport
 
 Path_ = tuple[str, ...]  # where an entry is in the YAML document: ("columns", "clients", "name")
@@ -65,13 +75,23 @@ class RowFilter:
 
 
 @dataclass(frozen=True)
+class MappedAttribute:
+    """An attribute a mapping declares, and the source column it is read from."""
+
+    attribute: Attribute
+    source: Derived
+
+
+@dataclass(frozen=True)
 class Mapping:
     """How a real CRM export's tables, columns and values are named, read from a YAML file.
 
     ``tables``: contract table -> source table or file stem; ``columns``: contract table ->
     {contract column: source column or Derived}; ``filters``: contract table -> RowFilter;
-    ``values``: contract table -> column -> {source value: contract value}. Anything not
-    mentioned keeps its contract name. ``lines`` are the file lines of its entries.
+    ``values``: contract table -> column -> {source value: contract value}; ``date_formats``:
+    contract table -> {date column: strptime format}; ``attributes``: contract table -> the extra
+    columns read as features. Anything not mentioned keeps its contract name. ``lines`` are the
+    file lines of its entries.
     """
 
     tables: dict[str, str] = field(default_factory=dict)
@@ -80,6 +100,13 @@ class Mapping:
     filters: dict[str, RowFilter] = field(default_factory=dict)
     source: str = "mapping"
     lines: dict[Path_, int] = field(default_factory=dict)
+    date_formats: dict[str, dict[str, str]] = field(default_factory=dict)
+    attributes: dict[str, tuple[MappedAttribute, ...]] = field(default_factory=dict)
+
+    @property
+    def declared(self) -> tuple[Attribute, ...]:
+        """Every attribute the mapping declares, clients' first."""
+        return tuple(m.attribute for t in TABLES for m in self.attributes.get(t, ()))
 
     def source_table(self, table: str) -> str:
         """The source table or file stem a contract table is read from."""
@@ -87,12 +114,15 @@ class Mapping:
 
     def where(self, *path: str) -> str:
         """'mapping.yaml line 12 (columns.contracts.contract_id)': an entry, as messages name it."""
-        line = _line_of(self.lines, path)
-        at = f" line {line}" if line else ""
-        return f"{self.source}{at} ({'.'.join(path)})"
+        return _where(self.source, _line_of(self.lines, path), path)
 
 
-_SECTIONS = ("tables", "columns", "filters", "values")
+def _where(source: str, line: int | None, path: Path_) -> str:
+    at = f" line {line}" if line else ""
+    return f"{source}{at} ({'.'.join(path)})"
+
+
+_SECTIONS = ("tables", "columns", "filters", "values", "date_format", "attributes")
 _RECODABLE = (Kind.CHOICE, Kind.CATEGORY, Kind.BOOL, Kind.TEXT, Kind.ID)
 _DERIVED_KEYS = ("column", "scale", "concat", "sep", "constant", "row_number")
 _YES = ("true", "yes", "y", "1")
@@ -170,9 +200,11 @@ def parse_mapping(
     columns = _mapping_columns(doc.get("columns"), m)
     filters = _mapping_filters(doc.get("filters"), m)
     values = _mapping_values(doc.get("values"), m)
+    date_formats = _mapping_date_formats(doc.get("date_format"), m)
+    attributes = _mapping_attributes(doc.get("attributes"), source, m)
     if m.found:
         raise DataContractError(ValidationReport(m.found))
-    return Mapping(tables, columns, values, filters, source, lines)
+    return Mapping(tables, columns, values, filters, source, lines, date_formats, attributes)
 
 
 def _section(value: object, path: Path_, m: _Messages) -> dict[str, object]:
@@ -336,3 +368,110 @@ def _recodes(column: Column, codes: object, path: Path_, m: _Messages) -> dict[s
         elif column.kind == Kind.CHOICE and target.strip().lower() not in column.choices:
             m.add((*path, source), f"{target!r} is not one of {', '.join(column.choices)}")
     return out
+
+
+def _mapping_date_formats(value: object, m: _Messages) -> dict[str, dict[str, str]]:
+    """The `date_format` section: one format for every date column, or per table, or per column."""
+    if isinstance(value, str):  # every date column of every table
+        fmt = _date_format(value, ("date_format",), m)
+        return {t: dict.fromkeys(_date_columns(t), fmt) for t in TABLES} if fmt else {}
+    out: dict[str, dict[str, str]] = {}
+    path = ("date_format",)
+    for table, entry in _tables_in(_section(value, path, m), path, m).items():
+        if isinstance(entry, str):  # every date column of the table
+            fmt = _date_format(entry, (*path, table), m)
+            out[table] = dict.fromkeys(_date_columns(table), fmt) if fmt else {}
+            continue
+        out[table] = {}
+        for name, text in _section(entry, (*path, table), m).items():
+            if _known(name, _date_columns(table), "date column", (*path, table), m):
+                fmt = _date_format(text, (*path, table, name), m)
+                if fmt:
+                    out[table][name] = fmt
+    return out
+
+
+def _date_columns(table: str) -> tuple[str, ...]:
+    return tuple(c.name for c in TABLES[table].columns if c.kind == Kind.DATETIME)
+
+
+def _date_format(text: object, path: Path_, m: _Messages) -> str | None:
+    """A strptime format that can read back the dates it writes, or None with a message."""
+    sample = datetime(2024, 3, 21, 9, 30, 15)
+    try:
+        if not isinstance(text, str) or "%" not in text:
+            raise ValueError
+        datetime.strptime(sample.strftime(text), text)
+    except ValueError:
+        m.add(path, f'expected a date format such as "%d/%m/%Y" or "%m/%d/%Y %H:%M", got {text!r}')
+        return None
+    return text
+
+
+_ATTRIBUTE_KEYS = ("column", "kind", "label", "scale", "direction")
+_DIRECTIONS = ("more_risk", "less_risk", "context")
+
+
+def _mapping_attributes(
+    value: object, source: str, m: _Messages
+) -> dict[str, tuple[MappedAttribute, ...]]:
+    """The `attributes` section: clients/contracts -> {name: kind, or {column, kind, label,
+    scale, direction}}: extra source columns read as features."""
+    out: dict[str, tuple[MappedAttribute, ...]] = {}
+    path = ("attributes",)
+    for table, entries in _tables_in(_section(value, path, m), path, m).items():
+        if table not in ATTRIBUTE_PREFIXES:
+            m.add((*path, table), "attributes are read from clients and contracts only")
+            continue
+        found = []
+        for name, entry in _section(entries, (*path, table), m).items():
+            declared = _attribute(table, name, entry, source, (*path, table, name), m)
+            if declared is not None:
+                found.append(declared)
+        out[table] = tuple(found)
+    return out
+
+
+def _attribute(
+    table: str, name: str, entry: object, source: str, path: Path_, m: _Messages
+) -> MappedAttribute | None:
+    """One attribute entry, checked: its name, kind, direction and the column it would make."""
+    spec = {"kind": entry} if isinstance(entry, str) else entry
+    if not isinstance(spec, dict) or any(not isinstance(v, str) for v in spec.values()):
+        m.add(path, f"expected number, category or a mapping ({', '.join(_ATTRIBUTE_KEYS)})")
+        return None
+    problems = _attribute_problems(table, name, spec)
+    for text in problems:
+        m.add(path, text)
+    if problems:
+        return None
+    kind, direction = Kind(spec["kind"]), spec.get("direction", "context")
+    where = _where(source, _line_of(m.lines, path), path)
+    attribute = Attribute(table, name, kind, spec.get("label", ""), direction, where)
+    scale = _number(spec.get("scale"))
+    return MappedAttribute(attribute, Derived(column=spec.get("column", name), scale=scale))
+
+
+def _attribute_problems(table: str, name: str, spec: dict[str, str]) -> list[str]:
+    """What is wrong with an attribute entry (its values are strings)."""
+    keys = ", ".join(_ATTRIBUTE_KEYS)
+    problems = [f"unknown key {k!r} (expected {keys})" for k in spec if k not in _ATTRIBUTE_KEYS]
+    if not ATTRIBUTE_NAME.fullmatch(name):
+        problems.append("a name is lower-case letters, digits and underscores (seats, plan_tier)")
+    kind, direction = spec.get("kind", ""), spec.get("direction", "context")
+    if kind not in ATTRIBUTE_KINDS:
+        problems.append(f"kind: expected number or category, got {kind!r}")
+    if direction not in _DIRECTIONS:
+        problems.append(f"direction: expected more_risk, less_risk or context, got {direction!r}")
+    elif kind == Kind.CATEGORY and direction != "context":
+        problems.append("a category is context beside the reasons, never one: no direction")
+    if "scale" in spec and kind != Kind.NUMBER:
+        problems.append("scale applies to numbers")
+    try:
+        _number(spec.get("scale"))
+    except ValueError as exc:
+        problems.append(str(exc))
+    column = f"{ATTRIBUTE_PREFIXES[table]}{name}"
+    if column in TABLES[table].column_names:
+        problems.append(f"it would make the column {column}, which {table} already has; rename it")
+    return problems

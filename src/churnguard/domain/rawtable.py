@@ -1,16 +1,17 @@
 """Raw tables: a table as read, with the mapping applied (rows filtered, columns renamed or
-derived, values recoded) but not yet typed; ``validation.py`` types and checks them."""
+derived, values recoded, dates in a declared format read, attributes' numbers read) but not yet
+typed; ``validation.py`` types and checks them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from churnguard.domain.contract import TABLES, Kind, Table
-from churnguard.domain.mapping import Derived, Mapping, RowFilter, Source
+from churnguard.domain.contract import TABLES, Attribute, Kind, Table, table_spec
+from churnguard.domain.mapping import Derived, MappedAttribute, Mapping, RowFilter, Source
 from churnguard.domain.problems import Problem
 
 
@@ -26,6 +27,12 @@ class RawTable:
     ignored: tuple[str, ...] = ()  # source columns shadowed by a mapped column of the same name
     dropped: int = 0  # source rows the mapping's filters left out
     problems: tuple[Problem, ...] = ()  # mapping entries that could not be applied
+    attributes: tuple[Attribute, ...] = ()  # extra columns read as features (the mapping's)
+
+    @property
+    def spec(self) -> Table:
+        """The table's contract, with its attributes' columns: what validation types."""
+        return table_spec(self.name, self.attributes)
 
 
 def map_table(
@@ -46,7 +53,8 @@ def map_table(
     """
     mapping = mapping or Mapping()
     rows = np.arange(1, len(frame) + 1) if row_numbers is None else np.asarray(row_numbers)
-    columns = mapping.columns.get(name, {})
+    extras = mapping.attributes.get(name, ())
+    columns = {**mapping.columns.get(name, {}), **{a.attribute.column: a.source for a in extras}}
     row_filter = mapping.filters.get(name, RowFilter())
     problems = _missing_sources(name, source, frame, columns, row_filter, mapping)
     positions = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)  # for row_number ids
@@ -57,8 +65,17 @@ def map_table(
     recoded = _recode(mapped, TABLES[name], mapping.values.get(name, {}))
     renamed = {c: s if isinstance(s, str) else (s.column or "") for c, s in columns.items()}
     renamed = {c: s for c, s in renamed.items() if s}  # derived columns have no source name
+    typed, typing_problems = _read_attributes(recoded, rows, extras)
+    dated, date_problems = _read_dates(typed, rows, name, mapping)
+    problems += [
+        replace(p, table=name, source=source, source_column=renamed.get(p.column or ""))
+        for p in typing_problems + date_problems
+    ]
     dropped = int((~keep).sum())
-    return RawTable(name, source, recoded, rows, renamed, ignored, dropped, tuple(problems))
+    attributes = tuple(a.attribute for a in extras)
+    return RawTable(
+        name, source, dated, rows, renamed, ignored, dropped, tuple(problems), attributes
+    )
 
 
 def _missing_sources(
@@ -81,6 +98,12 @@ def _missing_sources(
             where = mapping.where("columns", name, column)
             message = f"{where}: no column {absent[0]!r} to read (it has: {has})"
             problems.append(Problem("error", name, source, column, (), message))
+    for extra in mapping.attributes.get(name, ()):
+        column = extra.source.column or ""
+        if column not in frame.columns:
+            where = extra.attribute.where
+            message = f"{where}: no column {column!r} to read (it has: {has})"
+            problems.append(Problem("error", name, source, None, (), message))
     for kind, entries in (("drop", row_filter.drop), ("keep", row_filter.keep)):
         for column in entries:
             if column not in frame.columns:
@@ -88,6 +111,54 @@ def _missing_sources(
                 message = f"{where}: no column {column!r} to filter on (it has: {has})"
                 problems.append(Problem("error", name, source, None, (), message))
     return problems
+
+
+def _read_attributes(
+    frame: pd.DataFrame, rows: np.ndarray, extras: tuple[MappedAttribute, ...]
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """The frame with its number attributes read as numbers; text that is not one is reported
+    (rows, mapping line; the value is not repeated) and left empty."""
+    numbers: dict[str, pd.Series] = {}
+    problems: list[Problem] = []
+    for extra in extras:
+        a = extra.attribute
+        if a.kind != Kind.NUMBER or a.column not in frame.columns:
+            continue
+        values = frame[a.column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            numbers[a.column] = values.astype("float64")
+            continue
+        text = as_text(values)
+        number = pd.to_numeric(text, errors="coerce").astype("float64")
+        bad = (text.notna() & ~np.isfinite(number)).to_numpy()
+        if bad.any():
+            message = (
+                f"{a.where}: not a number in {bad.sum():,} rows ({a.name} is declared a number)"
+            )
+            problems.append(Problem("error", "", "", a.column, tuple(rows[bad].tolist()), message))
+        numbers[a.column] = number.where(~bad)
+    return (frame.assign(**numbers) if numbers else frame), problems
+
+
+def _read_dates(
+    frame: pd.DataFrame, rows: np.ndarray, name: str, mapping: Mapping
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """The frame with the columns a mapping gives a date format read by it (UTC unless the
+    format has %z); a value that does not match is reported and left empty."""
+    dates: dict[str, pd.Series] = {}
+    problems: list[Problem] = []
+    for column, fmt in mapping.date_formats.get(name, {}).items():
+        if column not in frame.columns or pd.api.types.is_datetime64_any_dtype(frame[column]):
+            continue  # missing: validation names it; typed by the file (parquet): nothing to read
+        text = as_text(frame[column])
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
+        bad = (text.notna() & parsed.isna()).to_numpy()
+        if bad.any():
+            where = mapping.where("date_format", name, column)
+            message = f"{where}: {bad.sum():,} dates do not match the date format {fmt!r}"
+            problems.append(Problem("error", "", "", column, tuple(rows[bad].tolist()), message))
+        dates[column] = parsed
+    return (frame.assign(**dates) if dates else frame), problems
 
 
 def _kept_rows(frame: pd.DataFrame, row_filter: RowFilter) -> np.ndarray:

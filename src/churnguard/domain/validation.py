@@ -66,7 +66,7 @@ def validate(
     frames: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():
         if name in raw:
-            frames[name], table_problems = _validate_table(raw[name], spec)
+            frames[name], table_problems = _validate_table(raw[name], raw[name].spec)
             found += table_problems
         elif spec.required and name not in failed:
             found.append(_missing_table(name))
@@ -76,7 +76,8 @@ def validate(
     report = ValidationReport(found, counts, dropped)
     if report.errors:
         raise DataContractError(report)
-    return from_frames(frames), report
+    attributes = tuple(a for t in raw.values() if t.name in TABLES for a in t.attributes)
+    return from_frames(frames, attributes), report
 
 
 def _missing_table(name: str) -> Problem:

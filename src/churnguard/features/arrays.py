@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from churnguard.domain.contract import TABLES, CRMData, Kind, Table
+from churnguard.domain.contract import CRMData, Kind, Table
 from churnguard.domain.timeaxis import EARLIEST_TIME, LATEST_TIME, TIME_BITS, TIME_MAX, TIME_OFFSET
 
 NAT = np.iinfo(np.int64).min  # an empty time: NaT when viewed as datetime64
@@ -99,7 +99,7 @@ class CRMArrays:
 
 def crm_arrays(data: CRMData) -> CRMArrays:
     """The engine's view of validated CRM data: each column converted to numpy once."""
-    tables = {name: _table_arrays(df, TABLES[name]) for name, df in data.tables().items()}
+    tables = {name: _table_arrays(df, data.spec(name)) for name, df in data.tables().items()}
     return CRMArrays(data.clients["client_id"].to_numpy(dtype=object), tables)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from churnguard.domain.churn import stop_times
-from churnguard.domain.contract import CRMData
+from churnguard.domain.contract import Attribute, CRMData, Kind
+from churnguard.domain.problems import Problem
 from churnguard.domain.timeaxis import DAY
 from churnguard.features.arrays import NAT, Columns
 
@@ -804,21 +805,84 @@ def event_type_clashes(event_types: Iterable[str]) -> list[str]:
     ]
 
 
+def attribute_feature(attribute: Attribute) -> Feature:
+    """The feature of a client or contract attribute a mapping declares: its value as it is (a
+    client's) or that of the contract in force at as_of (the latest started, when several are).
+
+    Named as its column (``client_<name>``, ``contract_<name>``); a category is context, never a
+    reason; a number is a reason only when the mapping gives its direction.
+    """
+    a = attribute
+    whose = "the contract in force" if a.table == "contracts" else "the client"
+    description = f"{a.words} of {whose} (an attribute from the CRM)"
+    formula = Custom(a.column)
+    if a.kind == Kind.CATEGORY:
+        return _F(a.column, formula, description, f"{a.words}: {{value}}", categorical=True)
+    directions: dict[str, Direction] = {"more_risk": "more_risk", "less_risk": "less_risk"}
+    reason = f"{a.words}: {{value:,.12g}}"
+    return _F(
+        a.column, formula, description, reason, direction=directions.get(a.direction, "context")
+    )
+
+
+def attribute_clashes(attributes: Iterable[Attribute]) -> list[tuple[Attribute, str]]:
+    """Each attribute whose feature would take a built-in feature's name or another attribute's,
+    and why."""
+    base = {f.name for f in BASE_FEATURES}
+    seen: set[str] = set()
+    out = []
+    for a in attributes:
+        if a.column in base | seen:
+            what = "a built-in feature's name" if a.column in base else "another attribute's"
+            out.append((a, f"the attribute would make the feature {a.column}, {what}; rename it"))
+        seen.add(a.column)
+    return out
+
+
+class MissingAttributeError(ValueError):
+    """Data without an attribute a model was trained with, or with it of another kind."""
+
+
+def check_attributes(feature_set: FeatureSet, attributes: Iterable[Attribute]) -> None:
+    """Raise MissingAttributeError unless the data has every attribute the feature set reads,
+    of the same kind."""
+    have = {a.column: a for a in attributes}
+    problems = []
+    for a in feature_set.attributes:
+        got = have.get(a.column)
+        entry = f"attributes: {a.table}: {a.name}"
+        if got is None:
+            problems.append(
+                f"the model reads the {a.table} attribute {a.name!r} ({a.kind}), which the data "
+                f"does not have: declare it in the mapping file ({entry}: {a.kind})"
+            )
+        elif got.kind != a.kind:
+            problems.append(
+                f"the model reads the {a.table} attribute {a.name!r} as a {a.kind}; the mapping "
+                f"declares it a {got.kind} ({got.where or entry})"
+            )
+    if problems:
+        raise MissingAttributeError("; ".join(problems))
+
+
 @dataclass(frozen=True)
 class FeatureSet:
-    """The features a model uses: the base catalogue plus those of each event type."""
+    """The features a model uses: the base catalogue, those of each event type, and those of
+    the client and contract attributes a mapping declares."""
 
     event_types: tuple[str, ...] = ()
+    attributes: tuple[Attribute, ...] = ()
 
     def __post_init__(self) -> None:
         clashes = event_type_clashes(self.event_types)
+        clashes += [f"{a.where or a.name}: {m}" for a, m in attribute_clashes(self.attributes)]
         if clashes:
             raise FeatureNameError("; ".join(clashes))
 
     @cached_property
     def features(self) -> tuple[Feature, ...]:
         extra = tuple(f for t in self.event_types for f in event_features(t))
-        return BASE_FEATURES + extra
+        return BASE_FEATURES + extra + tuple(attribute_feature(a) for a in self.attributes)
 
     @property
     def names(self) -> list[str]:
@@ -833,8 +897,19 @@ class FeatureSet:
 
 
 def feature_set_for(data: CRMData) -> FeatureSet:
-    """The feature set for a data set: one group of event features per event_type present."""
-    return FeatureSet(event_types_in(data))
+    """The feature set for a data set: one group of event features per event_type present, and
+    one feature per attribute its mapping declares."""
+    return FeatureSet(event_types_in(data), data.attributes)
+
+
+def feature_name_problems(data: CRMData) -> list[Problem]:
+    """Errors for event types and attributes whose features would share a name: what training
+    would stop on, reported by ``validate`` first."""
+    events = event_type_clashes(event_types_in(data))
+    attributes = attribute_clashes(data.attributes)
+    return [Problem("error", "events", "events", "event_type", (), m) for m in events] + [
+        Problem("error", a.table, a.where or "mapping", None, (), m) for a, m in attributes
+    ]
 
 
 def event_types_in(data: CRMData) -> tuple[str, ...]:

@@ -1,18 +1,21 @@
-"""Features that prefix sums cannot compute: the contracts in force, and client attributes.
+"""Features that prefix sums cannot compute: the contracts in force, client attributes, and the
+attributes a mapping declares on clients and contracts.
 
-The engine (``engine.py``) calls these by feature name (``CUSTOM_GROUPS``); each function computes
+The engine (``engine.py``) calls these by feature name (``custom_group``); each function computes
 a group of features at once, per snapshot, from what the engine exposes (``EngineView``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Protocol
 
 import numpy as np
 
+from churnguard.domain.contract import ATTRIBUTE_PREFIXES, Attribute, Kind
 from churnguard.domain.timeaxis import DAY
-from churnguard.features.arrays import NAT, Columns, CRMArrays
+from churnguard.features.arrays import NAT, Columns, CRMArrays, TableArrays
 from churnguard.features.catalog import STREAMS
 
 
@@ -126,3 +129,77 @@ CUSTOM_GROUPS: dict[str, Callable[[EngineView], dict[str, np.ndarray]]] = {
     "industry": client_attributes,
     "region": client_attributes,
 }
+
+
+def client_attribute(e: EngineView, column: str) -> dict[str, np.ndarray]:
+    """Per snapshot: a client attribute's value, as the clients table has it."""
+    return {column: _values(e.data.table("clients"), e.data.table("clients"), column, e.snap.codes)}
+
+
+def contract_attribute(e: EngineView, column: str) -> dict[str, np.ndarray]:
+    """Per snapshot: a contract attribute's value on the contract in force at as_of, the latest
+    started when several are (the later row when they started together); empty when none is."""
+    snap, rows, columns = e.contracts_started()
+    as_of = e.snap.as_of[snap]
+    ended = STREAMS["contract_end"].time(columns)[rows]
+    in_force = (ended == NAT) | (ended >= as_of)
+    snap, rows = snap[in_force], rows[in_force]
+    start = STREAMS["contract_start"].time(columns)[rows]
+    order = np.lexsort((rows, start, snap))  # each snapshot's latest-started contract last
+    snap, rows = snap[order], rows[order]
+    last = np.r_[snap[1:] != snap[:-1], True] if len(snap) else np.zeros(0, bool)
+    pick = np.full(len(e.snap.as_of), -1, dtype=np.int64)
+    pick[snap[last]] = rows[last]
+    return {column: _values(columns, e.data.table("contracts"), column, pick)}
+
+
+def _values(columns: Columns, table: TableArrays, column: str, rows: np.ndarray) -> np.ndarray:
+    """A column's values at rows (-1: none): floats (NaN), or a category's labels (None)."""
+    has, at = rows >= 0, np.maximum(rows, 0)
+    if column in table.categories:
+        labels = np.array([*table.categories[column], None], dtype=object)
+        codes = columns.codes(column)
+        return labels[np.where(has, codes[at], -1) if len(codes) else np.full(len(rows), -1)]
+    values = columns(column)
+    return np.where(has, values[at], np.nan) if len(values) else np.full(len(rows), np.nan)
+
+
+def custom_group(name: str) -> Callable[[EngineView], dict[str, np.ndarray]]:
+    """The function that computes a custom feature (and the others of its group)."""
+    if name in CUSTOM_GROUPS:
+        return CUSTOM_GROUPS[name]
+    if name.startswith(ATTRIBUTE_PREFIXES["contracts"]):
+        return partial(contract_attribute, column=name)
+    if name.startswith(ATTRIBUTE_PREFIXES["clients"]):
+        return partial(client_attribute, column=name)
+    raise KeyError(f"no custom feature {name!r}")
+
+
+def attribute_columns(
+    table: str, given: Sequence[Mapping[str, object] | None], attributes: Sequence[Attribute]
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """The columns (and a category's labels) of a table's attributes, from the values records
+    give each row (None: none given); ValueError naming the attribute for a value of the wrong
+    kind, or for one the model does not read."""
+    mine = {a.name: a for a in attributes if a.table == table}
+    unknown = sorted({k for row in given if row for k in row} - set(mine))
+    if unknown:
+        known = ", ".join(mine) or "none"
+        raise ValueError(f"{table}: unknown attribute {unknown[0]!r} (the model reads: {known})")
+    columns: dict[str, np.ndarray] = {}
+    categories: dict[str, tuple[str, ...]] = {}
+    for name, a in mine.items():
+        values = [None if row is None else row.get(name) for row in given]
+        if a.kind == Kind.NUMBER:
+            if any(isinstance(v, str | bool) for v in values):
+                raise ValueError(f"{table}: attribute {name!r} is a number, not text")
+            columns[a.column] = np.array(values, dtype=np.float64)  # None -> NaN
+            continue
+        if any(v is not None and not isinstance(v, str) for v in values):
+            raise ValueError(f"{table}: attribute {name!r} is a category: send it as text")
+        text = [str(v) if v else None for v in values]
+        labels = tuple(sorted({v for v in text if v is not None}))
+        index = {label: i for i, label in enumerate(labels)}
+        columns[a.column] = np.array([-1 if v is None else index[v] for v in text], np.int64)
+        categories[a.column] = labels
+    return columns, categories

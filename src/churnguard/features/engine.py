@@ -44,9 +44,10 @@ from churnguard.features.catalog import (
     FeatureSet,
     Ratio,
     Stream,
+    check_attributes,
     feature_set_for,
 )
-from churnguard.features.custom import CUSTOM_GROUPS
+from churnguard.features.custom import custom_group
 from churnguard.features.dense import contracts_started, dense_aggregates
 from churnguard.features.plan import (
     ALL_HISTORY,
@@ -335,7 +336,7 @@ class _Engine:
 
     def _custom(self, name: str) -> np.ndarray:
         if name not in self._customs:
-            self._customs.update(CUSTOM_GROUPS[name](self))
+            self._customs.update(custom_group(name)(self))
         return self._customs[name]
 
 
@@ -358,6 +359,7 @@ def compute_features(
         pandas categoricals).
     """
     fs = feature_set or feature_set_for(data)
+    check_attributes(fs, data.attributes)  # a model's attributes the data lacks: a clear error
     codes = _client_codes(data, snapshots["client_id"])
     as_of = pd.to_datetime(snapshots["as_of"], utc=True).dt.as_unit("s")
     seconds = as_of.to_numpy(dtype="datetime64[s]").view(np.int64)

@@ -26,15 +26,18 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from churnguard.domain.contract import (
+    ATTRIBUTE_PREFIXES,
     ORDERED_COLUMNS,
     SCORE_RANGES,
     TABLES,
+    Attribute,
     Column,
     Kind,
     Table,
 )
 from churnguard.domain.timeaxis import EARLIEST, LATEST, utc_datetime
 from churnguard.features.arrays import NAT, CRMArrays, TableArrays
+from churnguard.features.custom import attribute_columns
 
 _STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 _MAX_NUMBER = 1e12
@@ -138,12 +141,23 @@ def _before(b: datetime, a: datetime) -> bool:
     return utc_datetime(b) < utc_datetime(a)
 
 
+# The values of the attributes a mapping declares (clients and contracts), by attribute name
+_ATTRIBUTE_VALUE = Annotated[float, Field(ge=-_MAX_NUMBER, le=_MAX_NUMBER, allow_inf_nan=False)]
+_ATTRIBUTE_TEXT = Annotated[str, Field(max_length=200), STORABLE]
+_ATTRIBUTES = Annotated[
+    dict[Annotated[str, Field(max_length=60)], _ATTRIBUTE_VALUE | _ATTRIBUTE_TEXT | None],
+    Field(max_length=50),
+]
+
+
 def _row_model(spec: Table) -> type[BaseModel]:
     fields: dict[str, Any] = {
         c.name: (_field_type(c), ... if c.required else None)
         for c in spec.columns
         if c.name != "client_id"
     }
+    if spec.name in ATTRIBUTE_PREFIXES:
+        fields["attributes"] = (_ATTRIBUTES | None, None)
     checked = spec.name in ORDERED_COLUMNS or spec.name == "feedback"
     return create_model(
         f"{spec.name.title()}Record",
@@ -214,7 +228,7 @@ def _fields(spec: Table) -> tuple[tuple[Column, ...], attrgetter[Any]]:
     return columns, attrgetter(*(c.name for c in columns))
 
 
-def _table(spec: Table, rows: list[BaseModel]) -> TableArrays:
+def _table(spec: Table, rows: list[BaseModel], attributes: tuple[Attribute, ...]) -> TableArrays:
     columns: dict[str, np.ndarray] = {"client_code": np.zeros(len(rows), dtype=np.int64)}
     categories: dict[str, tuple[str, ...]] = {}
     specs, getter = _fields(spec)
@@ -233,14 +247,20 @@ def _table(spec: Table, rows: list[BaseModel]) -> TableArrays:
             categories[col.name] = labels
         elif col.name == "account_manager":
             columns["has_account_manager"] = np.array([1.0 if v else 0.0 for v in values])
+    if spec.name in ATTRIBUTE_PREFIXES:  # the model's attributes, from each row's attributes
+        given = [getattr(row, "attributes", None) for row in rows]
+        extra, found = attribute_columns(spec.name, given, attributes)
+        columns.update(extra)
+        categories.update(found)
     return TableArrays(columns, categories)
 
 
-def client_arrays(records: BaseModel) -> CRMArrays:
-    """The feature engine's arrays for one client's validated records (client code 0)."""
+def client_arrays(records: BaseModel, attributes: tuple[Attribute, ...] = ()) -> CRMArrays:
+    """The feature engine's arrays for one client's validated records (client code 0), with the
+    columns of the attributes a model reads (ValueError for a value it cannot read)."""
     client = getattr(records, "client", None) or ClientRecord()
-    tables = {"clients": _table(TABLES["clients"], [client])}
+    tables = {"clients": _table(TABLES["clients"], [client], attributes)}
     for name, spec in TABLES.items():
         if name != "clients":
-            tables[name] = _table(spec, getattr(records, name))
+            tables[name] = _table(spec, getattr(records, name), attributes)
     return CRMArrays(np.array([records.client_id], dtype=object), tables)  # type: ignore[attr-defined]

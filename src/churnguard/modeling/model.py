@@ -55,7 +55,8 @@ class ChurnModel:
     """A fitted, calibrated churn model over a declared feature set.
 
     Attributes:
-        feature_set: the feature catalogue the model was trained on (pickled as its event types).
+        feature_set: the feature catalogue the model was trained on (pickled as its event types
+            and attributes).
         kind: "logistic" or "lightgbm".
         estimator: the fitted Pipeline (logistic) or LGBMClassifier (raw probabilities).
         calibrator: maps raw probabilities to calibrated ones.
@@ -127,7 +128,8 @@ class ChurnModel:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["feature_set"] = FeatureSet(self.feature_set.event_types)  # no cached catalogue
+        fs = self.feature_set
+        state["feature_set"] = FeatureSet(fs.event_types, fs.attributes)  # no cached catalogue
         return state
 
 

@@ -142,7 +142,7 @@ class Scorer:
         ``previous`` is the client's latest stored score before as_of (None: there is none).
         """
         when = score_as_of(as_of)
-        arrays = client_arrays(records)
+        arrays = client_arrays(records, self.model.feature_set.attributes)
         columns = feature_columns(
             arrays, np.zeros(1, np.int64), np.array([int(when.timestamp())]), self.model.feature_set
         )
