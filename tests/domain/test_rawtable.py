@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from churnguard.domain.contract import CRMData, Kind
 from churnguard.domain.mapping import load_mapping, parse_mapping
-from churnguard.domain.problems import DataContractError
+from churnguard.domain.problems import DataContractError, ValidationReport
 from churnguard.domain.rawtable import map_table
 from churnguard.domain.validation import validate
 from tests.factories import CONTRACTS, csv_table, tables
@@ -156,3 +157,98 @@ def test_a_derivation_reading_a_missing_column_names_the_mapping_line(tmp_path: 
         "no column 'plan_code' to read (it has: account, plan, kind, started, mrr_cents)"
     )
     assert "mapping.yaml line 7 (filters.contracts.drop.type): no column 'type'" in errors[1]
+
+
+# ---------------------------------------------------------------- attributes and date formats
+
+ATTR_CLIENTS = "Id,Seats,Plan\nC1,12,basic\nC2,,pro\nC3,3,\n"
+ATTR_CONTRACTS = (
+    "Account,Started,Value,Discount\nC1,01/02/2024,100,0.1\nC2,15/03/2024,50,\nC3,31/12/2023,9,0\n"
+)
+ATTR_MAPPING = """\
+columns:
+  clients: {client_id: Id}
+  contracts:
+    contract_id: {row_number: yes}
+    client_id: Account
+    start_date: Started
+    monthly_value: Value
+date_format:
+  contracts: "%d/%m/%Y"
+attributes:
+  clients:
+    seats: {column: Seats, kind: number, direction: less_risk}
+    plan_tier: {column: Plan, kind: category, label: Plan tier}
+  contracts:
+    discount: {column: Discount, kind: number, scale: 100, label: Discount (%)}
+"""
+
+
+def _load(
+    tmp_path: Path, text: str, clients: str = ATTR_CLIENTS, contracts: str = ATTR_CONTRACTS
+) -> tuple[CRMData, ValidationReport]:
+    """Clients and contracts as read through a mapping file with this text, validated."""
+    path = tmp_path / "mapping.yaml"
+    path.write_text(text)
+    mapping = load_mapping(path)
+    raw = {
+        "clients": csv_table("clients", clients, mapping),
+        "contracts": csv_table("contracts", contracts, mapping),
+    }
+    return validate(raw)
+
+
+def test_attributes_and_a_date_format_are_read_into_the_typed_tables(tmp_path: Path) -> None:
+    data, report = _load(tmp_path, ATTR_MAPPING)
+    assert report.ok and not report.warnings  # the attribute columns are not "unknown columns"
+    assert [(a.column, a.kind, a.words) for a in data.attributes] == [
+        ("client_seats", Kind.NUMBER, "Seats"),
+        ("client_plan_tier", Kind.CATEGORY, "Plan tier"),
+        ("contract_discount", Kind.NUMBER, "Discount (%)"),
+    ]
+    assert data.clients["client_seats"].tolist()[::2] == [12.0, 3.0]
+    assert pd.isna(data.clients["client_seats"][1])
+    assert isinstance(data.clients["client_plan_tier"].dtype, pd.CategoricalDtype)
+    assert data.contracts["contract_discount"].tolist()[:1] == [10.0]  # scaled
+    assert data.contracts["start_date"].dt.strftime("%Y-%m-%d").tolist() == [
+        "2024-02-01",
+        "2024-03-15",
+        "2023-12-31",
+    ]
+    assert data.attributes[0].where == "mapping.yaml line 12 (attributes.clients.seats)"
+    # a subset keeps its attributes
+    assert data.for_clients(["C1"]).attributes == data.attributes
+
+
+def test_a_date_that_does_not_match_the_format_names_table_column_row_and_line(
+    tmp_path: Path,
+) -> None:
+    contracts = ATTR_CONTRACTS.replace("15/03/2024", "2024-03-15")
+    with pytest.raises(DataContractError) as info:
+        _load(tmp_path, ATTR_MAPPING, contracts=contracts)
+    (error,) = [str(p) for p in info.value.report.errors if "format" in p.message]
+    assert error == (
+        "contracts.csv, column Started (start_date), line 3: mapping.yaml line 9 "
+        "(date_format.contracts.start_date): 1 dates do not match the date format '%d/%m/%Y'"
+    )
+    assert "2024-03-15" not in error  # the value is not echoed back
+
+
+def test_a_number_attribute_with_text_names_the_rows_and_the_mapping_line(tmp_path: Path) -> None:
+    clients = ATTR_CLIENTS.replace("C3,3,", "C3,three,")
+    with pytest.raises(DataContractError) as info:
+        _load(tmp_path, ATTR_MAPPING, clients=clients)
+    (error,) = [str(p) for p in info.value.report.errors]
+    assert error == (
+        "clients.csv, column Seats (client_seats), line 4: mapping.yaml line 12 "
+        "(attributes.clients.seats): not a number in 1 rows (seats is declared a number)"
+    )
+
+
+def test_an_attribute_reading_a_missing_column_names_the_mapping_line(tmp_path: Path) -> None:
+    with pytest.raises(DataContractError) as info:
+        _load(tmp_path, ATTR_MAPPING.replace("column: Plan,", "column: Tier,"))
+    (error,) = [str(p) for p in info.value.report.errors]
+    assert error.startswith(
+        "clients.csv: mapping.yaml line 13 (attributes.clients.plan_tier): no column 'Tier' to read"
+    )

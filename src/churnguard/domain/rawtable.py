@@ -56,7 +56,9 @@ def map_table(
     extras = mapping.attributes.get(name, ())
     columns = {**mapping.columns.get(name, {}), **{a.attribute.column: a.source for a in extras}}
     row_filter = mapping.filters.get(name, RowFilter())
-    problems = _missing_sources(name, source, frame, columns, row_filter, mapping)
+    problems = _missing_sources(
+        name, source, frame, mapping.columns.get(name, {}), row_filter, mapping
+    )
     positions = pd.Series(np.arange(1, len(frame) + 1), index=frame.index)  # for row_number ids
     keep = _kept_rows(frame, row_filter)
     if not keep.all():
