@@ -223,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(
         sub,
+        "runs",
+        "list the latest scoring runs and what each covered",
+        "churnguard runs --limit 5",
+        "Each `churnguard score` run records its as_of, model version, data, start and finish, "
+        "and how many active clients it scored and skipped, by reason.",
+    )
+    p.add_argument("--limit", type=_positive, default=10, help="runs to list (default 10)")
+    p.set_defaults(handler=scores.runs)
+
+    p = _command(
+        sub,
         "export",
         "write the clients' latest scores as CSV",
         'churnguard export --manager "Maya Khan" --band high --out maya-high.csv',

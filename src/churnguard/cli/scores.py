@@ -1,4 +1,4 @@
-"""`score`, `alerts`, `export`, `serve`: scores into the store, and out of it."""
+"""`score`, `runs`, `alerts`, `export`, `serve`: scores into the store, and out of it."""
 
 from __future__ import annotations
 
@@ -20,17 +20,21 @@ logger = logging.getLogger("churnguard")
 
 def score(args: argparse.Namespace, settings: Settings) -> int:
     """Score every client active at --as-of into the score store and print a summary."""
+    from datetime import UTC, datetime
+
     from churnguard.domain.coverage import default_as_of, scoring_coverage
     from churnguard.scoring.batch import format_summary, score_to_store
     from churnguard.scoring.loading import load_scorer
+    from churnguard.store.runs import ScoringRun, record_run
     from churnguard.store.scores import ScoreStore
 
+    started = datetime.now(UTC)
     scorer = load_scorer(settings)  # before the data: no model, no point loading it
     data = load_data(args)
-    as_of = args.as_of
+    as_of, note = args.as_of, ""
     if as_of is None:  # the end of the data, or of the contracts when they stop well before it
         chosen = default_as_of(data)
-        as_of = chosen.as_of
+        as_of, note = chosen.as_of, chosen.note
         if chosen.note:
             print(chosen.note)
     explain_from = args.explain_from
@@ -38,9 +42,29 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
         summary = score_to_store(
             data, scorer, store.create(), as_of, drivers=args.drivers, explain_from=explain_from
         )
+        covered = scoring_coverage(data, as_of)
+        run = ScoringRun.of(
+            covered, model_version=summary.model_version, n_scored=summary.n_scored,
+            source=str(args.data), started_at=started, note=note,
+        )  # fmt: skip
+        record_run(store, run)  # `churnguard runs` lists them
     print(format_summary(summary))
-    print(scoring_coverage(data, as_of).format())
+    print(covered.format())
     return _alert_after_scoring(settings)
+
+
+def runs(args: argparse.Namespace, settings: Settings) -> int:
+    """List the latest scoring runs: what each scored and skipped, and why."""
+    from churnguard.store.runs import latest_runs
+    from churnguard.store.scores import ScoreStore
+
+    with ScoreStore(settings.score_store_url) as store:
+        found = latest_runs(store.create(), args.limit)
+    for run in found:
+        print(run.format())
+    if not found:
+        print("No scoring run recorded yet: `churnguard score` records one.")
+    return 0
 
 
 def _alert_after_scoring(settings: Settings) -> int:

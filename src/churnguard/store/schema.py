@@ -1,7 +1,7 @@
 """The store's tables: one ``metadata`` with every table, their column types and text limits.
 
 Each table's queries live in the module named for it (``scores``, ``actions``, ``followups``,
-``keys``, ``sessions``, ``alerts``); this module only declares the tables, so
+``keys``, ``sessions``, ``alerts``, ``runs``); this module only declares the tables, so
 ``Database.create()`` makes the whole schema. ``TEXT_LIMITS`` says how long each stored text may
 be, taken from the data contract for what comes from CRM records (the API's request schema applies
 the same contract limits) and from here for the rest (the API's other schemas import it): nothing
@@ -201,6 +201,25 @@ alerts_sent = sa.Table(
     sa.Column("as_of", UTCDateTime()),
     sa.Column("sent_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("dedupe_key", "channel", name="uq_alerts_sent_key"),
+)
+
+# One row per `churnguard score` run: what it covered (runs.py). Skipped clients are counted by
+# reason ({"ended": 12, "not_started": 2}, the reasons of domain.coverage), never listed.
+scoring_runs = sa.Table(
+    "scoring_runs",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("as_of", UTCDateTime(), nullable=False),
+    sa.Column("model_version", _text("model_version"), nullable=False),
+    sa.Column("source", sa.String(500), nullable=False),  # the CRM data: folder or URL
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=False),
+    sa.Column("n_clients", sa.Integer(), nullable=False),  # in the clients table
+    sa.Column("n_active", sa.Integer(), nullable=False),  # active at as_of: to be scored
+    sa.Column("n_scored", sa.Integer(), nullable=False),
+    sa.Column("skipped", _JSON, nullable=False),  # reason -> clients
+    sa.Column("note", sa.Text()),  # why as_of was chosen, when it was not the end of the data
+    sa.Index("ix_scoring_runs_started", "started_at"),
 )
 
 # A batch being saved: loaded in bulk, then merged into the tables above by SQL. Temporary (per
