@@ -2,6 +2,8 @@
 
 Usage: python -m bench.scoring_bench [--clients 100000] [--months 36] [--train-clients 3000]
        [--calls 1000] [--sample 10000] [--cache FILE.pkl] [--out bench/results/scoring.json]
+       [--models lightgbm ...] [--store-model lightgbm] [--workers 2] [--skip-steps]
+       [--skip-single]
 
 Data: ``churnguard.synth.business.simulate(--clients, --months)``, scored at its end of observation
 (the clients active then). Models are trained on a separate, smaller simulation (--train-clients)
@@ -18,6 +20,13 @@ with drivers for every client, and with drivers only from p >= 0.1 (the medium a
 and from p >= 0.3 (high). The 300-tree model's contributions are measured on --sample clients and
 projected to all of them (marked).
 
+Batch into the store, side by side (``--store-model``, default ``lightgbm``): ``score_to_store`` now
+(columnar scores, bulk write; with drivers a pool of one-thread worker processes) against
+``previous_score_to_store`` (the implementation it replaced: a ``ClientScore`` per client, a record
+per score, contributions on threads), each into a fresh SQLite store, scores only and with drivers
+for every client; and the columnar scoring step alone (``score_features`` on features already
+computed) against its floor, ``model.predict_proba`` on the same features.
+
 One client: ``Scorer.score_records`` median and p99 over --calls calls (validated records of 50
 clients, cycled), its stages, and ``model.predict_proba`` on a one-row DataFrame (the
 pandas/Pipeline path) as the baseline.
@@ -32,6 +41,7 @@ import json
 import os
 import pickle
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -50,8 +60,12 @@ from churnguard.features.records import client_arrays, records_model
 from churnguard.modeling.calibration import calibrate
 from churnguard.modeling.model import ChurnModel, align_inputs
 from churnguard.modeling.recipes import LIGHTGBM_BASE, fit_estimator
+from churnguard.scoring.batch import score_to_store
+from churnguard.scoring.partition import score_features
 from churnguard.scoring.playbook import load_playbook
+from churnguard.scoring.score import clients_info, score_as_of
 from churnguard.scoring.scorer import Scorer
+from churnguard.store.scores import ScoreRecord, ScoreStore
 from churnguard.synth.business import simulate
 from churnguard.training.dataset import TrainOptions, build_dataset, split_dates
 from tests.factories import records_body
@@ -180,6 +194,96 @@ def batch_case(
         "steps_projected": projected,
         "end_to_end_s": {case: timed(run)[0] for case, run in runs.items()},
     }
+
+
+# ---------------------------------------------------------------------------------- into the store
+
+
+def previous_score_to_store(
+    data: CRMData, scorer: Scorer, store: ScoreStore, as_of: dt.datetime, drivers: bool
+) -> int:
+    """``scoring.batch.score_to_store`` as it was before the columnar path (commit 88048be):
+    a ClientScore per client from ``Scorer.iter_scores``, a ScoreRecord per score, one write."""
+    when = score_as_of(as_of)
+    previous = store.previous_scores(when)
+    records: list[ScoreRecord] = []
+    for chunk in scorer.iter_scores(data, when, drivers, False, 0.0, previous):
+        records.extend(s.to_record() for s in chunk)
+    return store.save_scores(records, source="batch")
+
+
+def store_case(scorer: Scorer, data: CRMData, features: pd.DataFrame, workers: int) -> Record:
+    """Batch runs into fresh SQLite stores, previous and current implementation side by side.
+
+    Scores only, then with drivers for every client; each store first gets an untimed run a day
+    earlier, so "what changed" has previous scores to compare with. Then the columnar scoring
+    step alone against its floor, ``model.predict_proba`` on the same features.
+    """
+    n, as_of = len(features), features["as_of"].iloc[0].to_pydatetime()
+    out: Record = {"clients": n, "workers": workers, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="scoring-bench-") as folder:
+        cases: dict[str, Callable[[ScoreStore], Any]] = {
+            "scores_only previous": lambda st: previous_score_to_store(
+                data, scorer, st, as_of, False
+            ),
+            "scores_only now": lambda st: score_to_store(
+                data, scorer, st, as_of, False, drivers=False
+            ),
+            "with_drivers previous": lambda st: previous_score_to_store(
+                data, scorer, st, as_of, True
+            ),
+            "with_drivers now, 1 process": lambda st: score_to_store(
+                data, scorer, st, as_of, False, workers=1
+            ),
+            f"with_drivers now, {workers} processes": lambda st: score_to_store(
+                data, scorer, st, as_of, False, workers=workers
+            ),
+        }
+        for k, (case, run) in enumerate(cases.items()):
+            store = ScoreStore(f"sqlite:///{folder}/{k}.db").create()
+            day_before = as_of - dt.timedelta(days=1)
+            score_to_store(data, scorer, store, day_before, False, drivers=False)
+            seconds = timed(lambda run=run, store=store: run(store))[0]  # type: ignore[misc]
+            out["runs"][case] = {**seconds, "load_average": os.getloadavg()}
+            store.close()
+    when = score_as_of(as_of)
+    info = clients_info(data, features["client_id"])
+    out["floor_predict_proba"] = timed(lambda: scorer.model.predict_proba(features))[0]
+    booster, X = scorer.model.booster, scorer.matrix(features)
+    if booster is not None:
+        out["floor_booster"] = timed(lambda: booster.predict(X, num_threads=workers))[0]
+    out["score_features"], columns = timed(
+        lambda: score_features(scorer, features, when, info, {}, drivers=False)
+    )
+    with tempfile.TemporaryDirectory(prefix="scoring-bench-") as folder:
+        store = ScoreStore(f"sqlite:///{folder}/write.db").create()
+        out["save_score_rows"] = timed(lambda: store.save_score_rows(columns.rows))[0]
+        store.close()
+    return out
+
+
+def format_store(r: Record) -> list[str]:
+    """Batch into the store: each run's clients/s and its ratio to the previous implementation."""
+    n, runs = r["clients"], r["runs"]
+    lines = [f"batch into the store, {n:,} clients ({r['workers']} worker processes)"]
+    for case, t in runs.items():
+        kind = case.split()[0]
+        base = runs[f"{kind} previous"]
+        load = t["load_average"][0]
+        lines.append(
+            _line(case, n, t) + f"  {base['wall'] / t['wall']:5.1f}x previous  load {load:.1f}"
+        )
+    floor, step = r["floor_predict_proba"], r["score_features"]
+    lines.append(_line("floor: model.predict_proba", n, floor))
+    if "floor_booster" in r:
+        booster = r["floor_booster"]
+        lines.append(_line(f"floor: booster.predict ({r['workers']} thr)", n, booster))
+    lines.append(
+        _line("score_features, scores only", n, step)
+        + f"  {floor['wall'] / step['wall']:.2f}x the predict_proba floor's speed"
+    )
+    lines.append(_line("save_score_rows (SQLite)", n, r["save_score_rows"]))
+    return lines
 
 
 # ---------------------------------------------------------------------------------- one client
@@ -325,6 +429,11 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=5_000, help="clients for projections")
     parser.add_argument("--cache", type=Path, help="pickle of the simulated book (reused)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/scoring.json"))
+    parser.add_argument("--models", nargs="+", default=["lightgbm", "lightgbm-300", "logistic"])
+    parser.add_argument("--store-model", default="lightgbm", help="model of the store runs")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--skip-steps", action="store_true", help="no per-step batch figures")
+    parser.add_argument("--skip-single", action="store_true", help="no one-client figures")
     args = parser.parse_args()
 
     info = machine()
@@ -333,22 +442,31 @@ def main() -> None:
     scorers = {
         name: Scorer(m, name, load_playbook(feature_set=m.feature_set))
         for name, m in models.items()
+        if name in {*args.models, args.store_model}
     }
-    any_scorer = scorers["lightgbm"]
+    any_scorer = scorers[args.store_model]
     features_at = observation_end(data)
     any_scorer.features_at(data, features_at)  # warm-up: first touch of fresh memory
     features_time, features = timed(lambda: any_scorer.features_at(data, features_at))
     results: Record = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}}
     results["features_s"] = features_time
     results["rows"] = data.n_rows
-    results["batch"] = [batch_case(n, s, data, features, args.sample) for n, s in scorers.items()]
+    results["store"] = store_case(scorers[args.store_model], data, features, args.workers)
+    results["batch"] = [
+        batch_case(n, s, data, features, args.sample)
+        for n, s in scorers.items()
+        if n in args.models and not args.skip_steps
+    ]
     results["single"] = {
-        name: single_client(scorers[name], small, args.calls) for name in ("lightgbm", "logistic")
+        name: single_client(scorers[name], small, args.calls)
+        for name in ("lightgbm", "logistic")
+        if name in scorers and not args.skip_single
     }
     info["load_average_end"] = os.getloadavg()
 
     load = info["load_average_start"]
     print(f"{data.n_rows:,} CRM rows, {len(data.clients):,} clients; load average {load}")
+    print("\n".join(format_store(results["store"])))
     for r in results["batch"]:
         print("\n".join(format_batch(r, features_time)))
     for name, r in results["single"].items():

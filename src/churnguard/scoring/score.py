@@ -69,8 +69,8 @@ class ClientScore:
             account_manager=self.account_manager,
             segment=self.segment,
             client_name=self.client_name,
-            drivers=[_driver_json(d) for d in self.drivers],
-            actions=[_action_json(a, self.drivers) for a in self.actions],
+            drivers=drivers_json(self.drivers),
+            actions=actions_json(self.actions, self.drivers),
             curve=curve_json(self.curve),
         )
 
@@ -82,22 +82,38 @@ def score_as_of(as_of: datetime) -> datetime:
     return utc_datetime(as_of).replace(microsecond=0)
 
 
-def _driver_json(d: Driver) -> dict[str, Any]:
-    return {
-        "feature": d.feature,
-        "value": d.value,
-        "contribution": d.contribution,
-        "reason": d.reason,
-    }
+def drivers_json(drivers: Sequence[Driver]) -> list[dict[str, Any]]:
+    """Drivers as the store keeps them."""
+    return [
+        {"feature": d.feature, "value": d.value, "contribution": d.contribution, "reason": d.reason}
+        for d in drivers
+    ]
 
 
-def _action_json(a: Action, drivers: Sequence[Driver]) -> dict[str, Any]:
-    """An action with the driver it answers (the playbook words its why as that driver's reason)."""
-    answered = next((d.feature for d in drivers if d.reason == a.why), None)
-    return {"action": a.action, "reason": a.why, "priority": a.priority, "feature": answered}
+def actions_json(actions: Sequence[Action], drivers: Sequence[Driver]) -> list[dict[str, Any]]:
+    """Actions as the store keeps them, each with the driver it answers (the playbook words its
+    why as that driver's reason)."""
+    feature_of: dict[str, str] = {}
+    for d in drivers:
+        feature_of.setdefault(d.reason, d.feature)  # the first driver with that reason
+    return [
+        {
+            "action": a.action,
+            "reason": a.why,
+            "priority": a.priority,
+            "feature": feature_of.get(a.why),
+        }
+        for a in actions
+    ]
 
 
-__all__: Sequence[str] = ("ClientScore", "FeatureValue", "score_as_of")
+__all__: Sequence[str] = (
+    "ClientScore",
+    "FeatureValue",
+    "actions_json",
+    "drivers_json",
+    "score_as_of",
+)
 
 
 def _text(value: object) -> str | None:

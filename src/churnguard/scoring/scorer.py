@@ -314,6 +314,11 @@ class Scorer:
         """
         return self._chunked_contributions(self.matrix(features))
 
+    def reason_contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Contributions of input rows (``matrix``) that are reasons; the others set to 0."""
+        threads = threads or self.threads
+        return self._reasons(X, self._contributions(X, threads), threads)
+
     def _chunked_contributions(self, X: np.ndarray) -> np.ndarray:
         out = np.empty((len(X), len(self.names)))
         for start in range(0, len(X), CHUNK_ROWS):

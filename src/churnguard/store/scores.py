@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +20,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from churnguard.store.actions import ActionLog
-from churnguard.store.database import Database, json_ready, load_rows
+from churnguard.store.columns import ScoreRows, load_score_rows
+from churnguard.store.columns import feature_digest as feature_digest  # its home before
+from churnguard.store.database import Database, load_rows
 from churnguard.store.schema import (
     SCORE_KEY,
     SOURCES,
@@ -117,12 +117,6 @@ class AuditRecord:
     scored_at: datetime
 
 
-def feature_digest(features: Mapping[str, Any]) -> str:
-    """SHA-256 of a client's feature values, independent of their order (NaN and None differ)."""
-    text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=json_ready)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def describe_change(
     previous: ScoreSummary | None, probability: float, tolerance: float = 0.05
 ) -> dict[str, Any]:
@@ -158,22 +152,36 @@ class ScoreStore(ActionLog, Database):
         the client's history and audit trail and never change its book, name or segment. If any
         record fails, nothing is written.
         """
-        if source not in SOURCES:
-            raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        _check_source(source)
         rows = _incoming_rows(records, _now(), source)
-        if not rows:
-            return 0
+        if rows:
+            self._merge(lambda conn: load_rows(conn, incoming, rows), source)
+        return len(rows)
+
+    def save_score_rows(self, rows: ScoreRows, source: Source = "batch") -> int:
+        """``save_scores`` from columns (a batch run's scores): the same rows, written in bulk.
+
+        Raises:
+            ValueError: an unknown source, columns of different lengths, a client twice.
+        """
+        _check_source(source)
+        rows.check()
+        if len(rows):
+            now = _now()
+            self._merge(lambda conn: load_score_rows(conn, rows, now, source), source)
+        return len(rows)
+
+    def _merge(self, load: Callable[[Connection], None], source: Source) -> None:
+        """Load a batch into the scratch table, then merge it with set-based statements."""
         with self.engine.begin() as conn:
-            # load the batch into a scratch table, then merge it with set-based statements
             conn.execute(sa.schema.DropTable(incoming, if_exists=True))
             conn.execute(sa.schema.CreateTable(incoming))
-            load_rows(conn, incoming, rows)
+            load(conn)
             conn.execute(self._merge_scores())
             if source == "batch":
                 conn.execute(self._merge_current())
             conn.execute(_append_audit())
             conn.execute(sa.schema.DropTable(incoming))
-        return len(rows)
 
     def _merge_scores(self) -> sa.Insert:
         """Insert the batch; a stored score with the same key (source included) takes its values."""
@@ -380,6 +388,11 @@ class ScoreStore(ActionLog, Database):
 _NEWEST_FIRST = (scores.c.as_of.desc(), scores.c.created_at.desc(), scores.c.id.desc())
 _SUMMARY = [f.name for f in dataclasses.fields(ScoreSummary)]
 _RECORD_FIELDS = [f.name for f in dataclasses.fields(ScoreRecord)]
+
+
+def _check_source(source: str) -> None:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
 
 
 def _current_scores() -> sa.Select[Any]:

@@ -1,0 +1,122 @@
+"""Tests for scoring.partition: the columnar scores are Scorer.score_data's, field for field, and
+a batch run writes the same rows on one process as on several."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from churnguard.domain.contract import CRMData
+from churnguard.scoring.batch import format_summary, score_to_store
+from churnguard.scoring.partition import ScoreColumns, score_partition
+from churnguard.scoring.playbook import load_playbook
+from churnguard.scoring.score import score_as_of
+from churnguard.scoring.scorer import Scorer
+from churnguard.store.database import to_json
+from churnguard.store.scores import ScoreStore
+from churnguard.training.dataset import Dataset
+from churnguard.training.horizons import attach_horizons
+from tests.factories import PARAMS, ModelFactory
+
+
+@pytest.fixture(scope="module", params=["lightgbm", "logistic", "horizons"])
+def scorer(request: pytest.FixtureRequest, make_model: ModelFactory, dataset: Dataset) -> Scorer:
+    kind = "lightgbm" if request.param == "horizons" else request.param
+    model = make_model(kind, PARAMS[kind])
+    if request.param == "horizons":
+        model = attach_horizons(model, dataset)
+    return Scorer(model, "1", load_playbook(feature_set=model.feature_set))
+
+
+def _stored_form(columns: ScoreColumns) -> list[dict[str, Any]]:
+    rows = columns.rows
+    return [
+        {name: getattr(rows, name)[i] for name in ("client_id", "probability", "band",
+         "revenue_at_risk", "monthly_value", "account_manager", "segment", "client_name",
+         "feature_digest", "drivers", "actions", "change", "curve")}
+        for i in range(len(rows))
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("drivers", "explain_from"), [(True, 0.0), (True, 0.2), (False, 0.0)])
+def test_columns_are_the_score_objects_records_field_for_field(
+    scorer: Scorer, data: CRMData, as_of: pd.Timestamp, drivers: bool, explain_from: float
+) -> None:
+    before = score_as_of(as_of - pd.Timedelta(days=30))
+    previous = {s.client_id: s for s in scorer.score_data(data, before, drivers=False)[::2]}
+    summaries: Any = previous  # ClientScore has every field "what changed" reads
+    objects = scorer.score_data(data, as_of, drivers, False, explain_from, summaries)
+    columns = score_partition(data, scorer, as_of, drivers, explain_from, summaries)
+    expected = []
+    for s in objects:
+        r = s.to_record()
+        expected.append(
+            {
+                "client_id": r.client_id, "probability": r.probability, "band": r.band,
+                "revenue_at_risk": r.revenue_at_risk, "monthly_value": r.monthly_value,
+                "account_manager": r.account_manager, "segment": r.segment,
+                "client_name": r.client_name, "feature_digest": r.feature_digest,
+                "drivers": to_json(r.drivers), "actions": to_json(r.actions),
+                "change": to_json(r.change), "curve": to_json(r.curve),
+            }
+        )  # fmt: skip
+    assert _stored_form(columns) == expected  # exactly: the same floats, the same JSON text
+    assert columns.rows.as_of == objects[0].as_of and columns.rows.model_version == "1"
+    assert columns.explained.tolist() == [
+        drivers and s.probability >= explain_from for s in objects
+    ]
+    assert any(s.drivers for s in objects) == drivers
+    assert any(c != '{"direction":"new"}' for c in columns.rows.change)
+    frame = columns.frame()
+    assert len(frame) == len(objects) and frame["client_id"].tolist() == columns.rows.client_id
+
+
+def _table(store: ScoreStore, name: str, leave_out: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    table = sa.Table(name, sa.MetaData(), autoload_with=store.engine)
+    kept = [c for c in table.columns if c.name not in leave_out]
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(*kept).order_by(*kept[:2])).all()
+    return [tuple(row) for row in rows]
+
+
+def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(
+    scorer: Scorer, data: CRMData, as_of: pd.Timestamp, tmp_path: Path
+) -> None:
+    day_before = as_of - pd.Timedelta(days=1)
+    stores, summaries = [], []
+    for workers in (1, 2):
+        store = ScoreStore(f"sqlite:///{tmp_path / f'{workers}.db'}").create()
+        score_to_store(data, scorer, store, day_before, False, drivers=False, workers=workers)
+        summaries.append(
+            score_to_store(data, scorer, store, as_of, False, explain_from=0.1, workers=workers)
+        )
+        stores.append(store)
+    serial, parallel = summaries
+    assert (serial.workers, parallel.workers) == (1, 2)
+    assert (serial.n_scored, serial.n_explained, serial.by_band, serial.top) == (
+        parallel.n_scored, parallel.n_explained, parallel.by_band, parallel.top,
+    )  # fmt: skip
+    assert serial.revenue_at_risk == parallel.revenue_at_risk
+    assert 0 < serial.n_explained < serial.n_scored
+    for name, leave_out in [("scores", ("id", "created_at")), ("score_audit", ("id", "scored_at"))]:
+        one, two = (_table(store, name, leave_out) for store in stores)
+        assert one == two and len(one) == 2 * serial.n_scored
+    text = format_summary(serial)
+    assert f"Scored {serial.n_scored:,} clients" in text
+    left = serial.n_scored - serial.n_explained
+    assert f"not for {left:,} scored below 0.1 (--explain-from)" in text
+
+
+def test_a_scores_only_summary_says_there_are_no_drivers(
+    scorer: Scorer, data: CRMData, as_of: pd.Timestamp, tmp_path: Path
+) -> None:
+    store = ScoreStore(f"sqlite:///{tmp_path / 'scores.db'}").create()
+    summary = score_to_store(data, scorer, store, as_of, progress=False, drivers=False)
+    assert summary.n_explained == 0 and summary.workers == 1
+    assert all(t.reason is None for t in summary.top)
+    assert "Drivers and actions: none (scores only, --no-drivers)" in format_summary(summary)
+    assert sum(summary.by_band.values()) == summary.n_scored > 0

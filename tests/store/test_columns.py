@@ -1,0 +1,104 @@
+"""Scores written from columns: the same digests and the same stored rows as from records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from churnguard.store.columns import PER_ROW, ScoreRows, feature_digest, feature_digests
+from churnguard.store.database import to_json
+from churnguard.store.scores import ScoreRecord, ScoreStore
+
+JAN = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def test_column_digests_are_the_digests_of_each_rows_dict() -> None:
+    numbers = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e16, 1e-7, 0.1 + 0.2, 3.0, 0.0])
+    text = np.array(["a", None, 'say "hi"', "café", "a", None, "\x00", "b", "a", "c"], object)
+    counts = np.arange(10, dtype=np.float64)
+    columns = {"z_count": counts, "ä_text": text, "b_number": numbers}
+    rows = [
+        {
+            "z_count": counts[i].item(),
+            "ä_text": text[i],
+            "b_number": None if np.isnan(numbers[i]) else numbers[i].item(),
+        }
+        for i in range(10)
+    ]
+    assert feature_digests(columns) == [feature_digest(r) for r in rows]
+    assert len(set(feature_digests(columns))) == 10  # 0.0 and -0.0, None and "" are told apart
+
+
+def _records(n: int, version: str) -> list[ScoreRecord]:
+    return [
+        ScoreRecord(
+            client_id=f"C{i}",
+            as_of=JAN,
+            model_version=version,
+            probability=i / n,
+            band="low" if i < n / 2 else "high",
+            revenue_at_risk=120.0 * i,
+            monthly_value=10.0 * (i % 3),
+            feature_digest=feature_digest({"x": float(i)}),
+            change={"direction": "new"} if i % 2 else {"direction": "steady", "delta": 0.01},
+            account_manager=None if i % 4 == 0 else "Ann",
+            segment="smb",
+            client_name=f"Client {i} «é»",
+            drivers=[{"feature": "x", "value": float(i), "contribution": 0.5, "reason": "x"}],
+            actions=[] if i % 3 else [{"action": "Call", "reason": "x", "feature": "x"}],
+            curve=None if i % 2 else {"horizons": [{"days": 30, "probability": 0.1}]},
+        )
+        for i in range(n)
+    ]
+
+
+def _columns(records: list[ScoreRecord]) -> ScoreRows:
+    nested = ("drivers", "actions", "change", "curve")
+    columns: dict[str, Any] = {
+        name: [to_json(getattr(r, name)) if name in nested else getattr(r, name) for r in records]
+        for name in PER_ROW
+    }
+    return ScoreRows(as_of=records[0].as_of, model_version=records[0].model_version, **columns)
+
+
+def _stored(store: ScoreStore, table: str, version: str) -> list[tuple[Any, ...]]:
+    t = sa.Table(table, sa.MetaData(), autoload_with=store.engine)
+    left_out = {"id", "created_at", "scored_at", "model_version"}
+    kept = [c for c in t.columns if c.name not in left_out]
+    query = sa.select(*kept).where(t.c.model_version == version).order_by(t.c.client_id)
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]
+
+
+def test_rows_from_columns_are_stored_as_rows_from_records(store: ScoreStore) -> None:
+    store.save_scores(_records(12, "1"))
+    assert store.save_score_rows(_columns(_records(12, "2"))) == 12
+    for table in ("scores", "score_audit"):
+        assert _stored(store, table, "2") == _stored(store, table, "1")
+    latest, total = store.latest_scores(limit=100)
+    assert total == 12 and {s.model_version for s in latest} == {"2"}  # a batch: now current
+    again = replace(_columns(_records(12, "2")), probability=[0.5] * 12)
+    store.save_score_rows(again)  # the same key: rewritten, not added
+    assert store.latest_scores(limit=100)[1] == 12
+    assert {s.probability for s in store.latest_scores(limit=100)[0]} == {0.5}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"client_id": ["C1", "C1", "C2"]}, "a client appears twice"),
+        ({"band": ["low", "low"]}, "score columns of different lengths"),
+    ],
+)
+def test_bad_columns_are_refused_before_anything_is_written(
+    store: ScoreStore, change: dict[str, Any], message: str
+) -> None:
+    rows = replace(_columns(_records(3, "1")), **change)
+    with pytest.raises(ValueError, match=message):
+        store.save_score_rows(rows)
+    assert store.latest_scores(limit=10)[1] == 0
