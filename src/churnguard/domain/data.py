@@ -6,7 +6,6 @@ checked lives in ``contract.py``, ``mapping.py`` and ``validation.py``.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 import warnings
@@ -174,12 +173,22 @@ def _read_file(name: str, path: Path, mapping: Mapping) -> tuple[RawTable | None
         message = "file is empty (0 bytes); read as a table with no rows"
         return None, [_file_problem(name, path, message, "warning")]
     if path.suffix == ".csv":
-        frame, rows, problems = _read_csv(name, path)
+        frame, rows, problems = _read_csv(name, path, _columns_read(name, mapping))
     else:
         frame, rows, problems = _read_parquet(name, path)
     if frame is None:
         return None, problems
     return map_table(name, path.name, frame, rows, mapping), problems
+
+
+def _columns_read(name: str, mapping: Mapping) -> set[str]:
+    """The source columns whose values a table's mapping can read: every other is only named."""
+    entries = [*mapping.columns.get(name, {}).values()]
+    entries += [a.source for a in mapping.attributes.get(name, ())]
+    sources = {s for e in entries for s in ((e,) if isinstance(e, str) else e.sources)}
+    row_filter = mapping.filters.get(name)
+    filtered = set(row_filter.columns) if row_filter else set()
+    return sources | filtered | set(TABLES[name].column_names)
 
 
 def _read_parquet(name: str, path: Path) -> tuple[pd.DataFrame | None, np.ndarray, list[Problem]]:
@@ -195,6 +204,9 @@ def _read_parquet(name: str, path: Path) -> tuple[pd.DataFrame | None, np.ndarra
 # CSV --------------------------------------------------------------------------------------------
 
 
+_BLOCK_BYTES = 1 << 22  # CSV bytes scanned at a time for the layout
+
+
 @dataclass(frozen=True)
 class _CsvLayout:
     """Where each record of a CSV file starts and how many fields it has."""
@@ -205,31 +217,78 @@ class _CsvLayout:
     ends_with_newline: bool
 
 
-def _csv_layout(data: bytes) -> _CsvLayout:
-    """The record layout of comma-separated bytes; newlines and commas inside quotes are data."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == ord("\n"))
-    quotes = np.flatnonzero(buf == ord('"'))
-    commas = np.flatnonzero(buf == ord(","))
-    ends = newlines[np.searchsorted(quotes, newlines) % 2 == 0]  # outside quotes: record ends
-    commas = commas[np.searchsorted(quotes, commas) % 2 == 0]
-    starts, stops = np.r_[0, ends + 1], np.r_[ends, buf.size]
-    lines = np.r_[1, np.searchsorted(newlines, ends) + 2]
-    fields = np.asarray(np.searchsorted(commas, stops) - np.searchsorted(commas, starts) + 1)
-    length = stops - starts
-    first = buf[np.minimum(starts, buf.size - 1)]
-    blank = (length == 0) | ((length == 1) & (first == ord("\r")))  # pandas skips blank lines
-    lines, fields = lines[~blank], fields[~blank]
+def _csv_layout(path: Path) -> _CsvLayout:
+    """The record layout of a comma-separated file; newlines and commas inside quotes are data.
+
+    The file is scanned in blocks, carrying the quote parity across them, so memory holds a block
+    and a few numbers per record, not the file.
+    """
+    scan = _LayoutScan()
+    with path.open("rb") as f:
+        buffer = bytearray(_BLOCK_BYTES)
+        while n := f.readinto(buffer):
+            scan.block(np.frombuffer(buffer, np.uint8, n))
+    lines, fields, blank = scan.finish()
+    keep = ~blank  # pandas skips blank lines
+    lines, fields = lines[keep], fields[keep]
     header = int(fields[0]) if fields.size else 0
-    return _CsvLayout(lines[1:], fields[1:], header, data.endswith(b"\n"))
+    return _CsvLayout(lines[1:], fields[1:], header, scan.last == ord("\n"))
 
 
-def _read_csv(name: str, path: Path) -> tuple[pd.DataFrame | None, np.ndarray, list[Problem]]:
-    """A CSV file as text (empty = missing), the line number of each row, and read problems."""
-    data = path.read_bytes()
-    layout = _csv_layout(data)
+class _LayoutScan:
+    """Records of CSV bytes fed block by block: each record's first line, fields and blankness.
+
+    A record ends at a newline outside quotes (an even number of quotes before it).
+    """
+
+    def __init__(self) -> None:
+        self.parity = self.last = self.size = self.n_commas = self.n_newlines = 0
+        self.end, self.end_commas = -1, 0  # the latest record end, and the commas before it
+        self.lines: list[np.ndarray] = [np.ones(1, np.int64)]  # the first record: line 1
+        self.fields: list[np.ndarray] = []
+        self.blank: list[np.ndarray] = []
+
+    def block(self, data: np.ndarray) -> None:
+        """Scan the next block of bytes."""
+        inside = np.cumsum(data == ord('"'), dtype=np.uint8)  # wraps at 256: parity is kept
+        inside += self.parity
+        inside &= 1
+        newlines = np.flatnonzero(data == ord("\n"))
+        is_end = inside[newlines] == 0
+        ends = newlines[is_end]
+        commas = np.flatnonzero((data == ord(",")) & (inside == 0))
+        before = np.searchsorted(commas, ends) + self.n_commas  # commas before each end
+        self.fields.append(np.diff(before, prepend=self.end_commas) + 1)
+        length = np.diff(ends + self.size, prepend=self.end) - 1
+        cr = data[np.maximum(ends - 1, 0)] == ord("\r")
+        cr[ends == 0] = self.last == ord("\r")
+        self.blank.append((length == 0) | ((length == 1) & cr))
+        self.lines.append(np.flatnonzero(is_end) + self.n_newlines + 2)  # the next record's
+        if len(ends):
+            self.end, self.end_commas = int(ends[-1]) + self.size, int(before[-1])
+        self.parity, self.last = int(inside[-1]), int(data[-1])
+        self.n_commas += len(commas)
+        self.n_newlines += len(newlines)
+        self.size += len(data)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first line, fields, blank) of every record, the one after the last newline included."""
+        length = self.size - self.end - 1
+        blank = length == 0 or (length == 1 and self.last == ord("\r"))
+        fields = np.concatenate([*self.fields, [self.n_commas - self.end_commas + 1]])
+        return np.concatenate(self.lines), fields, np.concatenate([*self.blank, [blank]])
+
+
+def _read_csv(
+    name: str, path: Path, needed: set[str]
+) -> tuple[pd.DataFrame | None, np.ndarray, list[Problem]]:
+    """A CSV file as text (empty = missing), the line number of each row, and read problems.
+
+    Only the ``needed`` columns' values are read (see ``_parse_csv``).
+    """
+    layout = _csv_layout(path)
     try:
-        frame = _parse_csv(data).rename(columns=str.strip)  # " client_id" in a hand-made header
+        frame = _parse_csv(path, needed).rename(columns=str.strip)  # " client_id" in a header
     except (ValueError, pd.errors.ParserWarning) as exc:  # ParserError, UnicodeDecodeError
         return None, np.zeros(0, int), [_csv_error(name, path, layout, exc)]
     problems = _separator_hint(name, path, frame)
@@ -264,25 +323,45 @@ def _record_lengths(name: str, path: Path, layout: _CsvLayout) -> tuple[list[Pro
     return problems, cut_off
 
 
-def _parse_csv(data: bytes) -> pd.DataFrame:
-    """CSV bytes as strings, empty fields as ''; pyarrow (fast) unless a row length is off."""
+def _parse_csv(path: Path, needed: set[str]) -> pd.DataFrame:
+    """A CSV file as strings, empty fields as ''; pyarrow (fast) unless a row length is off.
+
+    pyarrow reads only the ``needed`` columns (it still refuses a row of the wrong length); the
+    others, which nothing reads, stay in the frame as empty placeholders (a byte per row), so that
+    their names are still reported. The slower fallback reads every column.
+    """
     try:
-        return _parse_csv_with(data, "pyarrow")
+        header = _parse_csv_with(path, "c", nrows=0).columns
+        if header.has_duplicates:  # pandas renames them "a.1": read all, as ever
+            return _parse_csv_with(path, "pyarrow")
+        read = [c for c in header if str(c).strip() in needed]
+        frame = _parse_csv_with(path, "pyarrow", usecols=read)
+        unread = pd.Categorical.from_codes(np.full(len(frame), -1, np.int8), categories=[])
+        return pd.DataFrame(
+            {c: frame[c] if c in read else unread for c in header}, index=frame.index, copy=False
+        )
     except (ValueError, pa.ArrowException):
-        return _parse_csv_with(data, "c")  # keeps short rows, which _read_csv reports
+        return _parse_csv_with(path, "c")  # keeps short rows, which _read_csv reports
 
 
-def _parse_csv_with(data: bytes, engine: Literal["pyarrow", "c"]) -> pd.DataFrame:
-    """CSV bytes as a frame of strings with one pandas engine; a row too long raises."""
+def _parse_csv_with(
+    path: Path,
+    engine: Literal["pyarrow", "c"],
+    usecols: list[str] | None = None,
+    nrows: int | None = None,
+) -> pd.DataFrame:
+    """A CSV file as a frame of strings with one pandas engine; a row too long raises."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)  # else pandas drops the extras
         return pd.read_csv(
-            io.BytesIO(data),
+            path,
             engine=engine,
             dtype=str,
             keep_default_na=False,
             encoding="utf-8-sig",
             index_col=False if engine == "c" else None,
+            usecols=usecols,
+            nrows=nrows,
         )
 
 
