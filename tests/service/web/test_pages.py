@@ -26,6 +26,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from churnguard.config import Settings
+from churnguard.domain.churn import contract_stops
 from churnguard.domain.contract import from_frames
 from churnguard.domain.data import load_crm
 from churnguard.modeling.model import model_card, save_local_model
@@ -1133,6 +1134,32 @@ def test_the_renewal_date_is_the_first_end_of_a_contract_in_force() -> None:
     when = datetime(2025, 3, 1, tzinfo=UTC)
     got = renewal_dates(view, dict.fromkeys(["A", "B", "C", "D", "nobody"], when))
     assert got == {"A": date(2025, 6, 30), "B": None, "D": date(2025, 4, 1)}
+
+
+def test_renewal_dates_of_many_clients_match_each_client_read_alone(
+    business: SimulatedBusiness,
+) -> None:
+    """The set-based renewal dates equal the rule applied to each client's own contracts."""
+    view = CRMView(business.data, datetime.now(UTC))
+    ids = [*business.data.clients["client_id"].astype(str), "nobody"]
+    start = business.observed_until.to_pydatetime() - timedelta(days=700)
+    for step in range(0, 700, 97):
+        as_of = {c: start + timedelta(days=step + i % 45, seconds=i) for i, c in enumerate(ids)}
+        expected = {c: _renewal_alone(view, c, when) for c, when in as_of.items()}
+        assert renewal_dates(view, as_of) == {c: d for c, d in expected.items() if d != "none"}
+    assert renewal_dates(view, {}) == {}
+
+
+def _renewal_alone(view: CRMView, client_id: str, when: datetime) -> date | str | None:
+    """One client's renewal date from its own rows ("none": no contract in force)."""
+    contracts = view.rows("contracts", client_id)
+    t = pd.Timestamp(when)
+    stop = contract_stops(contracts)
+    in_force = (contracts["start_date"] <= t) & (stop.isna() | (stop > t))
+    if not in_force.any():
+        return "none"
+    ends = stop[in_force].dropna()
+    return ends.min().date() if len(ends) else None
 
 
 def test_contracts_and_their_timeline_are_as_of_the_score_date() -> None:

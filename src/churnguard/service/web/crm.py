@@ -76,6 +76,24 @@ class CRMView:
         order, bounds = self._index(table)
         return frame.iloc[order[bounds[code] : bounds[code + 1]]]
 
+    def codes(self, client_ids: list[str]) -> np.ndarray:
+        """Each client's position in the clients table (-1 for a client not in the data)."""
+        if not client_ids:
+            return np.zeros(0, dtype=np.intp)
+        return self._codes.get_indexer(pd.Index(client_ids, dtype="str"))
+
+    def contract_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every contract's start and ``contract_stops`` (NaT: rolling) as UTC datetime64[us]."""
+
+        def times() -> tuple[np.ndarray, np.ndarray]:
+            contracts = self.data.contracts
+            start = contracts["start_date"].to_numpy("datetime64[us]")
+            stop = contract_stops(contracts).to_numpy("datetime64[us]")
+            return start, stop
+
+        found: tuple[np.ndarray, np.ndarray] = self.memo("contract_times", times)
+        return found
+
     def memo(self, key: object, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per loaded data (figures derived from the whole data)."""
         with self._lock:
@@ -151,21 +169,43 @@ def renewal_dates(view: CRMView, as_of: dict[str, datetime]) -> dict[str, date |
     """Each client's renewal date: the first end of a contract in force at its ``as_of``.
 
     A client whose contracts in force are all rolling maps to None; a client with no contract
-    in force (or not in the data) is left out.
+    in force (or not in the data) is left out. One set of array operations for all the clients.
     """
-    out: dict[str, date | None] = {}
-    for client_id, when in as_of.items():
-        contracts = view.rows("contracts", client_id)
-        if contracts.empty:
-            continue
-        t = pd.Timestamp(when)
-        start, stop = contracts["start_date"], contract_stops(contracts)
-        in_force = (start <= t) & (stop.isna() | (stop > t))
-        if not in_force.any():
-            continue
-        ends = stop[in_force].dropna()
-        out[client_id] = ends.min().date() if len(ends) else None
-    return out
+    ids = list(as_of)
+    codes = view.codes(ids)
+    order, bounds = view._index("contracts")
+    lo, hi = bounds[codes[codes >= 0]], bounds[codes[codes >= 0] + 1]
+    clients = np.flatnonzero(codes >= 0)[hi > lo]  # the clients with contracts, in ``ids``
+    counts = (hi - lo)[hi > lo]
+    if not len(counts):
+        return {}
+    rows = order[_ranges(lo, hi)]  # their contracts, one client after the other
+    first = np.cumsum(counts) - counts  # where each client's contracts start in ``rows``
+    start, stop = (times[rows] for times in view.contract_times())
+    t = pd.to_datetime([as_of[i] for i in ids], utc=True).as_unit("us").tz_localize(None)
+    when = np.repeat(t.to_numpy()[clients], counts)
+    rolling = np.isnat(stop)
+    in_force = (start <= when) & (rolling | (stop > when))
+    never = np.iinfo(np.int64).max
+    covered = np.logical_or.reduceat(in_force, first)
+    soonest = np.minimum.reduceat(np.where(in_force & ~rolling, stop.view(np.int64), never), first)
+    return {
+        ids[i]: None if end == never else _us_date(end)
+        for i, end in zip(clients[covered], soonest[covered], strict=True)
+    }
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The positions lo[0]..hi[0]-1, then lo[1]..hi[1]-1, ... in one array."""
+    counts = hi - lo
+    before = np.cumsum(counts) - counts  # positions taken by the earlier ranges
+    return np.repeat(lo - before, counts) + np.arange(counts.sum())
+
+
+def _us_date(us: int) -> date:
+    """The UTC day of a time in microseconds since the epoch."""
+    day: date = np.datetime64(int(us), "us").astype("datetime64[D]").item()
+    return day
 
 
 def client_contracts(view: CRMView, client_id: str, as_of: datetime) -> list[ContractRow]:
