@@ -3,7 +3,9 @@ train -> score, with no code, and every active client scored.
 
 The export is the small simulated business rewritten the way another vendor's CRM would write it:
 other table and column names, subscriptions without ids and with add-on rows to leave out, amounts
-in cents, and one activity log whose event types are numeric codes (one of them a meeting).
+in cents, dates written day first (15/03/2024), one activity log whose event types are numeric
+codes (one of them a meeting), and columns the contract does not have: seats per account (a
+number that tells churners apart) and the billing period of a subscription (a category).
 """
 
 from __future__ import annotations
@@ -18,16 +20,32 @@ import pandas as pd
 import pytest
 
 from churnguard import cli
-from churnguard.domain.churn import active_clients
+from churnguard.config import Settings
+from churnguard.domain.churn import active_clients, contract_stops
 from churnguard.domain.contract import CRMData
+from churnguard.scoring.loading import load_scorer
+from churnguard.store.scores import MAX_PAGE, ScoreStore
 from churnguard.synth.business import SimulatedBusiness
 
 CODES = {"email": 7, "call": 12, "meeting": 31, "review": 40, "other": 41}  # interactions
 FIRST_EVENT_CODE = 100  # events table types get 100, 101, ...
+DAY_FIRST = "%d/%m/%Y"  # how the vendor writes a subscription's dates
 
 
-def _day(s: pd.Series) -> pd.Series:
-    return s.dt.strftime("%Y-%m-%d").where(s.notna(), "")
+def _day(s: pd.Series, fmt: str = "%Y-%m-%d") -> pd.Series:
+    return s.dt.strftime(fmt).where(s.notna(), "")
+
+
+def _seats(data: CRMData, rng: np.random.Generator) -> np.ndarray:
+    """Seats per account: few for accounts that leave (and for some others), many for the rest."""
+    c = data.contracts.assign(stop=contract_stops(data.contracts))
+    last = c.groupby("client_id", observed=True)["stop"].agg(
+        lambda s: s.max() if s.notna().all() else pd.NaT
+    )
+    end = c["start_date"].max()
+    leaves = data.clients["client_id"].map(last.lt(end)).fillna(False).to_numpy(dtype=bool)
+    few = leaves | (rng.random(len(leaves)) < 0.2)
+    return np.where(few, rng.integers(1, 6, len(leaves)), rng.integers(15, 60, len(leaves)))
 
 
 def write_foreign_export(data: CRMData, folder: Path, seed: int = 0) -> None:
@@ -42,6 +60,7 @@ def write_foreign_export(data: CRMData, folder: Path, seed: int = 0) -> None:
             "Owner": data.clients["account_manager"].fillna(""),
             "Tier": data.clients["segment"].astype("str"),
             "Opened": _day(data.clients["client_since"]),
+            "Seats": _seats(data, rng),
         }
     ).to_csv(folder / "accounts.csv", index=False)
     _subscriptions(data, rng).to_csv(folder / "subscriptions.csv", index=False)
@@ -60,14 +79,20 @@ def _subscriptions(data: CRMData, rng: np.random.Generator) -> pd.DataFrame:
             "AcctNo": _acct(c["client_id"]),
             "Plan": c["service_line"].astype("str"),
             "Kind": "base",
-            "Started": _day(c["start_date"]),
-            "Ends": _day(c["end_date"]),
-            "CancelledOn": _day(c["cancelled_at"]),
+            "Started": _day(c["start_date"], DAY_FIRST),
+            "Ends": _day(c["end_date"], DAY_FIRST),
+            "CancelledOn": _day(c["cancelled_at"], DAY_FIRST),
             "MRRCents": (c["monthly_value"] * 100).round().astype("int64"),
+            "Billing": rng.choice(["monthly", "annual"], len(c)),
         }
     )
     addons = base.sample(frac=0.3, random_state=int(rng.integers(1 << 30))).assign(
-        Kind="Add-on", Plan="extra seats", MRRCents=1_500, Ends="", CancelledOn=""
+        Kind="Add-on",
+        Plan="extra seats",
+        MRRCents=1_500,
+        Ends="",
+        CancelledOn="",
+        Billing="monthly",
     )  # rolling and never cancelled: read as contracts, nobody would ever churn
     return pd.concat([base, addons]).sort_values("Started", kind="stable")
 
@@ -113,10 +138,21 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _edit(draft: str, names: dict[str, str]) -> str:
-    """What a user does to the draft: name the event codes, switch the add-on filter on."""
+    """What a user does to the draft: name the event codes, switch the add-on filter on, take
+    seats (fewer: more risk) and the billing period as attributes."""
     for code, name in names.items():
         draft = draft.replace(f'"{code}": "{code}"', f'"{code}": "{name}"')
-    return re.sub(r"# (drop: \{Kind: \[Add-on\]\})  \(rows to leave out\?\)", r"\1", draft)
+    draft = re.sub(r"# (drop: \{Kind: \[Add-on\]\})  \(rows to leave out\?\)", r"\1", draft)
+    draft = re.sub(
+        r"# seats: \{column: Seats, kind: number\}.*",
+        "seats: {column: Seats, kind: number, direction: less_risk}",
+        draft,
+    )
+    return re.sub(
+        r"# billing: \{column: Billing, kind: category\}.*",
+        "billing: {column: Billing, kind: category, label: Billing period}",
+        draft,
+    )
 
 
 def test_init_edit_validate_train_score_scores_every_active_client(
@@ -141,6 +177,9 @@ def test_init_edit_validate_train_score_scores_every_active_client(
         "# drop: {Kind: [Add-on]}",
         "client_since: Opened",
         "occurred_at: When",
+        'start_date: "%d/%m/%Y"  # not ISO 8601',
+        "# seats: {column: Seats, kind: number}  (numbers such as",
+        "# billing: {column: Billing, kind: category}  (2 labels such as",
     ):
         assert guess in draft, guess
 
@@ -170,3 +209,20 @@ def test_init_edit_validate_train_score_scores_every_active_client(
     active = active_clients(business.data.contracts, as_of)
     assert int(scored[1].replace(",", "")) == len(active) > 0  # every active client
     assert "client/s" not in out.err  # no progress bar in a log (stderr is no terminal)
+
+    # the attributes are features of the model; seats is a reason in plain words, the billing
+    # period never one (a category is context)
+    settings = Settings()
+    scorer = load_scorer(settings)
+    assert {"client_seats", "contract_billing"} <= set(scorer.names)
+    with ScoreStore(settings.score_store_url) as store:
+        scores, _ = store.latest_scores(limit=MAX_PAGE)
+    drivers = [d for s in scores for d in s.drivers]
+    seats = [d["reason"] for d in drivers if d["feature"] == "client_seats"]
+    assert seats and all(re.fullmatch(r"Seats: \d+", r) for r in seats), seats[:3]
+    assert not [d for d in drivers if d["feature"] == "contract_billing"]
+
+    # the run's coverage is stored
+    assert cli.main(["runs"]) == 0
+    runs = capsys.readouterr().out
+    assert f"scored {len(active):,} of {len(active):,} active" in runs.splitlines()[0], runs

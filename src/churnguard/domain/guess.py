@@ -2,8 +2,10 @@
 
 Tables are matched to the contract by their names and how many of their columns match; columns by
 name (with the words CRMs commonly use), then by content: dates that parse, numbers, ids that are
-unique or that point at the clients' ids. What cannot be placed is listed in comments, so that
-``validate`` and the user's edit finish the job. Reading the samples is ``data.sample_tables``.
+unique or that point at the clients' ids. Dates written other than ISO 8601 get a date format;
+the clients' and contracts' other columns that hold numbers or a few labels are offered, commented
+out, as attributes. What cannot be placed is listed in comments, so that ``validate`` and the
+user's edit finish the job. Reading the samples is ``data.sample_tables``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from difflib import SequenceMatcher
 
 import pandas as pd
 
-from churnguard.domain.contract import TABLES, Column, Kind
+from churnguard.domain.contract import ATTRIBUTE_NAME, ATTRIBUTE_PREFIXES, TABLES, Column, Kind
 
 _TABLE_WORDS: dict[str, tuple[str, ...]] = {
     "clients": ("clients", "client", "accounts", "account", "customers", "companies", "orgs"),
@@ -63,6 +65,14 @@ _COLUMN_WORDS: dict[str, tuple[str, ...]] = {
 _MIN_SCORE = 0.62  # a column name this similar to a contract word is a candidate
 _MIN_TABLE_NAME = 0.7  # a source table named less like a contract table is left to the user
 _CODES_LISTED = 40  # event codes written into the draft's value map
+_ISO_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}([T ].*)?"
+# Date formats tried on a date column that is not ISO 8601, in order (day first before month first)
+_DATE_FORMATS = tuple(
+    f"{day}{time}"
+    for day in ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%d/%m/%y", "%m/%d/%y")
+    for time in ("", " %H:%M", " %H:%M:%S")
+)
+_MAX_LABELS = 30  # a column with at most this many distinct values may be a category attribute
 
 
 @dataclass
@@ -77,6 +87,9 @@ class TableGuess:
     unused: list[str] = field(default_factory=list)  # source columns not placed
     filters: list[str] = field(default_factory=list)  # commented filter suggestions
     values: dict[str, list[str]] = field(default_factory=dict)  # column -> codes to name
+    date_formats: dict[str, tuple[str, str]] = field(default_factory=dict)  # column -> (fmt, why)
+    attributes: list[tuple[str, str, str, str]] = field(default_factory=list)  # name, column,
+    # kind, note: unused columns offered as attributes (commented out)
 
 
 @dataclass
@@ -176,6 +189,9 @@ def _guess_table(table: str, source: str, frame: pd.DataFrame, client_ids: pd.Se
         guess.notes[column.name] = note
     guess.unused = [str(c) for c in frame.columns if str(c) not in taken]
     guess.filters = _filter_hints(frame, guess.unused)
+    guess.date_formats = _date_formats(table, frame, guess.columns)
+    if table in ATTRIBUTE_PREFIXES:
+        guess.attributes = _attribute_hints(table, frame, guess.unused)
     if "event_type" in guess.columns and isinstance(guess.columns["event_type"], str):
         codes = frame[guess.columns["event_type"]].dropna().astype("str").str.strip()
         if len(codes) and codes.str.fullmatch(r"[0-9]+").all():
@@ -227,6 +243,66 @@ def _content_fits(values: pd.Series, column: Column) -> bool:
     return True
 
 
+def _date_formats(
+    table: str, frame: pd.DataFrame, columns: dict[str, object]
+) -> dict[str, tuple[str, str]]:
+    """The format of each date column read from a source column whose dates are not ISO 8601."""
+    out = {}
+    for name, source in columns.items():
+        if TABLES[table].column(name).kind == Kind.DATETIME and isinstance(source, str):
+            found = _date_format(frame[source])
+            if found:
+                out[name] = found
+    return out
+
+
+def _date_format(values: pd.Series) -> tuple[str, str] | None:
+    """The format of a sample's dates when they are not ISO 8601, and a note; None when they are
+    (or when no format tried reads them all)."""
+    present = values.dropna().astype("str").str.strip()
+    present = present[present != ""]
+    if not len(present) or present.str.fullmatch(_ISO_DATE).all():
+        return None
+    fits = [f for f in _DATE_FORMATS if _reads(present, f)]
+    if not fits:
+        return None
+    shown = ", ".join(repr(v) for v in present.unique()[:2])
+    note = f"not ISO 8601: values such as {shown}"
+    day, month = "%d/%m", "%m/%d"
+    swapped = fits[0].replace(day, month) if day in fits[0] else fits[0].replace(month, day)
+    if swapped != fits[0] and swapped in fits:  # every day of the sample is 12 or less
+        note += f"; they read as {swapped} too: check which"
+    return fits[0], note
+
+
+def _reads(text: pd.Series, fmt: str) -> bool:
+    return bool(pd.to_datetime(text, format=fmt, errors="coerce").notna().all())
+
+
+def _attribute_hints(
+    table: str, frame: pd.DataFrame, unused: list[str]
+) -> list[tuple[str, str, str, str]]:
+    """Unused columns that could be attributes: numbers, or text with a few distinct labels."""
+    hints = []
+    for c in unused:
+        name = _words(c)
+        values = frame[c].dropna().astype("str").str.strip()
+        values = values[values != ""]
+        if (
+            not len(values)
+            or not ATTRIBUTE_NAME.fullmatch(name)
+            or f"{ATTRIBUTE_PREFIXES[table]}{name}" in TABLES[table].column_names
+            or _name_score(name, ("id", "key", "uuid")) >= _MIN_SCORE
+        ):
+            continue
+        shown = ", ".join(repr(v[:20]) for v in values.unique()[:3])
+        if pd.to_numeric(values, errors="coerce").notna().all():
+            hints.append((name, c, "number", f"numbers such as {shown}"))
+        elif values.nunique() <= min(_MAX_LABELS, max(len(values) // 2, 1)):
+            hints.append((name, c, "category", f"{values.nunique()} labels such as {shown}"))
+    return hints
+
+
 def _content_note(values: pd.Series, column: Column) -> str:
     text = values.dropna().astype("str").str.strip()
     shown = ", ".join(repr(v[:30]) for v in text[text != ""].unique()[:3])
@@ -266,7 +342,8 @@ def format_draft(draft: Draft, data: str) -> str:
     lines += ["", "columns:"]
     for g in draft.tables:
         lines += _column_lines(g)
-    lines += _filter_lines(draft) + _value_lines(draft)
+    lines += _filter_lines(draft) + _value_lines(draft) + _date_lines(draft)
+    lines += _attribute_lines(draft)
     if draft.unplaced:
         lines += ["", f"# not placed (no contract table matched): {', '.join(draft.unplaced)}"]
     return "\n".join(lines) + "\n"
@@ -306,6 +383,36 @@ def _value_lines(draft: Draft) -> list[str]:
         for column, codes in g.values.items():
             lines.append(f"    {column}:  # numeric codes: give each a name (features use it)")
             lines += [f'      "{code}": "{code}"' for code in codes]
+    return lines
+
+
+def _date_lines(draft: Draft) -> list[str]:
+    dated = [g for g in draft.tables if g.date_formats]
+    if not dated:
+        return []
+    lines = ["", "date_format:  # how dates that are not ISO 8601 are written (strptime codes)"]
+    for g in dated:
+        lines.append(f"  {g.table}:")
+        lines += [f"    {c}: {_quote(f)}  # {why}" for c, (f, why) in g.date_formats.items()]
+    return lines
+
+
+def _attribute_lines(draft: Draft) -> list[str]:
+    offered = [g for g in draft.tables if g.attributes]
+    if not offered:
+        return []
+    lines = [
+        "",
+        "attributes:  # other columns as features: uncomment those you want; a number may add",
+        "  # direction: more_risk or less_risk (what a higher value means) to be a reason, and",
+        "  # label: plain words for the reasons",
+    ]
+    for g in offered:
+        lines.append(f"  {g.table}:")
+        lines += [
+            f"    # {name}: {{column: {_quote(c)}, kind: {kind}}}  ({note})"
+            for name, c, kind, note in g.attributes
+        ]
     return lines
 
 
