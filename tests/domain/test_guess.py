@@ -67,3 +67,22 @@ def test_init_writes_the_draft_and_does_not_overwrite(tmp_path: Path) -> None:
     assert "clients: accounts" in out.read_text()
     assert cli.main(["init", "--data", str(export), "--out", str(out)]) == 1
     assert cli.main(["init", "--data", str(export), "--out", str(out), "--force"]) == 0
+
+
+def test_dates_not_in_iso_get_a_format_and_other_columns_are_offered_as_attributes() -> None:
+    accounts = ACCOUNTS.assign(Seats=["12", "3", ""], Billing=["annual", "monthly", "annual"])
+    subscriptions = SUBSCRIPTIONS.assign(Started=["31/01/2024", "31/01/2024", "01/02/2024"])
+    samples = {"accounts": accounts, "subscriptions": subscriptions}
+    text = format_draft(guess_mapping(samples), "export/")
+    assert 'start_date: "%d/%m/%Y"  # not ISO 8601' in text
+    assert "# seats: {column: Seats, kind: number}  (numbers such as '12', '3')" in text
+    assert (
+        "# billing: {column: Billing, kind: category}  (2 labels such as 'annual', 'monthly')"
+        in text
+    )
+    mapping = parse_mapping(yaml.load(text, Loader=yaml.BaseLoader))
+    assert mapping.date_formats["contracts"] == {"start_date": "%d/%m/%Y"}
+    assert mapping.declared == ()  # offered, not declared: the user uncomments what they want
+    ambiguous = SUBSCRIPTIONS.assign(Started=["01/02/2024", "03/02/2024", "02/02/2024"])
+    text = format_draft(guess_mapping({"accounts": ACCOUNTS, "subscriptions": ambiguous}), "x")
+    assert "they read as %m/%d/%Y too: check which" in text

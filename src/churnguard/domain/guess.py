@@ -298,7 +298,7 @@ def _attribute_hints(
         shown = ", ".join(repr(v[:20]) for v in values.unique()[:3])
         if pd.to_numeric(values, errors="coerce").notna().all():
             hints.append((name, c, "number", f"numbers such as {shown}"))
-        elif values.nunique() <= min(_MAX_LABELS, max(len(values) // 2, 1)):
+        elif values.nunique() <= _MAX_LABELS and values.nunique() < len(values):  # labels repeat
             hints.append((name, c, "category", f"{values.nunique()} labels such as {shown}"))
     return hints
 
