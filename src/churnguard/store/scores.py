@@ -47,6 +47,8 @@ def _now() -> datetime:
 
 
 _KEY_NAMES = list(SCORE_KEY)
+_SCORE_COLUMNS = [c.name for c in scores.columns if c.name != "id"]
+_DIRECT_ROWS = 100  # API scores written without the scratch table at most (``_upsert``)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,9 +156,32 @@ class ScoreStore(ActionLog, Database):
         """
         _check_source(source)
         rows = _incoming_rows(records, _now(), source)
-        if rows:
+        if rows and source == "api" and len(rows) <= _DIRECT_ROWS:
+            self._upsert(rows)
+        elif rows:
             self._merge(lambda conn: load_rows(conn, incoming, rows), source)
         return len(rows)
+
+    def _upsert(self, rows: list[dict[str, Any]]) -> None:
+        """A few API scores straight into ``scores`` and the audit, without the scratch table
+        (making and dropping it costs more than a few rows); what ``_merge`` does for them."""
+        audit_rows = [
+            {**{n: r[n] for n in _KEY_NAMES}, "feature_digest": r["feature_digest"],
+             "scored_at": r["created_at"]}
+            for r in rows
+        ]  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(self._upsert_scores, [{n: r[n] for n in _SCORE_COLUMNS} for r in rows])
+            conn.execute(audit.insert(), audit_rows)
+
+    @functools.cached_property
+    def _upsert_scores(self) -> sa.Insert:
+        """Insert scores; a stored score with the same key (source included) takes the values."""
+        stmt = self._insert(scores)
+        return stmt.on_conflict_do_update(
+            index_elements=_KEY_NAMES,
+            set_={n: stmt.excluded[n] for n in _SCORE_COLUMNS if n not in _KEY_NAMES},
+        )
 
     def save_score_rows(self, rows: ScoreRows, source: Source = "batch") -> int:
         """``save_scores`` from columns (a batch run's scores): the same rows, written in bulk.
