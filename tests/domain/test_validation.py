@@ -72,7 +72,8 @@ def test_unparseable_dates_show_the_values_and_lines() -> None:
     )
     assert errors(invoices=text) == [
         "invoices.csv, column due_at, lines 2, 4, 5: unparseable date '2024-13-45', '31/02/2024', "
-        "'2024-02' (expected YYYY-MM-DD or an ISO 8601 datetime such as 2024-03-01T09:30:00+02:00)"
+        "'2024-02' (expected YYYY-MM-DD or an ISO 8601 datetime such as 2024-03-01T09:30:00+02:00; "
+        "a mapping's date_format reads other formats)"
     ]
 
 
