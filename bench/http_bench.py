@@ -1,15 +1,20 @@
-"""HTTP serving benchmark: churnguard's POST /api/v1/score against `mlflow models serve`.
+"""HTTP serving benchmark: churnguard's POST /api/v1/score against a bare FastAPI app serving the
+same booster and against `mlflow models serve`, side by side in one run, with ratios.
 
 Usage: python -m bench.http_bench [--home DIR] [--clients 1000] [--pool 500]
        [--requests 5000] [--seconds 20] [--concurrency 1 8] [--out bench/results/http.json]
 
-Both servers serve the same registered champion (``models:/churnguard@champion``) with one
-uvicorn worker pinned to CPU 0; the load generator runs here, pinned to CPU 1, over loopback.
+The three servers serve the same model (the registered champion ``models:/churnguard@champion``
+and its local last-known-good copy) with one uvicorn worker pinned to CPU 0; the load generator
+runs here, pinned to CPU 1, over loopback.
 
 - churnguard: one client per request, its raw CRM records (a real client of the simulated
   business, cycling through ``--pool`` active clients): validation, point-in-time features,
   probability, drivers, actions, "what changed" (a score store read) and the score handed to
   the store writer, as in production.
+- bare: ``bench/bare_app.py``, ``POST /predict`` with the same clients' model input rows (one
+  float64 row a request, as the scorer builds it), a pydantic model and the booster on one thread:
+  the floor of FastAPI + uvicorn + pydantic around one prediction.
 - mlflow: ``POST /invocations`` with the same clients' precomputed feature rows
   (``dataframe_split``, one row a request): the model alone, no features, drivers or actions.
 
@@ -124,8 +129,10 @@ def records_json(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     return body
 
 
-def payloads(settings: Any, pool: int) -> tuple[list[bytes], list[bytes], dict[str, float]]:
-    """Request bodies for the two servers (same clients, same order) and their sizes."""
+def payloads(
+    settings: Any, pool: int
+) -> tuple[list[bytes], list[bytes], list[bytes], dict[str, float]]:
+    """Request bodies for churnguard, mlflow and the bare app (same clients, same order)."""
     from churnguard.domain.churn import active_clients, observation_end
     from churnguard.features.engine import compute_features
     from churnguard.modeling.model import load_local_model
@@ -152,12 +159,25 @@ def payloads(settings: Any, pool: int) -> tuple[list[bytes], list[bytes], dict[s
         ).encode()
         for i in range(len(inputs))
     ]
+    bare = [json.dumps({"row": _row(pd.Series(r))}).encode() for r in _matrix(model, inputs)]
     sizes = {
         "clients": len(ids),
         "median_rows_per_client": float(np.median(rows_per_client)),
         "median_body_bytes": float(np.median([len(b) for b in ours])),
     }
-    return ours, theirs, sizes
+    return ours, theirs, bare, sizes
+
+
+def _matrix(model: Any, inputs: pd.DataFrame) -> np.ndarray:
+    """The model's float64 input rows (categoricals as training category codes), as the scorer's."""
+    X = np.empty(inputs.shape)
+    for j, name in enumerate(inputs.columns):
+        if name in model.categories:
+            codes = pd.Categorical(inputs[name], categories=model.categories[name]).codes
+            X[:, j] = np.where(codes >= 0, codes, np.nan)
+        else:
+            X[:, j] = inputs[name].to_numpy(np.float64)
+    return X
 
 
 def _empty(data: Any, name: str) -> pd.DataFrame:
@@ -386,6 +406,25 @@ def _table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _ratios(results: list[Result]) -> str:
+    """churnguard against the bare app (its floor) and mlflow at each concurrency."""
+    by = {(r.server.split()[0], r.concurrency): r for r in results}
+    lines = []
+    for c in sorted({r.concurrency for r in results}):
+        ours = by.get(("churnguard", c))
+        if ours is None:
+            continue
+        for other in ("bare", "mlflow"):
+            them = by.get((other, c))
+            if them is not None:
+                lines.append(
+                    f"concurrency {c}: churnguard / {other}: p50 {ours.p50_ms / them.p50_ms:.1f}x, "
+                    f"req/s {ours.rps / them.rps:.2f}x, "
+                    f"server CPU/req {ours.server_cpu_ms / them.server_cpu_ms:.1f}x"
+                )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Prepare, serve, load, and return the results."""
     from churnguard.store import keys
@@ -393,7 +432,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     home = args.home.resolve()
     settings = prepare(home, args.clients, args.months)
-    ours, theirs, sizes = payloads(settings, args.pool)
+    ours, theirs, bare, sizes = payloads(settings, args.pool)
     sizes |= engine_cpu_ms(settings, ours)
     print(f"in-process, no HTTP: {sizes}", flush=True)
     with ScoreStore(settings.score_store_url) as store:
@@ -413,6 +452,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]
         for c in args.concurrency:
             name = "churnguard /api/v1/score (records)"
+            results.append(measure(name, served, requests, args.requests, args.seconds, c))
+            print(_table(results[-1:]).splitlines()[-1], flush=True)
+    floor = [sys.executable, "-m", "bench.bare_app", "--models-dir", str(settings.models_dir)]
+    with server([*floor, "--port", "{port}"], env, "/ping", home / "bench-bare.log") as served:
+        port = served[0]
+        requests = [_request(port, "/predict", b, {}) for b in bare]
+        for c in args.concurrency:
+            name = "bare FastAPI /predict (input row)"
             results.append(measure(name, served, requests, args.requests, args.seconds, c))
             print(_table(results[-1:]).splitlines()[-1], flush=True)
     if args.skip_mlflow:
@@ -463,10 +510,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [Result(**r) for r in report["results"]]
     print()
     print(_table(results))
-    by = {(r.server.split()[0], r.concurrency): r for r in results}
-    if ("churnguard", 8) in by and ("mlflow", 8) in by:
-        ratio = by["churnguard", 8].rps / by["mlflow", 8].rps
-        print(f"\nrequests/s at concurrency 8: churnguard / mlflow = {ratio:.1f}x")
+    print()
+    print(_ratios(results))
     print(f"clients: {report['sizes']}")
     print(f"uptime before: {before}\nuptime after:  {after}")
     report |= {

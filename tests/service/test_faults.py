@@ -31,7 +31,6 @@ from churnguard.modeling.model import (
 from churnguard.modeling.registry import CHAMPION, Registry
 from churnguard.service import create_app
 from churnguard.service.limits import InFlightLimit
-from churnguard.service.routes import score as score_route
 from churnguard.service.schemas import SCORE_REQUEST_EXAMPLE
 from churnguard.service.web.sessions import SignInLimiter
 from churnguard.store import keys
@@ -188,14 +187,14 @@ def test_past_the_bound_on_scoring_work_a_score_request_is_503_at_once(
     registered: tuple[Settings, list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = registered[0].model_copy(update={"max_scoring_in_flight": 2})
-    real = score_route.score_clients
+    real = ScoreStore.save_scores
     release = threading.Event()
 
-    def slow(*args: Any) -> Any:
+    def slow(*args: Any, **kwargs: Any) -> Any:  # requests wait for their commit: held inside
         release.wait(10)
-        return real(*args)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(score_route, "score_clients", slow)
+    monkeypatch.setattr(ScoreStore, "save_scores", slow)
     with TestClient(create_app(settings)) as client:
         admin = admin_key(settings)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime
@@ -97,3 +98,24 @@ def test_a_store_outage_fails_the_requests_and_the_writer_recovers() -> None:
     writer.submit([_record("b")])
     assert store.saved == ["b"]
     writer.close()
+
+
+def test_a_coroutine_awaits_the_commit_and_gets_the_error() -> None:
+    store = _FlakyStore(delay=0.05)
+    writer = ScoreWriter(store).start()
+
+    async def requests() -> list[BaseException | None]:
+        await writer.flushed()  # nothing pending: returns at once
+        written = asyncio.gather(
+            writer.write([_record("a")]), writer.write([_record("bad")]), return_exceptions=True
+        )
+        await asyncio.sleep(0.01)  # both handed over
+        await writer.flushed()  # both handed over before: both settled now
+        assert store.saved == ["a"] and not writer.is_pending("a")
+        return await written
+
+    results = asyncio.run(requests())
+    assert results[0] is None and isinstance(results[1], ValueError)
+    writer.close()
+    with pytest.raises(RuntimeError):
+        asyncio.run(writer.write([_record("d")]))

@@ -1,25 +1,32 @@
 """Group commit of the API's scores: a request's answer waits until its scores are stored.
 
-A score store transaction costs far more than a row (``ScoreStore.save_scores`` builds a scratch
-table and merges it: about 5 ms of CPU per call, then some 0.05 ms per score), so a transaction
-per request would cap the API near 200 requests a second. Requests instead hand their scores to
+A score store transaction costs more than a row (a commit, and for a large group a scratch table
+merged into the store), so a transaction per request would cap the API's throughput at the
+commit rate. Requests instead hand their scores to
 ``ScoreWriter.submit``, which returns once they are committed: one thread writes everything
 handed over while its previous commit ran, in one transaction, then wakes those requests. Under
 load a commit carries many requests; alone, a request waits for its own commit only. So a 200
-from ``POST /api/v1/score`` means the scores are in the store, and a crash loses no answered score.
+from ``POST /api/v1/score`` means the scores are in the store, and a crash loses no answered score
+(SQLite: the WAL journal with synchronous=NORMAL keeps every commit through a kill -9 of the
+service; PostgreSQL: its commit).
 
 A group that fails is written again one request at a time, so one request's bad scores do not
 fail the others; the request whose scores still fail gets the error (``StoreUnavailableError``
 when the database cannot be reached: the API answers 503 with Retry-After, and the caller retries).
 ``flush()`` returns once everything handed over before the call is written.
+
+``write`` and ``flushed`` are the same for a coroutine: the event loop waits for the commit
+without a worker thread blocked on it (the writer thread wakes the loop when it is done).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +50,13 @@ class _Ticket:
     records: Sequence[ScoreRecord]
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
+    wakes: list[Callable[[], None]] = field(default_factory=list)  # called once it is done
+
+    def settle(self) -> None:
+        """Mark the write done and wake whoever waits for it."""
+        self.done.set()
+        for wake in self.wakes:
+            wake()
 
 
 class ScoreWriter:
@@ -83,15 +97,22 @@ class ScoreWriter:
         """
         if not records:
             return
-        ticket = _Ticket(records)
-        with self._cond:
-            if self._stopping or not self._thread.is_alive():
-                raise RuntimeError("the score writer is closed")
-            self._queue.append(ticket)
-            self._clients.update(r.client_id for r in records)
-            self._pending += len(records)
-            self._cond.notify_all()
+        ticket = self._hand_over(_Ticket(records))
         ticket.done.wait()
+        if ticket.error is not None:
+            raise ticket.error
+
+    async def write(self, records: Sequence[ScoreRecord]) -> None:
+        """``submit`` for a coroutine: returns once the scores are committed, raises as it does.
+
+        If the waiting coroutine is cancelled (the caller went away), the scores are written all
+        the same.
+        """
+        if not records:
+            return
+        wake = _Wake()
+        ticket = self._hand_over(_Ticket(records, wakes=[wake]))
+        await wake.future
         if ticket.error is not None:
             raise ticket.error
 
@@ -101,6 +122,28 @@ class ScoreWriter:
             waiting = [t.done for t in (*self._writing, *self._queue)]
         for done in waiting:
             done.wait()
+
+    async def flushed(self) -> None:
+        """``flush`` for a coroutine."""
+        with self._cond:
+            # groups are written in the order they were handed over: the last one settles last
+            waiting = self._queue or self._writing
+            if not waiting:
+                return
+            last = waiting[-1]
+            wake = _Wake()
+            last.wakes.append(wake)
+        await wake.future
+
+    def _hand_over(self, ticket: _Ticket) -> _Ticket:
+        with self._cond:
+            if self._stopping or not self._thread.is_alive():
+                raise RuntimeError("the score writer is closed")
+            self._queue.append(ticket)
+            self._clients.update(r.client_id for r in ticket.records)
+            self._pending += len(ticket.records)
+            self._cond.notify_all()
+        return ticket
 
     def close(self) -> None:
         """Write what was handed over and stop the thread."""
@@ -126,7 +169,7 @@ class ScoreWriter:
                 self._writing = []
                 self._cond.notify_all()
             for ticket in group:
-                ticket.done.set()
+                ticket.settle()
 
     def _take(self) -> list[_Ticket]:
         """The queued requests for one transaction: all of them, up to ``max_batch`` scores."""
@@ -164,3 +207,19 @@ class ScoreWriter:
         ticket.error = error
         if not isinstance(error, StoreUnavailableError):
             logger.error("%d scores were not stored", len(ticket.records), exc_info=error)
+
+
+class _Wake:
+    """Wakes a coroutine's future on its event loop from the writer thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[None] = self.loop.create_future()
+
+    def __call__(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self.loop.call_soon_threadsafe(self._set)
+
+    def _set(self) -> None:
+        if not self.future.done():  # a cancelled waiter's future is done already
+            self.future.set_result(None)

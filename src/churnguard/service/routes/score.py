@@ -1,9 +1,15 @@
 """``POST /api/v1/score``: a CRM sends clients' records and gets risk, drivers and actions back.
 
 The route is thin: it validates the request, asks the scorer for complete scores ("what changed"
-included) and returns them. It runs on the event loop and does the CPU and database work
-(scoring, handing the scores to the writer) in one trip to a worker thread: each trip costs,
-and FastAPI would otherwise make one for every synchronous step.
+included), waits until the writer has committed them and returns them. What it needs (the
+caller, the scorer) comes from one dependency (``ScoringDep``).
+
+Where the work runs: a small request (at most ``INLINE_ROWS`` records in all) on a SQLite store
+is scored on the event loop, a few milliseconds of CPU that a trip to a worker thread and back
+would cost again in hand-offs; a larger one, or any request on a PostgreSQL store (whose "what
+changed" read waits on the network), goes to a worker thread in one trip, so the loop keeps
+serving other connections and health checks. Either way the commit is awaited, not waited for
+in a thread (``ScoreWriter.write``).
 
 The body is parsed and validated in one step by pydantic's JSON parser (``ScoreRoute``), which
 is faster than ``json.loads`` followed by validating the Python objects. A body that does not
@@ -23,9 +29,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import EARLIEST, LATEST, utc_datetime
 from churnguard.scoring.scorer import RecordsError
-from churnguard.service.deps import ScorerDep, ScoringPrincipal, StateDep
+from churnguard.service.deps import KEY_SECURITY, ScoringDep
 from churnguard.service.schemas import (
     ErrorPublic,
     ScorePublic,
@@ -33,10 +40,13 @@ from churnguard.service.schemas import (
     ScoresPublic,
     ValidationErrorPublic,
 )
-from churnguard.service.state import ServiceState
+from churnguard.store.scores import ScoreRecord, ScoreStore
 
 if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
+
+INLINE_ROWS = 1_000  # records in a request scored on the event loop at most (about 10 ms of CPU)
+_TABLES = tuple(name for name in TABLES if name != "clients")  # a client's lists of records
 
 
 class ScoreRequestBody(Request):
@@ -79,36 +89,50 @@ router = APIRouter(prefix="/api/v1", tags=["scores"], route_class=ScoreRoute)
         422: {"model": ValidationErrorPublic, "description": "Invalid records: field paths."},
         503: {"model": ErrorPublic, "description": "No model is loaded yet."},
     },
+    openapi_extra={"security": KEY_SECURITY},
 )
-async def create_scores(
-    body: ScoreRequest, _: ScoringPrincipal, scorer: ScorerDep, state: StateDep
-) -> ScoresPublic:
+async def create_scores(body: ScoreRequest, scoring: ScoringDep) -> ScoresPublic:
     """Score clients from their CRM records; each score is stored with its audit record.
 
     Each score carries the calibrated churn probability within the model's horizon, the risk
     band, revenue at risk, the top drivers with reasons, recommended actions and what changed
     since the client's previous stored score.
     """
+    state, scorer = scoring.state, scoring.scorer
     _check_clients(body, state.settings.max_clients_per_request)
-    scored = await run_in_threadpool(score_clients, body, scorer, state)
-    state.metrics.count_scores(s.band for s in scored.scores)
-    return scored
-
-
-def score_clients(body: ScoreRequest, scorer: Scorer, state: ServiceState) -> ScoresPublic:
-    """Score each client (what changed included) and hand the scores to the writer."""
-    now = datetime.now(UTC).replace(microsecond=0)
-    latest = datetime.now(UTC) + timedelta(seconds=state.settings.max_clock_skew_seconds)
-    clients = [(client, _as_of(body, i, now, latest)) for i, client in enumerate(body.clients)]
+    clients = _dated(body, state.settings.max_clock_skew_seconds)
     if any(state.writer.is_pending(c.client_id) for c in body.clients):
-        state.writer.flush()  # a client's last score is on its way to the store: compare with it
+        await state.writer.flushed()  # a client's last score is on its way: compare with it
+    if state.store.dialect == "sqlite" and _records(body) <= INLINE_ROWS:
+        records = score_clients(clients, scorer, state.store)
+    else:
+        records = await run_in_threadpool(score_clients, clients, scorer, state.store)
+    await state.writer.write(records)
+    state.metrics.count_scores(r.band for r in records)
+    return ScoresPublic(model_version=scorer.version, scores=[ScorePublic.of(r) for r in records])
+
+
+def score_clients(
+    clients: list[tuple[Any, datetime]], scorer: Scorer, store: ScoreStore
+) -> list[ScoreRecord]:
+    """Score each client at its as_of, "what changed" included: the records to store."""
     try:
-        scores = scorer.score_clients(clients, state.store)
+        scores = scorer.score_clients(clients, store)
     except RecordsError as exc:
         raise _invalid(("body", "clients", exc.index), exc.reason, "value_error") from exc
-    records = [s.to_record() for s in scores]
-    state.writer.submit(records)
-    return ScoresPublic(model_version=scorer.version, scores=[ScorePublic.of(r) for r in records])
+    return [s.to_record() for s in scores]
+
+
+def _records(body: ScoreRequest) -> int:
+    """How many records the request carries."""
+    return sum(len(getattr(client, name)) for client in body.clients for name in _TABLES)
+
+
+def _dated(body: ScoreRequest, skew_seconds: float) -> list[tuple[Any, datetime]]:
+    """Each client's records with its as_of (see ``_as_of``)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    latest = datetime.now(UTC) + timedelta(seconds=skew_seconds)
+    return [(client, _as_of(body, i, now, latest)) for i, client in enumerate(body.clients)]
 
 
 def _check_clients(body: ScoreRequest, most: int) -> None:
