@@ -24,7 +24,7 @@ from churnguard.domain.contract import TABLES, CRMData
 from churnguard.domain.mapping import Mapping, load_mapping
 from churnguard.domain.problems import Problem, Severity, ValidationReport
 from churnguard.domain.rawtable import RawTable, map_table
-from churnguard.domain.validation import validate
+from churnguard.domain.validation import release_unused_memory, validate
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ def load_crm(
     mapping = load_mapping(mapping_path) if mapping_path is not None else None
     raw, problems = read_tables(source, mapping)
     data, report = validate(raw, problems)
+    del raw
+    release_unused_memory()
     for problem in report.warnings if log_warnings else ():
         logger.warning("%s", problem)
     return data, report
@@ -126,6 +128,7 @@ def _read_folder(folder: Path, mapping: Mapping) -> tuple[dict[str, RawTable], l
             problems.append(_file_problem(name, found[0], f"both {names} found; keep one"))
             continue
         table, table_problems = _read_file(name, found[0], mapping)
+        release_unused_memory()
         problems += table_problems
         if table is not None:
             raw[name] = table
@@ -205,6 +208,7 @@ def _read_parquet(name: str, path: Path) -> tuple[pd.DataFrame | None, np.ndarra
 
 
 _BLOCK_BYTES = 1 << 22  # CSV bytes scanned at a time for the layout
+_UNREAD: pd.CategoricalDtype = pd.CategoricalDtype([])  # a column nothing reads: no values
 
 
 @dataclass(frozen=True)
@@ -336,7 +340,7 @@ def _parse_csv(path: Path, needed: set[str]) -> pd.DataFrame:
             return _parse_csv_with(path, "pyarrow")
         read = [c for c in header if str(c).strip() in needed]
         frame = _parse_csv_with(path, "pyarrow", usecols=read)
-        unread = pd.Categorical.from_codes(np.full(len(frame), -1, np.int8), categories=[])
+        unread = pd.Categorical.from_codes(np.full(len(frame), -1, np.int8), dtype=_UNREAD)
         return pd.DataFrame(
             {c: frame[c] if c in read else unread for c in header}, index=frame.index, copy=False
         )
