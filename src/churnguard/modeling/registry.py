@@ -28,23 +28,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
-import joblib
 import mlflow
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
+import pandas as pd  # loaded by MLflow anyway; the pyfunc's type hints need it
 from mlflow import MlflowClient
-from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.data.pandas_dataset import from_pandas
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from churnguard.config import Settings
-from churnguard.modeling.model import ChurnModel
+
+if TYPE_CHECKING:  # the model (LightGBM, scikit-learn) and matplotlib load where they are used
+    from matplotlib.figure import Figure
+
+    from churnguard.modeling.model import ChurnModel
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ MODEL_NAME = "churnguard"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ARTIFACT_KEY = "churn_model"
+ARTIFACT_FILE = "churn_model.joblib"  # the joblib-saved ChurnModel, under the model's artifacts/
 _PARAM_MAX = 6000  # MLflow's limit on a parameter value
 _PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 _RUNTIME_PACKAGES = ("numpy", "pandas", "scikit-learn", "lightgbm", "joblib", "mlflow")
@@ -69,6 +71,8 @@ class ChurnPyfunc(PythonModel):
     """MLflow pyfunc around a ChurnModel stored as a joblib artifact."""
 
     def load_context(self, context: PythonModelContext) -> None:
+        import joblib
+
         self.model: ChurnModel = joblib.load(context.artifacts[ARTIFACT_KEY])
 
     def predict(
@@ -87,7 +91,7 @@ class VersionInfo:
     version: int
     aliases: tuple[str, ...]
     run_id: str
-    created: pd.Timestamp
+    created: pd.Timestamp  # UTC
     metrics: dict[str, float]
     params: dict[str, str]
 
@@ -139,6 +143,9 @@ class RunLog:
 
         Returns the dataset's digest. The run must be the active one (``Registry.start_run``).
         """
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.pandas_dataset import from_pandas
+
         with warnings.catch_warnings():  # MLflow's hints on local sources, integers, time zones
             warnings.simplefilter("ignore")
             try:
@@ -220,10 +227,13 @@ class Registry:
 
         ``description`` (markdown) is the registered version's description.
         """
+        import joblib
+        from mlflow.models import infer_signature
+
         example = input_example.astype({c: object for c in model.categories})
         signature = infer_signature(example, model.predict_proba(example))
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "churn_model.joblib"
+            path = Path(tmp) / ARTIFACT_FILE
             joblib.dump(model, path)
             with _quiet("mlflow"):
                 info = mlflow.pyfunc.log_model(
@@ -270,18 +280,27 @@ class Registry:
             self.client.delete_registered_model_alias(self.model_name, alias)
 
     def load_model(self, version: int) -> ChurnModel:
-        """The ChurnModel of a registered version, through its pyfunc."""
+        """The ChurnModel of a registered version, read from its artifact.
+
+        The joblib file the pyfunc wraps is read straight from the version's artifacts (in
+        place when they are local files, else downloaded): the same object the pyfunc's
+        ``load_context`` reads, without MLflow's pyfunc loader and its dependency checks.
+        """
+        from churnguard.modeling.model import ChurnModel
+
         self._check_version(version)
-        self._use()
-        with _quiet("mlflow"):
-            pyfunc = mlflow.pyfunc.load_model(f"models:/{self.model_name}/{version}")
-        model = pyfunc.unwrap_python_model().model
+        uri = self.client.get_model_version_download_uri(self.model_name, str(version))
+        model = _read_artifact(f"{uri.rstrip('/')}/artifacts/{ARTIFACT_FILE}")
         if not isinstance(model, ChurnModel):
             raise RegistryError(f"version {version} of {self.model_name} holds no ChurnModel")
         return model
 
     def versions(self) -> list[VersionInfo]:
-        """Every version of the registered model, newest first, with aliases and run metrics."""
+        """Every version of the registered model, newest first, with aliases and run metrics.
+
+        A few set-based calls whatever the number of versions: the model (aliases), its
+        versions, and their runs in one search.
+        """
         try:
             registered = self.client.get_registered_model(self.model_name)
         except MlflowException:
@@ -290,10 +309,31 @@ class Registry:
         for alias, version in registered.aliases.items():
             aliases.setdefault(int(version), []).append(alias)
         found = self.client.search_model_versions(f"name = '{self.model_name}'")
+        runs = self._runs({v.run_id for v in found if v.run_id})
         infos = [
-            self._info(int(v.version), v.run_id or "", v.creation_timestamp, aliases) for v in found
+            _info(int(v.version), v.run_id or "", v.creation_timestamp, aliases, runs)
+            for v in found
         ]
         return sorted(infos, key=lambda i: i.version, reverse=True)
+
+    def _runs(self, run_ids: set[str]) -> dict[str, Any]:
+        """The runs' data (metrics, params) by run id, in one search per 100 runs."""
+        if not run_ids:
+            return {}
+        experiments = self.client.search_experiments(view_type=ViewType.ALL)
+        ids = [e.experiment_id for e in experiments]
+        wanted = sorted(run_ids)
+        found: dict[str, Any] = {}
+        for start in range(0, len(wanted), 100):
+            quoted = ", ".join(f"'{r}'" for r in wanted[start : start + 100])
+            for run in self.client.search_runs(
+                ids,
+                f"attributes.run_id IN ({quoted})",
+                run_view_type=ViewType.ALL,
+                max_results=len(wanted),
+            ):
+                found[run.info.run_id] = run.data
+        return found
 
     def version_info(self, version: int) -> VersionInfo:
         """One version's aliases and run metrics."""
@@ -301,19 +341,6 @@ class Registry:
         if not found:
             raise RegistryError(self._unknown(version))
         return found[0]
-
-    def _info(
-        self, version: int, run_id: str, created_ms: int, aliases: dict[int, list[str]]
-    ) -> VersionInfo:
-        data = self.client.get_run(run_id).data if run_id else None
-        return VersionInfo(
-            version=version,
-            aliases=tuple(sorted(aliases.get(version, []))),
-            run_id=run_id or "",
-            created=pd.Timestamp(created_ms, unit="ms", tz="UTC"),
-            metrics=dict(data.metrics) if data else {},
-            params=dict(data.params) if data else {},
-        )
 
     def _check_version(self, version: int) -> None:
         try:
@@ -326,6 +353,38 @@ class Registry:
             f"model {self.model_name!r} has no version {version} in {self.tracking_uri} "
             "(list them with `churnguard models`)"
         )
+
+
+def _info(
+    version: int,
+    run_id: str,
+    created_ms: int,
+    aliases: dict[int, list[str]],
+    runs: Mapping[str, Any],
+) -> VersionInfo:
+    """One version's entry of ``Registry.versions`` (a run not found: no metrics or params)."""
+    data = runs.get(run_id)
+    return VersionInfo(
+        version=version,
+        aliases=tuple(sorted(aliases.get(version, []))),
+        run_id=run_id or "",
+        created=pd.Timestamp(created_ms, unit="ms", tz="UTC"),
+        metrics=dict(data.metrics) if data else {},
+        params=dict(data.params) if data else {},
+    )
+
+
+def _read_artifact(uri: str) -> Any:
+    """The object in a joblib artifact: read in place from a local file, else downloaded."""
+    import joblib
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return joblib.load(url2pathname(parsed.path))
+    from mlflow.artifacts import download_artifacts
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow"):
+        return joblib.load(download_artifacts(artifact_uri=uri, dst_path=tmp))
 
 
 def _pip_requirements() -> list[str]:
