@@ -1,0 +1,148 @@
+"""Batch scoring on Spark: ``score_partition`` in each partition of clients, scores to Parquet.
+
+The scorer is pickled once and broadcast; each Python worker unpickles it once. Each partition
+(a bucket of clients, see ``tables``) rebuilds its clients' CRM data with the same mapping and
+validation as one machine and calls ``scoring.partition.score_partition``: the same features,
+probabilities, drivers and actions, bit for bit (tests/spark). Data problems found in any
+partition stop the run before anything is written, listed as ``churnguard validate`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from churnguard.domain.mapping import Mapping
+from churnguard.domain.problems import Problem
+from churnguard.scoring.partition import score_partition
+from churnguard.scoring.score import score_as_of
+from churnguard.scoring.scorer import Scorer
+from churnguard.spark.tables import PartitionTables, SourceTables, pack_by_client, raise_problems
+from churnguard.store.scores import ScoreSummary
+
+if TYPE_CHECKING:
+    from pyspark import Broadcast
+    from pyspark.sql import DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
+
+CLIENTS_PER_BUCKET = 20_000  # default partition size: big enough for the vectorised engine
+SCORES = (
+    "as_of timestamp, model_version string, client_id string, probability double, band string, "
+    "revenue_at_risk double, monthly_value double, account_manager string, segment string, "
+    "client_name string, feature_digest string, drivers string, actions string, change string, "
+    "curve string, explained boolean"
+)
+PROBLEM = "problem"  # a partition's data problem as JSON (client_id null on such rows)
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """What every partition needs: the tables' layout, the broadcast scorer, the run's options."""
+
+    tables: PartitionTables
+    scorer: Broadcast[bytes]
+    as_of: datetime
+    drivers: bool
+    explain_from: float
+    previous: Broadcast[bytes] | None
+
+
+def default_buckets(spark: SparkSession, tables: SourceTables) -> int:
+    """Partitions of clients: about CLIENTS_PER_BUCKET each, at least one per core."""
+    clients = tables.frames["clients"].count()
+    return max(spark.sparkContext.defaultParallelism, -(-clients // CLIENTS_PER_BUCKET))
+
+
+def score_frame(
+    spark: SparkSession,
+    tables: SourceTables,
+    mapping: Mapping,
+    scorer: Scorer,
+    as_of: datetime,
+    drivers: bool = True,
+    explain_from: float = 0.0,
+    previous: MappingABC[str, ScoreSummary] | None = None,
+    buckets: int | None = None,
+) -> DataFrame:
+    """The scores of every client active at as_of (lazy), with a ``problem`` column.
+
+    Rows with a problem (``client_id`` null) carry a partition's data problem instead of a score:
+    ``checked_scores`` raises on errors and drops them.
+    """
+    raise_problems(tables.problems)
+    context = spark.sparkContext
+    job = ScoringJob(
+        PartitionTables(tables.names, tables.schemas, mapping),
+        context.broadcast(pickle.dumps(scorer)),
+        score_as_of(as_of),
+        drivers,
+        explain_from,
+        context.broadcast(pickle.dumps(dict(previous))) if previous else None,
+    )
+    packed = pack_by_client(tables, mapping, buckets or default_buckets(spark, tables))
+    return packed.groupBy("bucket").applyInPandas(
+        lambda group: _score_group(job, group), f"{SCORES}, {PROBLEM} string"
+    )
+
+
+def checked_scores(scores: DataFrame) -> DataFrame:
+    """The scores, persisted, after raising DataContractError on any partition's data error."""
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as sf
+
+    scores = scores.persist(StorageLevel.MEMORY_AND_DISK)
+    found = [
+        r[PROBLEM] for r in scores.where(sf.col(PROBLEM).isNotNull()).select(PROBLEM).collect()
+    ]
+    problems = list(dict.fromkeys(Problem(**{**json.loads(t), "rows": ()}) for t in found))
+    try:
+        raise_problems(problems)
+    except Exception:
+        scores.unpersist()
+        raise
+    for problem in problems:
+        logger.warning("%s", problem)
+    return scores.where(sf.col(PROBLEM).isNull()).drop(PROBLEM)
+
+
+# --- in each partition ---------------------------------------------------------------------------
+
+
+def unpickled(value: Broadcast[bytes]) -> Any:
+    """A broadcast's object, unpickled once per worker process (kept on the broadcast, which
+    the worker keeps in its registry across tasks)."""
+    found = getattr(value, "_churnguard_object", None)
+    if found is None:
+        found = pickle.loads(value.value)
+        value._churnguard_object = found  # type: ignore[attr-defined]
+    return found
+
+
+def _score_group(job: ScoringJob, group: pd.DataFrame) -> pd.DataFrame:
+    """One bucket of clients: their scores, or their data problems."""
+    data, problems = job.tables.crm(group)
+    if data is None:
+        return _problem_rows(problems)
+    scorer: Scorer = unpickled(job.scorer)
+    previous = unpickled(job.previous) if job.previous is not None else None
+    columns = score_partition(
+        data, scorer, job.as_of, job.drivers, job.explain_from, previous, threads=1
+    )
+    frame = columns.frame().assign(**{PROBLEM: None})
+    return pd.concat([frame, _problem_rows(problems)], ignore_index=True) if problems else frame
+
+
+def _problem_rows(problems: Sequence[Problem]) -> pd.DataFrame:
+    """A row per problem: every score column empty, the problem as JSON."""
+    names = [part.split()[0] for part in SCORES.split(", ")]
+    texts = [json.dumps({**asdict(p), "rows": []}) for p in problems]
+    return pd.DataFrame({**{n: [None] * len(texts) for n in names}, PROBLEM: texts})
