@@ -1,67 +1,213 @@
-"""CLI start-up benchmark: `churnguard --help` against `python -c pass`, side by side.
+"""Start-up benchmark: `churnguard --help`, `churnguard models` and `churnguard serve` start to
+ready, each against `python -c pass`, side by side in one run.
 
-Usage: python -m bench.startup_bench [--runs 10]
+Usage:
+    python -m bench.startup_bench [--runs 10] [--home DIR] [--src DIR] [--before DIR]
+        [--pycache DIR]
 
-Each run starts a fresh interpreter (the venv's), alternating the two commands so both see the
-same load; it reports the median and the slowest wall time of each and their ratio.
+Each run starts a fresh interpreter (the venv's), the commands alternating so that all see the
+same load; it reports the median and the slowest wall time of each, and each median over
+`python -c pass`'s. `serve` is timed from the process start to the first 200 from
+`/health/ready` (polled every 20 ms), then stopped.
+
+- `--home DIR`: a churnguard home with a registered champion (its `mlflow.db`, `models/`,
+  `scores.db`): `models` and `serve` run against it. Without it they are not run, and the
+  output says so. `make-home` below makes one (demo data and one training run, a few minutes).
+- `--src DIR`: run the churnguard package of another tree (`DIR/churnguard`, through
+  PYTHONPATH), e.g. a `git archive` of a commit, rather than the venv's (the working tree).
+- `--before DIR`: also run every churnguard command from that tree, alternating with the
+  others in the same loop, so that "before" and "after" see the same load; named "(before)".
+- `--pycache DIR`: let Python cache compiled bytecode in DIR (PYTHONPYCACHEPREFIX), as an
+  ordinary install does in its own folders. Without it the environment decides; with
+  PYTHONDONTWRITEBYTECODE=1 and no compiled files in the venv (a uv install without
+  `--compile-bytecode`), every start compiles every module it imports, and the output says so.
+
+`python -m bench.startup_bench make-home DIR` writes the demo data there and trains once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-COMMANDS = {  # the venv's interpreter and its console script
-    "python -c pass": [sys.executable, "-c", "pass"],
-    "churnguard --help": [str(Path(sys.executable).parent / "churnguard"), "--help"],
-}
+BIN = Path(sys.executable).parent
+READY_TIMEOUT_S = 300.0  # a serve that is not ready by then is a failed run
+POLL_S = 0.02
 
 
-def wall_seconds(command: list[str]) -> float:
+def wall_seconds(command: list[str], env: dict[str, str] | None = None) -> float:
     """Wall time of one run of a command, output discarded; a failed run is an error."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
     return time.perf_counter() - start
 
 
-def startup_case(runs: int) -> dict[str, Any]:
-    """Median and slowest start of each command over `runs` alternating runs, and the ratio."""
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    for command in COMMANDS.values():
-        wall_seconds(command)  # warm the file cache
+def serve_ready_seconds(env: dict[str, str]) -> float:
+    """Wall time from starting `churnguard serve` to its first 200 from /health/ready."""
+    port = _free_port()
+    command = [str(BIN / "churnguard"), "serve", "--port", str(port)]
+    url = f"http://127.0.0.1:{port}/health/ready"
+    start = time.perf_counter()
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        while time.perf_counter() - start < READY_TIMEOUT_S:
+            if server.poll() is not None:
+                raise RuntimeError(f"serve exited with {server.returncode} before it was ready")
+            if _ready(url):
+                return time.perf_counter() - start
+            time.sleep(POLL_S)
+        raise RuntimeError(f"serve was not ready within {READY_TIMEOUT_S:.0f} s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False  # not listening yet, or 503 while the model loads
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def child_env(home: Path | None, src: Path | None, pycache: Path | None) -> dict[str, str]:
+    """The environment of the timed commands: the home, the source tree, the bytecode cache."""
+    env = dict(os.environ)
+    if home is not None:
+        env |= {
+            "CHURNGUARD_HOME": str(home),
+            "CHURNGUARD_MODELS_DIR": str(home / "models"),
+            "CHURNGUARD_CRM_DATA": str(home / "demo"),
+        }
+        env.pop("MLFLOW_TRACKING_URI", None)  # the home's own sqlite:///<home>/mlflow.db
+        env.pop("CHURNGUARD_DATABASE_URL", None)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
+def cases(env: dict[str, str], with_home: bool, label: str = "") -> dict[str, Callable[[], float]]:
+    """The timed churnguard commands by name (with ``label``); `models`, `serve` need a home."""
+    churnguard = str(BIN / "churnguard")
+    found: dict[str, Callable[[], float]] = {
+        f"churnguard --help{label}": lambda: wall_seconds([churnguard, "--help"], env),
+    }
+    if with_home:
+        found[f"churnguard models{label}"] = lambda: wall_seconds([churnguard, "models"], env)
+        found[f"serve to ready{label}"] = lambda: serve_ready_seconds(env)
+    return found
+
+
+def startup_case(
+    runs: int,
+    home: Path | None = None,
+    src: Path | None = None,
+    pycache: Path | None = None,
+    before: Path | None = None,
+) -> dict[str, Any]:
+    """Median and slowest time of each command over `runs` alternating runs, and the ratios."""
+    env = child_env(home, src, pycache)
+    timed = {"python -c pass": lambda: wall_seconds([sys.executable, "-c", "pass"], env)}
+    timed |= cases(env, home is not None)
+    if before is not None:
+        timed |= cases(child_env(home, before, pycache), home is not None, " (before)")
+    times: dict[str, list[float]] = {name: [] for name in timed}
+    for run in timed.values():
+        run()  # warm the file cache (and, with --pycache, the bytecode cache)
     for _ in range(runs):
-        for name, command in COMMANDS.items():
-            times[name].append(wall_seconds(command))
-    medians = {name: statistics.median(t) for name, t in times.items()}
+        for name, run in timed.items():
+            times[name].append(run())
+    base = statistics.median(times["python -c pass"])
     return {
         "runs": runs,
         "load_average_1min": os.getloadavg()[0],
-        **{name: {"median_s": medians[name], "max_s": max(t)} for name, t in times.items()},
-        "ratio": medians["churnguard --help"] / medians["python -c pass"],
+        "src": str(src) if src else "the venv's churnguard",
+        "before": str(before) if before else None,
+        "bytecode": _bytecode_note(env),
+        "skipped": [] if home else ["churnguard models", "serve to ready"],
+        **{
+            name: {
+                "median_s": statistics.median(t),
+                "max_s": max(t),
+                "ratio": statistics.median(t) / base,
+            }
+            for name, t in times.items()
+        },
     }
 
 
+def _bytecode_note(env: dict[str, str]) -> str:
+    if env.get("PYTHONPYCACHEPREFIX"):
+        return f"cached in {env['PYTHONPYCACHEPREFIX']} (warmed by an untimed run)"
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        return "PYTHONDONTWRITEBYTECODE is set: modules without compiled files compile every start"
+    return "Python's default (compiled files written next to the sources)"
+
+
 def format_startup(r: dict[str, Any]) -> str:
-    lines = [f"CLI start ({r['runs']} runs each, alternating)"]
-    lines.append(f"  {'command':<20} median s  max s")
-    for name in COMMANDS:
-        lines.append(f"  {name:<20} {r[name]['median_s']:8.3f} {r[name]['max_s']:6.3f}")
-    lines.append(f"  ratio churnguard / python: {r['ratio']:.1f}x")
+    lines = [f"Start-up ({r['runs']} runs each, alternating; load {r['load_average_1min']:.1f})"]
+    lines.append(f"  package: {r.get('src', '')}; bytecode: {r.get('bytecode', '')}")
+    if r.get("before"):
+        lines.append(f"  (before): the package in {r['before']}")
+    lines.append(f"  {'command':<29} median s  max s  / python -c pass")
+    for name, figures in r.items():
+        if isinstance(figures, dict) and "median_s" in figures:
+            ratio = figures.get("ratio", figures["median_s"] / r["python -c pass"]["median_s"])
+            lines.append(
+                f"  {name:<29} {figures['median_s']:8.3f} {figures['max_s']:6.3f} {ratio:8.1f}x"
+            )
+    for name in r.get("skipped", []):
+        lines.append(f"  {name:<29} not run: no --home with a registered champion")
     return "\n".join(lines)
 
 
+def make_home(home: Path) -> None:
+    """Demo data and one training run (a registered champion) in a new churnguard home."""
+    env = child_env(home, None, None)
+    churnguard = str(BIN / "churnguard")
+    subprocess.run([churnguard, "demo-data"], check=True, env=env)
+    subprocess.run([churnguard, "train", "--data", str(home / "demo")], check=True, env=env)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["make-home"]:
+        if len(argv) != 2:
+            print("usage: python -m bench.startup_bench make-home DIR", file=sys.stderr)
+            return 2
+        make_home(Path(argv[1]).resolve())
+        return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--home", type=Path, help="churnguard home with a champion (models, serve)")
+    p.add_argument("--src", type=Path, help="run the churnguard package of this folder instead")
+    p.add_argument("--before", type=Path, help="also run the churnguard package of this folder")
+    p.add_argument("--pycache", type=Path, help="cache compiled bytecode in this folder")
     args = p.parse_args(argv)
-    print(format_startup(startup_case(args.runs)))
+    given = (args.home, args.src, args.before, args.pycache)
+    home, src, before, pycache = (path.resolve() if path else None for path in given)
+    print(format_startup(startup_case(args.runs, home, src, pycache, before)))
     return 0
 
 
