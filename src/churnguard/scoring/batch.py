@@ -76,7 +76,7 @@ def score_to_store(
     """Score every client active at as_of into the store, in one transaction.
 
     ``drivers`` and ``explain_from`` are as in ``Scorer.score_data``; ``workers`` is the number of
-    processes that explain clients (default: one per core; 1 or a scores-only run: this process).
+    processes that score (default: one per core; 1: this process alone).
 
     Each score's "what changed" compares it with the client's latest stored score before as_of,
     so re-running an as_of rewrites the same rows with the same change (the store upserts on
@@ -84,7 +84,7 @@ def score_to_store(
     """
     started = time.perf_counter()
     when = score_as_of(as_of)
-    workers = (workers or os.cpu_count() or 1) if drivers else 1
+    workers = workers or os.cpu_count() or 1
     with _pool(scorer, workers) as pool:  # its processes start while the features are computed
         previous = store.previous_scores(when)
         features = scorer.features_at(data, when)

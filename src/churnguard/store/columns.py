@@ -129,27 +129,43 @@ def feature_digests(columns: Mapping[str, np.ndarray]) -> list[str]:
     """``feature_digest`` of every row of feature columns, without a dict per row.
 
     Each column is float64 (NaN: missing, which a row's dict holds as None) or an object array of
-    text and None. Each distinct value is written as JSON once, the rows are joined from those
-    pieces: the same text as ``json.dumps`` gives a row's dict, so the same digests.
+    text and None. Each distinct value is written as JSON once; the rows' texts are then one
+    string, each row a slice of it: the text ``json.dumps`` gives a row's dict, so the same digest.
     """
     import pandas as pd  # only a bulk write needs it
 
-    pieces = []
-    for name in sorted(columns):
+    names = sorted(columns)
+    n = len(columns[names[0]]) if names else 0
+    pieces: list[Iterable[str]] = []  # key, values, key, values, ...: the rows' texts in turn
+    lengths = np.zeros(n, dtype=np.int64)
+    for j, name in enumerate(names):
         values = np.asarray(columns[name])
-        key = json.dumps(name)
         if values.dtype == np.float64:  # by bit pattern: 0.0 and -0.0 are written differently
             codes, bits = pd.factorize(values.view(np.int64))
-            unique: list[Any] = [None if v != v else v for v in bits.view(np.float64).tolist()]
+            texts = _float_texts(bits.view(np.float64))
         else:
             codes, labels = pd.factorize(values, use_na_sentinel=True)
-            unique = list(labels)
-        texts = [f"{key}:{json.dumps(v, default=json_ready)}" for v in unique]
-        pieces.append(np.array([*texts, f"{key}:null"], dtype=object)[codes])  # -1: missing
-    if not pieces:
-        return []
-    rows = np.column_stack(pieces).tolist()
-    return [hashlib.sha256(("{" + ",".join(r) + "}").encode()).hexdigest() for r in rows]
+            texts = [json.dumps(v, default=json_ready) for v in labels]
+        texts.append("null")  # code -1: missing
+        key = ("," if j else "") + json.dumps(name) + ":"
+        pieces += [itertools.repeat(key, n), np.array(texts, dtype=object)[codes].tolist()]
+        lengths += len(key) + np.fromiter(map(len, texts), np.int64, len(texts))[codes]
+    text = "".join(itertools.chain.from_iterable(zip(*pieces, strict=True)))
+    if not text.isascii():  # JSON escapes all else: offsets in characters are offsets in bytes
+        raise ValueError("feature texts that JSON did not escape to ASCII")
+    data, ends = text.encode(), np.cumsum(lengths).tolist()
+    return [
+        hashlib.sha256(b"{" + data[start:end] + b"}").hexdigest()
+        for start, end in zip([0, *ends[:-1]], ends, strict=True)
+    ]
+
+
+def _float_texts(values: np.ndarray) -> list[str]:
+    """Floats as ``json.dumps`` writes them (``float.__repr__``; NaN here means missing)."""
+    texts = list(map(float.__repr__, values.tolist()))
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        texts[i] = "null" if np.isnan(values[i]) else json.dumps(float(values[i]))
+    return texts
 
 
 __all__: Sequence[str] = (
