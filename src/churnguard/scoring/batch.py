@@ -76,7 +76,7 @@ def score_to_store(
     """Score every client active at as_of into the store, in one transaction.
 
     ``drivers`` and ``explain_from`` are as in ``Scorer.score_data``; ``workers`` is the number of
-    processes that score (default: one per core; 1: this process alone).
+    processes that score (default: one per core with drivers; scores only, or 1: this process).
 
     Each score's "what changed" compares it with the client's latest stored score before as_of,
     so re-running an as_of rewrites the same rows with the same change (the store upserts on
@@ -84,7 +84,8 @@ def score_to_store(
     """
     started = time.perf_counter()
     when = score_as_of(as_of)
-    workers = workers or os.cpu_count() or 1
+    if workers is None:  # scores only: the pool's start costs more than it saves
+        workers = (os.cpu_count() or 1) if drivers else 1
     with _pool(scorer, workers) as pool:  # its processes start while the features are computed
         previous = store.previous_scores(when)
         features = scorer.features_at(data, when)
