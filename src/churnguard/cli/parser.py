@@ -56,6 +56,26 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _spark_args(p: argparse.ArgumentParser) -> None:
+    """`--engine spark` and its settings (README: Running on Spark)."""
+    p.add_argument(
+        "--engine", choices=("local", "spark"), default="local", help="where the work runs"
+    )
+    p.add_argument("--master", help="--engine spark: Spark master (default: spark-submit's)")
+    p.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--engine spark: a Spark setting (repeatable)",
+    )
+    p.add_argument(
+        "--partitions",
+        type=_positive,
+        help="--engine spark: partitions of clients (default: 20,000 clients each)",
+    )
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and examples as written; each option's default shown when it has one."""
 
@@ -218,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="P",
         help="drivers and actions only for clients scored at least P (default 0: every client)",
+    )
+    _spark_args(p)
+    p.add_argument("--out", help="--engine spark: folder (or URI) of the Parquet table of scores")
+    p.add_argument(
+        "--to-store",
+        action="store_true",
+        help="--engine spark: also write the scores into the score store (alerts, dashboard)",
     )
     p.set_defaults(handler=scores.score)
 

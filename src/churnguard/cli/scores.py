@@ -28,6 +28,8 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
     from churnguard.store.runs import ScoringRun, record_run
     from churnguard.store.scores import ScoreStore
 
+    if args.engine == "spark":
+        return score_on_spark(args, settings)
     started = datetime.now(UTC)
     scorer = load_scorer(settings)  # before the data: no model, no point loading it
     data = load_data(args)
@@ -50,6 +52,45 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
         record_run(store, run)  # `churnguard runs` lists them
     print(format_summary(summary))
     print(covered.format())
+    return _alert_after_scoring(settings)
+
+
+def score_on_spark(args: argparse.Namespace, settings: Settings) -> int:
+    """`score --engine spark`: scores to a Parquet table (and, with --to-store, the store)."""
+    from churnguard.domain.mapping import Mapping, load_mapping
+    from churnguard.scoring.batch import format_summary
+    from churnguard.scoring.loading import load_scorer
+    from churnguard.spark.scoring import score_to_parquet
+    from churnguard.spark.session import start_session
+    from churnguard.store.scores import ScoreStore
+
+    if args.as_of is None or args.out is None:
+        print(
+            "error: --engine spark needs --as-of (the default date needs the whole data on one "
+            "machine) and --out (the Parquet table of scores)",
+            file=sys.stderr,
+        )
+        return 2
+    scorer = load_scorer(settings)
+    mapping = load_mapping(args.mapping) if args.mapping is not None else Mapping()
+    spark = start_session(args.master, args.spark_conf)
+    store = ScoreStore(settings.score_store_url) if args.to_store else None
+    try:
+        summary = score_to_parquet(
+            spark, str(args.data), mapping, scorer, args.as_of, args.out, args.drivers,
+            args.explain_from, store.create() if store else None, args.partitions,
+        )  # fmt: skip
+    finally:
+        if store is not None:
+            store.close()
+    print(format_summary(summary))
+    print(f"Scores written to {args.out} (Parquet)")
+    if store is None:
+        print(
+            "Not written to the score store (--to-store): alerts and the dashboard do not see them"
+        )
+        return 0
+    print("Not recorded in `churnguard runs`: coverage needs the whole data on one machine")
     return _alert_after_scoring(settings)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import time
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,11 +23,20 @@ import pandas as pd
 
 from churnguard.domain.mapping import Mapping
 from churnguard.domain.problems import Problem
-from churnguard.scoring.partition import score_partition
+from churnguard.scoring.batch import BatchSummary
+from churnguard.scoring.batch import _summary as summarize
+from churnguard.scoring.partition import ScoreColumns, score_partition
 from churnguard.scoring.score import score_as_of
 from churnguard.scoring.scorer import Scorer
-from churnguard.spark.tables import PartitionTables, SourceTables, pack_by_client, raise_problems
-from churnguard.store.scores import ScoreSummary
+from churnguard.spark.tables import (
+    PartitionTables,
+    SourceTables,
+    pack_by_client,
+    raise_problems,
+    read_sources,
+)
+from churnguard.store.columns import PER_ROW, ScoreRows
+from churnguard.store.scores import ScoreStore, ScoreSummary
 
 if TYPE_CHECKING:
     from pyspark import Broadcast
@@ -146,3 +156,51 @@ def _problem_rows(problems: Sequence[Problem]) -> pd.DataFrame:
     names = [part.split()[0] for part in SCORES.split(", ")]
     texts = [json.dumps({**asdict(p), "rows": []}) for p in problems]
     return pd.DataFrame({**{n: [None] * len(texts) for n in names}, PROBLEM: texts})
+
+
+# --- a whole run ---------------------------------------------------------------------------------
+
+
+def score_to_parquet(
+    spark: SparkSession,
+    source: str,
+    mapping: Mapping,
+    scorer: Scorer,
+    as_of: datetime,
+    out: str,
+    drivers: bool = True,
+    explain_from: float = 0.0,
+    store: ScoreStore | None = None,
+    buckets: int | None = None,
+) -> BatchSummary:
+    """Score every client active at as_of into a Parquet table at ``out`` (replaced), and into
+    the score store when one is given (its previous scores then give "what changed")."""
+    from churnguard.spark.session import progress
+
+    started = time.perf_counter()
+    when = score_as_of(as_of)
+    previous = store.previous_scores(when) if store is not None else None
+    tables = read_sources(spark, source, mapping)
+    with progress(spark, "scoring on Spark"):
+        frame = score_frame(
+            spark, tables, mapping, scorer, when, drivers, explain_from, previous, buckets
+        )
+        scores = checked_scores(frame)
+        scores.write.mode("overwrite").parquet(out)
+        scores.unpersist()
+    columns = read_scores(out, when, scorer.version)
+    if store is not None:
+        store.save_score_rows(columns.rows, source="batch")
+    seconds = time.perf_counter() - started
+    workers = spark.sparkContext.defaultParallelism
+    return summarize(columns, scorer, seconds, drivers, explain_from, workers)
+
+
+def read_scores(out: str, as_of: datetime, version: str) -> ScoreColumns:
+    """A Parquet table of scores (``score_to_parquet``'s) as ScoreColumns, in client id order."""
+    import pyarrow.dataset as pds
+
+    table = pds.dataset(out, format="parquet").to_table().sort_by("client_id")
+    columns = {name: table[name].to_pylist() for name in PER_ROW}
+    rows = ScoreRows(as_of=as_of, model_version=version, **columns)
+    return ScoreColumns(rows, table["explained"].to_numpy(zero_copy_only=False))

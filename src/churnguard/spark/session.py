@@ -25,6 +25,8 @@ _WORKER_WARNINGS = f"ignore:{PANDAS_WARNING}:FutureWarning"
 DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",  # createDataFrame from pandas
+    "spark.executorEnv.OMP_NUM_THREADS": "1",  # a task is one core: no OpenMP oversubscription
 }
 
 

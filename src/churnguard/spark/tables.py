@@ -185,6 +185,26 @@ def pack_by_client(tables: SourceTables, mapping: Mapping, buckets: int) -> Data
     return packed
 
 
+def pack_frame(
+    spark: SparkSession, frame: pd.DataFrame, name: str, key: str, buckets: int
+) -> DataFrame:
+    """A driver's frame packed like a table (``name``), by its client id column ``key``."""
+    from pyspark.sql import functions as sf
+
+    rows = spark.createDataFrame(frame)
+    keyed = rows.withColumn(BUCKET, sf.pmod(sf.xxhash64(sf.col(key)), sf.lit(buckets)).cast("int"))
+    return keyed.mapInArrow(_packer(name), PACKED)
+
+
+def unpack_frame(group: pd.DataFrame, name: str) -> pd.DataFrame | None:
+    """The rows packed under ``name`` in a group (None: none there), as ``pd.read_parquet``."""
+    payloads = group.loc[group["tbl"] == name, "payload"]
+    if not len(payloads):
+        return None
+    pieces = [pa.ipc.open_stream(io.BytesIO(p)).read_all() for p in payloads]
+    return pa.concat_tables(pieces).to_pandas()
+
+
 def _packer(name: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     def pack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -197,8 +217,8 @@ def _pack_batch(name: str, table: pa.Table) -> pa.RecordBatch:
     """One Arrow batch split by bucket: one (bucket, name, IPC bytes) row per bucket in it."""
     table = table.take(pc.sort_indices(table[BUCKET]))
     buckets = table[BUCKET].to_numpy()
-    changes = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]]) if len(buckets) else []
-    starts: list[int] = list(map(int, changes))
+    changes = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    starts: list[int] = changes.tolist() if len(buckets) else []
     ends = [*starts[1:], len(buckets)] if starts else []
     rows = table.drop_columns([BUCKET])
     payloads = [_ipc(rows.slice(s, e - s)) for s, e in zip(starts, ends, strict=True)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,9 @@ from churnguard.features.catalog import FeatureSet, feature_set_for
 from churnguard.features.engine import compute_features
 
 logger = logging.getLogger(__name__)
+
+# compute_features' signature: how a dataset's features are computed (on Spark: spark.backfill)
+FeatureFn = Callable[[CRMData, pd.DataFrame, FeatureSet], pd.DataFrame]
 
 
 class NotEnoughDataError(ValueError):
@@ -80,6 +83,7 @@ class Dataset:
     features: pd.DataFrame  # client_id, as_of, then feature columns
     observed_until: pd.Timestamp
     history_start: pd.Timestamp
+    compute: FeatureFn = compute_features  # features of other snapshots (the champion's, say)
 
     @property
     def dates(self) -> pd.DatetimeIndex:
@@ -102,9 +106,19 @@ class Dataset:
         return 12 * self.labels["monthly_value"].to_numpy()[mask]
 
 
-def build_dataset(data: CRMData, options: TrainOptions) -> Dataset:
-    """Monthly labelled snapshots (censored and pre-history dropped) with their features."""
-    observed_until = observation_end(data)
+def build_dataset(
+    data: CRMData,
+    options: TrainOptions,
+    observed_until: pd.Timestamp | None = None,
+    feature_set: FeatureSet | None = None,
+    compute: FeatureFn = compute_features,
+) -> Dataset:
+    """Monthly labelled snapshots (censored and pre-history dropped) with their features.
+
+    ``observed_until``, ``feature_set`` and ``compute`` default to what ``data`` gives; the
+    Spark backfill passes them when ``data`` holds clients and contracts only.
+    """
+    observed_until = observation_end(data) if observed_until is None else observed_until
     dates = snapshot_dates(data, "MS", observed_until)
     labels = build_labels(data, dates, options.horizon_days, options.grace_days, observed_until)
     labels = labels.loc[~labels["censored"]]
@@ -124,9 +138,9 @@ def build_dataset(data: CRMData, options: TrainOptions) -> Dataset:
         )
     labels = labels.loc[labels["as_of"] >= start].reset_index(drop=True)
     labels = labels.assign(churned=labels["churned"].astype(np.int64))
-    feature_set = feature_set_for(data)
-    features = compute_features(data, labels[["client_id", "as_of"]], feature_set)
-    return Dataset(data, feature_set, labels, features, observed_until, start)
+    feature_set = feature_set or feature_set_for(data)
+    features = compute(data, labels[["client_id", "as_of"]], feature_set)
+    return Dataset(data, feature_set, labels, features, observed_until, start, compute)
 
 
 def _history_start(labels: pd.DataFrame) -> pd.Timestamp:

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from churnguard.domain.contract import CRMData
-from churnguard.features.engine import compute_features
 from churnguard.modeling.calibration import Calibrator
 from churnguard.modeling.model import ChurnModel, Estimator, ModelKind, align_inputs
 from churnguard.modeling.table import KIND_NAMES, FlatChurnModel, TableSchema
@@ -222,7 +221,7 @@ def _score(
     champion: ChurnModel, ds: Dataset, rows: pd.DataFrame, y: np.ndarray
 ) -> dict[str, float]:
     """The champion's metrics on some snapshots, features computed for its own feature set."""
-    features = compute_features(ds.data, rows, champion.feature_set)
+    features = ds.compute(ds.data, rows, champion.feature_set)
     return evaluate(y, champion.predict_proba(features))
 
 
