@@ -128,23 +128,30 @@ def fit_horizon_model(
     val_dates = split.validation.tz_localize(None).to_numpy("datetime64[s]")
     train = pp.period_end <= val_start
     val = np.isin(as_of, val_dates)
-    rows = _stack(X, pp)
     constraints = [*monotone_constraints(names), 0]
     cat_idx = [j for j in range(X.shape[1]) if _is_categorical(names[j], labels)]
     params = {**PARAMS, "seed": seed, "monotone_constraints": constraints}
-    dtrain = lgb.Dataset(rows[train], pp.churned[train], categorical_feature=cat_idx or "auto")
-    dval = lgb.Dataset(rows[val], pp.churned[val], reference=dtrain)
+    rows_val = _stack(X, pp, val)
+    dtrain = lgb.Dataset(
+        _stack(X, pp, train), pp.churned[train], categorical_feature=cat_idx or "auto"
+    )
+    dval = lgb.Dataset(rows_val, pp.churned[val], reference=dtrain)
     booster = lgb.train(
         params, dtrain, ROUNDS, valid_sets=[dval], callbacks=[lgb.early_stopping(STOPPING, False)]
     )
-    raw = np.asarray(booster.predict(rows[val], num_iteration=booster.best_iteration))
+    raw = np.asarray(booster.predict(rows_val, num_iteration=booster.best_iteration))
     booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
     return HorizonModel(booster, int(pp.period.max()), _platt(raw, pp.churned[val]))
 
 
-def _stack(X: np.ndarray, pp: PersonPeriods) -> np.ndarray:
-    """Person-period inputs: the snapshot's row plus the period."""
-    return np.column_stack([X[pp.row], pp.period.astype(np.float64)])
+def _stack(X: np.ndarray, pp: PersonPeriods, mask: np.ndarray) -> np.ndarray:
+    """The masked person-periods' inputs: the snapshot's row plus the period, built in place
+    (no copy of every person-period's rows first: 5 million events made that 0.5 GB)."""
+    rows = pp.row[mask]
+    out = np.empty((len(rows), X.shape[1] + 1))
+    np.take(X, rows, axis=0, out=out[:, :-1], mode="clip")  # rows are valid: clip, unbuffered
+    out[:, -1] = pp.period[mask]
+    return out
 
 
 def _is_categorical(name: str, labels: pd.DataFrame) -> bool:
