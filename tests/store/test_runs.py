@@ -49,7 +49,7 @@ def test_a_run_says_what_it_scored_and_skipped(store: ScoreStore) -> None:
     record_run(store, _run("2025-06-01", T0, n_scored=500))
     (line,) = [r.format() for r in latest_runs(store)]
     assert line.startswith("2025-06-01  model 7  scored 500 of 506 active (6 NOT SCORED), 520 ")
-    assert "skipped 14 (12 ended, 2 not_started)" in line
+    assert "skipped 14 (12 every contract stopped on or before as_of (churned); 2 first " in line
 
 
 def test_a_folder_is_stored_as_given() -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from churnguard.domain.coverage import Coverage
+from churnguard.domain.coverage import SKIP_REASONS, Coverage
 from churnguard.store.database import Database, engine_of
 from churnguard.store.schema import scoring_runs
 
@@ -62,13 +62,18 @@ class ScoringRun:
         )
 
     @property
+    def reasons(self) -> list[str]:
+        """The skipped clients by reason, in words: '12 every contract stopped on or before ...'."""
+        return [f"{n:,} {SKIP_REASONS.get(k, k)}" for k, n in self.skipped.items() if n]
+
+    @property
     def complete(self) -> bool:
         """Whether every active client was scored."""
         return self.n_scored == self.n_active
 
     def format(self) -> str:
         """One line: '2025-06-01 model 7 (batch from crm/): scored 506 of 506 active ...'."""
-        skipped = ", ".join(f"{n:,} {reason}" for reason, n in self.skipped.items() if n)
+        skipped = "; ".join(self.reasons)
         missed = "" if self.complete else f" ({self.n_active - self.n_scored:,} NOT SCORED)"
         seconds = (self.finished_at - self.started_at).total_seconds()
         return (

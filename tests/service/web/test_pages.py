@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 from churnguard.config import Settings
 from churnguard.domain.churn import contract_stops
 from churnguard.domain.contract import from_frames
+from churnguard.domain.coverage import Coverage
 from churnguard.domain.data import load_crm
 from churnguard.modeling.model import model_card, save_local_model
 from churnguard.service import create_app
@@ -63,6 +64,7 @@ from churnguard.service.web.sessions import SessionStore, SignInLimiter, csrf_to
 from churnguard.store import keys
 from churnguard.store.attention import attention_conditions
 from churnguard.store.export import COLUMNS
+from churnguard.store.runs import ScoringRun, record_run
 from churnguard.store.scores import ScoreRecord, ScoreStore, ScoreSummary, describe_change
 from churnguard.synth.business import SimulatedBusiness
 from tests.factories import ModelFactory
@@ -1302,3 +1304,23 @@ def test_manager_pages_say_what_a_probability_means_and_show_no_log_odds(
     listing = app_client.get("/clients").text
     assert f"the chance a client leaves within {days} days" in listing
     assert "that chance × monthly value × 12" in listing and "log-odds" not in listing  # noqa: RUF001
+
+
+def test_the_portfolio_says_what_the_last_scoring_run_covered(
+    app_client: TestClient, api_keys: dict, settings: Settings, as_of: datetime
+) -> None:
+    sign_in(app_client, api_keys["admin"])
+    assert "No scoring run recorded yet" in app_client.get("/portfolio").text
+    coverage = Coverage(pd.Timestamp(as_of), 1_300, 1_210, {"ended": 88, "not_started": 2})
+    started = datetime.now(UTC)
+    with ScoreStore(settings.score_store_url) as store:
+        run = ScoringRun.of(
+            coverage, model_version="4", n_scored=1_200, source="crm/", started_at=started
+        )
+        record_run(store, run)
+    html = app_client.get("/portfolio").text
+    line = re.search(r'data-testid="last-run">(.*?)</p>', html, re.S)
+    assert line, html[-2000:]
+    text = re.sub(r"<[^>]+>", "", line[1])
+    assert f"as of {as_of:%d %b %Y} (model 4): scored 1,200 of 1,210 active clients" in text
+    assert "(10 not scored); 90 not active: 88 every contract stopped" in text

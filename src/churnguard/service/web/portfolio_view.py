@@ -23,6 +23,7 @@ from churnguard.service.web.crm import CRMView
 from churnguard.service.web.pages import BANDS
 from churnguard.service.web.portfolio import MonthStats, RiskSummary
 from churnguard.service.web.templating import currency_prefix
+from churnguard.store.runs import ScoringRun, latest_runs
 from churnguard.store.scores import ScoreStore
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class PortfolioPage:
     headline: MonthStats | None = None  # the last closed month: its churn can no longer rise
     provisional: list[MonthStats] = dataclasses.field(default_factory=list)  # the months after
     trailing: Trailing | None = None  # the twelve months up to the headline month
+    last_run: ScoringRun | None = None  # the latest `churnguard score` run: what it covered
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ def portfolio_page(
         headline=closed[-1] if closed else None,
         provisional=provisional,
         trailing=trailing,
+        last_run=next(iter(latest_runs(store, limit=1)), None),
     )
 
 
