@@ -3,6 +3,7 @@ as_of, parity of every path (bulk, one date, one client, chunks, API records), a
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from churnguard.features.catalog import (
 )
 from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays, records_model
+from churnguard.modeling.model import ChurnModel
 from churnguard.scoring.directions import Directions
 from churnguard.scoring.explain import reason
 from tests.factories import as_of_dates, random_crm, records_body
@@ -208,3 +210,11 @@ def test_reasons_in_plain_words_and_categories_never_a_why(data: CRMData) -> Non
     assert tier.categorical and billing.categorical and tier.direction == "context"
     directions = Directions.of(NAMES, fs)
     assert directions.reasons.tolist() == [True, False, False, False]  # a direction is declared
+
+
+def test_a_pickled_model_keeps_the_attributes_it_was_trained_with(data: CRMData) -> None:
+    fs = feature_set_for(data)
+    model = ChurnModel(fs, "logistic", None, None, 90, fs.names, {})  # type: ignore[arg-type]
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored.feature_set.attributes == ATTRIBUTES
+    assert restored.feature_set.names == fs.names
