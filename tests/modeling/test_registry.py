@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -171,3 +173,14 @@ def test_an_unreachable_registry_is_an_error_not_a_missing_alias(
     nowhere = Registry("http://127.0.0.1:9", tmp_path / "mlartifacts", model_name=NAME)
     with pytest.raises(MlflowException):  # the discard port: nobody listens
         nowhere.alias_version(CHAMPION)
+
+
+def test_the_registry_loads_no_model_library_until_a_model_is_read() -> None:
+    # `churnguard models` and the alias lookup at start-up need MLflow's client only
+    code = (
+        "import sys, churnguard.modeling.registry; "
+        "print(sorted(m for m in ('matplotlib', 'sklearn', 'lightgbm', 'joblib') "
+        "if m in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
