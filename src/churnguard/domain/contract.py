@@ -181,6 +181,7 @@ TABLES: dict[str, Table] = {
 ATTRIBUTE_PREFIXES = {"clients": "client_", "contracts": "contract_"}
 ATTRIBUTE_KINDS = (Kind.NUMBER, Kind.CATEGORY)
 ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,59}")  # the name a mapping gives one
+ATTRIBUTE_TEXT = 200  # the longest label of a category attribute (the API's limit too)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ class Attribute:
     @property
     def spec(self) -> Column:
         """The column validation types it as."""
-        return Column(self.column, self.kind, description=self.words)
+        return Column(self.column, self.kind, description=self.words, max_length=ATTRIBUTE_TEXT)
 
 
 # Pairs (earlier, later) that must be in order within a row, checked by validation.

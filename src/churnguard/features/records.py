@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from churnguard.domain.contract import (
     ATTRIBUTE_PREFIXES,
+    ATTRIBUTE_TEXT,
     ORDERED_COLUMNS,
     SCORE_RANGES,
     TABLES,
@@ -143,7 +144,7 @@ def _before(b: datetime, a: datetime) -> bool:
 
 # The values of the attributes a mapping declares (clients and contracts), by attribute name
 _ATTRIBUTE_VALUE = Annotated[float, Field(ge=-_MAX_NUMBER, le=_MAX_NUMBER, allow_inf_nan=False)]
-_ATTRIBUTE_TEXT = Annotated[str, Field(max_length=200), STORABLE]
+_ATTRIBUTE_TEXT = Annotated[str, Field(max_length=ATTRIBUTE_TEXT), STORABLE]
 _ATTRIBUTES = Annotated[
     dict[Annotated[str, Field(max_length=60)], _ATTRIBUTE_VALUE | _ATTRIBUTE_TEXT | None],
     Field(max_length=50),
