@@ -218,3 +218,13 @@ def test_a_pickled_model_keeps_the_attributes_it_was_trained_with(data: CRMData)
     restored = pickle.loads(pickle.dumps(model))
     assert restored.feature_set.attributes == ATTRIBUTES
     assert restored.feature_set.names == fs.names
+
+
+def test_attributes_a_model_does_not_read_are_said_not_read(
+    data: CRMData, caplog: pytest.LogCaptureFixture
+) -> None:
+    without = FeatureSet(feature_set_for(data).event_types)  # a model trained before them
+    features = compute_features(data, _snapshots(data, as_of_dates(1)), without)
+    assert not set(NAMES) & set(features.columns)
+    assert "attributes not read (the model was trained without them" in caplog.text
+    assert "client_plan_tier, client_seats, contract_billing, contract_discount" in caplog.text

@@ -8,6 +8,7 @@ the engine that computes them is ``engine.py``.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from churnguard.domain.contract import Attribute, CRMData, Kind
 from churnguard.domain.problems import Problem
 from churnguard.domain.timeaxis import DAY
 from churnguard.features.arrays import NAT, Columns
+
+logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------------
 # Declarations
@@ -845,8 +848,14 @@ class MissingAttributeError(ValueError):
 
 def check_attributes(feature_set: FeatureSet, attributes: Iterable[Attribute]) -> None:
     """Raise MissingAttributeError unless the data has every attribute the feature set reads,
-    of the same kind."""
+    of the same kind; log the data's attributes it does not read (a model trained without them)."""
     have = {a.column: a for a in attributes}
+    unread = sorted(set(have) - {a.column for a in feature_set.attributes})
+    if unread:
+        logger.warning(
+            "attributes not read (the model was trained without them; retrain to use them): %s",
+            ", ".join(unread),
+        )
     problems = []
     for a in feature_set.attributes:
         got = have.get(a.column)
