@@ -14,6 +14,9 @@ if TYPE_CHECKING:  # heavy libraries load once a command runs, so --help answers
     import pandas as pd
 
     from churnguard.config import Settings
+    from churnguard.modeling.registry import Registry
+    from churnguard.training.dataset import TrainOptions
+    from churnguard.training.pipeline import TrainResult
 
 logger = logging.getLogger("churnguard")
 
@@ -30,7 +33,6 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     from churnguard.training.report import format_summary
     from churnguard.training.train import train as run_training
 
-    data = load_data(args)
     options = TrainOptions(
         horizon_days=args.horizon or settings.horizon_days,
         grace_days=settings.grace_days,
@@ -41,9 +43,29 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
         source=_shown_source(args.data),
     )
     registry = Registry.from_settings(settings)
-    result = run_training(data, registry, settings.models_dir, options, _load_truth(args.data))
+    if args.engine == "spark":
+        result = _train_on_spark(args, registry, settings, options)
+    else:
+        data = load_data(args)
+        result = run_training(data, registry, settings.models_dir, options, _load_truth(args.data))
     print(format_summary(result))
     return 0
+
+
+def _train_on_spark(
+    args: argparse.Namespace, registry: Registry, settings: Settings, options: TrainOptions
+) -> TrainResult:
+    """`train --engine spark`: the snapshot features on Spark, the fit here (spark.backfill)."""
+    from churnguard.domain.mapping import Mapping, load_mapping
+    from churnguard.spark.backfill import backfill_dataset
+    from churnguard.spark.session import start_session
+    from churnguard.training.train import train_on
+
+    mapping = load_mapping(args.mapping) if args.mapping is not None else Mapping()
+    spark = start_session(args.master, args.spark_conf)
+    ds = backfill_dataset(spark, str(args.data), mapping, options, args.partitions)
+    truth = _load_truth(args.data) if "://" not in str(args.data) else None
+    return train_on(ds, registry, settings.models_dir, options, truth)
 
 
 def _shown_source(source: str) -> str:

@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-months", type=_positive, default=3, help="months in the validation window"
     )
+    _spark_args(p)
     p.set_defaults(handler=models.train)
 
     p = _command(

@@ -30,6 +30,7 @@ from churnguard.features.engine import compute_features
 from churnguard.spark.scoring import default_buckets
 from churnguard.spark.tables import (
     PartitionTables,
+    by_bucket,
     pack_by_client,
     pack_frame,
     raise_problems,
@@ -61,16 +62,18 @@ def backfill_dataset(
     n = buckets or default_buckets(spark, tables)
     packed = pack_by_client(tables, mapping, n).persist(StorageLevel.MEMORY_AND_DISK)
     layout = PartitionTables(tables.names, tables.schemas, mapping)
-    end, event_types = _history(packed, layout)
+    end, event_types = _history(packed, layout, n)
     skeleton = _driver_data(packed, layout)
     compute = SparkFeatures(spark, packed, layout, n)
     feature_set = FeatureSet(event_types, skeleton.attributes)
     return build_dataset(skeleton, options, end, feature_set, compute)
 
 
-def _history(packed: DataFrame, layout: PartitionTables) -> tuple[pd.Timestamp, tuple[str, ...]]:
+def _history(
+    packed: DataFrame, layout: PartitionTables, buckets: int
+) -> tuple[pd.Timestamp, tuple[str, ...]]:
     """The whole data's end (``observation_end``) and event types, from every partition."""
-    rows = packed.groupBy("bucket").applyInPandas(lambda g: _history_of(layout, g), _HISTORY)
+    rows = by_bucket(packed, buckets).applyInPandas(lambda g: _history_of(layout, g), _HISTORY)
     found = rows.collect()
     problems = [Problem(**{**json.loads(r.problem), "rows": ()}) for r in found if r.problem]
     raise_problems(problems)
@@ -150,7 +153,7 @@ class SparkFeatures:
             ]
         )
         layout, names = self.layout, feature_set
-        job = self.packed.unionByName(snapshots).groupBy("bucket")
+        job = by_bucket(self.packed.unionByName(snapshots), self.buckets)
         result = job.applyInPandas(lambda g: _features_of(layout, names, g), schema)
         with progress(self.spark, "snapshot features on Spark"):
             table = result.toArrow()

@@ -31,6 +31,7 @@ from churnguard.scoring.scorer import Scorer
 from churnguard.spark.tables import (
     PartitionTables,
     SourceTables,
+    by_bucket,
     pack_by_client,
     raise_problems,
     read_sources,
@@ -98,8 +99,8 @@ def score_frame(
         explain_from,
         context.broadcast(pickle.dumps(dict(previous))) if previous else None,
     )
-    packed = pack_by_client(tables, mapping, buckets or default_buckets(spark, tables))
-    return packed.groupBy("bucket").applyInPandas(
+    n = buckets or default_buckets(spark, tables)
+    return by_bucket(pack_by_client(tables, mapping, n), n).applyInPandas(
         lambda group: _score_group(job, group), f"{SCORES}, {PROBLEM} string"
     )
 

@@ -7,6 +7,7 @@ pandas and LightGBM as the driver. Time stamps are read and written in UTC
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -27,6 +28,7 @@ DEFAULTS = {
     "spark.sql.execution.arrow.maxRecordsPerBatch": "20000",
     "spark.sql.execution.arrow.pyspark.enabled": "true",  # createDataFrame from pandas
     "spark.executorEnv.OMP_NUM_THREADS": "1",  # a task is one core: no OpenMP oversubscription
+    "spark.ui.showConsoleProgress": "false",  # churnguard prints its own (``progress``)
 }
 
 
@@ -74,6 +76,7 @@ def start_session(
     """
     check_spark()
     quiet_pandas_warning()
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines on every shutdown
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -31,7 +31,7 @@ from churnguard.domain.rawtable import RawTable, map_table
 from churnguard.domain.validation import validate
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, GroupedData, SparkSession
 
 ROW = "_churnguard_row"  # source order of a row (monotonically_increasing_id at read)
 BUCKET = "_churnguard_bucket"
@@ -183,6 +183,11 @@ def pack_by_client(tables: SourceTables, mapping: Mapping, buckets: int) -> Data
         packed = part if packed is None else packed.unionByName(part)
     assert packed is not None, "clients and contracts are required"
     return packed
+
+
+def by_bucket(packed: DataFrame, buckets: int) -> GroupedData:
+    """The packed rows grouped by bucket, one task per bucket (not spark.sql.shuffle.partitions)."""
+    return packed.repartition(buckets, "bucket").groupBy("bucket")
 
 
 def pack_frame(
