@@ -6,10 +6,11 @@ For each simulated business: the labelled monthly snapshots and features ``churn
 builds, then the rolling-origin cutoffs of its backtest (the main out-of-time split and the same
 split shifted back by the test window, up to ``--cutoffs``). On every cutoff the models are
 fitted and scored on the same test snapshots: churnguard's recipe (candidates, selection and
-calibration of ``training.pipeline.fit_on_windows``), a default logistic regression, a default
-LightGBM and a default CatBoost when installed (``bench.quality.baselines``, all fitted on the
-train and validation windows together, as they need no validation window). The simulator's true
-probabilities give the oracle's AUC on the same snapshots.
+calibration of ``training.pipeline.fit_on_windows``, then the refit on every snapshot labelled
+before the test window that ``churnguard train`` tests), a default logistic regression, a default
+LightGBM and a default CatBoost when installed (``bench.quality.baselines``, all fitted on those
+same snapshots labelled before the test window, as they need no validation window). The
+simulator's true probabilities give the oracle's AUC on the same snapshots.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from churnguard.training.dataset import (
 )
 from churnguard.training.evaluate import evaluate
 from churnguard.training.pipeline import evaluate_model, fit_on_windows
-from churnguard.training.resampling import oracle_scores
+from churnguard.training.resampling import before_test, oracle_scores, refit_before_test
 from churnguard.training.train import package_crm
 
 SHOWN = ("roc_auc", "pr_auc", "brier", "log_loss", "oracle_ratio")
@@ -75,11 +76,12 @@ def run(
             options,
             package,
         )
-        ours = evaluate_model(fit.model, X.loc[te], y_te, options, n_boot=0).p
+        model = refit_before_test(ds, X, split, fit, options, package)
+        ours = evaluate_model(model, X.loc[te], y_te, options, n_boot=0).p
         seconds = {"churnguard": time.perf_counter() - started}
         note = {"churnguard": f"{fit.chosen.name}, {fit.model.calibrator.method}"}
         predictions = {"churnguard": ours}
-        fitted = tr | val
+        fitted = before_test(ds, split, options.horizon_days)
         for name, predict in baselines.items():
             started = time.perf_counter()
             rows_fit = ds.features.loc[fitted, ds.feature_set.names]

@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(format_summary(result))
     m = result.test.metrics
-    figures = {k: round(m[k], 4) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")}
+    figures: dict[str, object] = {
+        k: round(m[k], 4) for k in ("roc_auc", "pr_auc", "brier", "log_loss", "ece")
+    }
     figures |= {
         "base_brier": round(m["base_rate"] * (1 - m["base_rate"]), 4),
         "ece_interval": [round(v, 4) for v in result.test.intervals["ece"]],

@@ -1,4 +1,4 @@
-"""Tests for modeling.recipes: LightGBM is trained with the catalog's declared directions."""
+"""Tests for modeling.recipes: declared directions, and a search that adapts to the data."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard.features.catalog import monotone_constraints
-from churnguard.modeling.recipes import fit_estimator
+from churnguard.modeling.recipes import fit_estimator, recipes
 from churnguard.training.dataset import Dataset
 from tests.factories import PARAMS, ModelFactory
 
@@ -33,3 +33,15 @@ def test_a_flat_tables_columns_get_no_constraint() -> None:
     y = (X["tenure"] + rng.normal(size=400) > 0).to_numpy().astype(int)
     est, _ = fit_estimator("lightgbm", {"num_leaves": 4}, X, y, None, None, [], 0)
     assert not any(est.booster_.params.get("monotone_constraints") or [])
+
+
+def test_regularised_trees_scale_rows_per_leaf_with_churn_events() -> None:
+    def leaves(events: int) -> dict[str, int]:
+        found = recipes(events, lightgbm_min_events=50)
+        return {n: p["min_child_samples"] for n, k, p in found if k == "lightgbm"}
+
+    assert leaves(400)["lightgbm leaves=4 min_child=40"] == 40  # a tenth of the events
+    assert leaves(60)["lightgbm leaves=4 min_child=20"] == 20  # never below 20
+    assert leaves(50_000)["lightgbm leaves=16 min_child=100"] == 100  # never above 100
+    assert leaves(400)["lightgbm leaves=15 min_child=5"] == 5  # the bushy ones keep theirs
+    assert all("lightgbm" not in name for name, _, _ in recipes(49, lightgbm_min_events=50))

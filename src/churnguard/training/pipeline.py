@@ -17,7 +17,9 @@ rows: which are training, validation and test, or which folds. From there the st
   ``modeling.calibration.calibrate_raw``.
 * **Final refit.** After selection the chosen recipe is refitted on every labelled row (LightGBM
   with the tree count early stopping chose), so the registered model is as fresh as the data
-  allows; the reported metrics stay those of the held-out fit, and the run says so.
+  allows; the reported metrics stay those of a held-out fit, and the run says so. On a split in
+  time that held-out fit is the same refit on every row labelled before the test window
+  (``resampling.refit_before_test``), so the test measures what gets registered.
 * **Out-of-fold fitting** (no validation window): each candidate gets out-of-fold raw
   probabilities over stratified folds; LightGBM early-stops on the held-out fold and keeps the
   median tree count; the chosen one is calibrated on its out-of-fold probabilities and refitted on

