@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 COVERAGE := --cov=churnguard --cov-report=term:skip-covered --cov-fail-under=95
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-postgres test-all postgres lint format bench clean
+.PHONY: help install demo test test-postgres test-all postgres java lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -44,9 +44,13 @@ postgres: ## start a local PostgreSQL for the store tests (installs it from Debi
 test-postgres: install ## the test suite with the store tests also on a real PostgreSQL
 	CHURNGUARD_TEST_POSTGRES_URL="$$(bash scripts/postgres.sh)" $(BIN)/python -m pytest $(COVERAGE)
 
-test-all: install ## the test suite as CI runs it: also on PostgreSQL and in Debian's Chromium
+test-all: install ## the test suite as CI runs it: also on PostgreSQL, in Debian's Chromium, on Spark
 	CHURNGUARD_TEST_POSTGRES_URL="$$(bash scripts/postgres.sh)" \
-	CHURNGUARD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" $(BIN)/python -m pytest $(COVERAGE)
+	CHURNGUARD_TEST_CHROMIUM="$$(bash scripts/chromium.sh)" \
+	JAVA_HOME="$$(bash scripts/java.sh)" CHURNGUARD_TEST_SPARK=1 $(BIN)/python -m pytest $(COVERAGE)
+
+java: ## install Java 17 for the Spark tests and --engine spark (Debian's package, if missing)
+	@bash scripts/java.sh >/dev/null
 
 lint: install ## ruff (lint + format check), mypy, and the layer contract (imports point down only)
 	$(BIN)/ruff check src tests bench

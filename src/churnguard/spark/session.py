@@ -71,21 +71,30 @@ def start_session(
 ) -> SparkSession:
     """A Spark session (``master`` None: spark-submit's, else local[*]) with churnguard's settings.
 
-    Args:
-        conf: ``key=value`` Spark settings; they override churnguard's defaults.
+    churnguard's defaults (``DEFAULTS``; the workers run this interpreter) apply where neither
+    spark-submit nor spark-defaults.conf set a value; ``conf`` (``key=value``) overrides all.
     """
     check_spark()
     quiet_pandas_warning()
     logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines on every shutdown
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ["PYTHONWARNINGS"] = _with_worker_filter(os.environ.get("PYTHONWARNINGS", ""))
+    present = SparkConf(loadDefaults=False)
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):  # under spark-submit: its JVM holds its settings
+        SparkContext._ensure_initialized()
+        present = SparkConf()
+    defaults = {
+        **DEFAULTS,
+        "spark.pyspark.python": sys.executable,
+        "spark.executorEnv.PYTHONWARNINGS": _WORKER_WARNINGS,
+    }
+    settings = {k: v for k, v in defaults.items() if not present.contains(k)}
+    settings.update(parse_conf(conf))  # --spark-conf wins over everything
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    settings = {**DEFAULTS, "spark.pyspark.python": sys.executable, **parse_conf(conf)}
-    settings.setdefault("spark.executorEnv.PYTHONWARNINGS", _WORKER_WARNINGS)
     for key, value in settings.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
