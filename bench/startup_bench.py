@@ -6,7 +6,8 @@ Usage:
         [--pycache DIR]
 
 Each run starts a fresh interpreter (the venv's), the commands alternating so that all see the
-same load; it reports the median and the slowest wall time of each, and each median over
+same load; it reports the median and the slowest wall time of each, its median CPU time (user
++ system, the server's own until ready for `serve`), and each median wall time over
 `python -c pass`'s. `serve` is timed from the process start to the first 200 from
 `/health/ready` (polled every 20 ms), then stopped.
 
@@ -28,7 +29,9 @@ same load; it reports the median and the slowest wall time of each, and each med
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -45,17 +48,41 @@ READY_TIMEOUT_S = 300.0  # a serve that is not ready by then is a failed run
 POLL_S = 0.02
 
 
+Timing = tuple[float, float]  # wall seconds, CPU seconds (user + system) of the command
+
+
 def wall_seconds(command: list[str], env: dict[str, str] | None = None) -> float:
     """Wall time of one run of a command, output discarded; a failed run is an error."""
+    return timed_run(command, env)[0]
+
+
+def timed_run(command: list[str], env: dict[str, str] | None = None) -> Timing:
+    """Wall and CPU time of one run of a command, output discarded; a failed run is an error."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     subprocess.run(
         command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _children_cpu() - cpu
 
 
-def serve_ready_seconds(env: dict[str, str]) -> float:
-    """Wall time from starting `churnguard serve` to its first 200 from /health/ready."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve_ready_seconds(env: dict[str, str]) -> Timing:
+    """Wall time from starting `churnguard serve` to its first 200 from /health/ready, and the
+    CPU time the server used until then."""
     port = _free_port()
     command = [str(BIN / "churnguard"), "serve", "--port", str(port)]
     url = f"http://127.0.0.1:{port}/health/ready"
@@ -66,7 +93,7 @@ def serve_ready_seconds(env: dict[str, str]) -> float:
             if server.poll() is not None:
                 raise RuntimeError(f"serve exited with {server.returncode} before it was ready")
             if _ready(url):
-                return time.perf_counter() - start
+                return time.perf_counter() - start, _process_cpu(server.pid)
             time.sleep(POLL_S)
         raise RuntimeError(f"serve was not ready within {READY_TIMEOUT_S:.0f} s")
     finally:
@@ -107,14 +134,14 @@ def child_env(home: Path | None, src: Path | None, pycache: Path | None) -> dict
     return env
 
 
-def cases(env: dict[str, str], with_home: bool, label: str = "") -> dict[str, Callable[[], float]]:
+def cases(env: dict[str, str], with_home: bool, label: str = "") -> dict[str, Callable[[], Timing]]:
     """The timed churnguard commands by name (with ``label``); `models`, `serve` need a home."""
     churnguard = str(BIN / "churnguard")
-    found: dict[str, Callable[[], float]] = {
-        f"churnguard --help{label}": lambda: wall_seconds([churnguard, "--help"], env),
+    found: dict[str, Callable[[], Timing]] = {
+        f"churnguard --help{label}": lambda: timed_run([churnguard, "--help"], env),
     }
     if with_home:
-        found[f"churnguard models{label}"] = lambda: wall_seconds([churnguard, "models"], env)
+        found[f"churnguard models{label}"] = lambda: timed_run([churnguard, "models"], env)
         found[f"serve to ready{label}"] = lambda: serve_ready_seconds(env)
     return found
 
@@ -128,17 +155,17 @@ def startup_case(
 ) -> dict[str, Any]:
     """Median and slowest time of each command over `runs` alternating runs, and the ratios."""
     env = child_env(home, src, pycache)
-    timed = {"python -c pass": lambda: wall_seconds([sys.executable, "-c", "pass"], env)}
+    timed = {"python -c pass": lambda: timed_run([sys.executable, "-c", "pass"], env)}
     timed |= cases(env, home is not None)
     if before is not None:
         timed |= cases(child_env(home, before, pycache), home is not None, " (before)")
-    times: dict[str, list[float]] = {name: [] for name in timed}
+    times: dict[str, list[Timing]] = {name: [] for name in timed}
     for run in timed.values():
         run()  # warm the file cache (and, with --pycache, the bytecode cache)
     for _ in range(runs):
         for name, run in timed.items():
             times[name].append(run())
-    base = statistics.median(times["python -c pass"])
+    base = statistics.median(wall for wall, _ in times["python -c pass"])
     return {
         "runs": runs,
         "load_average_1min": os.getloadavg()[0],
@@ -146,14 +173,18 @@ def startup_case(
         "before": str(before) if before else None,
         "bytecode": _bytecode_note(env),
         "skipped": [] if home else ["churnguard models", "serve to ready"],
-        **{
-            name: {
-                "median_s": statistics.median(t),
-                "max_s": max(t),
-                "ratio": statistics.median(t) / base,
-            }
-            for name, t in times.items()
-        },
+        **{name: _figures(t, base) for name, t in times.items()},
+    }
+
+
+def _figures(timings: list[Timing], base: float) -> dict[str, float]:
+    """Median and slowest wall time, median CPU time, and the median over ``base``."""
+    walls = [wall for wall, _ in timings]
+    return {
+        "median_s": statistics.median(walls),
+        "max_s": max(walls),
+        "cpu_median_s": statistics.median(cpu for _, cpu in timings),
+        "ratio": statistics.median(walls) / base,
     }
 
 
@@ -170,13 +201,13 @@ def format_startup(r: dict[str, Any]) -> str:
     lines.append(f"  package: {r.get('src', '')}; bytecode: {r.get('bytecode', '')}")
     if r.get("before"):
         lines.append(f"  (before): the package in {r['before']}")
-    lines.append(f"  {'command':<29} median s  max s  / python -c pass")
+    lines.append(f"  {'command':<29} median s  max s  CPU s  / python -c pass")
     for name, figures in r.items():
         if isinstance(figures, dict) and "median_s" in figures:
             ratio = figures.get("ratio", figures["median_s"] / r["python -c pass"]["median_s"])
-            lines.append(
-                f"  {name:<29} {figures['median_s']:8.3f} {figures['max_s']:6.3f} {ratio:8.1f}x"
-            )
+            wall, slowest, cpu = figures["median_s"], figures["max_s"], figures.get("cpu_median_s")
+            cpu_text = f"{cpu:6.2f}" if cpu is not None else f"{'':6}"
+            lines.append(f"  {name:<29} {wall:8.3f} {slowest:6.3f} {cpu_text} {ratio:8.1f}x")
     for name in r.get("skipped", []):
         lines.append(f"  {name:<29} not run: no --home with a registered champion")
     return "\n".join(lines)
