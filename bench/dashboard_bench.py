@@ -12,8 +12,9 @@ Timed, alternating, per book: ``GET /clients`` (revenue at risk order, the first
 ``GET /clients?sort=renewal`` (the renewal order sorts the whole book by renewal date from the
 CRM data), and the baseline: one plain SQL query (``sqlite3``, no ORM) that returns the same
 50 rows, each client's latest score with its last action and next step. Reported: median and
-p90 of each in ms, and each page's median over the baseline's (the ratio). Times are the whole
-request in-process (routing, session, queries, template), not the network.
+p90 of each in ms, the median CPU time of the process (all its threads) per call, and each
+median over the baseline's (the ratio). Times are the whole request in-process (routing,
+session, queries, template), not the network.
 
 Run it from the repository root with the project's venv. PYTHONPATH=<tree>/src runs another
 tree's churnguard (a ``git archive`` of an older commit) through the same measurement.
@@ -130,24 +131,27 @@ def _signed_in(client: Any, key: str) -> None:
     assert answer.status_code == 303, f"sign-in failed: {answer.status_code}"
 
 
-def _page(client: Any, url: str) -> Callable[[], float]:
-    def call() -> float:
-        start = time.perf_counter()
+Timing = tuple[float, float]  # wall seconds, CPU seconds of the whole process (all threads)
+
+
+def _page(client: Any, url: str) -> Callable[[], Timing]:
+    def call() -> Timing:
+        start, cpu = time.perf_counter(), time.process_time()
         answer = client.get(url)
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start, time.process_time() - cpu
         assert answer.status_code == 200 and answer.text.count("<tr data-client-id") == PAGE
         return elapsed
 
     return call
 
 
-def _baseline(db: Path, manager: str) -> Callable[[], float]:
+def _baseline(db: Path, manager: str) -> Callable[[], Timing]:
     conn = sqlite3.connect(db, check_same_thread=False)
 
-    def call() -> float:
-        start = time.perf_counter()
+    def call() -> Timing:
+        start, cpu = time.perf_counter(), time.process_time()
         rows = conn.execute(BASELINE_SQL, (manager, PAGE)).fetchall()
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start, time.process_time() - cpu
         assert len(rows) == PAGE
         return elapsed
 
@@ -187,33 +191,40 @@ def run(books: Sequence[int], repeats: int, home: Path) -> dict[str, Any]:
     return results
 
 
-def _alternate(timed: dict[str, Callable[[], float]], repeats: int) -> dict[str, Any]:
+def _alternate(timed: dict[str, Callable[[], Timing]], repeats: int) -> dict[str, Any]:
     """Each call `repeats` times, in turns, after one untimed call; medians, p90, ratios."""
     for call in timed.values():
         call()
-    times: dict[str, list[float]] = {name: [] for name in timed}
+    times: dict[str, list[Timing]] = {name: [] for name in timed}
     for _ in range(repeats):
         for name, call in timed.items():
             times[name].append(call())
-    base = statistics.median(times["plain SQL"])
+    base = statistics.median(wall for wall, _ in times["plain SQL"])
+    return {name: _figures(t, base) for name, t in times.items()}
+
+
+def _figures(timings: list[Timing], base: float) -> dict[str, float]:
+    walls = [wall for wall, _ in timings]
     return {
-        name: {
-            "median_ms": statistics.median(t) * 1000,
-            "p90_ms": statistics.quantiles(t, n=10)[-1] * 1000 if len(t) > 1 else t[0] * 1000,
-            "ratio": statistics.median(t) / base,
-        }
-        for name, t in times.items()
+        "median_ms": statistics.median(walls) * 1000,
+        "p90_ms": statistics.quantiles(walls, n=10)[-1] * 1000
+        if len(walls) > 1
+        else walls[0] * 1000,
+        "cpu_median_ms": statistics.median(cpu for _, cpu in timings) * 1000,
+        "ratio": statistics.median(walls) / base,
     }
 
 
 def format_results(results: dict[str, Any]) -> str:
     load = results["load_average_1min"]
     lines = [f"Dashboard 'My clients', first page of {PAGE} rows (load {load:.1f})"]
-    lines.append(f"  {'book':>6}  {'what':<22} {'median ms':>9} {'p90 ms':>8} {'/ plain SQL':>11}")
+    header = f"{'median ms':>9} {'p90 ms':>8} {'CPU ms':>7} {'/ plain SQL':>11}"
+    lines.append(f"  {'book':>6}  {'what':<22} {header}")
     for size, figures in results["books"].items():
         for name, f in figures.items():
-            median, p90, ratio = f["median_ms"], f["p90_ms"], f["ratio"]
-            lines.append(f"  {size:>6}  {name:<22} {median:9.1f} {p90:8.1f} {ratio:10.1f}x")
+            median, p90, cpu, ratio = f["median_ms"], f["p90_ms"], f["cpu_median_ms"], f["ratio"]
+            figures_text = f"{median:9.1f} {p90:8.1f} {cpu:7.1f} {ratio:10.1f}x"
+            lines.append(f"  {size:>6}  {name:<22} {figures_text}")
     return "\n".join(lines)
 
 
