@@ -46,7 +46,7 @@ def load_crm(
     """
     mapping = load_mapping(mapping_path) if mapping_path is not None else None
     raw, problems = read_tables(source, mapping)
-    data, report = validate(raw, problems)
+    data, report = validate(raw, problems, consume=True)
     del raw
     release_unused_memory()
     for problem in report.warnings if log_warnings else ():

@@ -46,7 +46,7 @@ _AWARE = rf"{_TIME}{_OFFSET}$"
 
 
 def validate(
-    raw: dict[str, RawTable], problems: Iterable[Problem] = ()
+    raw: dict[str, RawTable], problems: Iterable[Problem] = (), consume: bool = False
 ) -> tuple[CRMData, ValidationReport]:
     """Type every table per the contract and check it, collecting every problem.
 
@@ -54,6 +54,8 @@ def validate(
         raw: tables as read, by contract table name.
         problems: problems already found while reading; a required table that already has
             an error there is not reported missing again.
+        consume: drop each contract column from its raw frame once typed, so that a large
+            table is not held twice (as read and typed); the raw tables are not used after.
 
     Returns:
         The typed CRMData and the report (warnings only).
@@ -67,7 +69,7 @@ def validate(
     frames: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():
         if name in raw:
-            frames[name], table_problems = _validate_table(raw[name], raw[name].spec)
+            frames[name], table_problems = _validate_table(raw[name], raw[name].spec, consume)
             found += table_problems
         elif spec.required and name not in failed:
             found.append(_missing_table(name))
@@ -92,8 +94,10 @@ def _unknown_table(table: RawTable) -> Problem:
     )
 
 
-def _validate_table(raw: RawTable, spec: Table) -> tuple[pd.DataFrame, list[Problem]]:
-    """The table typed per the contract, and its problems."""
+def _validate_table(
+    raw: RawTable, spec: Table, consume: bool = False
+) -> tuple[pd.DataFrame, list[Problem]]:
+    """The table typed per the contract, and its problems (consume: see ``validate``)."""
     frame = raw.frame.reset_index(drop=True)
     problems = list(raw.problems) + _check_columns(raw, spec)
     if spec.required and len(frame) == 0:
@@ -104,6 +108,8 @@ def _validate_table(raw: RawTable, spec: Table) -> tuple[pd.DataFrame, list[Prob
         if column.name in frame.columns:
             typed[column.name], issues = _type_column(frame[column.name], column)
             problems += [_problem(raw, column.name, rows, msg) for rows, msg in issues]
+            if consume:
+                del frame[column.name], raw.frame[column.name]
             if len(frame) >= _RELEASE_ROWS:
                 release_unused_memory()
     out = pd.DataFrame(typed, index=frame.index)
@@ -259,7 +265,9 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
         seconds = _to_seconds(utc)
         outside, range_issues = _unencodable(seconds, values, column)
         return seconds.where(~outside), values.isna().to_numpy(), range_issues
-    text = as_text(values).str.upper()
+    text = _upper(as_text(values))
+    if len(text) >= _RELEASE_ROWS:
+        release_unused_memory()  # as_text's intermediate copies
     parsed = _parse_timestamps(text)
     valid = text.str.fullmatch(_TIMESTAMP).fillna(False).astype(bool)
     bad = (text.notna() & (parsed.isna() | ~valid)).to_numpy()
@@ -275,6 +283,12 @@ def _type_datetime(values: pd.Series, column: Column) -> _Typed:
     seconds = _to_seconds(parsed.where(~bad))
     outside, range_issues = _unencodable(seconds, values, column)
     return seconds.where(~outside), text.isna().to_numpy(), issues + range_issues
+
+
+def _upper(text: pd.Series) -> pd.Series:
+    """Text in upper case ('t' and 'z' of ISO 8601 as 'T' and 'Z'); no copy when it already is."""
+    lower = text.str.contains("[a-z]").to_numpy(dtype=bool, na_value=False)
+    return text.str.upper() if lower.any() else text
 
 
 def _parse_timestamps(text: pd.Series) -> pd.Series:
