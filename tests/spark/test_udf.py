@@ -35,4 +35,3 @@ def test_spark_udf_scores_like_the_pyfunc(
     expected = mlflow.pyfunc.load_model(uri).predict(inputs)
     np.testing.assert_array_equal(got, expected)
     assert len(got) == 200 and not np.isnan(got).any()
-

@@ -92,6 +92,8 @@ def start_session(
     }
     settings = {k: v for k, v in defaults.items() if not present.contains(k)}
     settings.update(parse_conf(conf))  # --spark-conf wins over everything
+    if "spark.pyspark.python" in settings:  # pyspark reads the workers' Python from the variable
+        os.environ.setdefault("PYSPARK_PYTHON", settings["spark.pyspark.python"])
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)

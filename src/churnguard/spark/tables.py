@@ -277,7 +277,7 @@ class PartitionTables:
         for name, frame in self.frames(group).items():
             raw[name] = map_table(name, self.names[name], frame, None, self.mapping)
         try:
-            data, report = validate(raw)
+            data, report = validate(raw, consume=True)
         except DataContractError as exc:
             return None, [replace(p, rows=()) for p in exc.report.problems]
         return data, [replace(p, rows=()) for p in report.problems]
