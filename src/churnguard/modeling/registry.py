@@ -289,6 +289,7 @@ class Registry:
         from churnguard.modeling.model import ChurnModel
 
         self._check_version(version)
+        self._use()  # a server's proxied artifacts (mlflow-artifacts:/) resolve through it
         uri = self.client.get_model_version_download_uri(self.model_name, str(version))
         model = _read_artifact(f"{uri.rstrip('/')}/artifacts/{ARTIFACT_FILE}")
         if not isinstance(model, ChurnModel):
