@@ -88,7 +88,8 @@ def score_features(
     explain_from: float = 0.0,
     threads: int = 1,
 ) -> ScoreColumns:
-    """``score_partition`` from the clients' features (``Scorer.features_at``) and identities."""
+    """``score_partition`` from the clients' features (``Scorer.features_at``) and identities
+    (``clients_info``), scored at ``when`` (``score_as_of``: UTC, to the second)."""
     probability = scorer.predict(features)
     explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
     value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
