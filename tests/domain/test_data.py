@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from churnguard import cli
+from churnguard.domain import data as data_module
 from churnguard.domain.contract import CRMData
 from churnguard.domain.data import TRUTH_FILE_STEM, load_crm, read_tables
 from churnguard.domain.problems import DataContractError, ValidationReport
@@ -284,6 +285,25 @@ def test_rows_with_too_few_fields_are_errors(tmp_path: Path) -> None:
     ]
 
 
+def test_unknown_columns_are_reported_by_name_and_their_values_not_read(tmp_path: Path) -> None:
+    text = 'event_id,client_id,user,occurred_at,event_type\n1,C1,"u ""x""",2024-01-01,login\n'
+    folder = crm_folder(tmp_path, {"events.csv": text})
+    raw, _ = read_tables(folder)
+    assert list(raw["events"].frame.columns) == [
+        "event_id",
+        "client_id",
+        "user",
+        "occurred_at",
+        "event_type",
+    ]
+    assert raw["events"].frame["user"].isna().all()  # a placeholder: nothing reads it
+    assert raw["events"].frame["client_id"].tolist() == ["C1"]
+    _, report = load_crm(folder)
+    assert [str(p) for p in report.warnings] == [
+        "events.csv: unknown columns ignored: event_id, user"
+    ]
+
+
 def test_rows_with_too_many_fields_are_all_named(tmp_path: Path) -> None:
     text = "client_id,occurred_at\nC1,2024-01-01,x\nC2,2024-01-02\nC3,2024-01-03,x,y\n"
     folder = crm_folder(tmp_path, {"events.csv": None, "interactions.csv": text})
@@ -319,7 +339,11 @@ def test_semicolon_separated_file_gets_a_hint(tmp_path: Path) -> None:
 # Line numbers -----------------------------------------------------------------------------------
 
 
-def test_line_numbers_count_quoted_newlines_and_blank_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 22])  # bytes scanned at a time
+def test_line_numbers_count_quoted_newlines_and_blank_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    monkeypatch.setattr(data_module, "_BLOCK_BYTES", block)  # quotes and lines across blocks
     text = (
         "client_id,submitted_at,survey,score,comment\n"
         'C1,2024-01-10,nps,9,"two\nlines"\n'  # lines 2-3

@@ -418,3 +418,25 @@ def test_whole_columns_of_timestamps_parse_alike_whichever_parser_takes_them(
     data, _ = validate(tables(interactions=f"client_id,occurred_at\n{rows}"))
     expected = pd.Timestamp("2024-03-01 07:30", tz="UTC")
     assert data.interactions["occurred_at"].tolist() == [expected] * 3
+
+
+# Memory -----------------------------------------------------------------------------------------
+
+
+def test_consuming_the_raw_tables_gives_the_same_data_and_empties_them() -> None:
+    texts = {"events": "client_id,occurred_at,event_type,value\nC1,2024-01-01,login,\n"}
+    kept, report = validate(tables(**texts))
+    raw = tables(**texts)
+    consumed, same_report = validate(raw, consume=True)
+    for name, frame in kept.tables().items():
+        pd.testing.assert_frame_equal(frame, consumed.table(name), obj=name)
+    assert same_report.problems == report.problems
+    assert list(raw["events"].frame.columns) == []  # each column dropped once typed
+    assert len(raw["events"].frame) == 1
+
+
+def test_client_ids_become_codes_over_the_clients_in_every_other_table() -> None:
+    data, _ = validate(tables(events="client_id,occurred_at,event_type\nC2,2024-01-01,login\n"))
+    ids = data.events["client_id"]
+    assert list(ids.cat.categories) == list(data.clients["client_id"])
+    assert ids.astype("str").tolist() == ["C2"]
