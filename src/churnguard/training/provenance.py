@@ -115,7 +115,9 @@ def feature_matrix(result: TrainResult) -> tuple[pd.DataFrame, str] | None:
     the result keeps no data)."""
     data = result.dataset
     if hasattr(data, "features") and hasattr(data, "labels"):  # a CRM Dataset
-        return data.features.assign(**{TARGET: data.labels[TARGET].to_numpy()}), TARGET
+        target = pd.Series(data.labels[TARGET].to_numpy(), data.features.index, name=TARGET)
+        # concat, not assign: inserting into ~200 single-column blocks warns (fragmented frame)
+        return pd.concat([data.features, target], axis=1), TARGET
     if hasattr(data, "rows") and hasattr(data, "y") and hasattr(data, "label"):  # a TableData
         return data.rows.assign(**{data.label: data.y}), str(data.label)
     return None
