@@ -9,6 +9,7 @@ partition stop the run before anything is written, listed as ``churnguard valida
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import pickle
@@ -23,7 +24,7 @@ import pandas as pd
 
 from churnguard.domain.mapping import Mapping
 from churnguard.domain.problems import Problem
-from churnguard.scoring.batch import BatchSummary
+from churnguard.scoring.batch import TOP_CLIENTS, BatchSummary
 from churnguard.scoring.batch import _summary as summarize
 from churnguard.scoring.partition import ScoreColumns, score_partition
 from churnguard.scoring.score import score_as_of
@@ -53,6 +54,7 @@ SCORES = (
     "curve string, explained boolean"
 )
 PROBLEM = "problem"  # a partition's data problem as JSON (client_id null on such rows)
+SUMMARY_COLUMNS = ("client_id", "probability", "band", "revenue_at_risk", "client_name")
 
 
 @dataclass(frozen=True)
@@ -188,20 +190,52 @@ def score_to_parquet(
         )
         scores = checked_scores(frame)
         scores.write.mode("overwrite").parquet(out)
-        scores.unpersist()
-    columns = read_scores(out, when, scorer.version)
+    spark.catalog.clearCache()  # the persisted scores
     if store is not None:
+        columns = read_scores(out, when, scorer.version)
         store.save_score_rows(columns.rows, source="batch")
+    else:  # the summary's columns only: the drivers of a million clients stay on disk
+        columns = read_scores(out, when, scorer.version, SUMMARY_COLUMNS)
     seconds = time.perf_counter() - started
     workers = spark.sparkContext.defaultParallelism
     return summarize(columns, scorer, seconds, drivers, explain_from, workers)
 
 
-def read_scores(out: str, as_of: datetime, version: str) -> ScoreColumns:
-    """A Parquet table of scores (``score_to_parquet``'s) as ScoreColumns, in client id order."""
+def read_scores(
+    out: str, as_of: datetime, version: str, only: Sequence[str] = PER_ROW
+) -> ScoreColumns:
+    """A Parquet table of scores (``score_to_parquet``'s) as ScoreColumns, in client id order.
+
+    Columns not in ``only`` are left empty ("") but for the drivers of the clients a summary
+    names (``TOP_CLIENTS`` by revenue at risk), which are read for their top reason.
+    """
+    import pyarrow.compute as pc
     import pyarrow.dataset as pds
 
-    table = pds.dataset(out, format="parquet").to_table().sort_by("client_id")
-    columns = {name: table[name].to_pylist() for name in PER_ROW}
+    found = pds.dataset(out, format="parquet")
+    table = found.to_table(columns=[*dict.fromkeys([*only, "client_id", "explained"])])
+    table = table.sort_by("client_id")
+    columns: dict[str, list[Any]] = {
+        n: table[n].to_pylist() if n in only else [""] * len(table) for n in PER_ROW
+    }
+    if "drivers" not in only and len(table):
+        columns["drivers"] = _top_drivers(found, columns)
     rows = ScoreRows(as_of=as_of, model_version=version, **columns)
-    return ScoreColumns(rows, table["explained"].to_numpy(zero_copy_only=False))
+    return ScoreColumns(rows, pc.fill_null(table["explained"], False).to_numpy())
+
+
+def _top_drivers(found: Any, columns: dict[str, list[Any]]) -> list[str]:
+    """Drivers "[]" for every client but those a summary names, read for them alone."""
+    import pyarrow.compute as pc
+
+    ids, risk = columns["client_id"], columns["revenue_at_risk"]
+    top = heapq.nlargest(TOP_CLIENTS, range(len(ids)), key=lambda i: (risk[i], ids[i]))
+    wanted = [ids[i] for i in top]
+    part = found.to_table(
+        columns=["client_id", "drivers"], filter=pc.field("client_id").isin(wanted)
+    )
+    texts = dict(zip(part["client_id"].to_pylist(), part["drivers"].to_pylist(), strict=True))
+    drivers = ["[]"] * len(ids)
+    for i in top:
+        drivers[i] = texts[ids[i]]
+    return drivers
