@@ -64,9 +64,13 @@ class HorizonModel:
 
     def curve(self, X: np.ndarray) -> np.ndarray:
         """P(churn within each of horizons_days), shape (rows, horizons)."""
-        h = self.hazards(X)
+        return self.curve_of(self.hazards(X))
+
+    def curve_of(self, hazards: np.ndarray) -> np.ndarray:
+        """``curve`` from the rows' hazards (``hazards``), when they are needed twice."""
+        n = len(hazards)
         return np.column_stack(
-            [cumulative(h, np.full(len(X), float(d))) for d in self.horizons_days]
+            [cumulative(hazards, np.full(n, float(d))) for d in self.horizons_days]
         )
 
 

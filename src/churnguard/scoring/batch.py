@@ -98,7 +98,7 @@ def score_to_store(
                 bar.update(len(part))
     columns = ScoreColumns.concat(done, when, scorer.version)
     store.save_score_rows(columns.rows, source="batch")
-    return _summary(columns, scorer, time.perf_counter() - started, drivers, explain_from, workers)
+    return summarize(columns, scorer, time.perf_counter() - started, drivers, explain_from, workers)
 
 
 def _score_chunks(
@@ -171,7 +171,7 @@ class _NoPool:
 # --- the summary ---------------------------------------------------------------------------------
 
 
-def _summary(
+def summarize(
     columns: ScoreColumns,
     scorer: Scorer,
     seconds: float,
@@ -179,6 +179,7 @@ def _summary(
     explain_from: float,
     workers: int,
 ) -> BatchSummary:
+    """A run's summary from its score columns (a batch run's or a Spark job's)."""
     rows = columns.rows
     bands = Counter(rows.band)
     ranked = heapq.nlargest(
@@ -240,4 +241,10 @@ def _explained(summary: BatchSummary) -> str:
     return line + f" ({summary.workers} process{'es' if summary.workers > 1 else ''})"
 
 
-__all__: Sequence[str] = ("BatchSummary", "TopClient", "format_summary", "score_to_store")
+__all__: Sequence[str] = (
+    "BatchSummary",
+    "TopClient",
+    "format_summary",
+    "score_to_store",
+    "summarize",
+)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from churnguard.modeling.horizons import HorizonModel
+from churnguard.modeling.horizons import HorizonModel, cumulative
 
 RENEWAL_FEATURE = "days_to_contract_end"
 
@@ -46,10 +46,11 @@ def risk_curves(
     """One curve per input row (the churn model's float64 inputs) scored at ``when``."""
     if model is None:
         return [NO_CURVE] * len(X)
-    curve = model.curve(X)
+    hazards = model.hazards(X)  # once: the curve and the renewal both read them
+    curve = model.curve_of(hazards)
     days = np.asarray(days_to_end, dtype=np.float64)
     near = np.isfinite(days) & (days > 0) & (days <= model.max_days)
-    at_renewal = model.within(X, np.where(near, days, 0.0))
+    at_renewal = cumulative(hazards, np.where(near, days, 0.0))
     out = []
     for i in range(len(X)):
         horizons = tuple(

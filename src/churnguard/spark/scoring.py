@@ -24,8 +24,7 @@ import pandas as pd
 
 from churnguard.domain.mapping import Mapping
 from churnguard.domain.problems import Problem
-from churnguard.scoring.batch import TOP_CLIENTS, BatchSummary
-from churnguard.scoring.batch import _summary as summarize
+from churnguard.scoring.batch import TOP_CLIENTS, BatchSummary, summarize
 from churnguard.scoring.partition import ScoreColumns, score_partition
 from churnguard.scoring.score import score_as_of
 from churnguard.scoring.scorer import Scorer
