@@ -341,3 +341,12 @@ def score_record(
         account_manager=manager,
         **fields,
     )
+
+
+def stored_rows(store: ScoreStore, name: str, leave_out: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """A store table's rows without the ``leave_out`` columns, ordered by its first two columns."""
+    table = sa.Table(name, sa.MetaData(), autoload_with=store.engine)
+    kept = [c for c in table.columns if c.name not in leave_out]
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(*kept).order_by(*kept[:2])).all()
+    return [tuple(row) for row in rows]

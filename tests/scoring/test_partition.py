@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from churnguard.domain.contract import CRMData
 from churnguard.scoring.batch import format_summary, score_to_store
@@ -20,7 +19,7 @@ from churnguard.store.database import to_json
 from churnguard.store.scores import ScoreStore
 from churnguard.training.dataset import Dataset
 from churnguard.training.horizons import attach_horizons
-from tests.factories import PARAMS, ModelFactory
+from tests.factories import PARAMS, ModelFactory, stored_rows
 
 
 @pytest.fixture(scope="module", params=["lightgbm", "logistic", "horizons"])
@@ -75,14 +74,6 @@ def test_columns_are_the_score_objects_records_field_for_field(
     assert len(frame) == len(objects) and frame["client_id"].tolist() == columns.rows.client_id
 
 
-def _table(store: ScoreStore, name: str, leave_out: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    table = sa.Table(name, sa.MetaData(), autoload_with=store.engine)
-    kept = [c for c in table.columns if c.name not in leave_out]
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(*kept).order_by(*kept[:2])).all()
-    return [tuple(row) for row in rows]
-
-
 def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(
     scorer: Scorer, data: CRMData, as_of: pd.Timestamp, tmp_path: Path
 ) -> None:
@@ -103,7 +94,7 @@ def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(
     assert serial.revenue_at_risk == parallel.revenue_at_risk
     assert 0 < serial.n_explained < serial.n_scored
     for name, leave_out in [("scores", ("id", "created_at")), ("score_audit", ("id", "scored_at"))]:
-        one, two = (_table(store, name, leave_out) for store in stores)
+        one, two = (stored_rows(store, name, leave_out) for store in stores)
         assert one == two and len(one) == 2 * serial.n_scored
     text = format_summary(serial)
     assert f"Scored {serial.n_scored:,} clients" in text

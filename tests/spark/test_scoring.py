@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from churnguard.domain.churn import observation_end
 from churnguard.domain.data import load_crm
@@ -18,6 +16,7 @@ from churnguard.scoring.scorer import Scorer
 from churnguard.spark.scoring import checked_scores, score_frame, score_to_parquet
 from churnguard.spark.tables import read_sources
 from churnguard.store.scores import ScoreStore
+from tests.factories import stored_rows
 
 
 def test_spark_scores_equal_one_machines_bit_for_bit(
@@ -33,14 +32,6 @@ def test_spark_scores_equal_one_machines_bit_for_bit(
     for name in expected.columns.drop("as_of"):
         assert got[name].tolist() == expected[name].tolist(), name
     assert (pd.to_datetime(got["as_of"], utc=True) == as_of).all()
-
-
-def _table(store: ScoreStore, name: str, leave_out: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    table = sa.Table(name, sa.MetaData(), autoload_with=store.engine)
-    kept = [c for c in table.columns if c.name not in leave_out]
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(*kept).order_by(*kept[:2])).all()
-    return [tuple(row) for row in rows]
 
 
 def test_a_spark_run_stores_and_summarises_what_a_batch_run_does(
@@ -71,7 +62,7 @@ def test_a_spark_run_stores_and_summarises_what_a_batch_run_does(
         assert other.revenue_at_risk == local.revenue_at_risk
     assert 0 < local.n_explained < local.n_scored and local.top[0].reason
     for name, leave_out in [("scores", ("id", "created_at")), ("score_audit", ("id", "scored_at"))]:
-        one, two = (_table(store, name, leave_out) for store in stores[:2])
+        one, two = (stored_rows(store, name, leave_out) for store in stores[:2])
         assert one == two  # "what changed" included
         assert len(one) > local.n_scored  # two runs: as_of and a month before
-    assert _table(stores[2], "scores", ()) == []  # without a store, nothing is stored
+    assert stored_rows(stores[2], "scores", ()) == []  # without a store, nothing is stored
