@@ -16,6 +16,7 @@ NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHURNGUARD_NOTEBOOK_CLIENTS", "300")
     monkeypatch.setenv("CHURNGUARD_NOTEBOOK_MONTHS", "30")
+    monkeypatch.setenv("CHURNGUARD_NOTEBOOK_DIR", str(tmp_path))
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(
         notebook,
@@ -29,3 +30,4 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert len(images) >= 4  # segment, tenure, importance, effects, calibration charts
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "labelled monthly snapshots" in text and "oracle AUC" in text
+    assert [p.name for p in tmp_path.glob("churnguard-notebook-*")]  # its store went where told
