@@ -3,9 +3,10 @@
 Usage: python -m bench.events_heavy --events 5000000 --out /work/data5m [--accounts 2000]
 
 The accounts and subscriptions come from the simulator (``synth.simulate``), so clients churn the
-way the simulator's do and ``train`` has something to learn; they are written the way the
-vendor-shaped export of ``tests/test_foreign_export.py`` writes them (other table and column names,
-no contract ids, add-on rows to leave out, amounts in cents). The activity is a product log of
+way the simulator's do and ``train`` has something to learn; they are written by the generator
+the end-to-end test on a foreign export uses (``tests/vendor_export.py``: other table and column
+names, no contract ids, add-on rows to leave out, amounts in cents, seats and billing columns
+nobody maps). The activity is a product log of
 ``--events`` per-user events of 25 types with numeric type ids, plus the simulator's interactions
 (email, call, meeting ... as codes): an event id, the account, a user id, a timestamp, the type id
 and a quantity (empty for most types). Each account's users are active while it holds a contract;
@@ -33,9 +34,9 @@ import pyarrow.csv as pacsv
 from churnguard.domain.churn import activity_periods
 from churnguard.domain.contract import CRMData
 from churnguard.synth.business import simulate
+from tests import vendor_export as vendor
 
 DAY = 86_400
-INTERACTION_CODES = {"email": 7, "call": 12, "meeting": 31, "review": 40, "other": 41}
 # type id -> name; several names are built-in feature words (meeting, call, emails, tickets, value)
 EVENT_TYPES = {
     1: "login",
@@ -75,9 +76,11 @@ def write_export(out: Path, n_events: int, accounts: int, months: int, seed: int
     data, rng = business.data, np.random.default_rng(seed)
     export = out / "export"
     export.mkdir(parents=True, exist_ok=True)
-    accounts_frame = _accounts(data, rng)
+    accounts_frame = vendor.accounts(
+        data, rng.integers(1, 60, len(data.clients))
+    )  # seats: unmapped
     _write(accounts_frame, export / "accounts.csv")
-    subscriptions = _subscriptions(data, rng)
+    subscriptions = vendor.subscriptions(data, rng)
     _write(subscriptions, export / "subscriptions.csv")
     log = _activity(data, business.observed_until, n_events, rng)
     _write(log, export / "activity_log.csv")
@@ -89,48 +92,6 @@ def write_export(out: Path, n_events: int, accounts: int, months: int, seed: int
     }
 
 
-def _acct(ids: pd.Series) -> pd.Series:
-    return ids.astype("str").str.replace("C", "AC-", regex=False)
-
-
-def _day(s: pd.Series) -> pd.Series:
-    return s.dt.strftime("%Y-%m-%d").where(s.notna(), "")
-
-
-def _accounts(data: CRMData, rng: np.random.Generator) -> pd.DataFrame:
-    c = data.clients
-    return pd.DataFrame(
-        {
-            "AcctNo": _acct(c["client_id"]),
-            "CompanyName": c["name"],
-            "Owner": c["account_manager"].fillna(""),
-            "Tier": c["segment"].astype("str"),
-            "Opened": _day(c["client_since"]),
-            "Seats": rng.integers(1, 60, len(c)),  # not in the contract: ignored
-        }
-    )
-
-
-def _subscriptions(data: CRMData, rng: np.random.Generator) -> pd.DataFrame:
-    """One row per contract (no id column), plus add-on rows that are not contracts."""
-    c = data.contracts
-    base = pd.DataFrame(
-        {
-            "AcctNo": _acct(c["client_id"]),
-            "Plan": c["service_line"].astype("str"),
-            "Kind": "base",
-            "Started": _day(c["start_date"]),
-            "Ends": _day(c["end_date"]),
-            "CancelledOn": _day(c["cancelled_at"]),
-            "MRRCents": (c["monthly_value"] * 100).round().astype("int64"),
-        }
-    )
-    addons = base.sample(frac=0.3, random_state=int(rng.integers(1 << 30))).assign(
-        Kind="Add-on", Plan="extra seats", MRRCents=1_500, Ends="", CancelledOn=""
-    )
-    return pd.concat([base, addons]).sort_values("Started", kind="stable")
-
-
 def _activity(
     data: CRMData, observed_until: pd.Timestamp, n_events: int, rng: np.random.Generator
 ) -> pa.Table:
@@ -139,13 +100,13 @@ def _activity(
     i = data.interactions
     acct = np.concatenate([acct, i["client_id"].cat.codes.to_numpy(np.int64)])
     when = np.concatenate([when, i["occurred_at"].to_numpy("datetime64[s]").view(np.int64)])
-    codes = i["channel"].astype("str").map(INTERACTION_CODES).to_numpy(np.int64)
+    codes = i["channel"].astype("str").map(vendor.INTERACTION_CODES).to_numpy(np.int64)
     code = np.concatenate([code, codes])
     qty = np.concatenate([qty, np.full(len(i), np.nan)])
     users = rng.integers(1, 40, len(acct))
     order = np.argsort(when, kind="stable")
     acct, when, code, qty, users = (a[order] for a in (acct, when, code, qty, users))
-    ids = pa.array(_acct(pd.Series(data.clients["client_id"])).to_numpy(object)).take(acct)
+    ids = pa.array(vendor.acct(pd.Series(data.clients["client_id"])).to_numpy(object)).take(acct)
     stamps = pa.array(when.astype("datetime64[s]"), pa.timestamp("s"))
     return pa.table(
         {
@@ -210,7 +171,7 @@ def _write(table: pd.DataFrame | pa.Table, path: Path) -> None:
 
 def _mapping() -> str:
     """The mapping a user ends up with after ``churnguard init`` and naming the type ids."""
-    names = {**{c: n for n, c in INTERACTION_CODES.items()}, **EVENT_TYPES}
+    names = {**{c: n for n, c in vendor.INTERACTION_CODES.items()}, **EVENT_TYPES}
     values = ", ".join(f'"{code}": {name}' for code, name in sorted(names.items()))
     return f"""tables:
   clients: accounts

@@ -26,14 +26,10 @@ from churnguard.domain.contract import CRMData
 from churnguard.scoring.loading import load_scorer
 from churnguard.store.scores import MAX_PAGE, ScoreStore
 from churnguard.synth.business import SimulatedBusiness
+from tests import vendor_export as vendor
 
-CODES = {"email": 7, "call": 12, "meeting": 31, "review": 40, "other": 41}  # interactions
 FIRST_EVENT_CODE = 100  # events table types get 100, 101, ...
 DAY_FIRST = "%d/%m/%Y"  # how the vendor writes a subscription's dates
-
-
-def _day(s: pd.Series, fmt: str = "%Y-%m-%d") -> pd.Series:
-    return s.dt.strftime(fmt).where(s.notna(), "")
 
 
 def _seats(data: CRMData, rng: np.random.Generator) -> np.ndarray:
@@ -52,49 +48,10 @@ def write_foreign_export(data: CRMData, folder: Path, seed: int = 0) -> None:
     """The CRM data as another vendor's export: accounts, subscriptions and an activity log."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    acct = data.clients["client_id"].str.replace("C", "AC-", regex=False)
-    pd.DataFrame(
-        {
-            "AcctNo": acct,
-            "CompanyName": data.clients["name"],
-            "Owner": data.clients["account_manager"].fillna(""),
-            "Tier": data.clients["segment"].astype("str"),
-            "Opened": _day(data.clients["client_since"]),
-            "Seats": _seats(data, rng),
-        }
-    ).to_csv(folder / "accounts.csv", index=False)
-    _subscriptions(data, rng).to_csv(folder / "subscriptions.csv", index=False)
+    vendor.accounts(data, _seats(data, rng)).to_csv(folder / "accounts.csv", index=False)
+    subscriptions = vendor.subscriptions(data, rng, DAY_FIRST)
+    subscriptions.to_csv(folder / "subscriptions.csv", index=False)
     _activity(data).to_csv(folder / "activity_log.csv", index=False)
-
-
-def _acct(ids: pd.Series) -> pd.Series:
-    return ids.astype("str").str.replace("C", "AC-", regex=False)
-
-
-def _subscriptions(data: CRMData, rng: np.random.Generator) -> pd.DataFrame:
-    """One row per contract (no id column), plus add-on rows that are not contracts."""
-    c = data.contracts
-    base = pd.DataFrame(
-        {
-            "AcctNo": _acct(c["client_id"]),
-            "Plan": c["service_line"].astype("str"),
-            "Kind": "base",
-            "Started": _day(c["start_date"], DAY_FIRST),
-            "Ends": _day(c["end_date"], DAY_FIRST),
-            "CancelledOn": _day(c["cancelled_at"], DAY_FIRST),
-            "MRRCents": (c["monthly_value"] * 100).round().astype("int64"),
-            "Billing": rng.choice(["monthly", "annual"], len(c)),
-        }
-    )
-    addons = base.sample(frac=0.3, random_state=int(rng.integers(1 << 30))).assign(
-        Kind="Add-on",
-        Plan="extra seats",
-        MRRCents=1_500,
-        Ends="",
-        CancelledOn="",
-        Billing="monthly",
-    )  # rolling and never cancelled: read as contracts, nobody would ever churn
-    return pd.concat([base, addons]).sort_values("Started", kind="stable")
 
 
 def _activity(data: CRMData) -> pd.DataFrame:
@@ -105,15 +62,15 @@ def _activity(data: CRMData) -> pd.DataFrame:
         [
             pd.DataFrame(
                 {
-                    "AcctNo": _acct(i["client_id"]),
+                    "AcctNo": vendor.acct(i["client_id"]),
                     "When": i["occurred_at"],
-                    "Code": i["channel"].astype("str").map(CODES),
+                    "Code": i["channel"].astype("str").map(vendor.INTERACTION_CODES),
                     "Qty": "",
                 }
             ),
             pd.DataFrame(
                 {
-                    "AcctNo": _acct(e["client_id"]),
+                    "AcctNo": vendor.acct(e["client_id"]),
                     "When": e["occurred_at"],
                     "Code": e["event_type"].astype("str").map(types),
                     "Qty": e["value"].map(lambda v: "" if pd.isna(v) else f"{v:g}"),
@@ -184,7 +141,7 @@ def test_init_edit_validate_train_score_scores_every_active_client(
         assert guess in draft, guess
 
     event_types = business.data.events["event_type"].cat.categories
-    names = {str(code): name for name, code in CODES.items()}
+    names = {str(code): name for name, code in vendor.INTERACTION_CODES.items()}
     names |= {str(FIRST_EVENT_CODE + k): t for k, t in enumerate(event_types)}
     draft_file.write_text(_edit(draft, names))
     capsys.readouterr()
