@@ -232,6 +232,19 @@ def test_a_date_that_does_not_match_the_format_names_table_column_row_and_line(
         "(date_format.contracts.start_date): 1 dates do not match the date format '%d/%m/%Y'"
     )
     assert "2024-03-15" not in error  # the value is not echoed back
+    # reported once: not again as an empty value in a required column
+    assert [p.rows for p in info.value.report.errors if p.column == "start_date"] == [(3,)]
+
+
+def test_an_empty_date_beside_one_not_in_the_format_is_still_reported_as_empty(
+    tmp_path: Path,
+) -> None:
+    contracts = ATTR_CONTRACTS.replace("15/03/2024", "2024-03-15").replace("31/12/2023", "")
+    with pytest.raises(DataContractError) as info:
+        _load(tmp_path, ATTR_MAPPING, contracts=contracts)
+    errors = [(p.rows, p.message) for p in info.value.report.errors if p.column == "start_date"]
+    assert [rows for rows, _ in errors] == [(3,), (4,)]
+    assert errors[1][1] == "empty value in a required column"
 
 
 def test_a_number_attribute_with_text_names_the_rows_and_the_mapping_line(tmp_path: Path) -> None:

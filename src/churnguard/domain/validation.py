@@ -106,7 +106,8 @@ def _validate_table(
     typed: dict[str, pd.Series] = {}
     for column in spec.columns:
         if column.name in frame.columns:
-            typed[column.name], issues = _type_column(frame[column.name], column)
+            reported = _reported_rows(raw, column.name)
+            typed[column.name], issues = _type_column(frame[column.name], column, reported)
             problems += [_problem(raw, column.name, rows, msg) for rows, msg in issues]
             if consume:
                 del frame[column.name], raw.frame[column.name]
@@ -156,9 +157,23 @@ def _check_columns(raw: RawTable, spec: Table) -> list[Problem]:
     return problems
 
 
-def _type_column(values: pd.Series, column: Column) -> tuple[pd.Series, list[_Issue]]:
-    """The column converted to its contract dtype, and the issues found on the way."""
+def _reported_rows(raw: RawTable, column: str) -> np.ndarray:
+    """Rows of the column the mapping already reported (e.g. a date not in its format)."""
+    rows = [r for p in raw.problems if p.column == column for r in p.rows]
+    return np.isin(raw.row_numbers, rows) if rows else np.zeros(len(raw.row_numbers), bool)
+
+
+def _type_column(
+    values: pd.Series, column: Column, reported: np.ndarray | None = None
+) -> tuple[pd.Series, list[_Issue]]:
+    """The column converted to its contract dtype, and the issues found on the way.
+
+    Rows in ``reported`` were already reported as errors (and left empty), so they are not
+    reported again as empty values.
+    """
     typed, missing, issues = _TYPERS[column.kind](values, column)
+    if reported is not None:
+        missing = missing & ~reported
     if column.required and missing.any():
         issues.insert(0, (missing, "empty value in a required column"))
     if column.non_negative:
