@@ -146,14 +146,16 @@ class RunLog:
         from mlflow.data.code_dataset_source import CodeDatasetSource
         from mlflow.data.pandas_dataset import from_pandas
 
-        with warnings.catch_warnings():  # MLflow's hints on local sources, integers, time zones
+        # MLflow's hints on local sources, integers and time zones; its schema is inferred lazily,
+        # when the input is logged (pandas 3 warns there about tz-aware columns' .values)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 data = from_pandas(frame, source=source, targets=targets, name=name)
             except MlflowException:  # a database URL: MLflow resolves paths and a few schemes
                 where = CodeDatasetSource({"uri": source})
                 data = from_pandas(frame, source=where, targets=targets, name=name)
-        mlflow.log_input(data, context=context)
+            mlflow.log_input(data, context=context)
         return str(data.digest)
 
 
