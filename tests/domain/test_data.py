@@ -304,6 +304,30 @@ def test_unknown_columns_are_reported_by_name_and_their_values_not_read(tmp_path
     ]
 
 
+def test_unknown_parquet_columns_are_reported_by_name_and_their_values_not_read(
+    tmp_path: Path,
+) -> None:
+    folder = crm_folder(tmp_path, {"events.csv": None})
+    frame = pd.DataFrame(
+        {
+            "event_id": [1, 2],
+            "client_id": ["C1", "C2"],
+            "user": ["u1", "u2"],
+            "occurred_at": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True),
+            "event_type": ["login", "login"],
+        }
+    )
+    frame.to_parquet(folder / "events.parquet")
+    raw, _ = read_tables(folder)
+    assert list(raw["events"].frame.columns) == list(frame.columns)
+    assert raw["events"].frame["user"].isna().all()  # a placeholder: nothing reads it
+    assert raw["events"].frame["client_id"].tolist() == ["C1", "C2"]
+    _, report = load_crm(folder)
+    assert [str(p) for p in report.warnings] == [
+        "events.parquet: unknown columns ignored: event_id, user"
+    ]
+
+
 def test_rows_with_too_many_fields_are_all_named(tmp_path: Path) -> None:
     text = "client_id,occurred_at\nC1,2024-01-01,x\nC2,2024-01-02\nC3,2024-01-03,x,y\n"
     folder = crm_folder(tmp_path, {"events.csv": None, "interactions.csv": text})

@@ -178,7 +178,7 @@ def _read_file(name: str, path: Path, mapping: Mapping) -> tuple[RawTable | None
     if path.suffix == ".csv":
         frame, rows, problems = _read_csv(name, path, _columns_read(name, mapping))
     else:
-        frame, rows, problems = _read_parquet(name, path)
+        frame, rows, problems = _read_parquet(name, path, _columns_read(name, mapping))
     if frame is None:
         return None, problems
     return map_table(name, path.name, frame, rows, mapping), problems
@@ -194,14 +194,33 @@ def _columns_read(name: str, mapping: Mapping) -> set[str]:
     return sources | filtered | set(TABLES[name].column_names)
 
 
-def _read_parquet(name: str, path: Path) -> tuple[pd.DataFrame | None, np.ndarray, list[Problem]]:
-    """A parquet file as typed by its writer; rows are numbered from 1."""
+def _read_parquet(
+    name: str, path: Path, needed: set[str]
+) -> tuple[pd.DataFrame | None, np.ndarray, list[Problem]]:
+    """A parquet file as typed by its writer; rows are numbered from 1.
+
+    Only the ``needed`` columns are read; the others stay as empty placeholders (a byte per row)
+    so that their names are still reported, as for a CSV file.
+    """
     try:
-        frame = pd.read_parquet(path)
+        names = pq.ParquetDataset(path).schema.names
+        duplicated = len(set(names)) < len(names)  # read all, as ever
+        read = names if duplicated else [c for c in names if str(c).strip() in needed]
+        frame = pd.read_parquet(path, columns=None if read == names else read)
     except (OSError, ValueError, pa.ArrowException) as exc:
         message = f"cannot read the parquet file (truncated or not parquet?): {exc}"
         return None, np.zeros(0, int), [_file_problem(name, path, message)]
+    if read != names:
+        unread = _unread_column(len(frame))
+        frame = pd.DataFrame(
+            {c: frame[c] if c in read else unread for c in names}, index=frame.index, copy=False
+        )
     return frame, np.arange(1, len(frame) + 1), []
+
+
+def _unread_column(rows: int) -> pd.Categorical:
+    """A placeholder for a column nothing reads: its name is kept, its values are not."""
+    return pd.Categorical.from_codes(np.full(rows, -1, np.int8), dtype=_UNREAD)
 
 
 # CSV --------------------------------------------------------------------------------------------
@@ -340,7 +359,7 @@ def _parse_csv(path: Path, needed: set[str]) -> pd.DataFrame:
             return _parse_csv_with(path, "pyarrow")
         read = [c for c in header if str(c).strip() in needed]
         frame = _parse_csv_with(path, "pyarrow", usecols=read)
-        unread = pd.Categorical.from_codes(np.full(len(frame), -1, np.int8), dtype=_UNREAD)
+        unread = _unread_column(len(frame))
         return pd.DataFrame(
             {c: frame[c] if c in read else unread for c in header}, index=frame.index, copy=False
         )
