@@ -89,7 +89,7 @@ def run(
                     "test": test,
                 }
             )
-        done = [r for r in records if r["model"] == CHURNGUARD]
+        done = {(r["repeat"], r["fold"]) for r in records}
         print(
             f"  fold {len(done)}/{len(splits)}: "
             + ", ".join(f"{r['model']} {r['roc_auc']:.4f}" for r in records[-len(models) :]),

@@ -458,11 +458,11 @@ def _with_metadata(result: TrainResult) -> TrainResult:
 
 @contextmanager
 def _step(name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
-    """Log the start and duration of a pipeline step."""
+    """Log the start and duration (wall and this process's CPU) of a pipeline step."""
     logger.info("%s ...", name)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     yield
     elapsed = time.perf_counter() - started
-    logger.info("%s done in %.1f s", name, elapsed)
+    logger.info("%s done in %.1f s (CPU %.1f s)", name, elapsed, time.process_time() - cpu)
     if timings is not None:
         timings[name] = elapsed
