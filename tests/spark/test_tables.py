@@ -16,7 +16,7 @@ from churnguard.domain.problems import DataContractError
 from churnguard.scoring.partition import score_partition
 from churnguard.scoring.scorer import Scorer
 from churnguard.spark.scoring import checked_scores, score_frame
-from churnguard.spark.tables import check_mapping, read_sources
+from churnguard.spark.tables import check_mapping, pack_by_client, read_sources
 
 MAPPING = (
     "tables:\n  clients: accounts\n"
@@ -84,3 +84,16 @@ def test_row_number_ids_are_refused_naming_the_mapping_line(tmp_path: Path) -> N
     path.write_text("columns:\n  contracts:\n    contract_id: {row_number: yes}\n")
     with pytest.raises(ValueError, match=r"mapping.yaml line 3 .*row_number ids need the whole"):
         check_mapping(load_mapping(path))
+
+
+def test_each_partition_holds_exactly_one_bucket_of_clients(spark, parquet_dir: Path) -> None:
+    from pyspark.sql import functions as sf
+
+    tables = read_sources(spark, str(parquet_dir), Mapping())
+    for buckets in (3, 5, 8):
+        packed = pack_by_client(tables, Mapping(), buckets)
+        packed = packed.repartition(buckets, "bucket")  # as by_bucket does
+        found = packed.groupBy(sf.spark_partition_id().alias("p")).agg(
+            sf.count_distinct("bucket").alias("n")
+        )
+        assert sorted(r.n for r in found.collect()) == [1] * buckets

@@ -69,9 +69,12 @@ class ScoringJob:
 
 
 def default_buckets(spark: SparkSession, tables: SourceTables) -> int:
-    """Partitions of clients: about CLIENTS_PER_BUCKET each, at least one per core."""
+    """Partitions of clients: at most about CLIENTS_PER_BUCKET each, a multiple of the cores
+    (so the last wave of tasks keeps every core busy)."""
     clients = tables.frames["clients"].count()
-    return max(spark.sparkContext.defaultParallelism, -(-clients // CLIENTS_PER_BUCKET))
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    waves = max(1, -(-clients // (CLIENTS_PER_BUCKET * cores)))
+    return waves * cores
 
 
 def score_frame(

@@ -1,10 +1,12 @@
 """CRM tables on Spark: read through the mapping, packed by client, unpacked per partition.
 
 Every table keeps its source columns (the mapping is applied inside each partition, by the same
-``map_table`` and ``validate`` as on one machine). Each row gets a bucket,
-``pmod(xxhash64(client id), buckets)``, from the column the mapping reads the client id from, so
-all rows of a client, in every table, meet in one partition. A table's rows of one bucket travel
-as Arrow IPC bytes (``bucket, tbl, payload``), so tables of different columns and types share one
+``map_table`` and ``validate`` as on one machine). Each row gets a bucket from the column the
+mapping reads the client id from (``pmod(xxhash64(client id), buckets)``, stored as that
+bucket's partition key), so all rows of a client, in every table, meet in one partition, and each
+partition holds exactly one bucket (a plain ``repartition`` by bucket numbers puts two buckets in
+some partitions and none in others, leaving cores idle). A table's rows of one bucket travel as
+Arrow IPC bytes (``bucket, tbl, payload``), so tables of different columns and types share one
 shuffle without a union of their schemas; each partition turns them back into pandas frames as
 ``pd.read_parquet`` does, in their source order.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -171,14 +174,37 @@ def _text(frame: DataFrame, column: str) -> Column:
     return sf.trim(c.cast("string"))
 
 
-def pack_by_client(tables: SourceTables, mapping: Mapping, buckets: int) -> DataFrame:
-    """Every table's rows as (bucket, table, Arrow IPC bytes of its rows in that bucket)."""
+@cache
+def partition_keys(spark: SparkSession, buckets: int) -> tuple[int, ...]:
+    """For each bucket b, the smallest int k that ``repartition(buckets, k)`` puts in partition b.
+
+    Spark's hash partitioning sends a row to ``pmod(hash(key), n)`` (Murmur3, ``sf.hash``), so a
+    bucket column holding these keys gives one bucket per partition.
+    """
     from pyspark.sql import functions as sf
 
+    ids = spark.range(0, 64 * buckets + 64).select(sf.col("id").cast("int").alias("k"))
+    found = ids.groupBy(sf.pmod(sf.hash("k"), sf.lit(buckets)).alias("p")).agg(sf.min("k"))
+    keys: dict[int, int] = {int(r[0]): int(r[1]) for r in found.collect()}
+    if len(keys) < buckets:
+        raise RuntimeError(f"no partition key found for some of {buckets} buckets")
+    return tuple(keys[b] for b in range(buckets))
+
+
+def bucket_of(spark: SparkSession, key: Column, buckets: int) -> Column:
+    """A client id's bucket, as its partition key (``partition_keys``): int."""
+    from pyspark.sql import functions as sf
+
+    keys = sf.array(*(sf.lit(k) for k in partition_keys(spark, buckets)))
+    return sf.element_at(keys, sf.pmod(sf.xxhash64(key), sf.lit(buckets)).cast("int") + 1)
+
+
+def pack_by_client(tables: SourceTables, mapping: Mapping, buckets: int) -> DataFrame:
+    """Every table's rows as (bucket, table, Arrow IPC bytes of its rows in that bucket)."""
     packed = None
     for name, frame in tables.frames.items():
         key = client_key(frame, name, mapping)
-        keyed = frame.withColumn(BUCKET, sf.pmod(sf.xxhash64(key), sf.lit(buckets)).cast("int"))
+        keyed = frame.withColumn(BUCKET, bucket_of(frame.sparkSession, key, buckets))
         part = keyed.mapInArrow(_packer(name), PACKED)
         packed = part if packed is None else packed.unionByName(part)
     assert packed is not None, "clients and contracts are required"
@@ -186,7 +212,7 @@ def pack_by_client(tables: SourceTables, mapping: Mapping, buckets: int) -> Data
 
 
 def by_bucket(packed: DataFrame, buckets: int) -> GroupedData:
-    """The packed rows grouped by bucket, one task per bucket (not spark.sql.shuffle.partitions)."""
+    """The packed rows grouped by bucket, one bucket per task (not spark.sql.shuffle.partitions)."""
     return packed.repartition(buckets, "bucket").groupBy("bucket")
 
 
@@ -197,7 +223,7 @@ def pack_frame(
     from pyspark.sql import functions as sf
 
     rows = spark.createDataFrame(frame)
-    keyed = rows.withColumn(BUCKET, sf.pmod(sf.xxhash64(sf.col(key)), sf.lit(buckets)).cast("int"))
+    keyed = rows.withColumn(BUCKET, bucket_of(spark, sf.col(key), buckets))
     return keyed.mapInArrow(_packer(name), PACKED)
 
 
