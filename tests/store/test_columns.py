@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from churnguard.store import columns as columns_module
 from churnguard.store.columns import PER_ROW, ScoreRows, feature_digest, feature_digests
 from churnguard.store.database import to_json
 from churnguard.store.scores import ScoreRecord, ScoreStore
@@ -32,6 +33,21 @@ def test_column_digests_are_the_digests_of_each_rows_dict() -> None:
     ]
     assert feature_digests(columns) == [feature_digest(r) for r in rows]
     assert len(set(feature_digests(columns))) == 10  # 0.0 and -0.0, None and "" are told apart
+
+
+def test_column_digests_are_the_same_across_blocks_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=11) * 10.0 ** rng.integers(-6, 18, size=11)
+    values[[2, 7]] = np.nan
+    columns = {"x": values, "kind": np.array(["a", None, "b"] * 3 + ["a", "c"], object)}
+    whole = feature_digests(columns)
+    monkeypatch.setattr(columns_module, "_DIGEST_ROWS", 3)  # blocks of 3, 3, 3 and 2 rows
+    assert feature_digests(columns) == whole
+    rows = [
+        {"x": None if np.isnan(x) else float(x), "kind": k}
+        for x, k in zip(values, columns["kind"], strict=True)
+    ]
+    assert whole == [feature_digest(r) for r in rows]
 
 
 def _records(n: int, version: str) -> list[ScoreRecord]:

@@ -23,6 +23,7 @@ from churnguard.store.database import json_ready
 from churnguard.store.schema import Source, aware_utc, incoming
 
 _CHUNK = 5000  # rows per executemany call
+_DIGEST_ROWS = 2048  # rows per block of feature digests: bounds the block (~3 KB a row)
 PER_ROW = (
     "client_id",
     "probability",
@@ -126,38 +127,58 @@ def feature_digest(features: Mapping[str, Any]) -> str:
 
 
 def feature_digests(columns: Mapping[str, np.ndarray]) -> list[str]:
-    """``feature_digest`` of every row of feature columns, without a dict per row.
+    """``feature_digest`` of every row of feature columns, without a dict or a string per row.
 
     Each column is float64 (NaN: missing, which a row's dict holds as None) or an object array of
-    text and None. Each distinct value is written as JSON once; the rows' texts are then one
-    string, each row a slice of it: the text ``json.dumps`` gives a row's dict, so the same digest.
+    text and None. Each distinct value is written as JSON once, with its key, into a table of
+    NUL-padded bytes; a block of rows is then gathered from the tables side by side and the NULs
+    dropped (JSON text has none: it escapes them), which leaves each row's text as ``json.dumps``
+    writes its dict, one after the other: the same digest.
     """
-    import pandas as pd  # only a bulk write needs it
-
     names = sorted(columns)
     n = len(columns[names[0]]) if names else 0
-    pieces: list[Iterable[str]] = []  # key, values, key, values, ...: the rows' texts in turn
-    lengths = np.zeros(n, dtype=np.int64)
-    for j, name in enumerate(names):
-        values = np.asarray(columns[name])
-        if values.dtype == np.float64:  # by bit pattern: 0.0 and -0.0 are written differently
-            codes, bits = pd.factorize(values.view(np.int64))
-            texts = _float_texts(bits.view(np.float64))
-        else:
-            codes, labels = pd.factorize(values, use_na_sentinel=True)
-            texts = [json.dumps(v, default=json_ready) for v in labels]
-        texts.append("null")  # code -1: missing
-        key = ("," if j else "") + json.dumps(name) + ":"
-        pieces += [itertools.repeat(key, n), np.array(texts, dtype=object)[codes].tolist()]
-        lengths += len(key) + np.fromiter(map(len, texts), np.int64, len(texts))[codes]
-    text = "".join(itertools.chain.from_iterable(zip(*pieces, strict=True)))
-    if not text.isascii():  # JSON escapes all else: offsets in characters are offsets in bytes
-        raise ValueError("feature texts that JSON did not escape to ASCII")
-    data, ends = text.encode(), np.cumsum(lengths).tolist()
-    return [
-        hashlib.sha256(b"{" + data[start:end] + b"}").hexdigest()
-        for start, end in zip([0, *ends[:-1]], ends, strict=True)
-    ]
+    tables = [_value_table(columns[name], name, j) for j, name in enumerate(names)]
+    out: list[str] = []
+    for start in range(0, n, _DIGEST_ROWS):
+        out += _block_digests([(codes[start : start + _DIGEST_ROWS], t) for codes, t in tables])
+    return out
+
+
+def _value_table(values: np.ndarray, name: str, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """A column's code per row, and the table of its distinct ``key:value`` texts (NUL-padded
+    ASCII bytes, one row per code; the last one, code -1, is the missing value's)."""
+    import pandas as pd  # only a bulk write needs it
+
+    values = np.asarray(values)
+    if values.dtype == np.float64:  # by bit pattern: 0.0 and -0.0 are written differently
+        codes, bits = pd.factorize(values.view(np.int64))
+        texts = _float_texts(bits.view(np.float64))
+    else:
+        codes, labels = pd.factorize(values, use_na_sentinel=True)
+        texts = [json.dumps(v, default=json_ready) for v in labels]
+    key = ("," if j else "{") + json.dumps(name) + ":"
+    try:  # JSON escapes everything else, so the texts are ASCII
+        table = np.array([key + t for t in [*texts, "null"]], dtype=bytes)
+    except UnicodeEncodeError as exc:
+        raise ValueError("feature texts that JSON did not escape to ASCII") from exc
+    return codes, table.view(np.uint8).reshape(len(table), table.dtype.itemsize)
+
+
+def _block_digests(tables: list[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """The digests of a block of rows: each row's texts side by side, NUL padding dropped."""
+    rows = len(tables[0][0])
+    width = sum(t.shape[1] for _, t in tables)
+    block = np.empty((rows, width + 1), dtype=np.uint8)
+    at = 0
+    for codes, table in tables:
+        block[:, at : at + table.shape[1]] = table[codes]
+        at += table.shape[1]
+    block[:, width] = ord("}")
+    kept = block != 0
+    data = memoryview(block[kept])
+    ends = np.cumsum(np.count_nonzero(kept, axis=1)).tolist()
+    sha256 = hashlib.sha256
+    return [sha256(data[a:b]).hexdigest() for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
 
 def _float_texts(values: np.ndarray) -> list[str]:
