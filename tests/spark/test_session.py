@@ -33,6 +33,6 @@ def test_spark_settings_are_key_value_pairs() -> None:
         parse_conf(["spark.executor.memory"])
 
 
-def test_scoring_on_spark_needs_a_date_and_an_output(capsys: pytest.CaptureFixture[str]) -> None:
+def test_scoring_on_spark_needs_an_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["score", "--engine", "spark", "--data", "crm/"]) == 2
-    assert "--engine spark needs --as-of" in capsys.readouterr().err
+    assert "--engine spark needs --out" in capsys.readouterr().err

@@ -57,40 +57,50 @@ def score(args: argparse.Namespace, settings: Settings) -> int:
 
 def score_on_spark(args: argparse.Namespace, settings: Settings) -> int:
     """`score --engine spark`: scores to a Parquet table (and, with --to-store, the store)."""
+    from datetime import UTC, datetime
+
     from churnguard.domain.mapping import Mapping, load_mapping
     from churnguard.scoring.batch import format_summary
     from churnguard.scoring.loading import load_scorer
     from churnguard.spark.scoring import score_to_parquet
     from churnguard.spark.session import start_session
+    from churnguard.store.runs import ScoringRun, record_run
     from churnguard.store.scores import ScoreStore
 
-    if args.as_of is None or args.out is None:
-        print(
-            "error: --engine spark needs --as-of (the default date needs the whole data on one "
-            "machine) and --out (the Parquet table of scores)",
-            file=sys.stderr,
-        )
+    if args.out is None:
+        print("error: --engine spark needs --out (the Parquet table of scores)", file=sys.stderr)
         return 2
+    started = datetime.now(UTC)
     scorer = load_scorer(settings)
     mapping = load_mapping(args.mapping) if args.mapping is not None else Mapping()
     spark = start_session(args.master, args.spark_conf)
     store = ScoreStore(settings.score_store_url) if args.to_store else None
     try:
-        summary = score_to_parquet(
+        run = score_to_parquet(
             spark, str(args.data), mapping, scorer, args.as_of, args.out, args.drivers,
             args.explain_from, store.create() if store else None, args.partitions,
         )  # fmt: skip
+        if store is not None:  # `churnguard runs` lists it, with its coverage
+            record = ScoringRun.of(
+                run.coverage, model_version=run.summary.model_version,
+                n_scored=run.summary.n_scored, source=str(args.data), started_at=started,
+                note=run.note,
+            )  # fmt: skip
+            record_run(store, record)
     finally:
         if store is not None:
             store.close()
-    print(format_summary(summary))
+    if run.note:
+        print(run.note)
+    print(format_summary(run.summary))
+    print(run.coverage.format())
     print(f"Scores written to {args.out} (Parquet)")
     if store is None:
         print(
-            "Not written to the score store (--to-store): alerts and the dashboard do not see them"
+            "Not written to the score store (--to-store), nor recorded in `churnguard runs`: "
+            "alerts and the dashboard do not see them"
         )
         return 0
-    print("Not recorded in `churnguard runs`: coverage needs the whole data on one machine")
     return _alert_after_scoring(settings)
 
 

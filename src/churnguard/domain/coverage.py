@@ -9,6 +9,7 @@ Then ``as_of`` is the end of the contract data, and the run says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +32,22 @@ class ScoringDate:
 
 def default_as_of(data: CRMData) -> ScoringDate:
     """The end of the data, or of the contract data when the contracts stop well before it."""
-    end = observation_end(data)
-    contracts_end = _contracts_end(data)
+    return choose_as_of(
+        observation_end(data),
+        contracts_end(data),
+        lambda when: len(active_clients(data.contracts, when)),
+    )
+
+
+def choose_as_of(
+    end: pd.Timestamp, contracts_end: pd.Timestamp | None, active_at: Callable[[pd.Timestamp], int]
+) -> ScoringDate:
+    """``default_as_of``'s rule from the ends of the data and of the contracts (``active_at``:
+    how many clients are active at a date, asked only when the contracts stop early)."""
     if contracts_end is None or end - contracts_end <= pd.Timedelta(days=STALE_DAYS):
         return ScoringDate(end)
-    at_end = len(active_clients(data.contracts, end))
-    at_contracts_end = len(active_clients(data.contracts, contracts_end))
+    at_end = active_at(end)
+    at_contracts_end = active_at(contracts_end)
     if at_contracts_end <= at_end:
         return ScoringDate(end)
     note = (
@@ -49,7 +60,7 @@ def default_as_of(data: CRMData) -> ScoringDate:
     return ScoringDate(contracts_end, note)
 
 
-def _contracts_end(data: CRMData) -> pd.Timestamp | None:
+def contracts_end(data: CRMData) -> pd.Timestamp | None:
     """Midnight after the latest contract start or cancellation (None without contracts)."""
     stamps = [data.contracts[c].max() for c in ("start_date", "cancelled_at")]
     known = [s for s in stamps if pd.notna(s)]

@@ -5,29 +5,38 @@ The scorer is pickled once and broadcast; each Python worker unpickles it once. 
 validation as one machine and calls ``scoring.partition.score_partition``: the same features,
 probabilities, drivers and actions, bit for bit (tests/spark). Data problems found in any
 partition stop the run before anything is written, listed as ``churnguard validate`` lists them.
+Each partition also counts its clients, active clients and skipped clients by reason
+(``domain.coverage``): their sums are the run's coverage, recorded in ``churnguard runs``.
 """
 
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 import pickle
 import time
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churnguard.domain.coverage import Coverage, ScoringDate, scoring_coverage
 from churnguard.domain.mapping import Mapping
 from churnguard.domain.problems import Problem
 from churnguard.scoring.batch import TOP_CLIENTS, BatchSummary, summarize
 from churnguard.scoring.partition import ScoreColumns, score_partition
 from churnguard.scoring.score import score_as_of
 from churnguard.scoring.scorer import Scorer
+from churnguard.spark.coverage import (
+    coverage_text,
+    problem_of,
+    problem_text,
+    spark_default_as_of,
+    summed_coverage,
+)
 from churnguard.spark.tables import (
     PartitionTables,
     SourceTables,
@@ -53,6 +62,8 @@ SCORES = (
     "curve string, explained boolean"
 )
 PROBLEM = "problem"  # a partition's data problem as JSON (client_id null on such rows)
+COVERAGE = "coverage"  # a partition's coverage as JSON (one row a partition, client_id null)
+NOTES = f"{PROBLEM} string, {COVERAGE} string"
 SUMMARY_COLUMNS = ("client_id", "probability", "band", "revenue_at_risk", "client_name")
 
 
@@ -88,37 +99,59 @@ def score_frame(
     previous: MappingABC[str, ScoreSummary] | None = None,
     buckets: int | None = None,
 ) -> DataFrame:
-    """The scores of every client active at as_of (lazy), with a ``problem`` column.
+    """The scores of every client active at as_of (lazy), with the partitions' notes.
 
-    Rows with a problem (``client_id`` null) carry a partition's data problem instead of a score:
-    ``checked_scores`` raises on errors and drops them.
+    Rows with a note (``client_id`` null) carry a partition's data problem or its coverage
+    instead of a score: ``checked_run`` raises on errors and takes them out.
     """
     raise_problems(tables.problems)
+    n = buckets or default_buckets(spark, tables)
+    packed = pack_by_client(tables, mapping, n)
+    layout = PartitionTables(tables.names, tables.schemas, mapping)
+    return score_packed(spark, packed, layout, scorer, as_of, drivers, explain_from, previous, n)
+
+
+def score_packed(
+    spark: SparkSession,
+    packed: DataFrame,
+    layout: PartitionTables,
+    scorer: Scorer,
+    as_of: datetime,
+    drivers: bool,
+    explain_from: float,
+    previous: MappingABC[str, ScoreSummary] | None,
+    buckets: int,
+) -> DataFrame:
+    """``score_frame`` of tables already packed by client (``tables.pack_by_client``)."""
     context = spark.sparkContext
     job = ScoringJob(
-        PartitionTables(tables.names, tables.schemas, mapping),
+        layout,
         context.broadcast(pickle.dumps(scorer)),
         score_as_of(as_of),
         drivers,
         explain_from,
         context.broadcast(pickle.dumps(dict(previous))) if previous else None,
     )
-    n = buckets or default_buckets(spark, tables)
-    return by_bucket(pack_by_client(tables, mapping, n), n).applyInPandas(
-        lambda group: _score_group(job, group), f"{SCORES}, {PROBLEM} string"
+    return by_bucket(packed, buckets).applyInPandas(
+        lambda group: _score_group(job, group), f"{SCORES}, {NOTES}"
     )
 
 
 def checked_scores(scores: DataFrame) -> DataFrame:
     """The scores, persisted, after raising DataContractError on any partition's data error."""
+    return checked_run(scores, pd.Timestamp(0, tz="UTC"))[0]
+
+
+def checked_run(scores: DataFrame, as_of: datetime) -> tuple[DataFrame, Coverage]:
+    """The scores (persisted) and the run's coverage, after raising DataContractError on any
+    partition's data error; warnings are logged."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as sf
 
     scores = scores.persist(StorageLevel.MEMORY_AND_DISK)
-    found = [
-        r[PROBLEM] for r in scores.where(sf.col(PROBLEM).isNotNull()).select(PROBLEM).collect()
-    ]
-    problems = list(dict.fromkeys(Problem(**{**json.loads(t), "rows": ()}) for t in found))
+    noted = sf.col(PROBLEM).isNotNull() | sf.col(COVERAGE).isNotNull()
+    notes = scores.where(noted).select(PROBLEM, COVERAGE).collect()
+    problems = list(dict.fromkeys(problem_of(r[PROBLEM]) for r in notes if r[PROBLEM]))
     try:
         raise_problems(problems)
     except Exception:
@@ -126,7 +159,8 @@ def checked_scores(scores: DataFrame) -> DataFrame:
         raise
     for problem in problems:
         logger.warning("%s", problem)
-    return scores.where(sf.col(PROBLEM).isNull()).drop(PROBLEM)
+    covered = summed_coverage([r[COVERAGE] for r in notes if r[COVERAGE]], pd.Timestamp(as_of))
+    return scores.where(~noted).drop(PROBLEM, COVERAGE), covered
 
 
 # --- in each partition ---------------------------------------------------------------------------
@@ -143,27 +177,44 @@ def unpickled(value: Broadcast[bytes]) -> Any:
 
 
 def _score_group(job: ScoringJob, group: pd.DataFrame) -> pd.DataFrame:
-    """One bucket of clients: their scores, or their data problems."""
+    """One bucket of clients: their scores and coverage, or their data problems."""
     data, problems = job.tables.crm(group)
     if data is None:
-        return _problem_rows(problems)
+        return _note_rows(problems)
     scorer: Scorer = unpickled(job.scorer)
     previous = unpickled(job.previous) if job.previous is not None else None
     columns = score_partition(
         data, scorer, job.as_of, job.drivers, job.explain_from, previous, threads=1
     )
-    frame = columns.frame().assign(**{PROBLEM: None})
-    return pd.concat([frame, _problem_rows(problems)], ignore_index=True) if problems else frame
+    frame = columns.frame().assign(**{PROBLEM: None, COVERAGE: None})
+    notes = _note_rows(problems, coverage_text(scoring_coverage(data, pd.Timestamp(job.as_of))))
+    return pd.concat([frame, notes], ignore_index=True)
 
 
-def _problem_rows(problems: Sequence[Problem]) -> pd.DataFrame:
-    """A row per problem: every score column empty, the problem as JSON."""
+def _note_rows(problems: Sequence[Problem], coverage: str | None = None) -> pd.DataFrame:
+    """A row per problem (and one for the coverage): every score column empty."""
     names = [part.split()[0] for part in SCORES.split(", ")]
-    texts = [json.dumps({**asdict(p), "rows": []}) for p in problems]
-    return pd.DataFrame({**{n: [None] * len(texts) for n in names}, PROBLEM: texts})
+    texts = [problem_text(p) for p in problems]
+    n = len(texts) + (coverage is not None)
+    return pd.DataFrame(
+        {
+            **{name: [None] * n for name in names},
+            PROBLEM: texts + [None] * (coverage is not None),
+            COVERAGE: [None] * len(texts) + ([coverage] if coverage is not None else []),
+        }
+    )
 
 
 # --- a whole run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SparkScoreRun:
+    """What a Spark score run did: its summary, its coverage, why its as_of (empty: the end)."""
+
+    summary: BatchSummary
+    coverage: Coverage
+    note: str = ""
 
 
 def score_to_parquet(
@@ -171,28 +222,40 @@ def score_to_parquet(
     source: str,
     mapping: Mapping,
     scorer: Scorer,
-    as_of: datetime,
+    as_of: datetime | None,
     out: str,
     drivers: bool = True,
     explain_from: float = 0.0,
     store: ScoreStore | None = None,
     buckets: int | None = None,
-) -> BatchSummary:
-    """Score every client active at as_of into a Parquet table at ``out`` (replaced), and into
-    the score store when one is given (its previous scores then give "what changed")."""
+) -> SparkScoreRun:
+    """Score every client active at as_of (None: the default date, ``spark.coverage``) into a
+    Parquet table at ``out`` (replaced), and into the score store when one is given (its previous
+    scores then give "what changed")."""
+    from pyspark import StorageLevel
+
     from churnguard.spark.session import progress
 
     started = time.perf_counter()
-    when = score_as_of(as_of)
-    previous = store.previous_scores(when) if store is not None else None
     tables = read_sources(spark, source, mapping)
+    raise_problems(tables.problems)
+    n = buckets or default_buckets(spark, tables)
+    packed = pack_by_client(tables, mapping, n)
+    layout = PartitionTables(tables.names, tables.schemas, mapping)
+    chosen = ScoringDate(pd.Timestamp(as_of)) if as_of is not None else None
+    if chosen is None:  # the dates pass, then scoring, read the same shuffled data
+        packed = packed.repartition(n, "bucket").persist(StorageLevel.MEMORY_AND_DISK)
+        with progress(spark, "default as_of on Spark"):
+            chosen = spark_default_as_of(packed, layout, n)
+    when = score_as_of(chosen.as_of)
+    previous = store.previous_scores(when) if store is not None else None
     with progress(spark, "scoring on Spark"):
-        frame = score_frame(
-            spark, tables, mapping, scorer, when, drivers, explain_from, previous, buckets
+        frame = score_packed(
+            spark, packed, layout, scorer, when, drivers, explain_from, previous, n
         )
-        scores = checked_scores(frame)
+        scores, covered = checked_run(frame, when)
         scores.write.mode("overwrite").parquet(out)
-    spark.catalog.clearCache()  # the persisted scores
+    spark.catalog.clearCache()  # the persisted scores (and packed tables)
     if store is not None:
         columns = read_scores(out, when, scorer.version)
         store.save_score_rows(columns.rows, source="batch")
@@ -200,7 +263,8 @@ def score_to_parquet(
         columns = read_scores(out, when, scorer.version, SUMMARY_COLUMNS)
     seconds = time.perf_counter() - started
     workers = spark.sparkContext.defaultParallelism
-    return summarize(columns, scorer, seconds, drivers, explain_from, workers)
+    summary = summarize(columns, scorer, seconds, drivers, explain_from, workers)
+    return SparkScoreRun(summary, covered, chosen.note)
 
 
 def read_scores(
