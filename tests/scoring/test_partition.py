@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from churnguard.domain.contract import CRMData
+from churnguard.scoring import batch
 from churnguard.scoring.batch import format_summary, score_to_store
 from churnguard.scoring.partition import ScoreColumns, score_partition
 from churnguard.scoring.playbook import load_playbook
@@ -75,8 +76,13 @@ def test_columns_are_the_score_objects_records_field_for_field(
 
 
 def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(
-    scorer: Scorer, data: CRMData, as_of: pd.Timestamp, tmp_path: Path
+    scorer: Scorer,
+    data: CRMData,
+    as_of: pd.Timestamp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(batch, "MIN_CHUNK", 10)  # several chunks of clients, of several sizes
     day_before = as_of - pd.Timedelta(days=1)
     stores, summaries = [], []
     for workers in (1, 2):
@@ -111,3 +117,14 @@ def test_a_scores_only_summary_says_there_are_no_drivers(
     assert all(t.reason is None for t in summary.top)
     assert "Drivers and actions: none (scores only, --no-drivers)" in format_summary(summary)
     assert sum(summary.by_band.values()) == summary.n_scored > 0
+
+
+def test_chunks_of_a_pool_cover_every_client_once_and_shrink_towards_the_end() -> None:
+    for n, workers in [(0, 2), (1, 2), (999, 2), (65_694, 2), (100_000, 8)]:
+        bounds = batch._chunk_bounds(n, workers)
+        assert [start for start, _ in bounds] == [0, *(stop for _, stop in bounds)][: len(bounds)]
+        assert (bounds[-1][1] if bounds else 0) == n
+        sizes = [stop - start for start, stop in bounds]
+        assert sizes == sorted(sizes, reverse=True)
+        assert all(size <= batch.CHUNK_ROWS for size in sizes)
+        assert all(size >= batch.MIN_CHUNK for size in sizes[:-1])

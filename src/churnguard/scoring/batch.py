@@ -18,10 +18,11 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -34,6 +35,7 @@ from churnguard.store.columns import ScoreRows
 from churnguard.store.scores import ScoreStore, ScoreSummary
 
 TOP_CLIENTS = 5  # clients by revenue at risk kept in a BatchSummary
+MIN_CHUNK = 1_000  # the smallest chunk of clients a worker process is given
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,15 @@ def score_to_store(
     when = score_as_of(as_of)
     if workers is None:  # scores only: the pool's start costs more than it saves
         workers = (os.cpu_count() or 1) if drivers else 1
-    with _pool(scorer, workers) as pool:  # its processes start while the features are computed
-        previous = store.previous_scores(when)
+    # the pool's processes start, and the previous scores are read, while the features are computed
+    with _pool(scorer, workers) as pool, ThreadPoolExecutor(1) as reader:
+        reading = reader.submit(store.previous_scores, when)
         features = scorer.features_at(data, when)
         info = clients_info(data, features["client_id"])
-        parts = _score_chunks(pool, scorer, features, when, info, previous, drivers, explain_from)
+        previous = reading.result()
+        parts = _score_chunks(
+            pool, workers, scorer, features, when, info, previous, drivers, explain_from
+        )
         done = []
         with tqdm(total=len(features), unit="client", disable=None if progress else True) as bar:
             for part in parts:
@@ -103,6 +109,7 @@ def score_to_store(
 
 def _score_chunks(
     pool: Executor | None,
+    workers: int,
     scorer: Scorer,
     features: pd.DataFrame,
     when: datetime,
@@ -115,12 +122,25 @@ def _score_chunks(
     if pool is None:  # scores only, or one process: one chunk, no copies
         yield score_features(scorer, features, when, info, previous, drivers, explain_from)
         return
+    probability = scorer.predict(features)  # in one call, as on one process: the same bits
     chunks = []
-    for start in range(0, len(features), CHUNK_ROWS):
-        part = features.iloc[start : start + CHUNK_ROWS]
+    for start, stop in _chunk_bounds(len(features), workers):
+        part = features.iloc[start:stop]
         known = {c: previous[c] for c in part["client_id"] if c in previous}
-        chunks.append((part, when, info[start : start + CHUNK_ROWS], known, drivers, explain_from))
+        p = probability[start:stop]
+        chunks.append((part, when, info[start:stop], known, drivers, explain_from, p))
     yield from pool.map(_score_chunk, chunks)
+
+
+def _chunk_bounds(n: int, workers: int) -> list[tuple[int, int]]:
+    """Chunks of clients for the pool, smaller towards the end (what is left / (4 x workers),
+    between ``MIN_CHUNK`` and ``CHUNK_ROWS``), so that the workers finish close together."""
+    bounds, start = [], 0
+    while start < n:
+        size = min(CHUNK_ROWS, max(MIN_CHUNK, (n - start) // (4 * workers)))
+        bounds.append((start, min(n, start + size)))
+        start += size
+    return bounds
 
 
 # --- the worker processes ------------------------------------------------------------------------
@@ -149,13 +169,19 @@ def _take_scorer(pickled: bytes) -> None:
 
 def _score_chunk(
     args: tuple[
-        pd.DataFrame, datetime, Sequence[ClientInfo], Mapping[str, ScoreSummary], bool, float
+        pd.DataFrame,
+        datetime,
+        Sequence[ClientInfo],
+        Mapping[str, ScoreSummary],
+        bool,
+        float,
+        np.ndarray,
     ],
 ) -> ScoreColumns:
-    """One chunk of clients, in a worker process, on one thread."""
+    """One chunk of clients (and their probabilities), in a worker process, on one thread."""
     assert _scorer is not None, "a worker process without its scorer"
-    features, when, info, previous, drivers, explain_from = args
-    return score_features(_scorer, features, when, info, previous, drivers, explain_from, 1)
+    features, when, info, previous, drivers, explain_from, p = args
+    return score_features(_scorer, features, when, info, previous, drivers, explain_from, 1, p)
 
 
 class _NoPool:

@@ -87,10 +87,15 @@ def score_features(
     drivers: bool = True,
     explain_from: float = 0.0,
     threads: int = 1,
+    probability: np.ndarray | None = None,
 ) -> ScoreColumns:
     """``score_partition`` from the clients' features (``Scorer.features_at``) and identities
-    (``clients_info``), scored at ``when`` (``score_as_of``: UTC, to the second)."""
-    probability = scorer.predict(features)
+    (``clients_info``), scored at ``when`` (``score_as_of``: UTC, to the second).
+
+    ``probability``: the rows' ``Scorer.predict``, when worked out with other rows (a logistic
+    model's last bits depend on the rows predicted together: BLAS blocks its products).
+    """
+    probability = scorer.predict(features) if probability is None else probability
     explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
     value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
     ids = features["client_id"].tolist()
