@@ -197,6 +197,17 @@ def test_chunks_of_clients_give_the_same_features(
     _assert_same(chunked, whole, exact=True)
 
 
+def test_one_date_chunks_of_clients_give_the_same_features(
+    data: CRMData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snaps = _snapshots(data, as_of_dates(3)[:1])
+    fs = feature_set_for(data)
+    whole = compute_features(data, snaps.sample(frac=1, random_state=1), fs)
+    monkeypatch.setattr(engine, "CHUNK_ROWS", data.n_rows // (8 * engine.ONE_DATE_CHUNKS))
+    chunked = compute_features(data, snaps.sample(frac=1, random_state=1), fs)
+    _assert_same(chunked, whole, exact=True)
+
+
 def test_a_price_rise_and_a_change_of_scope_are_told_apart() -> None:
     def day(*dates: str) -> pd.Series:
         return pd.Series(pd.to_datetime(list(dates), utc=True)).dt.as_unit("s")

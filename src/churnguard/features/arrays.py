@@ -127,7 +127,7 @@ def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
             columns[col.name] = np.asarray(s.array.codes)
             categories[col.name] = tuple(str(c) for c in s.cat.categories)
         elif col.kind == Kind.DATETIME:
-            seconds = s.to_numpy(dtype="datetime64[s]").view(np.int64)
+            seconds = _seconds(s)
             columns[col.name] = _encodable(seconds, f"{spec.name}.{col.name}")
         elif col.kind in (Kind.NUMBER, Kind.BOOL):
             columns[col.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -136,16 +136,37 @@ def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
     return TableArrays(columns, categories)
 
 
+def _seconds(s: pd.Series) -> np.ndarray:
+    """A datetime column as int64 epoch seconds: a read-only view when pandas holds seconds."""
+    if getattr(s.dtype, "unit", None) != "s":
+        return s.to_numpy(dtype="datetime64[s]").view(np.int64)
+    seconds = s.array.view("i8")
+    seconds.flags.writeable = False
+    return seconds
+
+
 def _encodable(times: np.ndarray, column: str) -> np.ndarray:
     """Epoch seconds the engine can encode (or NAT); ValueError for any other time."""
-    known = times[times != NAT]
-    if len(known) and (known.min() < EARLIEST_TIME or known.max() > LATEST_TIME):
+    earliest = _earliest(times) if len(times) else NAT
+    if earliest != NAT and (earliest < EARLIEST_TIME or times.max() > LATEST_TIME):
+        known = times[times != NAT]
         bad = known[(known < EARLIEST_TIME) | (known > LATEST_TIME)][0]
         raise ValueError(
             f"{column}: {np.datetime64(int(bad), 's')} is outside the range the feature engine "
             f"encodes: {np.datetime64(EARLIEST_TIME, 's')} .. {np.datetime64(LATEST_TIME, 's')} UTC"
         )
     return times
+
+
+def _earliest(times: np.ndarray) -> int:
+    """The earliest time that is not NAT (NAT if there is none), without a full-length copy."""
+    earliest = int(times.min())
+    for start in range(0, len(times), 1 << 20) if earliest == NAT else ():
+        block = times[start : start + (1 << 20)]
+        known = block[block != NAT]
+        if len(known):
+            earliest = int(known.min()) if earliest == NAT else min(earliest, int(known.min()))
+    return earliest
 
 
 class Reordered:

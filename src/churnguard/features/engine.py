@@ -64,6 +64,7 @@ from churnguard.features.plan import (
 _BLOCK = 1 << 16  # snapshots per block when combining formulas
 DENSE_CELLS = 8_000  # snapshots x input rows up to which the dense executor is used
 CHUNK_ROWS = 12_000_000  # input rows per chunk of clients in the bulk path (bounds memory)
+ONE_DATE_CHUNKS = 16  # the one-date (scatter) path's chunks are this many times larger
 
 
 _KEPT = ("contract_start",)  # prepared streams the custom features read
@@ -265,11 +266,18 @@ class _Engine:
 
     def _table_aggs(self, table: str, streams: list[StreamPlan]) -> None:
         if self.one_date:  # a slot per client from the first snapshot's to the last's
-            codes = self.snap.codes
+            codes, data = self.snap.codes, self.data.table(table)
             clients, as_of = range(int(codes[0]), int(codes[-1]) + 1), int(self.snap.as_of[0])
+            slots = scatter.Slots(data, clients)
+            every = len(codes) == len(clients)  # each slot a snapshot: write the rows in place
             for sp in streams:
-                by_client = scatter.stream_aggregates(self.data.table(table), sp, as_of, clients)
-                self.values[sp.first : sp.first + len(sp.aggs)] = by_client[:, codes - codes[0]]
+                rows = slice(sp.first, sp.first + len(sp.aggs))
+                if every:
+                    scatter.stream_aggregates(data, sp, as_of, slots, self.values[rows])
+                    continue
+                by_client = np.empty((len(sp.aggs), len(clients)))
+                scatter.stream_aggregates(data, sp, as_of, slots, by_client)
+                self.values[rows] = by_client[:, codes - codes[0]]
             return
         grouped = group_by_client(self.data.table(table), TABLES[table].time or "")
         for sp in streams:
@@ -307,7 +315,7 @@ class _Engine:
             _run(plan.steps, v, self.snap.as_of[block] // DAY)
             combined[:, block] = v[rows]
         self.values = np.empty((0, 0))  # done: free it before the reordered copy
-        if n > 1:  # back to the snapshots' order: a gather, row by row (faster than a scatter)
+        if not is_sorted(order):  # back to the snapshots' order: a gather (faster than a scatter)
             where = np.empty_like(order)
             where[order] = np.arange(n)
             combined = np.take(combined, where, axis=1)
@@ -380,8 +388,9 @@ def feature_columns(
     """
     codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
     one_date = len(as_of) > 0 and bool((as_of == as_of[0]).all())
-    # one date: the scatter executor's memory is a few stream columns, so fewer, larger chunks
-    n_chunks = -(-_n_rows(data) // (CHUNK_ROWS * (4 if one_date else 1)))
+    # one date: the scatter executor's memory is a few columns of one table plus ~1.2 kB per
+    # client, so chunks (each a copy of its clients' rows) only for far larger inputs
+    n_chunks = -(-_n_rows(data) // (CHUNK_ROWS * (ONE_DATE_CHUNKS if one_date else 1)))
     if n_chunks <= 1 or not len(codes):
         return _chunk_columns(data, codes, as_of, feature_set)
     size = -(-len(data.client_ids) // n_chunks)

@@ -2,65 +2,136 @@
 
 When every snapshot has the same as_of (a nightly batch, one training date), each window is a
 fixed time range, so an aggregation is a filter of a stream's rows followed by a scatter into
-one slot per client (``np.add.at``, ``np.maximum.at``): no sort, no binary search, no prefix
-arrays, and memory of a few columns of the stream. Sums are taken in int64 micro-units, counts
-and times as they are, so the results equal the sorted executor's bit for bit.
+one slot per client (``np.add.at``, ``np.maximum.at``): no sort, no binary search over clients,
+no prefix arrays. Rows that do not count (outside the window, the filter or the clients) go to a
+spare slot that is dropped, so no row is ever compressed out. When a stream's times are in order
+(a CRM export usually lists rows by time) a window is a run of rows found by two binary searches,
+and a windowed aggregation reads only its run. Every pass goes over blocks of ``BLOCK_ROWS``
+rows, so temporaries stay a few MB whatever the table's size (fresh memory is costly here).
+Sums are taken in int64 micro-units, counts and times as they are, so the results equal the
+sorted executor's bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import DAY, TIME_OFFSET
-from churnguard.features.arrays import NAT, TableArrays, encode_times
+from churnguard.features.arrays import NAT, TableArrays, encode_times, is_sorted
 from churnguard.features.catalog import STREAMS, Agg
 from churnguard.features.plan import SCALE, StreamPlan, event_filter, micro_units
 
 _NEVER = np.iinfo(np.int64).max
+BLOCK_ROWS = 1 << 20  # rows per pass: temporaries of a few MB, reused by the allocator
+
+_Rows = Callable[[TableArrays], np.ndarray]
+
+
+class Slots:
+    """Each row's slot: its client's position in a range of clients, or ``len(clients)`` (the
+    spare slot, dropped) for rows of clients outside it; worked out block by block."""
+
+    def __init__(self, table: TableArrays, clients: range) -> None:
+        self.codes = table("client_code")
+        self.first, self.n = clients.start, len(clients)
+        codes = self.codes
+        self.as_is = not len(codes) or (
+            not self.first and codes.min() >= 0 and codes.max() < self.n
+        )
+
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
+        codes = self.codes[rows]
+        if self.as_is:
+            return codes
+        slots = codes.astype(np.intp)
+        slots -= self.first
+        slots[(slots < 0) | (slots >= self.n)] = self.n
+        return slots
+
+
+def _blocks(run: slice) -> Iterator[slice]:
+    for start in range(run.start, run.stop, BLOCK_ROWS):
+        yield slice(start, min(start + BLOCK_ROWS, run.stop))
+
+
+def _by_blocks(fn: _Rows, table: TableArrays, dtype: type) -> np.ndarray:
+    """A row-wise function of a table, evaluated block by block into one array (a column as
+    it is when the function only reads one)."""
+    n = len(table("client_code"))
+    if _reads_a_column(fn, table, dtype):
+        return fn(table)
+    out = np.empty(n, dtype=dtype)
+    for b in _blocks(slice(0, n)):
+        out[b] = fn(_rows(table, b))
+    return out
+
+
+def _reads_a_column(fn: _Rows, table: TableArrays, dtype: type) -> bool:
+    """Whether fn returns one of the table's columns as it is (tried on its first row)."""
+    first = _rows(table, slice(0, 1))
+    got = fn(first)
+    return got.dtype == dtype and any(np.shares_memory(got, c) for c in first.columns.values())
+
+
+def _rows(table: TableArrays, rows: slice) -> TableArrays:
+    return TableArrays({k: v[rows] for k, v in table.columns.items()}, table.categories)
 
 
 class _Stream:
     """One stream's rows of a table, with the filters, values and windows its aggregations read."""
 
-    def __init__(self, table: TableArrays, sp: StreamPlan, as_of: int, clients: range) -> None:
+    def __init__(self, table: TableArrays, sp: StreamPlan, as_of: int, slots: Slots) -> None:
         self.table = table
         self.stream = STREAMS[sp.stream]
-        self.times = self.stream.time(table)
-        self.codes = table("client_code") - clients.start  # a slot per client of the range
-        outside = (self.codes < 0) | (self.codes >= len(clients))
-        if outside.any():  # rows of other (or unknown) clients: no event
-            self.times = np.where(outside, NAT, self.times)
-            self.codes = np.where(outside, 0, self.codes)
+        self.times = _by_blocks(self.stream.time, table, np.int64)
+        self.slots = slots
         # a window [start, end) in encoded times is [start - OFFSET, end - OFFSET) in seconds
         end = as_of - sp.spans.offset[:, 0]
         start = np.where(sp.spans.bounded[:, 0], encode_times(end - sp.spans.window[:, 0]), 0)
         self.start = (start - TIME_OFFSET).tolist()
         self.end = (encode_times(end) - TIME_OFFSET).tolist()
+        n = len(self.times)  # in order: each window is a run of rows
+        self.in_order = all(
+            is_sorted(self.times[b.start : b.stop + 1]) for b in _blocks(slice(0, n))
+        )
         self._memo: dict[tuple[str, object], np.ndarray] = {}
 
-    def selected(self, span: int, where: str | None) -> np.ndarray:
-        """Rows that are events of the span's window and pass the filter."""
-        inside = self.in_span(span)
-        if where is not None:
-            inside = inside & self.mask(where)
-        return np.flatnonzero(inside)
+    def run(self, span: int) -> slice:
+        """The rows that may hold the span's window's events (all of them if not in order)."""
+        if not self.in_order:
+            return slice(0, len(self.times))
+        lo, hi = np.searchsorted(self.times, [self.start[span], self.end[span]]).tolist()
+        return slice(lo, hi)
 
-    def in_span(self, span: int) -> np.ndarray:
-        def build() -> np.ndarray:
-            inside = self.times >= self.start[span]
-            inside &= self.times < self.end[span]
+    def keep(self, rows: slice, span: int, where: str | None) -> np.ndarray | None:
+        """Which rows of a block of the span's run count (None: all of them)."""
+        inside = None
+        if not self.in_order:
+            t = self.times[rows]
+            inside = t >= self.start[span]
+            inside &= t < self.end[span]
+        if where is None:
             return inside
-
-        return self._cached(("span", span), build)
+        mask = self.mask(where)[rows]
+        return mask if inside is None else inside & mask
 
     def mask(self, where: str) -> np.ndarray:
-        return self._cached(("mask", where), lambda: event_filter(self.stream, where, self.table))
+        def build() -> np.ndarray:
+            return _by_blocks(lambda t: event_filter(self.stream, where, t), self.table, bool)
+
+        return self._cached(("mask", where), build)
 
     def value(self, name: str) -> np.ndarray:
         return self._cached(("value", name), lambda: self.stream.values[name](self.table))
+
+    def micro(self, name: str, block: slice) -> np.ndarray:
+        """A value of a block's rows in int64 micro-units (missing: 0), as every executor sums
+        it; worked out per block, as a table-long copy would cost more than it saves."""
+        with np.errstate(invalid="ignore", over="ignore"):  # rows no window reads, too
+            return micro_units(self.stream.values[name](_rows(self.table, block)))
 
     def _cached(self, key: tuple[str, object], build: Callable[[], np.ndarray]) -> np.ndarray:
         if key not in self._memo:
@@ -68,57 +139,81 @@ class _Stream:
         return self._memo[key]
 
 
-def stream_aggregates(table: TableArrays, sp: StreamPlan, as_of: int, clients: range) -> np.ndarray:
-    """The stream's aggregations (rows, in the plan's order) for a range of client codes."""
-    s = _Stream(table, sp, as_of, clients)
-    out = np.empty((len(sp.aggs), len(clients)))
+def stream_aggregates(
+    table: TableArrays, sp: StreamPlan, as_of: int, slots: Slots, out: np.ndarray
+) -> None:
+    """Write the stream's aggregations (rows of out, in the plan's order; a column per slot but
+    the spare one) for the clients the slots are of."""
+    s = _Stream(table, sp, as_of, slots)
+    n = out.shape[1] + 1  # the spare slot last
     for i, a in enumerate(sp.aggs):
-        rows = s.selected(sp.span[i], a.where)
-        out[i] = _aggregate(s, a, rows, as_of, len(clients))
-    return out
+        if a.how == "last":
+            out[i] = _last_value(s, a, sp.span[i], n)[:-1]
+            continue
+        out[i] = _aggregate(s, a, sp.span[i], as_of, n)[:-1]
 
 
-def _aggregate(s: _Stream, a: Agg, rows: np.ndarray, as_of: int, n: int) -> np.ndarray:
-    codes = s.codes[rows]
+def _aggregate(s: _Stream, a: Agg, span: int, as_of: int, n: int) -> np.ndarray:
+    """A count, sum, or earliest or latest time per slot, scattered block by block."""
+    if a.how in ("count", "sum"):
+        ufunc, acc = np.add, np.zeros(n, dtype=np.int64)  # int64 wraps like prefix sums do
+    elif a.how == "days_since_first":
+        ufunc, acc = np.minimum, np.full(n, _NEVER)
+    else:
+        ufunc, acc = np.maximum, np.full(n, NAT)
+    for b in _blocks(s.run(span)):
+        keep = s.keep(b, span, a.where)
+        rows: slice | np.ndarray = slice(None)  # of the block
+        slots = s.slots[b]
+        if keep is not None:
+            k = np.count_nonzero(keep)
+            if 4 * k < len(keep):  # few rows count: take them
+                rows = np.flatnonzero(keep)
+                slots = slots[rows]
+            else:  # most do: the others to the spare slot, cheaper than taking the rows
+                slots = np.where(keep, slots, np.intp(n - 1))
+        if a.how == "count":
+            ufunc.at(acc, slots, 1)
+        else:
+            values = s.micro(a.value or "", b) if a.how == "sum" else s.times[b]
+            ufunc.at(acc, slots, values[rows])
     if a.how == "count":
-        return np.bincount(codes, minlength=n)
+        return acc
     if a.how == "sum":
-        total = np.zeros(n, dtype=np.int64)  # int64 wraps like the sorted executor's prefix sums
-        np.add.at(total, codes, micro_units(s.value(a.value or "")[rows]))
-        return total / SCALE
-    if a.how == "days_since_first":
-        first = np.full(n, _NEVER)
-        np.minimum.at(first, codes, s.times[rows])
-        return _days_since(first, first != _NEVER, as_of)
+        return acc / SCALE
+    found = acc != (_NEVER if a.how == "days_since_first" else NAT)
+    return np.where(found, (as_of - np.where(found, acc, as_of)) / DAY, np.nan)
+
+
+def _last_value(s: _Stream, a: Agg, span: int, n: int) -> np.ndarray:
+    """Per slot, the value of its latest selected event (ties: table time, then row)."""
+    run = s.run(span)
+    keep = s.keep(run, span, a.where)
+    rows = np.arange(run.start, run.stop) if keep is None else np.flatnonzero(keep) + run.start
+    slots = s.slots[rows]
     latest = np.full(n, NAT)
-    np.maximum.at(latest, codes, s.times[rows])
+    np.maximum.at(latest, slots, s.times[rows])
     found = latest != NAT
-    if a.how == "days_since":
-        return _days_since(latest, found, as_of)
-    last = _last_rows(s, rows, codes, latest, n)
+    last = _last_rows(s, rows, slots, latest, n)
     values = s.value(a.value or "")
     return np.where(found, values[np.where(found, last, 0)] if len(values) else 0.0, np.nan)
 
 
-def _days_since(t: np.ndarray, found: np.ndarray, as_of: int) -> np.ndarray:
-    return np.where(found, (as_of - np.where(found, t, as_of)) / DAY, np.nan)
-
-
 def _last_rows(
-    s: _Stream, rows: np.ndarray, codes: np.ndarray, latest: np.ndarray, n: int
+    s: _Stream, rows: np.ndarray, slots: np.ndarray, latest: np.ndarray, n: int
 ) -> np.ndarray:
     """Per client, its last selected row in the sorted executor's order (time, table time, row)."""
-    tied = latest[codes] == s.times[rows]
-    rows, codes = rows[tied], codes[tied]
+    tied = latest[slots] == s.times[rows]
+    rows, slots = rows[tied], slots[tied]
     time_column = TABLES[s.stream.table].time
     if time_column:  # ties in the event time: the table's own time, then the row, decide
         table_time = encode_times(s.table(time_column)[rows])
         best = np.full(n, -1, dtype=np.int64)
-        np.maximum.at(best, codes, table_time)
-        tied = best[codes] == table_time
-        rows, codes = rows[tied], codes[tied]
+        np.maximum.at(best, slots, table_time)
+        tied = best[slots] == table_time
+        rows, slots = rows[tied], slots[tied]
     last = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(last, codes, rows)
+    np.maximum.at(last, slots, rows)
     return last
 
 
