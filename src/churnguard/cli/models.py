@@ -63,9 +63,9 @@ def _train_on_spark(
 
     mapping = load_mapping(args.mapping) if args.mapping is not None else Mapping()
     spark = start_session(args.master, args.spark_conf)
-    ds = backfill_dataset(spark, str(args.data), mapping, options, args.partitions)
+    found = backfill_dataset(spark, str(args.data), mapping, options, args.partitions)
     truth = _load_truth(args.data) if "://" not in str(args.data) else None
-    return train_on(ds, registry, settings.models_dir, options, truth)
+    return train_on(found.dataset, registry, settings.models_dir, options, truth, found.digest)
 
 
 def _shown_source(source: str) -> str:

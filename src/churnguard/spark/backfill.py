@@ -9,20 +9,28 @@ whole data's are their maximum and union), checking the data as one machine woul
 clients and contracts to the driver; (3) ``features.engine.compute_features`` of the labelled
 snapshots, which travel to their clients' partitions the same way. ``training.dataset``'s
 ``build_dataset`` does the rest, as on one machine: the same labels, the same features.
+
+The data digest (MLflow's, and the promotion gate's "same data" check) covers every table and is
+computed in pass (1): per table, its dtypes, its row count and the sum (mod 2**64) of its rows'
+``pd.util.hash_pandas_object`` hashes, over every partition. It is not one machine's
+``data_digest`` (a sha256 over every row hash in row order, which would need each row's hash back
+on the driver in source order: 8 bytes a row) and is marked ``spark:`` so the two never compare
+equal: a champion trained on one engine is re-evaluated on the other's data, as for new data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from churnguard.domain.churn import observation_end
-from churnguard.domain.contract import CRMData
+from churnguard.domain.contract import TABLES, CRMData
 from churnguard.domain.mapping import Mapping
 from churnguard.domain.problems import Problem
 from churnguard.features.catalog import FeatureSet, event_types_in
@@ -44,7 +52,16 @@ if TYPE_CHECKING:
 
 SNAPSHOTS = "_snapshots"  # the labelled snapshots, packed like a table
 _DRIVER_TABLES = ("clients", "contracts")
-_HISTORY = "end_s long, event_types string, problem string"
+_HISTORY = "end_s long, event_types string, digest string, problem string"
+DIGEST_PREFIX = "spark:"
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """The training dataset built on Spark and the digest of the whole data."""
+
+    dataset: Dataset
+    digest: str
 
 
 def backfill_dataset(
@@ -53,8 +70,8 @@ def backfill_dataset(
     mapping: Mapping,
     options: TrainOptions,
     buckets: int | None = None,
-) -> Dataset:
-    """``build_dataset`` with the features computed on Spark (module docstring)."""
+) -> Backfill:
+    """``build_dataset`` with the features computed on Spark, and the data's digest."""
     from pyspark import StorageLevel
 
     tables = read_sources(spark, source, mapping)
@@ -62,17 +79,17 @@ def backfill_dataset(
     n = buckets or default_buckets(spark, tables)
     packed = pack_by_client(tables, mapping, n).persist(StorageLevel.MEMORY_AND_DISK)
     layout = PartitionTables(tables.names, tables.schemas, mapping)
-    end, event_types = _history(packed, layout, n)
+    end, event_types, digest = _history(packed, layout, n)
     skeleton = _driver_data(packed, layout)
     compute = SparkFeatures(spark, packed, layout, n)
     feature_set = FeatureSet(event_types, skeleton.attributes)
-    return build_dataset(skeleton, options, end, feature_set, compute)
+    return Backfill(build_dataset(skeleton, options, end, feature_set, compute), digest)
 
 
 def _history(
     packed: DataFrame, layout: PartitionTables, buckets: int
-) -> tuple[pd.Timestamp, tuple[str, ...]]:
-    """The whole data's end (``observation_end``) and event types, from every partition."""
+) -> tuple[pd.Timestamp, tuple[str, ...], str]:
+    """The whole data's end (``observation_end``), event types and digest, from every partition."""
     rows = by_bucket(packed, buckets).applyInPandas(lambda g: _history_of(layout, g), _HISTORY)
     found = rows.collect()
     problems = [Problem(**{**json.loads(r.problem), "rows": ()}) for r in found if r.problem]
@@ -81,22 +98,51 @@ def _history(
     if not ends:
         raise ValueError("no timestamps in the data, so there is no end of observation")
     types = sorted({t for r in found if r.event_types for t in json.loads(r.event_types)})
-    return pd.Timestamp(max(ends), unit="s", tz="UTC"), tuple(types)
+    digest = spark_digest([json.loads(r.digest) for r in found if r.digest])
+    return pd.Timestamp(max(ends), unit="s", tz="UTC"), tuple(types), digest
 
 
 def _history_of(layout: PartitionTables, group: pd.DataFrame) -> pd.DataFrame:
-    """One partition's end of data (seconds) and event types, or its data errors."""
+    """One partition's end of data (seconds), event types and digest parts, or its data errors."""
     data, problems = layout.crm(group)
     errors = [p for p in problems if p.severity == "error"]
     if data is None or errors:
         texts = [json.dumps({**p.__dict__, "rows": []}) for p in errors]
-        return pd.DataFrame({"end_s": [None] * len(texts), "event_types": None, "problem": texts})
+        empty = [None] * len(texts)
+        return pd.DataFrame(
+            {"end_s": empty, "event_types": empty, "digest": empty, "problem": texts}
+        )
     try:
         end: int | None = int(observation_end(data).timestamp())
     except ValueError:  # no timestamps in this partition
         end = None
     types = json.dumps(list(event_types_in(data)))
-    return pd.DataFrame({"end_s": [end], "event_types": [types], "problem": [None]})
+    digest = json.dumps(digest_parts(data))
+    return pd.DataFrame(
+        {"end_s": [end], "event_types": [types], "digest": [digest], "problem": [None]}
+    )
+
+
+def digest_parts(data: CRMData) -> dict[str, tuple[str, int, int]]:
+    """Per table of some data: (dtypes, rows, sum of the rows' hashes mod 2**64)."""
+    parts: dict[str, tuple[str, int, int]] = {}
+    for name, frame in data.tables().items():
+        hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        dtypes = str([(c, str(t)) for c, t in frame.dtypes.items()])
+        parts[name] = (dtypes, len(frame), int(hashes.sum(dtype=np.uint64)))
+    return parts
+
+
+def spark_digest(parts: Sequence[dict[str, Any]]) -> str:
+    """The whole data's digest from every partition's ``digest_parts`` (module docstring)."""
+    h = hashlib.sha256()
+    for name in TABLES:
+        found = [p[name] for p in parts if name in p]
+        dtypes = sorted({str(d) for d, rows, _ in found if rows})
+        rows = sum(int(r) for _, r, _ in found)
+        total = sum(int(t) for _, _, t in found) % 2**64
+        h.update(f"{name}:{dtypes}:{rows}:{total}".encode())
+    return DIGEST_PREFIX + h.hexdigest()
 
 
 def _driver_data(packed: DataFrame, layout: PartitionTables) -> CRMData:
@@ -190,4 +236,4 @@ def _empty(feature_set: FeatureSet) -> dict[str, pd.Series]:
     }
 
 
-__all__: Sequence[str] = ("SparkFeatures", "backfill_dataset")
+__all__: Sequence[str] = ("Backfill", "SparkFeatures", "backfill_dataset")

@@ -119,8 +119,12 @@ def train_on(
     models_dir: Path,
     options: TrainOptions,
     truth: pd.DataFrame | None = None,
+    digest: str | None = None,
 ) -> TrainResult:
-    """The pipeline from a built dataset on (split, fit, calibrate, evaluate, log, promote)."""
+    """The pipeline from a built dataset on (split, fit, calibrate, evaluate, log, promote).
+
+    ``digest``: the data's digest when ``ds.data`` is not the whole data (a Spark backfill's).
+    """
     timings: dict[str, float] = {}
     split = split_dates(
         ds.dates,
@@ -159,7 +163,7 @@ def train_on(
         folds=folds,
         windows=_crm_windows(ds, split),
         promotion=Promotion(False, ""),
-        digest=data_digest(ds.data),
+        digest=digest or data_digest(ds.data),
         params=_crm_params(ds, split, options),
         about=_crm_about(ds, options),
         notes=[
