@@ -118,3 +118,30 @@ def test_bad_columns_are_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=message):
         store.save_score_rows(rows)
     assert store.latest_scores(limit=10)[1] == 0
+
+
+def _part(rows: ScoreRows, part: slice) -> ScoreRows:
+    return replace(rows, **{name: list(getattr(rows, name))[part] for name in PER_ROW})
+
+
+def test_a_batch_written_in_parts_is_stored_as_written_at_once(store: ScoreStore) -> None:
+    store.save_score_rows(_columns(_records(12, "1")))
+    rows = _columns(_records(12, "2"))
+    with store.score_rows_writer() as add:
+        for part in (slice(0, 5), slice(5, 6), slice(6, 12)):
+            add(_part(rows, part))
+        assert store.latest_scores(limit=100)[0][0].model_version == "1"  # merged at the end
+    for table in ("scores", "score_audit"):
+        assert _stored(store, table, "2") == _stored(store, table, "1")
+    assert {s.model_version for s in store.latest_scores(limit=100)[0]} == {"2"}
+
+
+def test_a_client_in_two_parts_of_a_batch_writes_nothing(store: ScoreStore) -> None:
+    rows = _columns(_records(6, "1"))
+    with (
+        pytest.raises(ValueError, match="a client appears twice"),
+        store.score_rows_writer() as add,
+    ):
+        add(_part(rows, slice(0, 4)))
+        add(_part(rows, slice(3, 6)))
+    assert store.latest_scores(limit=10)[1] == 0

@@ -89,7 +89,11 @@ def score_to_store(
     if workers is None:  # scores only: the pool's start costs more than it saves
         workers = (os.cpu_count() or 1) if drivers else 1
     # the pool's processes start, and the previous scores are read, while the features are computed
-    with _pool(scorer, workers) as pool, ThreadPoolExecutor(1) as reader:
+    with (
+        _pool(scorer, workers) as pool,
+        ThreadPoolExecutor(1) as reader,
+        store.score_rows_writer("batch") as write,  # each part as it comes; merged at the end
+    ):
         reading = reader.submit(store.previous_scores, when)
         features = scorer.features_at(data, when)
         info = clients_info(data, features["client_id"])
@@ -99,11 +103,11 @@ def score_to_store(
         )
         done = []
         with tqdm(total=len(features), unit="client", disable=None if progress else True) as bar:
-            for part in parts:
+            for part in parts:  # the pool's workers go on with the next parts meanwhile
+                write(part.rows)
                 done.append(part)
                 bar.update(len(part))
     columns = ScoreColumns.concat(done, when, scorer.version)
-    store.save_score_rows(columns.rows, source="batch")
     return summarize(columns, scorer, time.perf_counter() - started, drivers, explain_from, workers)
 
 

@@ -78,8 +78,11 @@ class ScoreRows:
             raise ValueError("a client appears twice in one batch of score rows")
 
 
-def load_score_rows(conn: Connection, rows: ScoreRows, now: datetime, source: Source) -> None:
-    """Fill the scratch table ``incoming`` from columns, in the caller's transaction."""
+def load_score_rows(
+    conn: Connection, rows: ScoreRows, now: datetime, source: Source, first_seq: int = 0
+) -> None:
+    """Add columns to the scratch table ``incoming``, in the caller's transaction (``seq``, the
+    rows' order in the batch, from ``first_seq`` on)."""
     n = len(rows)
     constant: dict[str, Any] = {
         "as_of": aware_utc(rows.as_of),
@@ -88,7 +91,7 @@ def load_score_rows(conn: Connection, rows: ScoreRows, now: datetime, source: So
         "source": source,
     }
     per_row: dict[str, Iterable[Any]] = {name: getattr(rows, name) for name in PER_ROW}
-    per_row["seq"] = range(n)
+    per_row["seq"] = range(first_seq, first_seq + n)
     names = [*constant, *per_row]
     if conn.dialect.name == "postgresql":
         _copy(conn, names, _tuples(constant, per_row, n))

@@ -8,9 +8,10 @@ its own for a whole batch (decoding every client's drivers and actions costs 4-5
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -189,12 +190,42 @@ class ScoreStore(ActionLog, Database):
         Raises:
             ValueError: an unknown source, columns of different lengths, a client twice.
         """
-        _check_source(source)
-        rows.check()
-        if len(rows):
-            now = _now()
-            self._merge(lambda conn: load_score_rows(conn, rows, now, source), source)
+        with self.score_rows_writer(source) as add:
+            add(rows)
         return len(rows)
+
+    @contextlib.contextmanager
+    def score_rows_writer(self, source: Source = "batch") -> Iterator[Callable[[ScoreRows], None]]:
+        """``save_score_rows`` of a batch given in parts, each part loaded as soon as it comes.
+
+        The parts wait in the (temporary) scratch table, which locks none of the store's tables;
+        they are merged into them together, in one transaction, when the block ends: the rows
+        ``save_score_rows`` of all the parts at once would write. If the block raises, nothing is
+        written.
+
+        Raises:
+            ValueError: an unknown source, columns of different lengths, a client twice (in a
+                part or in two).
+        """
+        _check_source(source)
+        seen: set[str] = set()
+        now: list[datetime] = []  # the write time, taken at the first part
+        with self.engine.begin() as conn:
+
+            def add(rows: ScoreRows) -> None:
+                rows.check()
+                if not seen.isdisjoint(rows.client_id):
+                    raise ValueError("a client appears twice in one batch of score rows")
+                now[:] = now or [_now()]
+                load_score_rows(conn, rows, now[0], source, first_seq=len(seen))
+                seen.update(rows.client_id)
+
+            conn.execute(sa.schema.DropTable(incoming, if_exists=True))
+            conn.execute(sa.schema.CreateTable(incoming))
+            yield add
+            if seen:
+                self._merge_incoming(conn, source)
+            conn.execute(sa.schema.DropTable(incoming))
 
     def _merge(self, load: Callable[[Connection], None], source: Source) -> None:
         """Load a batch into the scratch table, then merge it with set-based statements."""
@@ -202,11 +233,15 @@ class ScoreStore(ActionLog, Database):
             conn.execute(sa.schema.DropTable(incoming, if_exists=True))
             conn.execute(sa.schema.CreateTable(incoming))
             load(conn)
-            conn.execute(self._merge_scores())
-            if source == "batch":
-                conn.execute(self._merge_current())
-            conn.execute(_append_audit())
+            self._merge_incoming(conn, source)
             conn.execute(sa.schema.DropTable(incoming))
+
+    def _merge_incoming(self, conn: Connection, source: Source) -> None:
+        """Merge the scratch table into the scores, the current scores and the audit."""
+        conn.execute(self._merge_scores())
+        if source == "batch":
+            conn.execute(self._merge_current())
+        conn.execute(_append_audit())
 
     def _merge_scores(self) -> sa.Insert:
         """Insert the batch; a stored score with the same key (source included) takes its values."""
