@@ -11,9 +11,10 @@ import pytest
 from pydantic import ValidationError
 
 from churnguard.domain.contract import TABLES, CRMData
+from churnguard.features.arrays import CRMArrays
 from churnguard.features.catalog import feature_set_for
 from churnguard.features.engine import compute_features, feature_columns
-from churnguard.features.records import client_arrays, records_model
+from churnguard.features.records import client_arrays, read_columns, record_count, records_model
 from tests.factories import as_of_dates, random_crm, records_body
 
 Records = records_model(max_rows=5000)
@@ -212,3 +213,131 @@ def test_iso_dates_and_true_false_are_accepted(field: str, value: Any) -> None:
     body = {"client_id": "c1", "contracts": [row]}
     from_json = Records.model_validate_json(json.dumps(body))
     assert from_json == Records.model_validate(body)
+
+
+# --- the fast path: bulk tables as raw rows, checked a column at a time ----------------------
+
+Rows = records_model(max_rows=5000, raw_rows=True)
+
+
+def _same_arrays(a: CRMArrays, b: CRMArrays) -> None:
+    assert a.tables.keys() == b.tables.keys()
+    for name, table in b.tables.items():
+        got = a.tables[name]
+        assert got.columns.keys() == table.columns.keys(), name
+        assert got.categories == table.categories, name
+        for column, values in table.columns.items():
+            assert got.columns[column].dtype == values.dtype, (name, column)
+            assert np.array_equal(got.columns[column], values, equal_nan=True), (name, column)
+
+
+def test_columns_give_the_row_models_arrays_bit_for_bit(data: CRMData) -> None:
+    for client_id in data.clients["client_id"]:
+        body = records_body(data, client_id)
+        columns = read_columns(Rows.model_validate_json(json.dumps(body)))
+        assert columns is not None, client_id
+        assert record_count(columns) == record_count(Records.model_validate(body))
+        _same_arrays(client_arrays(columns), client_arrays(Records.model_validate(body)))
+
+
+def _interactions(*times: str | None, **extra: Any) -> dict[str, Any]:
+    rows = [{"occurred_at": t, "channel": "email", **extra} for t in times]
+    return {
+        "client_id": "c1",
+        "contracts": [{"contract_id": "k0", "start_date": "2024-01-01", "monthly_value": 1}],
+        "interactions": [{k: v for k, v in r.items() if v is not None} for r in rows],
+    }
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-02-29",
+        "2024-06-02T09:30:00",
+        "2024-06-02T09:30:00Z",
+        "2024-06-02T09:30:00.5",
+        "2024-06-02T09:30:00.123456+05:30",
+        "2024-06-02T09:30:00-00:00",
+        "2024-06-02T23:59:59+23:59",
+        "1969-12-31T23:59:59.5Z",  # before 1970 with a fraction: truncated towards zero
+        "1834-01-01T00:00:00",
+        "2105-12-31T23:59:59",
+    ],
+)
+def test_times_read_by_columns_are_the_row_models_times(text: str) -> None:
+    body = _interactions(text, "2024-01-01")
+    columns = read_columns(Rows.model_validate(body))
+    assert columns is not None
+    _same_arrays(client_arrays(columns), client_arrays(Records.model_validate(body)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2023-02-29",  # no such day
+        "2024-06-02T24:00:00",
+        "2024-06-02T09:30:60",
+        "2024-06-02T09:30:00+01:60",  # fromisoformat reads +02:00; the row models refuse it
+        "2024-06-02T09:30:00+24:00",
+        "2024-06-02T09:30:00.1234567",  # seven digits: the row models truncate
+        "2024-06-02 09:30:00",  # shapes the row models read, not the columns
+        "2024-06-02T09:30",
+        "20240602",
+        "2024-W23-1",
+        " 2024-06-02",
+        "2024-06-02\x00",
+        "\uff12\uff10\uff12\uff14-06-02",  # full-width digits
+        "1833-11-25T00:00:00",  # within a day of the engine's range's ends: the models say
+        "2106-02-06T12:00:00",
+    ],
+)
+def test_times_of_other_shapes_are_left_to_the_row_models(text: str) -> None:
+    assert read_columns(Rows.model_validate(_interactions(text))) is None
+
+
+_INVOICE = {"invoice_id": "i", "issued_at": "2024-01-01", "due_at": "2024-02-01"}
+
+
+_INVOICE = {"invoice_id": "i", "issued_at": "2024-01-01", "due_at": "2024-02-01"}
+
+
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        ("interactions", {"occurred_at": "2024-01-01", "chanel": "email"}),  # unknown column
+        ("interactions", {"occurred_at": "2024-01-01", "channel": "fax"}),
+        ("interactions", {"occurred_at": "2024-01-01", "channel": " email"}),
+        ("interactions", {"channel": "email"}),  # a required time missing
+        ("interactions", {"occurred_at": 1717320600}),  # a number as a time
+        ("feedback", {"submitted_at": "2024-01-01", "survey": "nps", "score": 11}),
+        ("feedback", {"submitted_at": "2024-01-01", "score": "7"}),  # a number as text
+        ("feedback", {"submitted_at": "2024-01-01", "score": True}),
+        ("feedback", {"submitted_at": "2024-01-01", "score": 1, "comment": "a\x00b"}),
+        ("feedback", {"submitted_at": "2024-01-01", "score": 1, "comment": "\ud800"}),
+        ("feedback", {"submitted_at": "2024-01-01", "score": 1, "comment": "ok "}),
+        ("tickets", {"ticket_id": "t", "opened_at": "2024-02-01", "resolved_at": "2024-01-31"}),
+        ("tickets", {"ticket_id": "", "opened_at": "2024-02-01"}),
+        ("tickets", {"ticket_id": "t" * 101, "opened_at": "2024-02-01"}),
+        ("invoices", {**_INVOICE, "amount": 10**400}),
+        ("invoices", {**_INVOICE, "amount": -1}),
+        ("events", {"occurred_at": "2024-01-01", "event_type": "x", "value": 1e13}),
+    ],
+)
+def test_rows_the_columns_doubt_are_left_to_the_row_models(table: str, row: dict[str, Any]) -> None:
+    body = _interactions("2024-01-01")
+    body[table] = [*body.get(table, []), row]
+    assert read_columns(Rows.model_validate(body)) is None
+
+
+def test_empty_and_missing_values_read_as_the_row_models_read_them() -> None:
+    body = _interactions("2024-01-01", "2024-03-01T10:00:00+02:00", direction="inbound")
+    body["tickets"] = [
+        {"ticket_id": "t1", "opened_at": "2024-02-01", "category": ""},
+        {"ticket_id": "t2", "opened_at": "2024-02-01", "resolved_at": "2024-02-01T00:00:00.5Z",
+         "priority": None, "category": "billing"},
+    ]  # fmt: skip
+    body["events"] = [{"occurred_at": "2024-01-01", "event_type": "login", "value": None}]
+    body["invoices"] = []
+    columns = read_columns(Rows.model_validate(body))
+    assert columns is not None
+    _same_arrays(client_arrays(columns), client_arrays(Records.model_validate(body)))

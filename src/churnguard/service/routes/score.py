@@ -12,9 +12,13 @@ serving other connections and health checks. Either way the commit is awaited, n
 in a thread (``ScoreWriter.write``).
 
 The body is parsed and validated in one step by pydantic's JSON parser (``ScoreRoute``), which
-is faster than ``json.loads`` followed by validating the Python objects. A body that does not
-validate that way goes the usual way (Starlette's ``json.loads``, then FastAPI's validation),
-so every 4xx answer stays what FastAPI makes of the body.
+is faster than ``json.loads`` followed by validating the Python objects. The bulk tables'
+rows (interactions, feedback, invoices, tickets, events) are first read as plain JSON objects
+and checked a column at a time (``ScoreRows``, ``records.read_columns``), without a model per
+row; a body whose rows do not all pass those checks is validated by the row models
+(``ScoreRequest``), which accept every shape they accept and name the field of a bad one. A
+body that does not validate that way goes the usual way (Starlette's ``json.loads``, then
+FastAPI's validation), so every 4xx answer stays what FastAPI makes of the body.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
-from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import EARLIEST, LATEST, utc_datetime
+from churnguard.features.records import record_count
 from churnguard.scoring.scorer import RecordsError
 from churnguard.service.deps import KEY_SECURITY, ScoringDep
 from churnguard.service.schemas import (
     ErrorPublic,
     ScorePublic,
     ScoreRequest,
+    ScoreRows,
     ScoresPublic,
     ValidationErrorPublic,
 )
@@ -46,7 +51,6 @@ if TYPE_CHECKING:
     from churnguard.scoring.scorer import Scorer
 
 INLINE_ROWS = 1_000  # records in a request scored on the event loop at most (about 10 ms of CPU)
-_TABLES = tuple(name for name in TABLES if name != "clients")  # a client's lists of records
 
 
 class ScoreRequestBody(Request):
@@ -58,11 +62,26 @@ class ScoreRequestBody(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_score_request"):
-            try:
-                self._score_request = ScoreRequest.model_validate_json(await self.body())
-            except ValidationError:  # json.loads and FastAPI's validation say why, as ever
-                self._score_request = await super().json()
+            body = await self.body()
+            request = read_request(body)
+            self._score_request = await super().json() if request is None else request
         return self._score_request
+
+
+def read_request(body: bytes) -> ScoreRequest | None:
+    """A valid body as a ``ScoreRequest``, its bulk tables read as columns when their rows pass
+    the column checks, else by the row models; None when it does not validate (json.loads and
+    FastAPI's validation then say why, as ever)."""
+    try:
+        fast = ScoreRows.model_validate_json(body).request()
+    except ValidationError:
+        fast = None
+    if fast is not None:
+        return fast
+    try:
+        return ScoreRequest.model_validate_json(body)
+    except ValidationError:
+        return None
 
 
 class ScoreRoute(APIRoute):
@@ -125,7 +144,7 @@ def score_clients(
 
 def _records(body: ScoreRequest) -> int:
     """How many records the request carries."""
-    return sum(len(getattr(client, name)) for client in body.clients for name in _TABLES)
+    return sum(record_count(client) for client in body.clients)
 
 
 def _dated(body: ScoreRequest, skew_seconds: float) -> list[tuple[Any, datetime]]:
