@@ -12,6 +12,7 @@ already computed. Field for field, the scores are ``Scorer.score_data``'s (the t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 
@@ -95,7 +96,13 @@ def score_features(
     ``probability``: the rows' ``Scorer.predict``, when worked out with other rows (a logistic
     model's last bits depend on the rows predicted together: BLAS blocks its products).
     """
-    probability = scorer.predict(features) if probability is None else probability
+    if probability is None:  # the model predicts (outside the GIL) while the digests are made
+        with ThreadPoolExecutor(1) as model:
+            predicting = model.submit(scorer.predict, features)
+            digests = feature_digests(_digest_columns(scorer, features))
+            probability = predicting.result()
+    else:
+        digests = feature_digests(_digest_columns(scorer, features))
     explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
     value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
     ids = features["client_id"].tolist()
@@ -113,7 +120,7 @@ def score_features(
         account_manager=[who[0] for who in info],
         segment=[who[1] for who in info],
         client_name=[who[2] for who in info],
-        feature_digest=feature_digests(_digest_columns(scorer, features)),
+        feature_digest=digests,
         drivers=texts[0],
         actions=texts[1],
         change=[_change(previous.get(c), q) for c, q in zip(ids, p, strict=True)],
