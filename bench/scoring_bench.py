@@ -3,7 +3,7 @@
 Usage: python -m bench.scoring_bench [--clients 100000] [--months 36] [--train-clients 3000]
        [--calls 1000] [--sample 10000] [--cache FILE.pkl] [--out bench/results/scoring.json]
        [--models lightgbm ...] [--store-model lightgbm] [--workers 2] [--skip-steps]
-       [--skip-single]
+       [--skip-single] [--skip-previous]
 
 Data: ``churnguard.synth.business.simulate(--clients, --months)``, scored at its end of observation
 (the clients active then). Models are trained on a separate, smaller simulation (--train-clients)
@@ -238,12 +238,16 @@ def previous_score_to_store(
     return store.save_scores(records, source="batch")
 
 
-def store_case(scorer: Scorer, data: CRMData, features: pd.DataFrame, workers: int) -> Record:
+def store_case(
+    scorer: Scorer, data: CRMData, features: pd.DataFrame, workers: int, previous: bool = True
+) -> Record:
     """Batch runs into fresh SQLite stores, previous and current implementation side by side.
 
     Scores only, then with drivers for every client; each store first gets an untimed run a day
-    earlier, so "what changed" has previous scores to compare with. Then the columnar scoring
-    step alone against its floor, ``model.predict_proba`` on the same features.
+    earlier, so "what changed" has previous scores to compare with (``previous=False``: the
+    current implementation only). Then the steps of a scores-only run alone: reading the previous
+    scores, the columnar scoring step against its floor (``model.predict_proba`` on the same
+    features), the bulk write.
     """
     n, as_of = len(features), features["as_of"].iloc[0].to_pydatetime()
     out: Record = {"clients": n, "workers": workers, "runs": {}}
@@ -268,6 +272,8 @@ def store_case(scorer: Scorer, data: CRMData, features: pd.DataFrame, workers: i
                 data, scorer, st, as_of, False, workers=workers
             ),
         }
+        if not previous:
+            cases = {case: run for case, run in cases.items() if "previous" not in case}
         for k, (case, run) in enumerate(cases.items()):
             store = ScoreStore(f"sqlite:///{folder}/{k}.db").create()
             day_before = as_of - dt.timedelta(days=1)
@@ -286,6 +292,8 @@ def store_case(scorer: Scorer, data: CRMData, features: pd.DataFrame, workers: i
     )
     with tempfile.TemporaryDirectory(prefix="scoring-bench-") as folder:
         store = ScoreStore(f"sqlite:///{folder}/write.db").create()
+        score_to_store(data, scorer, store, as_of - dt.timedelta(days=1), False, drivers=False)
+        out["previous_scores"] = timed(lambda: store.previous_scores(when))[0]
         out["save_score_rows"] = timed(lambda: store.save_score_rows(columns.rows))[0]
         store.close()
     return out
@@ -296,12 +304,13 @@ def format_store(r: Record) -> list[str]:
     n, runs = r["clients"], r["runs"]
     lines = [f"batch into the store (score_to_store), {n:,} clients"]
     for case, t in runs.items():
-        kind = case.split()[0]
-        base = runs[f"{kind} previous"]
-        load = t["load_average"][0]
-        lines.append(
-            _line(case, n, t) + f"  {base['wall'] / t['wall']:4.1f}x previous, load {load:.1f}"
-        )
+        base = runs.get(f"{case.split()[0]} previous")
+        ratio = f"{base['wall'] / t['wall']:4.1f}x previous" if base else "         -"
+        lines.append(_line(case, n, t) + f"  {ratio}, load {t['load_average'][0]:.1f}")
+    lines.append("steps of a scores-only run, each alone:")
+    if "features_at" in r:
+        lines.append(_line("features_at (the engine)", n, r["features_at"]))
+    lines.append(_line("previous_scores (read)", n, r["previous_scores"]))
     floor, step = r["floor_predict_proba"], r["score_features"]
     lines.append(_line("floor: model.predict_proba", n, floor))
     if "floor_booster" in r:
@@ -464,6 +473,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-steps", action="store_true", help="no per-step batch figures")
     parser.add_argument("--skip-single", action="store_true", help="no one-client figures")
+    parser.add_argument(
+        "--skip-previous", action="store_true", help="no runs of the implementation replaced"
+    )
     args = parser.parse_args()
 
     info = machine()
@@ -481,7 +493,10 @@ def main() -> None:
     results: Record = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}}
     results["features_s"] = features_time
     results["rows"] = data.n_rows
-    results["store"] = store_case(scorers[args.store_model], data, features, args.workers)
+    results["store"] = store_case(
+        scorers[args.store_model], data, features, args.workers, not args.skip_previous
+    )
+    results["store"]["features_at"] = features_time
     results["batch"] = [
         batch_case(n, s, data, features, args.sample)
         for n, s in scorers.items()
