@@ -26,11 +26,13 @@ from tests.factories import PARAMS, ModelFactory
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+JDBC_JAR = Path("/usr/share/java/postgresql.jar")  # Debian's libpostgresql-jdbc-java
 LOCAL = [
     "spark.ui.enabled=false",
     "spark.sql.shuffle.partitions=4",
     "spark.default.parallelism=2",
     "spark.driver.memory=1g",
+    *([f"spark.jars={JDBC_JAR}"] if JDBC_JAR.exists() else []),  # tests/spark/test_jdbc.py
 ]
 
 

@@ -39,6 +39,13 @@ if TYPE_CHECKING:
 ROW = "_churnguard_row"  # source order of a row (monotonically_increasing_id at read)
 BUCKET = "_churnguard_bucket"
 PACKED = "bucket int, tbl string, payload binary"
+POSTGRES_JAR = "/usr/share/java/postgresql.jar"  # Debian's libpostgresql-jdbc-java
+JDBC_DRIVERS = {  # named, so a jar given by spark.jars is found (DriverManager alone does not)
+    "jdbc:postgresql:": "org.postgresql.Driver",
+    "jdbc:mysql:": "com.mysql.cj.jdbc.Driver",
+    "jdbc:mariadb:": "org.mariadb.jdbc.Driver",
+    "jdbc:sqlserver:": "com.microsoft.sqlserver.jdbc.SQLServerDriver",
+}
 SPARK_NOTE = "on Spark, row positions are not known and counts are per partition of clients"
 
 
@@ -117,11 +124,20 @@ def _exists(spark: SparkSession, path: str) -> bool:
 def _read_jdbc(spark: SparkSession, url: str, table: str) -> tuple[DataFrame, str] | None:
     """A JDBC table (None when the database has no such table or view)."""
     try:
-        frame = spark.read.format("jdbc").option("url", url).option("dbtable", table).load()
+        reader = spark.read.format("jdbc").option("url", url).option("dbtable", table)
+        driver = next((c for p, c in JDBC_DRIVERS.items() if url.startswith(p)), None)
+        frame = (reader.option("driver", driver) if driver else reader).load()
     except Exception as exc:  # the driver says "no such table" its own way
         text = str(exc).lower()
         if any(w in text for w in ("not exist", "no such table", "not found", "unknown table")):
             return None
+        if "suitable driver" in text or "classnotfound" in text:
+            raise ConnectionError(
+                f"no JDBC driver for {_safe(url)} on Spark's classpath: add its jar, e.g. "
+                f"--spark-conf spark.jars={POSTGRES_JAR} (Debian's libpostgresql-jdbc-java, "
+                "which scripts/java.sh installs) or spark.jars.packages=org.postgresql:"
+                "postgresql:<version> where Maven Central is reachable"
+            ) from exc
         raise ConnectionError(
             f"cannot read table {table} of {_safe(url)}: {_first_line(exc)}"
         ) from exc
