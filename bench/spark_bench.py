@@ -16,8 +16,11 @@ Each configuration runs in its own process, from the Parquet folder to a Parquet
   write), with k cores; its session start is timed apart.
 
 Drivers and actions for clients scored at least --explain-from (the default 0.3: the high band).
-Peak memory: the Python driver's maxrss and, for Spark, the JVM's (VmHWM). Every configuration's
-probabilities are checked equal to the one process's.
+Peak memory: the Python driver's maxrss and, for Spark, the JVM's (VmHWM). CPU: user + system
+seconds of every process of a configuration (the driver, and for Spark the JVM and its Python
+workers, counted once the JVM has exited): the steadier figure on a shared machine. Every
+configuration's probabilities are checked equal to the one process's. ``--engines`` picks some
+configurations (default: ``local`` then ``spark:<k>`` for each ``--cores``).
 """
 
 from __future__ import annotations
@@ -52,10 +55,13 @@ def build_scorer(train_clients: int, path: Path) -> None:
 
 
 def write_data(clients: int, folder: Path) -> str:
-    """bench_crm(clients) as Parquet tables in folder; returns its as_of (ISO)."""
+    """bench_crm(clients) as Parquet tables in folder (kept for the next run); its as_of (ISO)."""
     from bench.bench_data import bench_crm
     from churnguard.domain.churn import observation_end
 
+    written = folder / "as_of.txt"  # written last: the folder is complete
+    if written.exists():
+        return written.read_text().strip()
     data = bench_crm(clients)
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in data.tables().items():
@@ -63,7 +69,9 @@ def write_data(clients: int, folder: Path) -> str:
             csat = (frame["survey"] == "csat") & (frame["score"] < 1)
             frame = frame.assign(score=frame["score"].mask(csat, 1.0))
         frame.to_parquet(folder / f"{name}.parquet", index=False)
-    return observation_end(data).isoformat()
+    as_of = observation_end(data).isoformat()
+    written.write_text(as_of)
+    return as_of
 
 
 # --- one configuration, in its own process --------------------------------------------------------
@@ -89,6 +97,13 @@ def run_one(
         record.update(_run_spark(int(engine.split(":")[1]), folder, scorer, when, explain, out))
     record["seconds"] = time.perf_counter() - started
     record["driver_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    record["cpu_s"] = sum(
+        u.ru_utime + u.ru_stime
+        for u in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
     return record
 
 
@@ -116,7 +131,18 @@ def _run_spark(
     scored = scores.count()
     jvm = _jvm_peak_mb(spark)
     spark.stop()
+    _stop_jvm(spark)
     return {"session_start_s": start, "scored": scored, "jvm_peak_mb": jvm}
+
+
+def _stop_jvm(spark: Any) -> None:
+    """End the local JVM and wait for it, so its CPU (and its workers') counts as a child's."""
+    proc = getattr(spark.sparkContext._gateway, "proc", None)
+    try:
+        proc.stdin.close()  # pyspark's gateway exits when its stdin closes
+        proc.wait(timeout=120)
+    except (AttributeError, OSError, subprocess.TimeoutExpired):
+        print("JVM not waited for: its CPU is not counted", file=sys.stderr)
 
 
 def _jvm_peak_mb(spark: Any) -> float | None:
@@ -143,6 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--cores", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--engines", nargs="+", help="e.g. spark:2 local (default: all, local first)"
+    )
     parser.add_argument("--explain-from", type=float, default=0.3)
     parser.add_argument("--train-clients", type=int, default=600)
     parser.add_argument("--work", type=Path, default=Path("/tmp/churnguard-spark-bench"))
@@ -165,7 +194,7 @@ def main() -> None:
     for clients in args.clients:
         folder = args.work / f"crm-{clients}"
         as_of = write_data(clients, folder)
-        engines = ["local", *(f"spark:{c}" for c in args.cores)]
+        engines = args.engines or ["local", *(f"spark:{c}" for c in args.cores)]
         for engine in engines:
             out = args.work / f"scores-{clients}-{engine.replace(':', '')}.parquet"
             command = [
@@ -182,7 +211,10 @@ def main() -> None:
                 str(out),
             ]
             load = os.getloadavg()
-            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                done.check_returncode()
             record = json.loads(done.stdout.strip().splitlines()[-1])
             record.update(
                 clients=clients,
@@ -190,7 +222,9 @@ def main() -> None:
                 load_after=round(os.getloadavg()[0], 1),
             )
             local = args.work / f"scores-{clients}-local.parquet"
-            record["same_probabilities"] = same_probabilities(local, out)
+            record["same_probabilities"] = (
+                same_probabilities(local, out) if local.exists() else None
+            )
             results.append(record)
             print(_line(record, results), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -204,8 +238,10 @@ def main() -> None:
 
 
 def _line(record: Record, results: list[Record]) -> str:
-    base = next(r for r in results if r["clients"] == record["clients"] and r["engine"] == "local")
+    same = [r for r in results if r["clients"] == record["clients"] and r["engine"] == "local"]
+    base = same[0] if same else record
     ratio = record["seconds"] / base["seconds"]
+    cpu = record["cpu_s"] / base["cpu_s"]
     extra = (
         f", session start {record['session_start_s']:.1f} s, "
         f"JVM peak {record['jvm_peak_mb'] or 0:,.0f} MB"
@@ -214,7 +250,8 @@ def _line(record: Record, results: list[Record]) -> str:
     )
     return (
         f"{record['clients']:>9,} clients  {record['engine']:<8} {record['seconds']:7.1f} s "
-        f"(x{ratio:.2f} of one process)  driver peak {record['driver_peak_mb']:,.0f} MB{extra}  "
+        f"(x{ratio:.2f} of one process)  CPU {record['cpu_s']:,.0f} s (x{cpu:.2f})  "
+        f"driver peak {record['driver_peak_mb']:,.0f} MB{extra}  "
         f"scored {record['scored']:,}  same probabilities: {record['same_probabilities']}  "
         f"load {record['load_before']}->{record['load_after']}"
     )
