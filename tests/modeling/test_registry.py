@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,48 @@ def test_the_registry_loads_no_model_library_until_a_model_is_read() -> None:
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "[]"
+
+
+def _versions_of_runs(registry: Registry) -> list[str]:
+    """Three versions: of a run, of a run then deleted, of a run deleted for good (mlflow gc
+    leaves no run behind); their run ids, in version order."""
+    client = registry.client
+    experiment = client.create_experiment("deleted-runs")
+    runs = []
+    for auc in (0.7, 0.8):
+        run = client.create_run(experiment)
+        client.log_metric(run.info.run_id, "test_roc_auc", auc)
+        runs.append(run.info.run_id)
+    runs.append("0" * 32)  # what a version of a run deleted for good points at
+    client.create_registered_model(registry.model_name)
+    for run_id in runs:
+        client.create_model_version(registry.model_name, f"runs:/{run_id}/model", run_id)
+    client.delete_run(runs[1])
+    return runs
+
+
+def test_versions_say_when_their_run_is_deleted(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", model_name="deleted-runs")
+    runs = _versions_of_runs(registry)
+    by_version = {v.version: v for v in registry.versions()}
+    assert [(by_version[k].run_id, by_version[k].run_state) for k in (1, 2, 3)] == [
+        (runs[0], "active"),
+        (runs[1], "deleted"),
+        (runs[2], "gone"),
+    ]
+    assert by_version[2].metrics == {"test_roc_auc": 0.8}  # a deleted run keeps them
+    assert by_version[3].metrics == {}
+
+
+def test_the_listing_says_which_runs_are_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from churnguard.cli.models import models
+
+    settings = Settings(home=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _versions_of_runs(Registry.from_settings(settings))
+    assert models(argparse.Namespace(), settings) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "ok" in lines["1"] and "deleted" not in lines["1"]
+    assert "run deleted" in lines["2"] and "0.8000" in lines["2"]
+    assert "run deleted for good: no metrics" in lines["3"]

@@ -160,6 +160,7 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
             "version": v.version,
             "aliases": ",".join(v.aliases) or "-",
             "created": v.created.strftime("%Y-%m-%d %H:%M"),
+            "run": _RUN_STATES[v.run_state],
             "kind": v.params.get("kind", "?"),
             "horizon": v.params.get("horizon_days", "?"),
             "test_auc": _metric(v.metrics, "test_roc_auc"),
@@ -173,6 +174,14 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
     ]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
+
+
+_RUN_STATES = {
+    "active": "ok",
+    "deleted": "run deleted",
+    "gone": "run deleted for good: no metrics",
+    "none": "no run",
+}
 
 
 def _metric(metrics: dict[str, float], name: str) -> str:

@@ -36,7 +36,7 @@ import mlflow
 import numpy as np
 import pandas as pd  # loaded by MLflow anyway; the pyfunc's type hints need it
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, ViewType
+from mlflow.entities import LifecycleStage, Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
@@ -94,6 +94,9 @@ class VersionInfo:
     created: pd.Timestamp  # UTC
     metrics: dict[str, float]
     params: dict[str, str]
+    # "active"; "deleted": its run is deleted (metrics kept); "gone": the run is deleted for
+    # good (``mlflow gc``: no metrics left); "none": registered without a run
+    run_state: str = "active"
 
 
 class RunLog:
@@ -320,7 +323,7 @@ class Registry:
         return sorted(infos, key=lambda i: i.version, reverse=True)
 
     def _runs(self, run_ids: set[str]) -> dict[str, Any]:
-        """The runs' data (metrics, params) by run id, in one search per 100 runs."""
+        """The runs (deleted ones too) by run id, in one search per 100 runs."""
         if not run_ids:
             return {}
         experiments = self.client.search_experiments(view_type=ViewType.ALL)
@@ -335,7 +338,7 @@ class Registry:
                 run_view_type=ViewType.ALL,
                 max_results=len(wanted),
             ):
-                found[run.info.run_id] = run.data
+                found[run.info.run_id] = run
         return found
 
     def version_info(self, version: int) -> VersionInfo:
@@ -365,15 +368,23 @@ def _info(
     aliases: dict[int, list[str]],
     runs: Mapping[str, Any],
 ) -> VersionInfo:
-    """One version's entry of ``Registry.versions`` (a run not found: no metrics or params)."""
-    data = runs.get(run_id)
+    """One version's entry of ``Registry.versions``: a deleted run keeps its metrics and says
+    so; a run not found (deleted for good, by ``mlflow gc``) has none and says so."""
+    run = runs.get(run_id)
+    if not run_id:
+        state = "none"
+    elif run is None:
+        state = "gone"
+    else:
+        state = "deleted" if run.info.lifecycle_stage == LifecycleStage.DELETED else "active"
     return VersionInfo(
         version=version,
         aliases=tuple(sorted(aliases.get(version, []))),
         run_id=run_id or "",
         created=pd.Timestamp(created_ms, unit="ms", tz="UTC"),
-        metrics=dict(data.metrics) if data else {},
-        params=dict(data.params) if data else {},
+        metrics=dict(run.data.metrics) if run else {},
+        params=dict(run.data.params) if run else {},
+        run_state=state,
     )
 
 
