@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from argparse import SUPPRESS
@@ -79,6 +80,20 @@ def test_help_imports_no_heavy_library() -> None:
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "[]"
+
+
+def test_models_lists_without_importing_spark(tmp_path: Path) -> None:
+    # MLflow imports pyspark whenever it is installed; a listing needs none of it
+    code = (
+        "import sys; from churnguard import cli; code = cli.main(['models']); "
+        "print(code, sys.modules.get('pyspark') is not None)"
+    )
+    env = {**os.environ, "CHURNGUARD_HOME": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the home's own store
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert found.stdout.splitlines()[-1] == "0 False"
 
 
 def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,6 +146,7 @@ def _load_truth(source: str) -> pd.DataFrame | None:
 
 def models(args: argparse.Namespace, settings: Settings) -> int:
     """List registered model versions with their aliases and key test metrics."""
+    _without_spark()
     import pandas as pd
 
     from churnguard.modeling.registry import Registry
@@ -174,6 +175,18 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
     ]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
+
+
+def _without_spark() -> None:
+    """Keep MLflow from importing pyspark in this process: a listing needs no Spark.
+
+    ``mlflow.types.schema`` imports pyspark whenever it is installed (as with the ``spark``
+    extra), a third of a second here, and MLflow offers no setting against it; a ``None`` in
+    ``sys.modules`` makes that import fail as if pyspark were absent. Only the ``models``
+    command does this; the Spark engine's commands import pyspark as usual.
+    """
+    if "pyspark" not in sys.modules:
+        sys.modules["pyspark"] = None  # type: ignore[assignment]
 
 
 _RUN_STATES = {
