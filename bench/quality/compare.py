@@ -2,14 +2,16 @@
 
 Usage: python -m bench.quality.compare [--data telco lookalike simulator] [--folds 5]
        [--repeats 3] [--clients 1000 5000] [--cutoffs 3] [--seed 7] [--out FILE.csv]
-       [--models churnguard logistic lightgbm catboost] [--reuse EARLIER.csv ...]
+       [--models churnguard logistic lightgbm catboost] [--reuse EARLIER.csv ...] [--seeds 7 11 13]
 
 Flat tables (Telco, and the SYNTHETIC telecom look-alike of ``bench.quality.lookalike``) run on
 repeated stratified folds (``training.table.cv_splits``); the simulator on its backtest cutoffs
-(``bench.quality.simulator``). On each fold churnguard's recipe, fitted inside the training fold,
-meets a default logistic regression, a default LightGBM and a default CatBoost (when installed;
-``bench.quality.baselines``). Printed: mean ± std per model, AUC and Brier per fold, and on how
-many folds churnguard beats each baseline and all of them at once (higher AUC, lower Brier).
+(``bench.quality.simulator``; ``--seeds`` simulates one business per seed, so the oracle ratio's
+spread over businesses and cutoffs shows). On each fold churnguard's recipe, fitted inside the
+training fold, meets a default logistic regression, a default LightGBM and a default CatBoost
+(when installed; ``bench.quality.baselines``). Printed: mean ± std per model, AUC and Brier per
+fold, and on how many folds churnguard beats each baseline and all of them at once (higher AUC,
+lower Brier).
 
 The baselines are deterministic (fixed seeds, one thread), so a run can fit only some models
 (``--models``) and take the others' rows from an earlier run's CSV (``--reuse``, matched on data,
@@ -45,15 +47,21 @@ def flat(name: str, folds: int, repeats: int, seed: int, only: list[str]) -> pd.
     return out.drop(columns=["p", "test", "repeat"]).assign(data=name)
 
 
-def simulated(clients: list[int], cutoffs: int, seed: int, only: list[str]) -> pd.DataFrame:
-    """The chosen models on every backtest cutoff of simulated businesses: one row per (cutoff,
-    model)."""
+def simulated(clients: list[int], cutoffs: int, seeds: list[int], only: list[str]) -> pd.DataFrame:
+    """The chosen models on every backtest cutoff of simulated businesses (one per size and
+    seed): one row per (seed and cutoff, model)."""
     baselines = {k: v for k, v in available().items() if k in only}
-    parts = [simulator.run(n, 36, cutoffs, seed, baselines, OURS in only) for n in clients]
+    parts = [
+        simulator.run(n, 36, cutoffs, seed, baselines, OURS in only).assign(seed=seed)
+        for n in clients
+        for seed in seeds
+    ]
     out = pd.concat(parts, ignore_index=True)
     out["fold"] = out["cutoff"].astype(str)
+    if len(seeds) > 1:
+        out["fold"] = "seed " + out["seed"].astype(str) + " " + out["fold"]
     out["data"] = "simulator " + (out["clients"] // 1000).astype(str) + "k"
-    return out.drop(columns=["cutoff", "clients"])
+    return out.drop(columns=["cutoff", "clients", "seed"])
 
 
 def reuse(results: pd.DataFrame, earlier: list[Path]) -> pd.DataFrame:
@@ -99,7 +107,9 @@ def report(results: pd.DataFrame) -> None:
         )
         table["seconds"] = grouped["seconds"].sum().round(0)
         if "oracle_ratio" in part:
-            table["oracle ratio"] = grouped["oracle_ratio"].mean().round(4)
+            table["oracle ratio"] = grouped["oracle_ratio"].agg(
+                lambda r: f"{r.mean():.4f} ± {r.std():.4f}" if len(r) > 1 else f"{r.mean():.4f}"
+            )
         print(f"\n== {name}: mean ± std over {part['fold'].nunique()} folds\n{table.to_string()}")
         wide = part.pivot(index="fold", columns="model", values=["roc_auc", "brier"])
         print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -118,13 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--cutoffs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="simulator only: one business per seed (default: --seed)",
+    )
     parser.add_argument("--out", type=Path, help="CSV of every model's metrics per fold")
     parser.add_argument("--models", nargs="+", default=[OURS, "logistic", "lightgbm", "catboost"])
     parser.add_argument("--reuse", type=Path, nargs="*", default=[], help="earlier runs' CSVs")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     parts = [
-        simulated(args.clients, args.cutoffs, args.seed, args.models)
+        simulated(args.clients, args.cutoffs, args.seeds or [args.seed], args.models)
         if name == "simulator"
         else flat(name, args.folds, args.repeats, args.seed, args.models)
         for name in args.data

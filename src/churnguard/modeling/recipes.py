@@ -4,7 +4,9 @@ A recipe is ``(name, kind, params)``. The logistic recipe (``make_logistic``, in
 its compiled form) is tried at three strengths. LightGBM (``make_lightgbm``), only with enough churn
 events to learn interactions from, runs a small budgeted search (``LIGHTGBM_SEARCH``), each
 configuration early-stopped: shallow, strongly regularised trees (4 or 16 leaves, L2 5, rate 0.03)
-whose rows per leaf scale with the churn events (``min_child_rows``: a tenth of them, 20 to 100),
+whose rows per leaf scale with the churn events (``min_child_rows``: a fifth of them, 20 to 100:
+stronger shrinkage where events are few; on 1,000 simulated clients, 9 businesses x cutoffs, a
+fifth lifted the oracle ratio 0.973 -> 0.975, a tenth had been used before),
 then bushier ones with small leaves (16 leaves and 20 rows per leaf at rate 0.05; 15 leaves of 5
 rows, L2 3, 80% of the columns per tree, at 0.02) for sharp interactions between columns.
 Categorical columns split one category against the rest, each side with at least 200 rows and
@@ -69,7 +71,7 @@ LIGHTGBM_SEARCH: tuple[dict[str, Any], ...] = (
         "learning_rate": 0.02,
     },
 )
-MIN_CHILD_SHARE = 0.1  # rows per leaf of the regularised configurations: this share of events
+MIN_CHILD_SHARE = 0.2  # rows per leaf of the regularised configurations: this share of events
 MIN_CHILD_RANGE = (20, 100)
 LIGHTGBM_BUDGET_ROWS = 250_000
 LIGHTGBM_BUDGET_CONFIGS = 2
@@ -121,9 +123,12 @@ def min_child_rows(events: int) -> int:
 
 
 def lightgbm_name(params: dict[str, Any]) -> str:
-    """A LightGBM candidate's name: its leaves and rows per leaf."""
+    """A LightGBM candidate's name: its leaves, rows per leaf, and learning rate when it is not
+    the base one (so no two configurations of the search share a name)."""
     leaf = params.get("min_child_samples", LIGHTGBM_BASE["min_child_samples"])
-    return f"lightgbm leaves={params['num_leaves']} min_child={leaf}"
+    rate = params.get("learning_rate", LIGHTGBM_BASE["learning_rate"])
+    name = f"lightgbm leaves={params['num_leaves']} min_child={leaf}"
+    return name if rate == LIGHTGBM_BASE["learning_rate"] else f"{name} rate={rate:g}"
 
 
 def fit_estimator(
