@@ -46,6 +46,7 @@ class Directions:
         contributions: np.ndarray,
         raw: Callable[[np.ndarray], np.ndarray],
         candidates: int,
+        settled: int | None = None,
     ) -> np.ndarray:
         """The contributions with every one that is not a reason set to 0.
 
@@ -55,21 +56,45 @@ class Directions:
             raw: the model's raw probabilities of input rows.
             candidates: per row, the largest positive contributions checked; the others are set
                 to 0 too (the drivers are a few of the largest).
+            settled: when a row's first ``settled`` candidates all are reasons and have values
+                (none missing), its later candidates are not checked but set to 0: the row's
+                ``settled`` largest reasons are known without them.
         """
         c = np.where(self.reasons, contributions, np.minimum(contributions, 0.0))
         k = min(candidates, c.shape[1])
         top = np.argsort(-c, axis=1, kind="stable")[:, :k]
-        rows, cols = np.nonzero(np.take_along_axis(c, top, axis=1) > 0)
-        cols = top[rows, cols]
+        first = k if settled is None else min(settled, k)
+        kept = self._pushing(X, c, np.arange(len(X)), top[:, :first], raw)
+        if first < k:
+            head = np.take_along_axis(kept, top[:, :first], axis=1)
+            valued = ~np.isnan(np.take_along_axis(X, top[:, :first], axis=1))
+            later = np.flatnonzero(~(head & valued).all(axis=1))
+            kept |= self._pushing(X, c, later, top[later, first:], raw)
+        return np.where(kept | (c <= 0), c, 0.0)
+
+    def _pushing(
+        self,
+        X: np.ndarray,
+        c: np.ndarray,
+        rows: np.ndarray,
+        top: np.ndarray,
+        raw: Callable[[np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Where a positive candidate (``top``, of the given rows) pushes risk up: the row
+        scores higher at its value than at the column's safest."""
         kept = np.zeros(c.shape, dtype=bool)
-        if not len(rows):
-            return np.where(c <= 0, c, 0.0)
+        at, j = np.nonzero(np.take_along_axis(c[rows], top, axis=1) > 0)
+        if not len(at):
+            return kept
+        cols, rows = top[at, j], rows[at]
         safer = X[rows].copy()
         safer[np.arange(len(rows)), cols] = self.safest[cols]
-        both = raw(np.vstack([X, safer]))  # one call: each call of a booster costs
-        pushes = both[: len(X)][rows] > both[len(X) :]
+        checked = np.unique(rows)
+        both = raw(np.vstack([X[checked], safer]))  # one call: each call of a booster costs
+        base = both[: len(checked)][np.searchsorted(checked, rows)]
+        pushes = base > both[len(checked) :]
         kept[rows[pushes], cols[pushes]] = True
-        return np.where(kept | (c <= 0), c, 0.0)
+        return kept
 
 
 __all__: Sequence[str] = ("SAFEST", "Directions")

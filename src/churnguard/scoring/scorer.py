@@ -439,9 +439,10 @@ class Scorer:
         return self._linear.contributions(X)
 
     def _reasons(self, X: np.ndarray, contributions: np.ndarray, threads: int) -> np.ndarray:
-        """Contributions of input rows, those that are not reasons (``Directions``) set to 0."""
+        """Contributions of input rows, those that are not reasons (``Directions``) set to 0
+        (those after a row's top_k largest reasons may be left unchecked: 0 too)."""
         return self._directions.agreeing(
-            X, contributions, lambda rows: self._raw(rows, threads), 2 * self.top_k
+            X, contributions, lambda rows: self._raw(rows, threads), 2 * self.top_k, self.top_k
         )
 
     def _check_parity(self) -> None:
