@@ -268,7 +268,7 @@ def run_size(n_clients: int, args: argparse.Namespace, results: Record, first: b
         warm_up(data, fs)
     sample = None
     if args.baseline_sample is not None and n_clients > args.baseline_sample:
-        sample = data.for_clients(data.clients["client_id"].iloc[: args.baseline_sample])
+        sample = data.for_clients(pd.Index(data.clients["client_id"].iloc[: args.baseline_sample]))
     one = bulk_case(data, fs, pd.DatetimeIndex([AS_OF]), args.repeats, True, sample)
     del sample
     save(results, args.out, one)

@@ -63,7 +63,7 @@ def _by_blocks(fn: _Rows, table: TableArrays, dtype: type) -> np.ndarray:
     n = len(table("client_code"))
     if _reads_a_column(fn, table, dtype):
         return fn(table)
-    out = np.empty(n, dtype=dtype)
+    out: np.ndarray = np.empty(n, dtype=dtype)
     for b in _blocks(slice(0, n)):
         out[b] = fn(_rows(table, b))
     return out
@@ -155,6 +155,7 @@ def stream_aggregates(
 
 def _aggregate(s: _Stream, a: Agg, span: int, as_of: int, n: int) -> np.ndarray:
     """A count, sum, or earliest or latest time per slot, scattered block by block."""
+    ufunc: np.ufunc
     if a.how in ("count", "sum"):
         ufunc, acc = np.add, np.zeros(n, dtype=np.int64)  # int64 wraps like prefix sums do
     elif a.how == "days_since_first":
