@@ -130,10 +130,19 @@ def _table_arrays(df: pd.DataFrame, spec: Table) -> TableArrays:
             seconds = _seconds(s)
             columns[col.name] = _encodable(seconds, f"{spec.name}.{col.name}")
         elif col.kind in (Kind.NUMBER, Kind.BOOL):
-            columns[col.name] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            columns[col.name] = _floats(s)
         elif col.name == "account_manager":
             columns["has_account_manager"] = (s.fillna("").str.strip() != "").to_numpy(float)
     return TableArrays(columns, categories)
+
+
+def _floats(s: pd.Series) -> np.ndarray:
+    """A number or bool column as float64 (NaN when empty): a read-only view when it is one."""
+    if s.dtype != np.float64:
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = s.to_numpy().view()
+    values.flags.writeable = False
+    return values
 
 
 def _seconds(s: pd.Series) -> np.ndarray:
