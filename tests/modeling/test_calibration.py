@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from churnguard.modeling.calibration import (
     IdentityCalibrator,
@@ -57,6 +58,19 @@ def test_isotonic_is_monotone_and_stays_inside_zero_one() -> None:
     out = cal.transform(grid)
     assert (np.diff(out) >= 0).all() and ((out > 0) & (out < 1)).all()
     assert np.abs(cal.transform(raw) - raw**2).mean() < 0.05
+
+
+def test_isotonic_keeps_the_models_ranking() -> None:
+    # its flat steps must not tie rows the model ranks apart: calibrated AUC = raw AUC
+    rng = np.random.default_rng(3)
+    raw = rng.random(2_000)
+    y = (rng.random(2_000) < raw).astype(int)
+    cal = IsotonicCalibrator.fit(raw, y)
+    out = cal.transform(raw)
+    assert len(np.unique(out)) == len(np.unique(raw)) > len(np.unique(np.interp(raw, cal.x, cal.y)))
+    assert roc_auc_score(y, out) == roc_auc_score(y, raw)
+    stepped = np.clip(np.interp(raw, cal.x, cal.y), 1e-6, 1 - 1e-6)  # inside (0, 1) as before
+    assert np.abs(out - stepped).max() < 2e-7
 
 
 def _windows(ds: Dataset) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:

@@ -28,6 +28,7 @@ CALIBRATION_FOLDS = 5
 # 0.1% Platt won on 77 validation churns of the 1,000-client demo by 0.2% and made the test worse
 # (ECE 0.021 against 0.014 raw): a tree model without class weights is close to calibrated.
 CALIBRATION_TIE = 0.005
+TIE_BREAK = 1e-7  # isotonic's steps keep the raw order (IsotonicCalibrator)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -88,7 +89,12 @@ def _platt_newton_step(theta: np.ndarray, x: np.ndarray, t: np.ndarray, prior: f
 
 @dataclass(frozen=True)
 class IsotonicCalibrator:
-    """Isotonic regression kept as its step points; interpolated between them, clipped outside."""
+    """Isotonic regression kept as its step points; interpolated between them, clipped outside.
+
+    Its flat steps would tie rows the model ranks apart (on one look-alike fold that cost 0.002
+    AUC: 0.9458 raw, 0.9436 calibrated), so ``transform`` adds ``TIE_BREAK`` times the raw
+    probability: the order is the model's, the probabilities move by under 1e-7.
+    """
 
     x: np.ndarray
     y: np.ndarray
@@ -100,7 +106,9 @@ class IsotonicCalibrator:
         return cls(np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_))
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        return np.clip(np.interp(np.asarray(raw, dtype=np.float64), self.x, self.y), _EPS, 1 - _EPS)
+        raw = np.asarray(raw, dtype=np.float64)
+        stepped = np.clip(np.interp(raw, self.x, self.y), _EPS, 1 - _EPS - TIE_BREAK)
+        return stepped + TIE_BREAK * np.clip(raw, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
