@@ -1,7 +1,7 @@
 """Spark benchmark: batch scoring on local Spark with 1 and 2 cores against one process, in one run.
 
-Usage: python -m bench.spark_bench [--clients 20000 100000] [--cores 1 2] [--explain-from 0.3]
-       [--train-clients 600] [--work DIR] [--out bench/results/spark.json]
+Usage: python -m bench.spark_bench [--clients 20000 100000] [--cores 1 2] [--engines local spark:2]
+       [--explain-from 0.3] [--train-clients 600] [--work DIR] [--out bench/results/spark.json]
 
 Data: ``bench.bench_data.bench_crm(n)`` (about 100 history rows per client; its CSAT scores of 0
 raised to 1, the contract's floor), written once per size as a folder of Parquet tables and scored
