@@ -54,3 +54,9 @@ def test_a_run_says_what_it_scored_and_skipped(store: ScoreStore) -> None:
 
 def test_a_folder_is_stored_as_given() -> None:
     assert data_source("exports/crm") == "exports/crm"
+
+
+def test_a_password_in_a_url_query_is_not_stored() -> None:
+    stored = data_source("postgresql://h/crm?password=s3cret&sslmode=require&api_token=t0k")
+    assert "s3cret" not in stored and "t0k" not in stored
+    assert stored == "postgresql://h/crm?sslmode=require"

@@ -84,12 +84,17 @@ class ScoringRun:
         )
 
 
+_SECRET_WORDS = ("pass", "secret", "token", "key")  # query parameters left out of a stored URL
+
+
 def data_source(source: str) -> str:
     """Where CRM data came from, as stored: a folder, or a database URL without its password."""
     if "://" not in source:
         return source
     try:
-        return sa.make_url(source).render_as_string(hide_password=True)
+        url = sa.make_url(source)
+        secret = [k for k in url.query if any(w in k.lower() for w in _SECRET_WORDS)]
+        return url.difference_update_query(secret).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return source.split("://", 1)[0] + "://..."
 
