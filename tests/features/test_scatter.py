@@ -24,11 +24,7 @@ def test_one_date_scatter_equals_the_sorted_executor(
     scattered = engine.feature_columns(arrays, codes, as_of, fs)
     monkeypatch.setattr(engine, "_one_date", lambda snap: False)
     sorted_ = engine.feature_columns(arrays, codes, as_of, fs)
-    for name, values in sorted_.items():
-        if values.dtype == object:
-            assert scattered[name].tolist() == values.tolist(), name
-        else:
-            assert np.array_equal(scattered[name], values, equal_nan=True), name
+    _assert_same_columns(scattered, sorted_)
     numeric = [v for v in sorted_.values() if v.dtype != object]
     assert np.mean([np.any(np.nan_to_num(v) != 0) for v in numeric]) > 0.9  # data exercised
 
@@ -57,8 +53,13 @@ def test_rows_in_time_order_and_blocks_of_rows_give_the_same_features(
     scattered = engine.feature_columns(arrays, codes, as_of, fs)
     monkeypatch.setattr(engine, "_one_date", lambda snap: False)
     sorted_ = engine.feature_columns(arrays, codes, as_of, fs)
-    for name, values in sorted_.items():
+    _assert_same_columns(scattered, sorted_)
+
+
+def _assert_same_columns(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    """Every feature column of ``expected`` equal in ``got``, bit for bit (NaN equal to NaN)."""
+    for name, values in expected.items():
         if values.dtype == object:
-            assert scattered[name].tolist() == values.tolist(), name
+            assert got[name].tolist() == values.tolist(), name
         else:
-            assert np.array_equal(scattered[name], values, equal_nan=True), name
+            assert np.array_equal(got[name], values, equal_nan=True), name
