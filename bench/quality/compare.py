@@ -21,8 +21,6 @@ fold and model; the report says which were reused): CatBoost's 15 Telco folds th
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import pandas as pd
 
 from bench.quality import simulator, telco
 from bench.quality.baselines import available
+from bench.quality.footer import footer
 from bench.quality.lookalike import lookalike
 
 SHOWN = ("roc_auc", "pr_auc", "brier", "log_loss")
@@ -150,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         fitted.to_csv(args.out, index=False)
     results = reuse(fitted, args.reuse)
     report(results)
-    print(
-        f"\n{dt.datetime.now().isoformat(timespec='minutes')}, {os.cpu_count()} cores, load "
-        f"average {os.getloadavg()[0]:.2f}, total {time.perf_counter() - started:.0f} s"
-    )
+    print(footer(started))
     return 0
 
 

@@ -16,8 +16,6 @@ simulator's true probabilities give the oracle's AUC on the same snapshots.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
 import time
 from functools import partial
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from bench.quality.baselines import Predict, available
+from bench.quality.footer import footer
 from churnguard.modeling.model import align_inputs
 from churnguard.synth.business import simulate
 from churnguard.training.dataset import (
@@ -157,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
         chosen = part[part["model"] == "churnguard"][["cutoff", "note", "n_positive"]]
         print(chosen.to_string(index=False))
-    print(
-        f"\n{dt.datetime.now().isoformat(timespec='minutes')}, {os.cpu_count()} cores, load "
-        f"average {os.getloadavg()[0]:.2f}, total {time.perf_counter() - started:.0f} s"
-    )
+    print(footer(started))
     if args.out:
         results.to_csv(args.out, index=False)
     return 0
