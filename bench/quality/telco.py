@@ -11,9 +11,6 @@ the same run. What is measured and the figures are in bench/quality/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from bench.quality.baselines import Predict, predict_lightgbm, predict_logistic
+from bench.quality.footer import footer
 from churnguard.training.evaluate import evaluate
 from churnguard.training.table import FlatOptions, cv_splits, parse_label
 from churnguard.training.tablefit import fit_table_model
@@ -180,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "Fit + predict seconds, all folds: " + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items())
     )
-    print(
-        f"{dt.datetime.now().isoformat(timespec='minutes')}, {platform.node()}, "
-        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}, "
-        f"total {time.perf_counter() - started:.0f} s"
-    )
+    print(footer(started))
     if args.out:
         results.drop(columns=["p", "test"]).to_csv(args.out, index=False)
     return 0
