@@ -12,17 +12,15 @@ taken as they are, so the results equal the sorted executor's bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 
-from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import DAY
 from churnguard.features.arrays import NAT, CRMArrays, TableArrays, encode_times
 from churnguard.features.catalog import STREAMS
-from churnguard.features.plan import SCALE, DensePlan, event_filter, micro_units
+from churnguard.features.plan import SCALE, DensePlan, micro_units, read_of
 
-_NEVER = np.iinfo(np.int64).max
+_PAST, _FUTURE = -(1 << 40), 1 << 40  # seconds: no event's time (max and min of none)
 
 
 @dataclass(frozen=True)
@@ -38,34 +36,39 @@ class _Axis:
 
 
 def _event_axis(data: CRMArrays, dp: DensePlan) -> _Axis:
-    tables = [data.table(STREAMS[s].table) for s in dp.streams]
-    times = [STREAMS[s].time(t) for s, t in zip(dp.streams, tables, strict=True)]
-    edges = np.cumsum([0] + [len(t) for t in times]).tolist()
-    spans = [slice(a, b) for a, b in pairwise(edges)]
+    tables = [data.tables[name] for name in dp.tables]
+    got = [read_of(tables[t], read) for t, read in dp.reads]  # each declaration once
+    times = [got[i] for i in dp.stream_time]
+    spans, first = [], 0
+    for t in times:
+        spans.append(slice(first, first + len(t)))
+        first += len(t)
     all_times = np.concatenate(times)
-    masks = np.zeros((len(dp.masks), len(all_times)), dtype=bool)
+    masks = np.zeros((len(dp.masks), first), dtype=bool)
     for k, (i, where) in enumerate(dp.masks):
-        stream = STREAMS[dp.streams[i]]
-        masks[k, spans[i]] = True if where is None else event_filter(stream, where, tables[i])
+        masks[k, spans[i]] = True if where is None else got[where]
     no_event = all_times == NAT
     masks[:, no_event] = False
-    values = np.zeros((len(dp.values), len(all_times)))
-    for k, (i, name) in enumerate(dp.values):
-        values[k, spans[i]] = STREAMS[dp.streams[i]].values[name](tables[i])
+    values = np.zeros((len(dp.values), first))
+    for k, (i, value) in enumerate(dp.values):
+        values[k, spans[i]] = got[value]
     values[:, no_event] = 0.0  # rows that are no event of their stream may hold anything
     encoded = encode_times(all_times)
-    rank = np.zeros(len(all_times), dtype=np.int64)
-    for i in dp.ranked:
-        table_time = TABLES[STREAMS[dp.streams[i]].table].time
-        rank[spans[i]] = _order_rank(tables[i], encoded[spans[i]], table_time)
-    codes = np.concatenate([t("client_code") for t in tables])
+    rank = np.zeros(first, dtype=np.int64)
+    for i, table_time in dp.ranked:
+        codes = tables[dp.stream_table[i]].columns["client_code"]
+        later = got[table_time] if table_time is not None else None
+        rank[spans[i]] = _order_rank(codes, encoded[spans[i]], later)
+    codes = np.concatenate([tables[t].columns["client_code"] for t in dp.stream_table])
     return _Axis(codes, all_times, encoded, masks, values, rank)
 
 
-def _order_rank(table: TableArrays, encoded: np.ndarray, time_column: str | None) -> np.ndarray:
+def _order_rank(
+    codes: np.ndarray, encoded: np.ndarray, table_time: np.ndarray | None
+) -> np.ndarray:
     """Each row's position in the sorted executor's order: client, event time, table time, row."""
-    table_time = encode_times(table(time_column)) if time_column else np.zeros_like(encoded)
-    order = np.lexsort((np.arange(len(encoded)), table_time, encoded, table("client_code")))
+    later = encode_times(table_time) if table_time is not None else np.zeros_like(encoded)
+    order = np.lexsort((np.arange(len(encoded)), later, encoded, codes))
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     return rank
@@ -73,11 +76,11 @@ def _order_rank(table: TableArrays, encoded: np.ndarray, time_column: str | None
 
 def _inside(axis: _Axis, codes: np.ndarray, as_of: np.ndarray, dp: DensePlan) -> np.ndarray:
     """(aggregations, snapshots, events): the event counts towards the snapshot's aggregation."""
-    end = as_of - dp.offset  # (aggregations, snapshots)
-    start = np.where(dp.bounded, encode_times(end - dp.window), 0)
+    edges = encode_times(as_of - dp.edges)  # (2 x aggregations, snapshots): starts, then ends
+    n = len(dp.mask)
     inside = axis.masks[dp.mask][:, None, :] & (axis.codes == codes[:, None])[None]
-    inside &= axis.encoded >= start[:, :, None]
-    inside &= axis.encoded < encode_times(end)[:, :, None]
+    inside &= axis.encoded >= edges[:n, :, None]
+    inside &= axis.encoded < edges[n:, :, None]
     return inside
 
 
@@ -88,29 +91,22 @@ def dense_aggregates(
     axis = _event_axis(data, dp)
     inside = _inside(axis, codes, as_of, dp)
     counts = inside.sum(axis=2)
-    found = counts > 0
-    out = np.empty(counts.shape)
-    out[dp.counts] = counts[dp.counts]
+    out = counts.astype(np.float64)  # the counts' rows; every other row is overwritten below
     if len(dp.sums):
         micro = micro_units(axis.values[dp.sum_values])[:, None, :]
-        out[dp.sums] = (inside[dp.sums] * micro).sum(axis=2)
-        out[dp.sums] /= SCALE
-    latest = np.where(inside[dp.latest], axis.times, NAT).max(axis=2, initial=NAT)
-    out[dp.latest] = _days_since(latest, as_of)
-    earliest = np.where(inside[dp.earliest], axis.times, _NEVER).min(axis=2, initial=_NEVER)
-    out[dp.earliest] = _days_since(earliest, as_of)
+        out[dp.sums] = (inside[dp.sums] * micro).sum(axis=2) / SCALE
+    if len(dp.latest):  # events found are never NAT: the sentinels only fill empty windows
+        latest = np.where(inside[dp.latest], axis.times, _PAST).max(axis=2)
+        out[dp.latest] = (as_of - latest) / DAY
+    if len(dp.earliest):
+        earliest = np.where(inside[dp.earliest], axis.times, _FUTURE).min(axis=2)
+        out[dp.earliest] = (as_of - earliest) / DAY
     if len(dp.lasts) and len(axis.times):
         j = np.where(inside[dp.lasts], axis.rank, -1).argmax(axis=2)
         out[dp.lasts] = axis.values[dp.last_values[:, None], j]
-    for rows in (dp.latest, dp.earliest, dp.lasts):
-        out[rows] = np.where(found[rows], out[rows], np.nan)
+    if len(dp.recency):
+        out[dp.recency] = np.where(counts[dp.recency] > 0, out[dp.recency], np.nan)
     return out
-
-
-def _days_since(t: np.ndarray, as_of: np.ndarray) -> np.ndarray:
-    """Days from times to as_of (where no event was found the time is a sentinel: masked later)."""
-    known = (t != NAT) & (t != _NEVER)
-    return (as_of - np.where(known, t, as_of)) / DAY
 
 
 def contracts_started(

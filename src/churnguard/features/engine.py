@@ -14,7 +14,7 @@ bit for bit, to the same client's row in any batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -40,9 +40,7 @@ from churnguard.features.arrays import (
 from churnguard.features.catalog import (
     STREAMS,
     Agg,
-    Diff,
     FeatureSet,
-    Ratio,
     Stream,
     check_attributes,
     feature_set_for,
@@ -54,11 +52,11 @@ from churnguard.features.plan import (
     SCALE,
     Plan,
     Spans,
-    Step,
     StreamPlan,
     event_filter,
     micro_units,
     plan_for,
+    run_steps,
 )
 
 _BLOCK = 1 << 16  # snapshots per block when combining formulas
@@ -67,6 +65,7 @@ CHUNK_ROWS = 12_000_000  # input rows per chunk of clients in the bulk path (bou
 ONE_DATE_CHUNKS = 16  # the one-date (scatter) path's chunks are this many times larger
 
 
+_NOTHING = np.empty(0)
 _KEPT = ("contract_start",)  # prepared streams the custom features read
 
 _Found = tuple[np.ndarray, np.ndarray]  # per run: an event position, and whether it exists
@@ -195,19 +194,6 @@ def _one_date(snap: _Snapshots) -> bool:
     return bool(len(codes) and (as_of == as_of[0]).all() and (codes[1:] != codes[:-1]).all())
 
 
-def _run(steps: Sequence[Step], v: np.ndarray, as_of_day: np.ndarray) -> None:
-    """Fill the combined formulas' rows of a value matrix (columns: snapshots)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for s in steps:
-            a, b = v[s.a], v[s.b]
-            if s.kind is Diff:
-                v[s.out] = a - b
-            elif s.kind is Ratio:
-                v[s.out] = np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
-            else:  # MeanAge: a counts events, b sums their epoch days
-                v[s.out] = np.where(a > 0, (a * as_of_day - b) / np.where(a > 0, a, 1), np.nan)
-
-
 class _Engine:
     """Evaluates feature formulas for a set of snapshots over prepared streams.
 
@@ -305,27 +291,29 @@ class _Engine:
     def features(self, order: np.ndarray) -> dict[str, np.ndarray]:
         """Every feature, in the snapshots' original order (``order``: their sorted positions)."""
         plan, n = self.plan, len(order)
-        numeric = [(name, row) for name, row in plan.outputs if isinstance(row, int)]
-        rows = np.array([row for _, row in numeric], dtype=np.intp)
-        combined = np.empty((len(rows), n))
+        combined = np.empty((len(plan.numeric_rows), n))
         for start in range(0, n, _BLOCK):  # blocks bound the formulas' temporaries
             block = slice(start, start + _BLOCK)
             v = np.empty((plan.n_rows, min(_BLOCK, n - start)))
             v[: len(self.values)] = self.values[:, block]
-            _run(plan.steps, v, self.snap.as_of[block] // DAY)
-            combined[:, block] = v[rows]
+            run_steps(plan.steps, v, self.snap.as_of[block] // DAY)
+            combined[:, block] = v[plan.numeric_rows]
         self.values = np.empty((0, 0))  # done: free it before the reordered copy
-        if not is_sorted(order):  # back to the snapshots' order: a gather (faster than a scatter)
+        in_order = is_sorted(order)
+        if not in_order:  # back to the snapshots' order: a gather (faster than a scatter)
             where = np.empty_like(order)
             where[order] = np.arange(n)
             combined = np.take(combined, where, axis=1)
-        out = {name: combined[k] for k, (name, _) in enumerate(numeric)}
-        for name, source in plan.outputs:
-            if isinstance(source, str):
-                value = self._custom(source)
+        out = dict.fromkeys(plan.names, _NOTHING)  # the features' order, every value set below
+        out.update(zip(plan.numeric, combined, strict=True))
+        for name, source in plan.custom_outputs:
+            value = self._custom(source)
+            if in_order:
+                out[name] = value.copy()
+            else:
                 out[name] = np.empty_like(value)
                 out[name][order] = value
-        return {name: out[name] for name, _ in plan.outputs}
+        return out
 
     def _agg(self, p: _Prepared, a: Agg, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         if a.how == "count":  # unfiltered: the run's length
@@ -387,19 +375,22 @@ def feature_columns(
     stays bounded; a client's features depend on its own rows only, so the result is the same.
     """
     codes, as_of = np.asarray(codes, np.int64), np.asarray(as_of, np.int64)
+    n_rows = _n_rows(data)
+    if len(codes) * n_rows <= DENSE_CELLS:  # few snapshots (one client online): one piece
+        return _chunk_columns(data, codes, as_of, feature_set, n_rows)
     one_date = len(as_of) > 0 and bool((as_of == as_of[0]).all())
     # one date: the scatter executor's memory is a few columns of one table plus ~1.2 kB per
     # client, so chunks (each a copy of its clients' rows) only for far larger inputs
-    n_chunks = -(-_n_rows(data) // (CHUNK_ROWS * (ONE_DATE_CHUNKS if one_date else 1)))
+    n_chunks = -(-n_rows // (CHUNK_ROWS * (ONE_DATE_CHUNKS if one_date else 1)))
     if n_chunks <= 1 or not len(codes):
-        return _chunk_columns(data, codes, as_of, feature_set)
+        return _chunk_columns(data, codes, as_of, feature_set, n_rows)
     size = -(-len(data.client_ids) // n_chunks)
     out: dict[str, np.ndarray] = {}
     for first in range(0, len(data.client_ids), size):
         mine = np.flatnonzero((codes >= first) & (codes < first + size))
         if len(mine):
             chunk = client_slice(data, first, first + size)
-            part = _chunk_columns(chunk, codes[mine], as_of[mine], feature_set)
+            part = _chunk_columns(chunk, codes[mine], as_of[mine], feature_set, _n_rows(chunk))
             del chunk
             for name, values in part.items():
                 out.setdefault(name, np.empty(len(codes), values.dtype))[mine] = values
@@ -408,11 +399,10 @@ def feature_columns(
 
 
 def _chunk_columns(
-    data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet
+    data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet, n_rows: int
 ) -> dict[str, np.ndarray]:
     # In (client, as_of) order every binary search below walks the events front to back.
     order = np.lexsort((as_of, codes)) if len(codes) > 1 else np.arange(len(codes))
-    n_rows = _n_rows(data)
     dense = len(codes) * n_rows <= DENSE_CELLS
     engine = _Engine(data, _Snapshots(codes[order], as_of[order]), plan_for(feature_set), dense)
     engine.precompute(workers=_workers(n_rows))

@@ -4,13 +4,14 @@ vectorised steps that combine them into formulas. Worked out once per feature se
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import DAY
-from churnguard.features.arrays import Columns
+from churnguard.features.arrays import Columns, TableArrays
 from churnguard.features.catalog import (
     STREAMS,
     Agg,
@@ -111,6 +112,14 @@ class Step:
     out: slice
 
 
+Read = Callable[[Columns], np.ndarray]  # a stream's declaration: time, value or filter
+
+
+def read_of(columns: TableArrays, read: Read) -> np.ndarray:
+    """What a declaration gives on a table's columns."""
+    return read(columns)
+
+
 @dataclass(frozen=True)
 class DensePlan:
     """The aggregations compiled for few snapshots: one event axis over every stream read.
@@ -118,15 +127,18 @@ class DensePlan:
     Per aggregation, in value-matrix row order: its filter row, its window, and the reduction
     that answers it (count, sum, latest time, earliest time, latest value), as index arrays,
     so one snapshot's aggregations are a handful of array operations whatever their number.
+    The streams' declarations are compiled into ``reads``, each distinct read made once a call.
     """
 
     streams: tuple[str, ...]  # the event axis: each stream's table rows, in this order
-    masks: tuple[tuple[int, str | None], ...]  # per mask row: (stream position, filter)
-    values: tuple[tuple[int, str], ...]  # per value row: (stream position, value name)
+    tables: tuple[str, ...]  # the tables read
+    reads: tuple[tuple[int, Read], ...]  # distinct (table position, read) of every declaration
+    stream_table: tuple[int, ...]  # per stream: its table's position
+    stream_time: tuple[int, ...]  # per stream: the read of its event time
+    masks: tuple[tuple[int, int | None], ...]  # per mask row: (stream position, filter's read)
+    values: tuple[tuple[int, int], ...]  # per value row: (stream position, the value's read)
     mask: np.ndarray  # per aggregation: its mask row
-    offset: np.ndarray  # per aggregation (column vector): seconds before as_of the window ends
-    window: np.ndarray  # per aggregation (column vector): seconds; 0 where unbounded
-    bounded: np.ndarray  # per aggregation (column vector)
+    edges: np.ndarray  # (2 x aggregations, 1): seconds before as_of its window starts, then ends
     counts: np.ndarray  # aggregations answered by counting
     sums: np.ndarray  # aggregations answered by summing ...
     sum_values: np.ndarray  # ... these value rows
@@ -134,15 +146,33 @@ class DensePlan:
     earliest: np.ndarray  # days since the earliest event
     lasts: np.ndarray  # the latest event's value ...
     last_values: np.ndarray  # ... of these value rows
-    ranked: tuple[int, ...]  # stream positions whose events need their exact order (lasts)
+    recency: np.ndarray  # latest, earliest and lasts: missing where the window has no event
+    ranked: tuple[tuple[int, int | None], ...]  # (stream, read of its table's time) for lasts
+
+
+_UNBOUNDED = 1 << 30  # days: a window start this far back encodes as the first time code
 
 
 def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
     aggs = [a for sp in sorted(stream_plans, key=lambda sp: sp.first) for a in sp.aggs]
     streams = list(dict.fromkeys(a.stream for a in aggs))
+    tables = list(dict.fromkeys(STREAMS[s].table for s in streams))
     masks = list(dict.fromkeys((streams.index(a.stream), a.where) for a in aggs))
     valued = [a for a in aggs if a.how in ("sum", "last")]
     values = list(dict.fromkeys((streams.index(a.stream), a.value or "") for a in valued))
+    reads: dict[tuple[int, Read], int] = {}
+
+    def read(stream: int, declared: Callable[[Columns], np.ndarray]) -> int:
+        key = (tables.index(STREAMS[streams[stream]].table), declared)
+        return reads.setdefault(key, len(reads))
+
+    def where(stream: int, name: str | None) -> int | None:
+        s = STREAMS[streams[stream]]
+        if name is None:
+            return None
+        if name.startswith("type:"):  # an event type: one category test
+            return read(stream, _event_type(name.removeprefix("type:")))
+        return read(stream, s.filters[name])
 
     def rows(*hows: str) -> np.ndarray:
         return np.array([i for i, a in enumerate(aggs) if a.how in hows], dtype=np.intp)
@@ -151,17 +181,26 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
         found = [(streams.index(a.stream), a.value or "") for a in aggs if a.how == how]
         return np.array([values.index(v) for v in found], dtype=np.intp)
 
-    def column(get: Callable[[Agg], int]) -> np.ndarray:
-        return np.array([[get(a)] for a in aggs], dtype=np.int64)
-
+    times = tuple(read(i, STREAMS[s].time) for i, s in enumerate(streams))
+    mask_reads = tuple((i, where(i, name)) for i, name in masks)
+    value_reads = tuple((i, read(i, STREAMS[streams[i]].values[name])) for i, name in values)
+    ranked = tuple(dict.fromkeys(streams.index(a.stream) for a in aggs if a.how == "last"))
+    table_time = [TABLES[STREAMS[streams[i]].table].time for i in ranked]
+    ranked_reads = tuple(
+        (i, None if t is None else read(i, _column(t)))
+        for i, t in zip(ranked, table_time, strict=True)
+    )
+    starts = [a.offset + (_UNBOUNDED if a.window is None else a.window) for a in aggs]
     return DensePlan(
         tuple(streams),
-        tuple(masks),
-        tuple(values),
+        tuple(tables),
+        tuple(reads),
+        tuple(tables.index(STREAMS[s].table) for s in streams),
+        times,
+        mask_reads,
+        value_reads,
         np.array([masks.index((streams.index(a.stream), a.where)) for a in aggs], dtype=np.intp),
-        column(lambda a: a.offset * DAY),
-        column(lambda a: (a.window or 0) * DAY),
-        column(lambda a: a.window is not None).astype(bool),
+        np.array([[d * DAY] for d in starts + [a.offset for a in aggs]], dtype=np.int64),
         rows("count"),
         rows("sum"),
         value_rows("sum"),
@@ -169,8 +208,17 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
         rows("days_since_first"),
         rows("last"),
         value_rows("last"),
-        tuple(dict.fromkeys(streams.index(a.stream) for a in aggs if a.how == "last")),
+        rows("days_since", "days_since_first", "last"),
+        ranked_reads,
     )
+
+
+def _event_type(name: str) -> Callable[[Columns], np.ndarray]:
+    return lambda c: c.isin("event_type", (name,))
+
+
+def _column(name: str) -> Callable[[Columns], np.ndarray]:
+    return lambda c: c(name)
 
 
 @dataclass(frozen=True)
@@ -189,6 +237,10 @@ class Plan:
     n_rows: int
     outputs: tuple[tuple[str, int | str], ...]  # per feature: its value row, or a custom's name
     dense: DensePlan  # the same aggregations for the dense executor (few snapshots)
+    names: tuple[str, ...] = ()  # every feature, in the feature set's order
+    numeric: tuple[str, ...] = ()  # the features read from a value row ...
+    numeric_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))  # ... these
+    custom_outputs: tuple[tuple[str, str], ...] = ()  # the others: (feature, custom's name)
 
 
 def _stream_plan(stream: str, found: list[Agg], first: int) -> StreamPlan:
@@ -236,7 +288,33 @@ def plan_for(feature_set: FeatureSet) -> Plan:
         for f in feature_set.features
     )
     dense = _dense_plan([sp for streams in tables.values() for sp in streams])
-    return Plan(tables, n_aggs, customs, steps, len(row), outputs, dense)
+    numeric = [(name, r) for name, r in outputs if isinstance(r, int)]
+    return Plan(
+        tables,
+        n_aggs,
+        customs,
+        steps,
+        len(row),
+        outputs,
+        dense,
+        tuple(name for name, _ in outputs),
+        tuple(name for name, _ in numeric),
+        np.array([r for _, r in numeric], dtype=np.intp),
+        tuple((name, r) for name, r in outputs if isinstance(r, str)),
+    )
+
+
+def run_steps(steps: Sequence[Step], v: np.ndarray, as_of_day: np.ndarray) -> None:
+    """Fill the combined formulas' rows of a value matrix (columns: snapshots)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for s in steps:
+            a, b = v[s.a], v[s.b]
+            if s.kind is Diff:
+                v[s.out] = a - b
+            elif s.kind is Ratio:
+                v[s.out] = np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
+            else:  # MeanAge: a counts events, b sums their epoch days
+                v[s.out] = np.where(a > 0, (a * as_of_day - b) / np.where(a > 0, a, 1), np.nan)
 
 
 def _combine(
