@@ -59,3 +59,16 @@ def test_heavy_tail_log_only_touches_heavy_tailed_columns() -> None:
     out = HeavyTailLog().fit(X).transform(X)
     np.testing.assert_array_equal(out[:, 1:], X[:, 1:])
     np.testing.assert_allclose(out[:, 0], np.log1p(X[:, 0]))
+
+
+def test_a_logistic_models_probability_never_depends_on_the_rows_predicted_with_it(
+    logistic: ChurnModel, dataset: Dataset
+) -> None:
+    features = dataset.features.tail(300)
+    whole = logistic.predict_proba(features)
+    one_by_one = [logistic.predict_proba(features.iloc[[i]])[0] for i in range(len(features))]
+    np.testing.assert_array_equal(np.array(one_by_one), whole)  # chunks of 1 == one call
+    chunks = [logistic.predict_proba(features.iloc[s : s + 7]) for s in range(0, 300, 7)]
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+    pipeline = logistic.estimator.predict_proba(logistic.inputs(features))[:, 1]
+    np.testing.assert_allclose(logistic.raw_proba(features), pipeline, rtol=0, atol=1e-12)

@@ -16,12 +16,13 @@ from churnguard.domain.data import load_crm
 from churnguard.domain.mapping import Mapping
 from churnguard.scoring.batch import score_to_store
 from churnguard.scoring.partition import score_partition
+from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.scorer import Scorer
 from churnguard.spark.scoring import checked_scores, score_frame, score_to_parquet
 from churnguard.spark.tables import read_sources
 from churnguard.store.runs import ScoringRun, latest_runs, record_run
 from churnguard.store.scores import ScoreStore
-from tests.factories import BACKENDS, open_store, stored_rows
+from tests.factories import BACKENDS, PARAMS, ModelFactory, open_store, stored_rows
 
 
 def test_spark_scores_equal_one_machines_bit_for_bit(
@@ -37,6 +38,22 @@ def test_spark_scores_equal_one_machines_bit_for_bit(
     for name in expected.columns.drop("as_of"):
         assert got[name].tolist() == expected[name].tolist(), name
     assert (pd.to_datetime(got["as_of"], utc=True) == as_of).all()
+
+
+def test_a_logistic_champion_scores_equal_one_machines_bit_for_bit(
+    spark, parquet_dir: Path, make_model: ModelFactory
+) -> None:
+    model = make_model("logistic", PARAMS["logistic"])  # its rows are predicted row-wise
+    scorer = Scorer(model, "1", load_playbook(feature_set=model.feature_set))
+    data, _ = load_crm(parquet_dir)
+    as_of = observation_end(data)
+    expected = score_partition(data, scorer, as_of, explain_from=0.2).frame()
+    tables = read_sources(spark, str(parquet_dir), Mapping())
+    frame = score_frame(spark, tables, Mapping(), scorer, as_of, explain_from=0.2, buckets=3)
+    got = checked_scores(frame).toPandas().sort_values("client_id", ignore_index=True)
+    assert len(got) == len(expected) > 100 and 0 < expected["explained"].sum() < len(expected)
+    for name in expected.columns.drop("as_of"):
+        assert got[name].tolist() == expected[name].tolist(), name
 
 
 def test_a_spark_run_stores_and_summarises_what_a_batch_run_does(

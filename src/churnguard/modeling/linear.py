@@ -8,7 +8,7 @@ names, so a change to the recipe is a change to one module.
 
 ``LinearTerms`` is the fitted Pipeline as arrays: the log-odds contribution of each input column
 without pandas or scikit-learn, which the scorer's per-client hot path and its batch
-contributions use.
+contributions use, and the row-wise probabilities every prediction of a logistic model uses.
 """
 
 from __future__ import annotations
@@ -121,6 +121,22 @@ class LinearTerms:
             codes = X[:, j]
             out[:, j] = w[np.where(np.isnan(codes), len(w) - 1, codes).astype(np.intp)]
         return out
+
+    def log_odds(self, X: np.ndarray) -> np.ndarray:
+        """The intercept plus each row's contributions, added column by column, row-wise.
+
+        A row's value never depends on the other rows of X (a matrix product's does: BLAS
+        blocks it), so one client, a chunk and a Spark partition give the same bits.
+        """
+        z = np.full(len(X), self.intercept)
+        for column in self.contributions(X).T:
+            z += column
+        return z
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        """The uncalibrated churn probability of each row (the logistic of ``log_odds``)."""
+        with np.errstate(over="ignore"):  # exp overflow -> inf -> probability 0, as it should
+            return 1.0 / (1.0 + np.exp(-self.log_odds(X)))
 
 
 def linear_terms(

@@ -83,8 +83,15 @@ class ChurnModel:
         return align_inputs(features, self.feature_names, self.categories)
 
     def raw_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated probabilities of the estimator."""
+        """Uncalibrated probabilities of the estimator; a logistic model's row by row.
+
+        The logistic Pipeline's ``predict_proba`` is a matrix product whose last bits depend on
+        the rows predicted together (BLAS blocking): its compiled ``LinearTerms`` give each row's
+        bits alone, so a batch, a chunk, a Spark partition and one client agree exactly.
+        """
         X = self.inputs(features)
+        if isinstance(self.estimator, Pipeline):
+            return self.linear_terms().probability(_codes_matrix(X))
         return np.asarray(self.estimator.predict_proba(X), dtype=np.float64)[:, 1]
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
@@ -153,6 +160,18 @@ def align_inputs(
         else:
             columns[name] = pd.to_numeric(values).astype(np.float64).to_numpy()
     return pd.DataFrame(columns, index=features.index)
+
+
+def _codes_matrix(inputs: pd.DataFrame) -> np.ndarray:
+    """``align_inputs``' frame as float64: categoricals as their codes (missing: NaN)."""
+    X = np.empty(inputs.shape)
+    for j, (_, column) in enumerate(inputs.items()):
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            codes = column.cat.codes.to_numpy()
+            X[:, j] = np.where(codes >= 0, codes, np.nan)
+        else:
+            X[:, j] = column.to_numpy(np.float64)
+    return X
 
 
 def _group_by_feature(weights: pd.Series, feature_names: list[str]) -> pd.Series:

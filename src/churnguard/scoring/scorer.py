@@ -426,9 +426,7 @@ class Scorer:
         if self._booster is not None:
             return np.asarray(self._booster.predict(X, num_threads=threads), dtype=np.float64)
         assert self._linear is not None
-        z = self._linear.contributions(X).sum(axis=1) + self._linear.intercept
-        with np.errstate(over="ignore"):  # exp overflow -> inf -> probability 0, as it should
-            return 1.0 / (1.0 + np.exp(-z))
+        return self._linear.probability(X)  # row-wise, as ChurnModel.raw_proba: the same bits
 
     def _contributions(self, X: np.ndarray, threads: int) -> np.ndarray:
         """Per-feature log-odds contributions of input rows (no bias column)."""
@@ -448,7 +446,8 @@ class Scorer:
     def _check_parity(self) -> None:
         """The array path must give the model's own probabilities on awkward rows, or refuse."""
         probe = _probe_frame(self.model)
-        expected = self.model.raw_proba(probe)
+        pipeline = self.model.estimator.predict_proba(self.model.inputs(probe))
+        expected = np.asarray(pipeline, dtype=np.float64)[:, 1]
         got = self._raw(self.matrix(probe), threads=1)
         worst = float(np.max(np.abs(got - expected)))
         if not worst <= _PARITY:
