@@ -10,17 +10,19 @@ import pandas as pd
 import pytest
 
 from churnguard.domain.contract import CRMData
+from churnguard.features.records import records_model
 from churnguard.scoring import batch
 from churnguard.scoring.batch import format_summary, score_to_store
 from churnguard.scoring.partition import ScoreColumns, score_partition
 from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.score import score_as_of
 from churnguard.scoring.scorer import Scorer
+from churnguard.store.columns import digest_format
 from churnguard.store.database import to_json
 from churnguard.store.scores import ScoreStore
 from churnguard.training.dataset import Dataset
 from churnguard.training.horizons import attach_horizons
-from tests.factories import PARAMS, ModelFactory, stored_rows
+from tests.factories import PARAMS, ModelFactory, records_body, stored_rows
 
 
 @pytest.fixture(scope="module", params=["lightgbm", "logistic", "horizons"])
@@ -73,6 +75,19 @@ def test_columns_are_the_score_objects_records_field_for_field(
     assert any(c != '{"direction":"new"}' for c in columns.rows.change)
     frame = columns.frame()
     assert len(frame) == len(objects) and frame["client_id"].tolist() == columns.rows.client_id
+
+
+def test_the_api_path_and_a_partition_give_each_client_the_same_feature_digest(
+    scorer: Scorer, data: CRMData, as_of: pd.Timestamp
+) -> None:
+    columns = score_partition(data, scorer, as_of, drivers=False)
+    digests = dict(zip(columns.rows.client_id, columns.rows.feature_digest, strict=True))
+    Records = records_model(max_rows=5000)
+    for client_id in columns.rows.client_id[:: max(1, len(columns) // 12)]:
+        records = Records.model_validate(records_body(data, client_id))
+        record = scorer.score_records(records, as_of.to_pydatetime()).to_record()
+        assert record.feature_digest == digests[client_id], client_id
+        assert digest_format(record.feature_digest) == "f64"
 
 
 def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(

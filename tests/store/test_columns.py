@@ -11,7 +11,16 @@ import pytest
 import sqlalchemy as sa
 
 from churnguard.store import columns as columns_module
-from churnguard.store.columns import PER_ROW, ScoreRows, feature_digest, feature_digests
+from churnguard.store.columns import (
+    FORMAT_TAG,
+    PER_ROW,
+    ScoreRows,
+    digest_format,
+    digest_matches,
+    feature_digest,
+    feature_digests,
+    json_feature_digest,
+)
 from churnguard.store.database import to_json
 from churnguard.store.scores import ScoreRecord, ScoreStore
 
@@ -48,6 +57,52 @@ def test_column_digests_are_the_same_across_blocks_of_rows(monkeypatch: pytest.M
         for x, k in zip(values, columns["kind"], strict=True)
     ]
     assert whole == [feature_digest(r) for r in rows]
+
+
+def test_digests_carry_their_format_and_fit_the_audit_column() -> None:
+    digest = feature_digest({"x": 1.5, "kind": "a", "gone": None})
+    assert digest.startswith(FORMAT_TAG) and len(digest) == 64
+    assert digest_format(digest) == "f64"
+    assert digest == feature_digest({"gone": None, "kind": "a", "x": 1.5})  # any order
+    # NaN is the engine's missing value: the same as None
+    assert feature_digest({"x": float("nan")}) == feature_digest({"x": None})
+    assert feature_digest({"x": 1.0}) != feature_digest({"y": 1.0})  # names count
+    # a text and a number with the same bytes, or a missing text and a missing number
+    assert feature_digest({"x": "1"}) != feature_digest({"x": 1.0})
+    assert feature_digest({"x": None}) == feature_digests({"x": np.array([None], object)})[0]
+
+
+def test_stored_digests_of_either_format_are_read() -> None:
+    features = {"days_since_contact": 74.0, "segment": "smb", "nps": None}
+    old, new = json_feature_digest(features), feature_digest(features)
+    assert digest_format(old) == "json" and len(old) == 64 and old != new
+    assert digest_matches(features, old) and digest_matches(features, new)
+    changed = {**features, "days_since_contact": 75.0}
+    assert not digest_matches(changed, old) and not digest_matches(changed, new)
+    for bad in ("", "f64:xyz", "F" * 64, FORMAT_TAG + "0" * 64):
+        with pytest.raises(ValueError, match="not a feature digest") as error:
+            digest_format(bad)
+        assert "xyz" not in str(error.value) and "FFFF" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("columns", "feature"),
+    [
+        ({"when": np.array(["2025-01-01"], "datetime64[D]")}, "when"),
+        ({"mixed": np.array(["a", 3.0], object)}, "mixed"),
+        ({"flag": np.array([True])}, "flag"),
+    ],
+)
+def test_columns_that_are_not_numbers_or_text_are_refused_by_name(
+    columns: dict[str, np.ndarray], feature: str
+) -> None:
+    with pytest.raises(TypeError, match=f"feature {feature!r}"):
+        feature_digests(columns)
+
+
+def test_values_that_are_not_numbers_or_text_are_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="feature 'flag'"):
+        feature_digest({"x": 1.0, "flag": True})
 
 
 def _records(n: int, version: str) -> list[ScoreRecord]:
