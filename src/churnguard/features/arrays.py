@@ -31,6 +31,27 @@ class Columns(Protocol):
     def isin(self, name: str, values: Sequence[str]) -> np.ndarray: ...  # categorical membership
 
 
+@dataclass(frozen=True)
+class ColumnValue:
+    """A declaration that reads one column as it is (the dense executor reads it directly)."""
+
+    name: str
+
+    def __call__(self, columns: Columns) -> np.ndarray:
+        return columns(self.name)
+
+
+@dataclass(frozen=True)
+class CategoryTest:
+    """A declaration that tests a categorical column for some labels (grouped per column)."""
+
+    column: str
+    values: tuple[str, ...]
+
+    def __call__(self, columns: Columns) -> np.ndarray:
+        return columns.isin(self.column, self.values)
+
+
 def encode_times(times: np.ndarray) -> np.ndarray:
     """Epoch seconds as the engine's non-negative time codes (NAT and the far past: 0)."""
     encoded = times + TIME_OFFSET
@@ -85,14 +106,19 @@ class TableArrays:
         return label_lookup(tuple(self.categories[name]), tuple(values))[self.columns[name]]
 
 
-@lru_cache(maxsize=256)
 def label_lookup(labels: tuple[str, ...], values: tuple[str, ...]) -> np.ndarray:
-    """Per code (the last slot: empty, code -1), whether its label is one of the values.
+    """Per code (the last slot: empty, code -1), whether its label is one of the values."""
+    return labels_lookup(labels, (values,))[0]
 
-    Cached: the one-client path asks the same few questions of the same labels on every call.
-    """
-    lookup = np.zeros(len(labels) + 1, dtype=bool)
-    lookup[[labels.index(v) for v in values if v in labels]] = True
+
+@lru_cache(maxsize=256)
+def labels_lookup(labels: tuple[str, ...], tests: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    """Per test (rows) and code (columns; the last: empty, code -1), whether the code's label is
+    one of the test's values. Cached: the one-client path asks the same few questions of the
+    same labels on every call."""
+    lookup = np.zeros((len(tests), len(labels) + 1), dtype=bool)
+    for row, values in zip(lookup, tests, strict=True):
+        row[[labels.index(v) for v in values if v in labels]] = True
     lookup.flags.writeable = False
     return lookup
 

@@ -22,7 +22,7 @@ from churnguard.domain.churn import stop_times
 from churnguard.domain.contract import Attribute, CRMData, Kind
 from churnguard.domain.problems import Problem
 from churnguard.domain.timeaxis import DAY
-from churnguard.features.arrays import NAT, Columns
+from churnguard.features.arrays import NAT, CategoryTest, Columns, ColumnValue
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +122,11 @@ class Feature:
 
 
 def _col(name: str) -> Callable[[Columns], np.ndarray]:
-    return lambda c: c(name)
+    return ColumnValue(name)
 
 
 def _is(column: str, *values: str) -> Callable[[Columns], np.ndarray]:
-    return lambda c: c.isin(column, values)
+    return CategoryTest(column, values)
 
 
 def _settled_at(c: Columns) -> np.ndarray:

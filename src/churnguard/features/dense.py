@@ -18,7 +18,7 @@ import numpy as np
 from churnguard.domain.timeaxis import DAY
 from churnguard.features.arrays import NAT, CRMArrays, TableArrays, encode_times
 from churnguard.features.catalog import STREAMS
-from churnguard.features.plan import SCALE, DensePlan, micro_units, read_of
+from churnguard.features.plan import SCALE, DensePlan, micro_units, read_all
 
 _PAST, _FUTURE = -(1 << 40), 1 << 40  # seconds: no event's time (max and min of none)
 
@@ -37,7 +37,7 @@ class _Axis:
 
 def _event_axis(data: CRMArrays, dp: DensePlan) -> _Axis:
     tables = [data.tables[name] for name in dp.tables]
-    got = [read_of(tables[t], read) for t, read in dp.reads]  # each declaration once
+    got = read_all(tables, dp.reads)  # each declaration once
     times = [got[i] for i in dp.stream_time]
     spans, first = [], 0
     for t in times:

@@ -11,7 +11,13 @@ import numpy as np
 
 from churnguard.domain.contract import TABLES
 from churnguard.domain.timeaxis import DAY
-from churnguard.features.arrays import Columns, TableArrays
+from churnguard.features.arrays import (
+    CategoryTest,
+    Columns,
+    ColumnValue,
+    TableArrays,
+    labels_lookup,
+)
 from churnguard.features.catalog import (
     STREAMS,
     Agg,
@@ -115,9 +121,53 @@ class Step:
 Read = Callable[[Columns], np.ndarray]  # a stream's declaration: time, value or filter
 
 
-def read_of(columns: TableArrays, read: Read) -> np.ndarray:
-    """What a declaration gives on a table's columns."""
-    return read(columns)
+@dataclass(frozen=True)
+class ReadGroup:
+    """Declarations of one table made together in a call: a column read as it is, the category
+    tests of one column (one gather of a cached lookup), or a declaration called as declared."""
+
+    table: int  # position in the dense plan's tables
+    column: str = ""  # the column read, or tested
+    tests: tuple[tuple[str, ...], ...] = ()  # per category test: its labels
+    call: Read | None = None
+
+
+def read_all(tables: Sequence[TableArrays], groups: Sequence[ReadGroup]) -> list[np.ndarray]:
+    """Every read of the groups, in order (a group of tests gives one array per test)."""
+    got: list[np.ndarray] = []
+    for g in groups:
+        t = tables[g.table]
+        if g.call is not None:
+            got.append(g.call(t))
+        elif g.tests:
+            lookup = labels_lookup(tuple(t.categories[g.column]), g.tests)
+            got.extend(lookup[:, t.columns[g.column]])
+        else:
+            got.append(t.columns[g.column])
+    return got
+
+
+def _read_groups(
+    keys: Iterable[tuple[int, Read]],
+) -> tuple[tuple[ReadGroup, ...], dict[tuple[int, Read], int]]:
+    """Distinct (table, declaration) reads as groups, and each read's position in their output."""
+    groups, order = [], []
+    tests: dict[tuple[int, str], list[tuple[int, Read]]] = {}
+    for key in dict.fromkeys(keys):
+        table, declared = key
+        if isinstance(declared, CategoryTest):
+            tests.setdefault((table, declared.column), []).append(key)
+            continue
+        if isinstance(declared, ColumnValue):
+            groups.append(ReadGroup(table, declared.name))
+        else:
+            groups.append(ReadGroup(table, call=declared))
+        order.append(key)
+    for (table, column), found in tests.items():
+        labels = tuple(d.values for _, d in found if isinstance(d, CategoryTest))
+        groups.append(ReadGroup(table, column, labels))
+        order.extend(found)
+    return tuple(groups), {key: i for i, key in enumerate(order)}
 
 
 @dataclass(frozen=True)
@@ -132,7 +182,7 @@ class DensePlan:
 
     streams: tuple[str, ...]  # the event axis: each stream's table rows, in this order
     tables: tuple[str, ...]  # the tables read
-    reads: tuple[tuple[int, Read], ...]  # distinct (table position, read) of every declaration
+    reads: tuple[ReadGroup, ...]  # every distinct declaration of each table, read once a call
     stream_table: tuple[int, ...]  # per stream: its table's position
     stream_time: tuple[int, ...]  # per stream: the read of its event time
     masks: tuple[tuple[int, int | None], ...]  # per mask row: (stream position, filter's read)
@@ -160,19 +210,16 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
     masks = list(dict.fromkeys((streams.index(a.stream), a.where) for a in aggs))
     valued = [a for a in aggs if a.how in ("sum", "last")]
     values = list(dict.fromkeys((streams.index(a.stream), a.value or "") for a in valued))
-    reads: dict[tuple[int, Read], int] = {}
 
-    def read(stream: int, declared: Callable[[Columns], np.ndarray]) -> int:
-        key = (tables.index(STREAMS[streams[stream]].table), declared)
-        return reads.setdefault(key, len(reads))
+    def read(stream: int, declared: Read) -> tuple[int, Read]:
+        return (tables.index(STREAMS[streams[stream]].table), declared)
 
-    def where(stream: int, name: str | None) -> int | None:
-        s = STREAMS[streams[stream]]
+    def where(stream: int, name: str | None) -> tuple[int, Read] | None:
         if name is None:
             return None
         if name.startswith("type:"):  # an event type: one category test
-            return read(stream, _event_type(name.removeprefix("type:")))
-        return read(stream, s.filters[name])
+            return read(stream, CategoryTest("event_type", (name.removeprefix("type:"),)))
+        return read(stream, STREAMS[streams[stream]].filters[name])
 
     def rows(*hows: str) -> np.ndarray:
         return np.array([i for i, a in enumerate(aggs) if a.how in hows], dtype=np.intp)
@@ -181,24 +228,26 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
         found = [(streams.index(a.stream), a.value or "") for a in aggs if a.how == how]
         return np.array([values.index(v) for v in found], dtype=np.intp)
 
-    times = tuple(read(i, STREAMS[s].time) for i, s in enumerate(streams))
-    mask_reads = tuple((i, where(i, name)) for i, name in masks)
-    value_reads = tuple((i, read(i, STREAMS[streams[i]].values[name])) for i, name in values)
+    times = [read(i, STREAMS[s].time) for i, s in enumerate(streams)]
+    mask_reads = [(i, where(i, name)) for i, name in masks]
+    value_reads = [(i, read(i, STREAMS[streams[i]].values[name])) for i, name in values]
     ranked = tuple(dict.fromkeys(streams.index(a.stream) for a in aggs if a.how == "last"))
     table_time = [TABLES[STREAMS[streams[i]].table].time for i in ranked]
-    ranked_reads = tuple(
-        (i, None if t is None else read(i, _column(t)))
+    ranked_reads = [
+        (i, None if t is None else read(i, ColumnValue(t)))
         for i, t in zip(ranked, table_time, strict=True)
-    )
+    ]
+    every = [*times, *(r for _, r in mask_reads + value_reads + ranked_reads if r is not None)]
+    groups, at = _read_groups(every)
     starts = [a.offset + (_UNBOUNDED if a.window is None else a.window) for a in aggs]
     return DensePlan(
         tuple(streams),
         tuple(tables),
-        tuple(reads),
+        groups,
         tuple(tables.index(STREAMS[s].table) for s in streams),
-        times,
-        mask_reads,
-        value_reads,
+        tuple(at[r] for r in times),
+        tuple((i, None if r is None else at[r]) for i, r in mask_reads),
+        tuple((i, at[r]) for i, r in value_reads),
         np.array([masks.index((streams.index(a.stream), a.where)) for a in aggs], dtype=np.intp),
         np.array([[d * DAY] for d in starts + [a.offset for a in aggs]], dtype=np.int64),
         rows("count"),
@@ -209,16 +258,8 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
         rows("last"),
         value_rows("last"),
         rows("days_since", "days_since_first", "last"),
-        ranked_reads,
+        tuple((i, None if r is None else at[r]) for i, r in ranked_reads),
     )
-
-
-def _event_type(name: str) -> Callable[[Columns], np.ndarray]:
-    return lambda c: c.isin("event_type", (name,))
-
-
-def _column(name: str) -> Callable[[Columns], np.ndarray]:
-    return lambda c: c(name)
 
 
 @dataclass(frozen=True)
@@ -305,16 +346,22 @@ def plan_for(feature_set: FeatureSet) -> Plan:
 
 
 def run_steps(steps: Sequence[Step], v: np.ndarray, as_of_day: np.ndarray) -> None:
-    """Fill the combined formulas' rows of a value matrix (columns: snapshots)."""
+    """Fill the combined formulas' rows of a value matrix (columns: snapshots).
+
+    A ratio is missing where its divisor is 0, a mean age where it counts no event: those
+    cells keep the NaN they are filled with, the others are divided (``where``).
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         for s in steps:
-            a, b = v[s.a], v[s.b]
+            a, b, out = v[s.a], v[s.b], v[s.out]  # out: a view of the value matrix
             if s.kind is Diff:
-                v[s.out] = a - b
-            elif s.kind is Ratio:
-                v[s.out] = np.where(b != 0, a / np.where(b != 0, b, 1), np.nan)
+                np.subtract(a, b, out=out)
+                continue
+            out.fill(np.nan)
+            if s.kind is Ratio:
+                np.divide(a, b, out=out, where=b != 0)
             else:  # MeanAge: a counts events, b sums their epoch days
-                v[s.out] = np.where(a > 0, (a * as_of_day - b) / np.where(a > 0, a, 1), np.nan)
+                np.divide(a * as_of_day - b, a, out=out, where=a > 0)
 
 
 def _combine(
