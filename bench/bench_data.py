@@ -35,14 +35,22 @@ def _owners(rng: np.random.Generator, dtype: pd.CategoricalDtype, n: int) -> pd.
     return pd.Categorical.from_codes(rng.integers(0, len(dtype.categories), n), dtype=dtype)
 
 
+def _row_ids(n: int, first: int) -> pd.Series:
+    return pd.Series(np.arange(first, first + n).astype(str), dtype="str")
+
+
 def _choice(rng: np.random.Generator, values: tuple[str, ...], n: int) -> pd.Categorical:
     return pd.Categorical.from_codes(rng.integers(0, len(values), n), categories=list(values))
 
 
-def bench_crm(n_clients: int, seed: int = 0) -> CRMData:
-    """A random CRM data set of n_clients, every contract table filled."""
+def bench_crm(n_clients: int, seed: int = 0, first: int = 0) -> CRMData:
+    """A random CRM data set of n_clients, every contract table filled.
+
+    ``first``: the number of the first client (``C{first:08d}``), and of its first contract,
+    invoice and ticket row per client, so blocks built apart (``bench.bench_parquet``) share no id.
+    """
     rng = np.random.default_rng(seed)
-    ids = pd.Index([f"C{i:08d}" for i in range(n_clients)], dtype="str")
+    ids = pd.Index([f"C{i:08d}" for i in range(first, first + n_clients)], dtype="str")
     dtype = pd.CategoricalDtype(ids)
     n = {name: per * n_clients for name, per in ROWS_PER_CLIENT.items()}
     start = _times(rng, n["contracts"])
@@ -60,7 +68,7 @@ def bench_crm(n_clients: int, seed: int = 0) -> CRMData:
         ),
         "contracts": pd.DataFrame(
             {
-                "contract_id": pd.Series(np.arange(n["contracts"]).astype(str), dtype="str"),
+                "contract_id": _row_ids(n["contracts"], first * ROWS_PER_CLIENT["contracts"]),
                 "client_id": _owners(rng, dtype, n["contracts"]),
                 "service_line": _choice(rng, ("it", "audit", "staffing"), n["contracts"]),
                 "start_date": start,
@@ -88,7 +96,7 @@ def bench_crm(n_clients: int, seed: int = 0) -> CRMData:
         ),
         "invoices": pd.DataFrame(
             {
-                "invoice_id": pd.Series(np.arange(n["invoices"]).astype(str), dtype="str"),
+                "invoice_id": _row_ids(n["invoices"], first * ROWS_PER_CLIENT["invoices"]),
                 "client_id": _owners(rng, dtype, n["invoices"]),
                 "issued_at": issued,
                 "due_at": (issued + pd.Timedelta(days=30)).dt.as_unit("s"),
@@ -100,7 +108,7 @@ def bench_crm(n_clients: int, seed: int = 0) -> CRMData:
         ),
         "tickets": pd.DataFrame(
             {
-                "ticket_id": pd.Series(np.arange(n["tickets"]).astype(str), dtype="str"),
+                "ticket_id": _row_ids(n["tickets"], first * ROWS_PER_CLIENT["tickets"]),
                 "client_id": _owners(rng, dtype, n["tickets"]),
                 "opened_at": opened,
                 "resolved_at": _later(rng, opened, 30, empty=0.2),

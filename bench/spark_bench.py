@@ -2,10 +2,12 @@
 
 Usage: python -m bench.spark_bench [--clients 20000 100000] [--cores 1 2] [--engines local spark:2]
        [--explain-from 0.3] [--train-clients 600] [--work DIR] [--out bench/results/spark.json]
+       [--stages DIR]  (Spark: wall, JVM CPU, Python CPU and idle per stage, ``spark_stages``)
 
-Data: ``bench.bench_data.bench_crm(n)`` (about 100 history rows per client; its CSAT scores of 0
-raised to 1, the contract's floor), written once per size as a folder of Parquet tables and scored
-at its end of observation. The model is the pipeline's
+Data: ``bench.bench_data.bench_crm`` (about 100 history rows per client; its CSAT scores of 0
+raised to 1, the contract's floor), written once per size by ``bench.bench_parquet`` in blocks of
+100,000 clients (one part file per table and block; up to 100,000 clients that is
+``bench_crm(n)``) and scored at its end of observation. The model is the pipeline's
 LightGBM recipe trained on a small simulated business (--train-clients), as in scoring_bench.
 
 Each configuration runs in its own process, from the Parquet folder to a Parquet table of scores:
@@ -39,6 +41,8 @@ from typing import Any
 
 import pandas as pd
 
+from bench.spark_stages import StageProfile, event_log_conf, stage_lines
+
 Record = dict[str, Any]
 
 
@@ -55,30 +59,23 @@ def build_scorer(train_clients: int, path: Path) -> None:
 
 
 def write_data(clients: int, folder: Path) -> str:
-    """bench_crm(clients) as Parquet tables in folder (kept for the next run); its as_of (ISO)."""
-    from bench.bench_data import bench_crm
-    from churnguard.domain.churn import observation_end
+    """bench_crm(clients) as Parquet tables in folder, block by block (kept for the next run)."""
+    from bench.bench_parquet import write_bench_parquet
 
-    written = folder / "as_of.txt"  # written last: the folder is complete
-    if written.exists():
-        return written.read_text().strip()
-    data = bench_crm(clients)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, frame in data.tables().items():
-        if name == "feedback":  # bench_crm draws 0-5 for both surveys; CSAT is 1-5 by contract
-            csat = (frame["survey"] == "csat") & (frame["score"] < 1)
-            frame = frame.assign(score=frame["score"].mask(csat, 1.0))
-        frame.to_parquet(folder / f"{name}.parquet", index=False)
-    as_of = observation_end(data).isoformat()
-    written.write_text(as_of)
-    return as_of
+    return write_bench_parquet(clients, folder)
 
 
 # --- one configuration, in its own process --------------------------------------------------------
 
 
 def run_one(
-    engine: str, folder: Path, scorer_path: Path, as_of: str, explain: float, out: Path
+    engine: str,
+    folder: Path,
+    scorer_path: Path,
+    as_of: str,
+    explain: float,
+    out: Path,
+    stages: Path | None = None,
 ) -> Record:
     """Score the folder with one engine ("local" or "spark:<cores>"); timings and peak memory."""
     scorer = pickle.loads(scorer_path.read_bytes())
@@ -94,7 +91,8 @@ def run_one(
         frame.to_parquet(out, index=False)
         record["scored"] = len(frame)
     else:
-        record.update(_run_spark(int(engine.split(":")[1]), folder, scorer, when, explain, out))
+        cores = int(engine.split(":")[1])
+        record.update(_run_spark(cores, folder, scorer, when, explain, out, stages))
     record["seconds"] = time.perf_counter() - started
     record["driver_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     record["cpu_s"] = sum(
@@ -108,7 +106,13 @@ def run_one(
 
 
 def _run_spark(
-    cores: int, folder: Path, scorer: Any, when: pd.Timestamp, explain: float, out: Path
+    cores: int,
+    folder: Path,
+    scorer: Any,
+    when: pd.Timestamp,
+    explain: float,
+    out: Path,
+    stages: Path | None,
 ) -> Record:
     from churnguard.domain.mapping import Mapping
     from churnguard.spark.scoring import checked_scores, score_frame
@@ -121,8 +125,13 @@ def _run_spark(
         "spark.driver.memory=6g",
         f"spark.default.parallelism={cores}",
     ]
-    spark = start_session(f"local[{cores}]", conf, app_name="churnguard-bench")
+    log = stages / f"{out.stem}-{time.time_ns()}" if stages else None
+    spark = start_session(
+        f"local[{cores}]", conf + (event_log_conf(log) if log else []), "churnguard-bench"
+    )
     start = time.perf_counter() - t0
+    proc = getattr(spark.sparkContext._gateway, "proc", None)
+    profile = StageProfile(proc.pid).start() if log and proc else None
     tables = read_sources(spark, str(folder), Mapping())
     scores = checked_scores(
         score_frame(spark, tables, Mapping(), scorer, when, explain_from=explain)
@@ -130,9 +139,13 @@ def _run_spark(
     scores.write.mode("overwrite").parquet(str(out))
     scored = scores.count()
     jvm = _jvm_peak_mb(spark)
-    spark.stop()
+    spark.stop()  # writes the event log out
     _stop_jvm(spark)
-    return {"session_start_s": start, "scored": scored, "jvm_peak_mb": jvm}
+    record: Record = {"session_start_s": start, "scored": scored, "jvm_peak_mb": jvm}
+    if profile is not None and log is not None:
+        profile.stop()
+        record["stages"] = profile.stages(log, cores)
+    return record
 
 
 def _stop_jvm(spark: Any) -> None:
@@ -176,15 +189,17 @@ def main() -> None:
     parser.add_argument("--train-clients", type=int, default=600)
     parser.add_argument("--work", type=Path, default=Path("/tmp/churnguard-spark-bench"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/spark.json"))
+    parser.add_argument(
+        "--stages", type=Path, help="Spark: event logs here; print time and CPU per stage"
+    )
     parser.add_argument("--run", nargs=5, metavar=("ENGINE", "FOLDER", "SCORER", "AS_OF", "OUT"))
     args = parser.parse_args()
     if args.run:  # one configuration, in a child process
         engine, folder, scorer, as_of, out = args.run
-        print(
-            json.dumps(
-                run_one(engine, Path(folder), Path(scorer), as_of, args.explain_from, Path(out))
-            )
+        record = run_one(
+            engine, Path(folder), Path(scorer), as_of, args.explain_from, Path(out), args.stages
         )
+        print(json.dumps(record))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     scorer = args.work / "scorer.pkl"
@@ -203,6 +218,7 @@ def main() -> None:
                 "bench.spark_bench",
                 "--explain-from",
                 str(args.explain_from),
+                *(["--stages", str(args.stages)] if args.stages else []),
                 "--run",
                 engine,
                 str(folder),
@@ -227,6 +243,8 @@ def main() -> None:
             )
             results.append(record)
             print(_line(record, results), flush=True)
+            for line in stage_lines(record.get("stages", [])) if "stages" in record else []:
+                print(f"    {line}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
