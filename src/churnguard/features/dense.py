@@ -76,12 +76,11 @@ def _order_rank(
 
 def _inside(axis: _Axis, codes: np.ndarray, as_of: np.ndarray, dp: DensePlan) -> np.ndarray:
     """(aggregations, snapshots, events): the event counts towards the snapshot's aggregation."""
-    edges = encode_times(as_of - dp.edges)  # (2 x aggregations, snapshots): starts, then ends
-    n = len(dp.mask)
-    inside = axis.masks[dp.mask][:, None, :] & (axis.codes == codes[:, None])[None]
-    inside &= axis.encoded >= edges[:n, :, None]
-    inside &= axis.encoded < edges[n:, :, None]
-    return inside
+    edges = encode_times(as_of - dp.edges)  # (2 x windows, snapshots): starts, then ends
+    n = len(edges) // 2
+    in_window = (axis.encoded >= edges[:n, :, None]) & (axis.encoded < edges[n:, :, None])
+    in_window &= axis.codes == codes[:, None]  # (windows, snapshots, events)
+    return axis.masks[dp.mask][:, None, :] & in_window[dp.window]
 
 
 def dense_aggregates(

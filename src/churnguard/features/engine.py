@@ -299,7 +299,7 @@ class _Engine:
             run_steps(plan.steps, v, self.snap.as_of[block] // DAY)
             combined[:, block] = v[plan.numeric_rows]
         self.values = np.empty((0, 0))  # done: free it before the reordered copy
-        in_order = is_sorted(order)
+        in_order = n < 2 or is_sorted(order)
         if not in_order:  # back to the snapshots' order: a gather (faster than a scatter)
             where = np.empty_like(order)
             where[order] = np.arange(n)
@@ -402,9 +402,13 @@ def _chunk_columns(
     data: CRMArrays, codes: np.ndarray, as_of: np.ndarray, feature_set: FeatureSet, n_rows: int
 ) -> dict[str, np.ndarray]:
     # In (client, as_of) order every binary search below walks the events front to back.
-    order = np.lexsort((as_of, codes)) if len(codes) > 1 else np.arange(len(codes))
+    if len(codes) > 1:
+        order = np.lexsort((as_of, codes))
+        codes, as_of = codes[order], as_of[order]
+    else:  # one snapshot (the online path): in order already
+        order = np.arange(len(codes))
     dense = len(codes) * n_rows <= DENSE_CELLS
-    engine = _Engine(data, _Snapshots(codes[order], as_of[order]), plan_for(feature_set), dense)
+    engine = _Engine(data, _Snapshots(codes, as_of), plan_for(feature_set), dense)
     engine.precompute(workers=_workers(n_rows))
     return engine.features(order)
 

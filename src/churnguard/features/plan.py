@@ -188,7 +188,8 @@ class DensePlan:
     masks: tuple[tuple[int, int | None], ...]  # per mask row: (stream position, filter's read)
     values: tuple[tuple[int, int], ...]  # per value row: (stream position, the value's read)
     mask: np.ndarray  # per aggregation: its mask row
-    edges: np.ndarray  # (2 x aggregations, 1): seconds before as_of its window starts, then ends
+    window: np.ndarray  # per aggregation: its window
+    edges: np.ndarray  # (2 x windows, 1): seconds before as_of each window starts, then ends
     counts: np.ndarray  # aggregations answered by counting
     sums: np.ndarray  # aggregations answered by summing ...
     sum_values: np.ndarray  # ... these value rows
@@ -239,7 +240,8 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
     ]
     every = [*times, *(r for _, r in mask_reads + value_reads + ranked_reads if r is not None)]
     groups, at = _read_groups(every)
-    starts = [a.offset + (_UNBOUNDED if a.window is None else a.window) for a in aggs]
+    spans = [(a.offset + (_UNBOUNDED if a.window is None else a.window), a.offset) for a in aggs]
+    windows = list(dict.fromkeys(spans))
     return DensePlan(
         tuple(streams),
         tuple(tables),
@@ -249,7 +251,8 @@ def _dense_plan(stream_plans: Sequence[StreamPlan]) -> DensePlan:
         tuple((i, None if r is None else at[r]) for i, r in mask_reads),
         tuple((i, at[r]) for i, r in value_reads),
         np.array([masks.index((streams.index(a.stream), a.where)) for a in aggs], dtype=np.intp),
-        np.array([[d * DAY] for d in starts + [a.offset for a in aggs]], dtype=np.int64),
+        np.array([windows.index(w) for w in spans], dtype=np.intp),
+        np.array([[w[k] * DAY] for k in (0, 1) for w in windows], dtype=np.int64),
         rows("count"),
         rows("sum"),
         value_rows("sum"),
