@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from churnguard.store.database import to_json
 from churnguard.store.schema import TEXT_LIMITS, audit, scores
 from churnguard.store.scores import (
     ScoreRecord,
     ScoreStore,
     ScoreSummary,
+    change_texts,
     describe_change,
     feature_digest,
 )
@@ -355,6 +357,28 @@ def test_describe_change() -> None:
     assert steady["direction"] == "steady"
     assert steady["delta"] == pytest.approx(0.02)
     assert (steady["previous_probability"], steady["previous_band"]) == (0.30, "medium")
+
+
+def test_change_texts_are_the_json_of_describe_change() -> None:
+    def summary(p: Any, band: str = "medium", as_of: datetime = JAN) -> ScoreSummary:
+        return ScoreSummary(
+            client_id="C1", as_of=as_of, model_version="1", probability=p, band=band
+        )
+
+    cases = [
+        (None, 0.4),
+        (summary(0.3), 0.3),  # a delta of 0.0
+        (summary(0.3), 0.35),  # at the tolerance, from either side
+        (summary(0.35), 0.3),
+        (summary(0.1 + 0.2), 0.3000000001),
+        (summary(0.123456789), 0.9876543),
+        (summary(1e-300), 0.5),
+        (summary(0.5, 'say "hi" «é»', datetime(2025, 1, 1, 12, 30, 15, tzinfo=UTC)), 0.2),
+        (summary(1, "high"), 0.2),  # an int: the slow path
+        (summary(float("nan")), 0.2),  # not finite: the slow path, NaN as null
+    ]
+    expected = [to_json(describe_change(before, q)) for before, q in cases]
+    assert change_texts([b for b, _ in cases], [q for _, q in cases]) == expected
 
 
 def test_feature_digest_ignores_order_and_sees_values() -> None:

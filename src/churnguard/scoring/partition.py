@@ -26,10 +26,9 @@ from churnguard.scoring.score import actions_json, clients_info, drivers_json, s
 from churnguard.scoring.scorer import CHUNK_ROWS, Scorer
 from churnguard.store.columns import PER_ROW, ScoreRows, feature_digests
 from churnguard.store.database import to_json
-from churnguard.store.scores import ScoreSummary, describe_change
+from churnguard.store.scores import ScoreSummary, change_texts
 
 ClientInfo = tuple[str | None, str | None, str | None]  # account manager, segment, name
-_NEW = to_json(describe_change(None, 0.0))
 _NONE = to_json([])
 
 
@@ -96,19 +95,17 @@ def score_features(
     ``probability``: the rows' ``Scorer.predict``, when worked out with other rows (a logistic
     model's last bits depend on the rows predicted together: BLAS blocks its products).
     """
-    if probability is None:  # the model predicts (outside the GIL) while the digests are made
-        with ThreadPoolExecutor(1) as model:
-            predicting = model.submit(scorer.predict, features)
-            digests = feature_digests(_digest_columns(scorer, features))
-            probability = predicting.result()
-    else:
+    with ThreadPoolExecutor(1) as model:  # the model predicts (outside the GIL) meanwhile
+        predicting = None if probability is not None else model.submit(scorer.predict, features)
         digests = feature_digests(_digest_columns(scorer, features))
+        curves = _curves(scorer, features, when)
+        value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
+        ids = features["client_id"].tolist()
+        before = [(previous or {}).get(c) for c in ids]
+        probability = probability if predicting is None else predicting.result()
     explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
-    value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
-    ids = features["client_id"].tolist()
     p = probability.tolist()
     texts = _explanations(scorer, features, explained, threads)
-    previous = previous or {}
     rows = ScoreRows(
         as_of=when,
         model_version=scorer.version,
@@ -123,8 +120,8 @@ def score_features(
         feature_digest=digests,
         drivers=texts[0],
         actions=texts[1],
-        change=[_change(previous.get(c), q) for c, q in zip(ids, p, strict=True)],
-        curve=_curves(scorer, features, when),
+        change=change_texts(before, p),
+        curve=curves,
     )
     return ScoreColumns(rows, explained)
 
@@ -150,10 +147,6 @@ def _curves(scorer: Scorer, features: pd.DataFrame, when: datetime) -> list[str]
     if scorer.model.horizons is None:
         return [to_json(None)] * len(features)
     return [to_json(curve_json(c)) for c in scorer.curves(features, when)]
-
-
-def _change(previous: ScoreSummary | None, probability: float) -> str:
-    return _NEW if previous is None else to_json(describe_change(previous, probability))
 
 
 def _digest_columns(scorer: Scorer, features: pd.DataFrame) -> dict[str, np.ndarray]:

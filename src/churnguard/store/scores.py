@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from churnguard.store.actions import ActionLog
 from churnguard.store.columns import ScoreRows, load_score_rows
 from churnguard.store.columns import feature_digest as feature_digest  # its home before
-from churnguard.store.database import Database, load_rows
+from churnguard.store.database import Database, load_rows, to_json
 from churnguard.store.schema import (
     SCORE_KEY,
     SOURCES,
@@ -138,6 +139,35 @@ def describe_change(
         "previous_band": previous.band,
         "previous_as_of": previous.as_of.isoformat(),
     }
+
+
+def change_texts(
+    previous: Sequence[ScoreSummary | None], probability: Sequence[float], tolerance: float = 0.05
+) -> list[str]:
+    """``to_json(describe_change(before, p, tolerance))`` of each pair, the same text, written
+    without a dict per score (a batch's "what changed"; each band and as_of encoded once)."""
+    new = to_json(describe_change(None, 0.0))
+    encoded: dict[object, str] = {}
+    out = []
+    for before, q in zip(previous, probability, strict=True):
+        if before is None:
+            out.append(new)
+            continue
+        p = before.probability
+        delta = q - p
+        if type(p) is not float or type(q) is not float or not math.isfinite(delta):
+            out.append(to_json(describe_change(before, q, tolerance)))  # the rare case
+            continue
+        direction = "steady" if abs(delta) < tolerance else "rising" if delta > 0 else "falling"
+        band = encoded.get(before.band) or encoded.setdefault(before.band, to_json(before.band))
+        when = encoded.get(before.as_of) or encoded.setdefault(
+            before.as_of, to_json(before.as_of.isoformat())
+        )
+        out.append(
+            f'{{"direction":"{direction}","delta":{round(delta, 6)!r},'
+            f'"previous_probability":{p!r},"previous_band":{band},"previous_as_of":{when}}}'
+        )
+    return out
 
 
 class ScoreStore(ActionLog, Database):
