@@ -96,6 +96,45 @@ def test_models_lists_without_importing_spark(tmp_path: Path) -> None:
     assert found.stdout.splitlines()[-1] == "0 False"
 
 
+def test_models_lists_the_same_with_or_without_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a local store of a known schema is read directly; any other through MLflow's client
+    from churnguard.config import Settings
+    from churnguard.modeling import versions
+    from churnguard.modeling.registry import CHAMPION, Registry
+
+    settings = Settings(home=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = Registry.from_settings(settings).client
+    run_id = client.create_run(client.create_experiment("cli")).info.run_id
+    client.log_metric(run_id, "test_roc_auc", 0.75)
+    client.log_param(run_id, "kind", "logistic")
+    client.create_registered_model("churnguard")
+    for _ in range(2):
+        client.create_model_version("churnguard", f"runs:/{run_id}/model", run_id)
+    client.set_registered_model_alias("churnguard", CHAMPION, "2")
+    listings = []
+    for known in (versions.KNOWN_REVISIONS, frozenset()):  # direct, then through MLflow
+        monkeypatch.setattr(versions, "KNOWN_REVISIONS", known)
+        assert cli.models.models(argparse.Namespace(), settings) == 0
+        listings.append(capsys.readouterr().out)
+    assert listings[0] == listings[1]
+    assert "champion" in listings[0] and "0.7500" in listings[0] and "logistic" in listings[0]
+
+
+def test_models_on_a_local_store_imports_no_mlflow(tmp_path: Path) -> None:
+    code = (
+        "import sys; from churnguard import cli; code = cli.main(['models']); "
+        "print(code, 'mlflow' in sys.modules)"
+    )
+    env = {**os.environ, "CHURNGUARD_HOME": str(tmp_path)}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the home's own store
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert found.stdout.splitlines()[-1] == "0 False"
+
+
 def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(["features", "--data", "x", "--as-of", "next tuesday"])

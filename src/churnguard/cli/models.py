@@ -146,15 +146,18 @@ def _load_truth(source: str) -> pd.DataFrame | None:
 
 def models(args: argparse.Namespace, settings: Settings) -> int:
     """List registered model versions with their aliases and key test metrics."""
-    _without_spark()
     import pandas as pd
 
-    from churnguard.modeling.registry import Registry
+    from churnguard.modeling.versions import MODEL_NAME, VersionInfo, sqlite_versions
 
-    registry = Registry.from_settings(settings)
-    versions = registry.versions()
+    # a local SQLite store of a known MLflow schema is read directly (no MLflow import)
+    versions: list[VersionInfo] | None = sqlite_versions(settings.tracking_uri, MODEL_NAME)
+    if versions is None:  # any other store: through MLflow's client
+        from churnguard.modeling.registry import Registry
+
+        versions = Registry.from_settings(settings).versions()
     if not versions:
-        print(f"No registered versions of model churnguard in {registry.tracking_uri}")
+        print(f"No registered versions of model {MODEL_NAME} in {settings.tracking_uri}")
         return 0
     rows = [
         {
@@ -175,18 +178,6 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
     ]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
-
-
-def _without_spark() -> None:
-    """Keep MLflow from importing pyspark in this process: a listing needs no Spark.
-
-    ``mlflow.types.schema`` imports pyspark whenever it is installed (as with the ``spark``
-    extra), a third of a second here, and MLflow offers no setting against it; a ``None`` in
-    ``sys.modules`` makes that import fail as if pyspark were absent. Only the ``models``
-    command does this; the Spark engine's commands import pyspark as usual.
-    """
-    if "pyspark" not in sys.modules:
-        sys.modules["pyspark"] = None  # type: ignore[assignment]
 
 
 _RUN_STATES = {

@@ -25,7 +25,6 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from churnguard.config import Settings
+from churnguard.modeling.versions import (
+    MODEL_NAME,
+    RunRecord,
+    VersionInfo,
+    newest_first,
+    version_info,
+)
 
 if TYPE_CHECKING:  # the model (LightGBM, scikit-learn) and matplotlib load where they are used
     from matplotlib.figure import Figure
@@ -49,7 +55,6 @@ if TYPE_CHECKING:  # the model (LightGBM, scikit-learn) and matplotlib load wher
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "churnguard"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ARTIFACT_KEY = "churn_model"
@@ -82,21 +87,6 @@ class ChurnPyfunc(PythonModel):
         params: dict[str, Any] | None = None,
     ) -> np.ndarray:
         return self.model.predict_proba(model_input)
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One registered model version with its aliases and its run's metrics."""
-
-    version: int
-    aliases: tuple[str, ...]
-    run_id: str
-    created: pd.Timestamp  # UTC
-    metrics: dict[str, float]
-    params: dict[str, str]
-    # "active"; "deleted": its run is deleted (metrics kept); "gone": the run is deleted for
-    # good (``mlflow gc``: no metrics left); "none": registered without a run
-    run_state: str = "active"
 
 
 class RunLog:
@@ -316,20 +306,19 @@ class Registry:
             aliases.setdefault(int(version), []).append(alias)
         found = self.client.search_model_versions(f"name = '{self.model_name}'")
         runs = self._runs({v.run_id for v in found if v.run_id})
-        infos = [
-            _info(int(v.version), v.run_id or "", v.creation_timestamp, aliases, runs)
+        return newest_first(
+            version_info(int(v.version), v.run_id, v.creation_timestamp, aliases, runs)
             for v in found
-        ]
-        return sorted(infos, key=lambda i: i.version, reverse=True)
+        )
 
-    def _runs(self, run_ids: set[str]) -> dict[str, Any]:
+    def _runs(self, run_ids: set[str]) -> dict[str, RunRecord]:
         """The runs (deleted ones too) by run id, in one search per 100 runs."""
         if not run_ids:
             return {}
         experiments = self.client.search_experiments(view_type=ViewType.ALL)
         ids = [e.experiment_id for e in experiments]
         wanted = sorted(run_ids)
-        found: dict[str, Any] = {}
+        found: dict[str, RunRecord] = {}
         for start in range(0, len(wanted), 100):
             quoted = ", ".join(f"'{r}'" for r in wanted[start : start + 100])
             for run in self.client.search_runs(
@@ -338,7 +327,8 @@ class Registry:
                 run_view_type=ViewType.ALL,
                 max_results=len(wanted),
             ):
-                found[run.info.run_id] = run
+                deleted = run.info.lifecycle_stage == LifecycleStage.DELETED
+                found[run.info.run_id] = RunRecord(deleted, run.data.metrics, run.data.params)
         return found
 
     def version_info(self, version: int) -> VersionInfo:
@@ -359,33 +349,6 @@ class Registry:
             f"model {self.model_name!r} has no version {version} in {self.tracking_uri} "
             "(list them with `churnguard models`)"
         )
-
-
-def _info(
-    version: int,
-    run_id: str,
-    created_ms: int,
-    aliases: dict[int, list[str]],
-    runs: Mapping[str, Any],
-) -> VersionInfo:
-    """One version's entry of ``Registry.versions``: a deleted run keeps its metrics and says
-    so; a run not found (deleted for good, by ``mlflow gc``) has none and says so."""
-    run = runs.get(run_id)
-    if not run_id:
-        state = "none"
-    elif run is None:
-        state = "gone"
-    else:
-        state = "deleted" if run.info.lifecycle_stage == LifecycleStage.DELETED else "active"
-    return VersionInfo(
-        version=version,
-        aliases=tuple(sorted(aliases.get(version, []))),
-        run_id=run_id or "",
-        created=pd.Timestamp(created_ms, unit="ms", tz="UTC"),
-        metrics=dict(run.data.metrics) if run else {},
-        params=dict(run.data.params) if run else {},
-        run_state=state,
-    )
 
 
 def _read_artifact(uri: str) -> Any:
