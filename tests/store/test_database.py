@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,10 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
     with ScoreStore(f"sqlite:///{path}").create() as store:
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        with store.driver() as dbapi:  # the one-client path's connections are set up alike
+            # NORMAL with WAL: a commit survives a killed process (only power loss can undo it)
+            assert dbapi.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+            assert dbapi.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         store.save_scores([record()])
     raw = sqlite3.connect(path)  # the journal mode is a property of the file
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -94,12 +98,56 @@ def test_an_unreachable_database_is_unavailable_not_an_error(url: str) -> None:
             store.ping()
         with pytest.raises(StoreUnavailableError):
             store.latest_scores()
+        with pytest.raises(StoreUnavailableError):  # the prepared statements, on the driver
+            store.previous_summary("C1", datetime(2025, 2, 1, tzinfo=UTC))
+        with pytest.raises(StoreUnavailableError):
+            store.save_scores([record()], source="api")
 
 
 def test_a_mistake_in_sql_is_not_an_outage(store: ScoreStore) -> None:
     with pytest.raises(sa.exc.DBAPIError) as raised, store.engine.connect() as conn:
         conn.exec_driver_sql("SELECT * FROM no_such_table")
     assert not isinstance(raised.value, StoreUnavailableError)
+
+
+def test_a_mistake_in_sql_on_the_driver_is_not_an_outage(store: ScoreStore) -> None:
+    with pytest.raises(Exception) as raised, store.driver() as dbapi:
+        store.prepared(sa.text("SELECT * FROM no_such_table")).first(dbapi, {})
+    assert not isinstance(raised.value, StoreUnavailableError)
+    assert "no_such_table" in str(raised.value)
+
+
+def test_prepared_statements_keep_the_stores_utc_handling(store: ScoreStore) -> None:
+    five = timezone(timedelta(hours=5))
+    store.save_scores([record()], source="api")  # 2025-01-01 00:00 UTC, through the driver
+    just_after = datetime(2025, 1, 1, 5, 0, 1, tzinfo=five)  # one second after, at +05:00
+    summary = store.previous_summary("C1", just_after)
+    assert summary is not None and summary.as_of == datetime(2025, 1, 1, tzinfo=UTC)
+    assert summary.as_of.utcoffset() == timedelta(0)
+    assert store.previous_summary("C1", datetime(2025, 1, 1, 5, tzinfo=five)) is None  # not before
+    stored = store.client_history("C1")  # read back by SQLAlchemy: the same row
+    assert [(s.as_of, s.source, s.probability) for s in stored] == [
+        (datetime(2025, 1, 1, tzinfo=UTC), "api", 0.4)
+    ]
+    with store.engine.connect() as conn:  # the audit row came in the same transaction
+        assert conn.exec_driver_sql("SELECT count(*) FROM score_audit").scalar_one() == 1
+
+
+def test_a_driver_transaction_is_the_callers_to_commit(store: ScoreStore) -> None:
+    insert = store.prepared(
+        sa.text("INSERT INTO api_keys VALUES (:k, 'h', 'crm', NULL, NULL, :t, NULL)")
+    )
+    now = datetime(2025, 1, 1, 12, tzinfo=UTC).isoformat()
+    with pytest.raises(RuntimeError), store.driver() as dbapi:
+        insert.run_many(dbapi, [{"k": "rolled-back", "t": now}])
+        raise RuntimeError("the caller fails before it commits")
+    with store.driver() as dbapi:
+        insert.run_many(dbapi, [{"k": "committed", "t": now}])
+        dbapi.commit()
+    url = store.url.render_as_string(hide_password=False)
+    with ScoreStore(url) as other, other.engine.connect() as conn:  # another pool
+        keys = conn.exec_driver_sql("SELECT key_id FROM api_keys").scalars().all()
+    assert keys == ["committed"]
 
 
 def test_lost_connections_are_replaced_without_a_restart(store: ScoreStore) -> None:
@@ -114,6 +162,12 @@ def test_lost_connections_are_replaced_without_a_restart(store: ScoreStore) -> N
     killer.dispose()
     store.ping()
     assert store.latest_score("C1") is not None
+    with store.driver() as dbapi:  # the one-client path's pooled connection is lost too
+        pid = store.prepared(sa.text("SELECT pg_backend_pid()")).first(dbapi, {})
+    with killer.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid[0] if pid else 0})
+    killer.dispose()
+    assert store.previous_summary("C1", datetime(2025, 2, 1, tzinfo=UTC)) is not None
 
 
 def test_a_postgresql_outage_is_unavailable_and_passes_without_a_restart() -> None:
@@ -127,8 +181,14 @@ def test_a_postgresql_outage_is_unavailable_and_passes_without_a_restart() -> No
         proxy.cut()
         with pytest.raises(StoreUnavailableError):
             store.ping()  # the pooled connection is gone, and so is the server
+        with pytest.raises(StoreUnavailableError):  # the one-client path's statements too
+            store.previous_summary("C1", datetime(2025, 2, 1, tzinfo=UTC))
+        with pytest.raises(StoreUnavailableError):
+            store.save_scores([record()], source="api")
         proxy.start()  # the same port: the database is back
         store.ping()
+        with store.driver() as dbapi:
+            assert store.prepared(sa.text("SELECT 1")).first(dbapi, {}) == (1,)
         with store.engine.connect() as conn:
             assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
     proxy.cut()

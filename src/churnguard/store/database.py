@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from churnguard.store.schema import UTCDateTime, metadata
 
@@ -53,6 +54,7 @@ class Database:
             json_serializer=to_json,
             pool_pre_ping=not is_sqlite,  # after a restart of the server, reconnect unseen
         )
+        self._statements: dict[sa.ClauseElement, Prepared] = {}  # ``prepared``'s, by statement
         sa.event.listen(self.engine, "handle_error", _unavailable)
         if is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -104,6 +106,48 @@ class Database:
                     conn.exec_driver_sql("BEGIN")  # pysqlite begins no transaction for a SELECT
                 yield conn
 
+    def prepared(self, statement: sa.ClauseElement, keys: list[str] | None = None) -> Prepared:
+        """``statement`` compiled for this database once (``keys``: an INSERT's columns)."""
+        found = self._statements.get(statement)
+        if found is None:
+            found = self._statements[statement] = Prepared(statement, self.engine.dialect, keys)
+        return found
+
+    @contextlib.contextmanager
+    def driver(self) -> Iterator[DBAPIConnection]:
+        """A pooled connection of the database driver itself, for ``Prepared`` statements.
+
+        Its transaction is the caller's to commit (rolled back if it does not). A database that
+        cannot be reached or used raises ``StoreUnavailableError``, as on ``engine``'s connections.
+        """
+        pooled = None
+        try:
+            pooled = self.engine.raw_connection()  # the pool checks a PostgreSQL one first
+            yield pooled
+        except self._driver_error as exc:
+            outage = self._outage(exc, pooled)
+            if outage is None:
+                raise
+            raise outage from exc
+        finally:
+            if pooled is not None:
+                pooled.close()  # back to the pool, rolled back
+
+    @functools.cached_property
+    def _driver_error(self) -> type[Exception]:
+        error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        return error
+
+    def _outage(self, error: Exception, pooled: Any) -> StoreUnavailableError | None:
+        """What ``_unavailable`` makes of a driver's error; a lost connection leaves the pool."""
+        dialect = self.engine.dialect
+        connection = None if pooled is None else pooled.dbapi_connection
+        disconnect = connection is not None and dialect.is_disconnect(error, connection, None)  # type: ignore[arg-type]
+        if disconnect:
+            pooled.invalidate(error)
+        operational = isinstance(error, dialect.loaded_dbapi.OperationalError)
+        return _outage(self.dialect, error, disconnect, operational)
+
     @contextlib.contextmanager
     def _reading(self, conn: Connection | None) -> Iterator[Connection]:
         """``conn`` if given, else a connection of its own for the length of the block."""
@@ -119,14 +163,94 @@ def _unavailable(context: sa.engine.ExceptionContext) -> None:
     error = context.original_exception
     if context.is_pre_ping:
         return  # the pool replaces a dead connection it finds before use
-    if context.is_disconnect:
-        raise StoreUnavailableError(f"the score store cannot be reached: {error}") from error
-    if not isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
-        return
-    sqlite = context.dialect is not None and context.dialect.name == "sqlite"
-    if sqlite and not any(m in str(error).lower() for m in _SQLITE_UNAVAILABLE):
-        return
-    raise StoreUnavailableError(f"the score store is unavailable: {error}") from error
+    operational = isinstance(context.sqlalchemy_exception, sa.exc.OperationalError)
+    name = context.dialect.name if context.dialect is not None else ""
+    outage = _outage(name, error, context.is_disconnect, operational)
+    if outage is not None:
+        raise outage from error
+
+
+def _outage(
+    dialect: str, error: BaseException, disconnect: bool, operational: bool
+) -> StoreUnavailableError | None:
+    """The ``StoreUnavailableError`` a database error means, or None when it is no outage (an
+    SQL mistake, a constraint: those stay errors)."""
+    if disconnect:
+        return StoreUnavailableError(f"the score store cannot be reached: {error}")
+    if not operational:
+        return None
+    if dialect == "sqlite" and not any(m in str(error).lower() for m in _SQLITE_UNAVAILABLE):
+        return None
+    return StoreUnavailableError(f"the score store is unavailable: {error}")
+
+
+class Prepared:
+    """A statement compiled once for a dialect and run on the driver's own connection
+    (``Database.driver``): what SQLAlchemy's ``execute`` sends for it, without building its
+    cache key, parameters and result objects on every call (the API's one-client path).
+
+    Values go through the bind processors of the parameters' types (``UTCDateTime``: UTC, and
+    SQLite's text), rows through the result processors of the selected columns.
+    """
+
+    def __init__(
+        self, statement: sa.ClauseElement, dialect: Dialect, keys: list[str] | None = None
+    ) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self._order = compiled.positiontup  # parameter names in order (qmark), else None
+        binds = compiled.bind_names  # each parameter and the name it is sent as
+        self._names = list(binds.values())
+        self._fixed = {name: b.effective_value for b, name in binds.items() if not b.required}
+        self._binders = [(name, bind) for b, name in binds.items()
+                         if (bind := _binder(b.type, dialect))]  # fmt: skip
+        self._dialect = dialect
+        self._types: list[sa.ColumnElement[Any]] = (
+            list(statement.selected_columns) if isinstance(statement, sa.Select) else []
+        )
+        self._results: list[Callable[[Any], Any] | None] | None = None  # at the first row
+
+    def params(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
+        """The driver's parameters for these values (named: a dict; positional: a list)."""
+        given = self._fixed | values
+        for name, bind in self._binders:
+            given[name] = bind(given[name])
+        if self._order is not None:
+            return [given[name] for name in self._order]
+        return {name: given[name] for name in self._names}
+
+    def first(self, dbapi: DBAPIConnection, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a query, its values processed as SQLAlchemy reads them."""
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(self.sql, self.params(values))
+            row = cursor.fetchone()
+            if row is not None and self._results is None:
+                self._results = self._readers(cursor.description)
+        finally:
+            cursor.close()
+        if row is None or self._results is None:
+            return None
+        return tuple(
+            v if read is None else read(v) for read, v in zip(self._results, row, strict=True)
+        )
+
+    def _readers(self, description: Any) -> list[Callable[[Any], Any] | None]:
+        """Each selected column's result processor, for the type the driver says it sends."""
+        d = self._dialect
+        if not self._types:  # a text statement: its values as the driver gives them
+            return [None] * len(description)
+        return [c.type.dialect_impl(d).result_processor(d, sent[1])
+                for c, sent in zip(self._types, description, strict=True)]  # fmt: skip
+
+    def run_many(self, dbapi: DBAPIConnection, rows: list[dict[str, Any]]) -> None:
+        """Run the statement once per row, in the connection's transaction."""
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(self.sql, [self.params(row) for row in rows])  # type: ignore[arg-type]
+        finally:
+            cursor.close()
 
 
 def load_rows(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:

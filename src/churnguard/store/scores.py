@@ -201,9 +201,10 @@ class ScoreStore(ActionLog, Database):
              "scored_at": r["created_at"]}
             for r in rows
         ]  # fmt: skip
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert_scores, [{n: r[n] for n in _SCORE_COLUMNS} for r in rows])
-            conn.execute(audit.insert(), audit_rows)
+        with self.driver() as dbapi:  # one transaction, statements prepared once
+            self.prepared(self._upsert_scores, _SCORE_COLUMNS).run_many(dbapi, rows)
+            self.prepared(_AUDIT_INSERT, _AUDIT_COLUMNS).run_many(dbapi, audit_rows)
+            dbapi.commit()
 
     @functools.cached_property
     def _upsert_scores(self) -> sa.Insert:
@@ -356,10 +357,10 @@ class ScoreStore(ActionLog, Database):
 
     def previous_summary(self, client_id: str, before_as_of: datetime) -> ScoreSummary | None:
         """The summary of ``previous_score`` (the same row): all "what changed" needs, cheaper."""
-        params = {"client_id": client_id, "before": aware_utc(before_as_of)}
-        with self.engine.connect() as conn:
-            row = conn.execute(_PREVIOUS_SUMMARY, params).first()
-        return None if row is None else ScoreSummary(**row._mapping)
+        values = {"client_id": client_id, "before": aware_utc(before_as_of)}
+        with self.driver() as dbapi:  # prepared once: a request's read costs SQLite's own work
+            row = self.prepared(_PREVIOUS_SUMMARY).first(dbapi, values)
+        return None if row is None else ScoreSummary(**dict(zip(_SUMMARY, row, strict=True)))
 
     def previous_scores(
         self, before_as_of: datetime, source: Source | None = "batch"
@@ -507,6 +508,8 @@ def _previous(*columns: Any) -> sa.Select[Any]:
 # Built once: building a statement costs more than SQLite takes to run it.
 _PREVIOUS_SCORE = _previous(scores)
 _PREVIOUS_SUMMARY = _previous(*(scores.c[name] for name in _SUMMARY))
+_AUDIT_COLUMNS = [*_KEY_NAMES, "feature_digest", "scored_at"]
+_AUDIT_INSERT = audit.insert().inline()  # inline: no RETURNING of the new ids (PostgreSQL)
 
 
 def _over_latest(*columns: Any) -> sa.Select[Any]:
