@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from churnguard.store import scores as scores_module
 from churnguard.store.database import to_json
 from churnguard.store.schema import TEXT_LIMITS, audit, scores
 from churnguard.store.scores import (
@@ -357,6 +358,30 @@ def test_describe_change() -> None:
     assert steady["direction"] == "steady"
     assert steady["delta"] == pytest.approx(0.02)
     assert (steady["previous_probability"], steady["previous_band"]) == (0.30, "medium")
+
+
+def test_previous_scores_read_from_the_current_ones_are_those_of_the_whole_history(
+    store: ScoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def batch(as_of: datetime, version: str, clients: range, source: str = "batch") -> None:
+        store.save_scores(
+            [record(f"C{i}", as_of=as_of, model_version=version, probability=i / 10)
+             for i in clients], source=source,
+        )  # fmt: skip
+
+    batch(JAN, "1", range(6))
+    batch(FEB, "1", range(3))
+    batch(FEB, "2", range(1, 5))  # a second model at the same as_of, written later
+    batch(JAN, "2", range(4, 8))  # an older as_of written last: not current
+    batch(MAR, "1", range(2), source="api")  # never current, never "previous" by default
+    batch(FEB, "1", range(1))  # rewritten: the latest write of that as_of again
+    after = MAR + timedelta(days=1)
+    fast = store.previous_scores(after)
+    monkeypatch.setattr(scores_module, "_reads_current", lambda *_: False)
+    ranked = store.previous_scores(after)
+    assert fast == ranked and len(fast) == 8
+    assert fast["C0"].model_version == "1" and fast["C2"].model_version == "2"
+    assert (fast["C5"].as_of, fast["C7"].model_version) == (JAN, "2")
 
 
 def test_change_texts_are_the_json_of_describe_change() -> None:

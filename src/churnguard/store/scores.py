@@ -8,13 +8,12 @@ its own for a whole batch (decoding every client's drivers and actions costs 4-5
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,12 +21,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from churnguard.store.actions import ActionLog
-from churnguard.store.columns import ScoreRows, load_score_rows
+from churnguard.store.bulk import BulkWriter, check_source, write_time
 from churnguard.store.columns import feature_digest as feature_digest  # its home before
-from churnguard.store.database import Database, load_rows, to_json
+from churnguard.store.database import load_rows, to_json
 from churnguard.store.schema import (
     SCORE_KEY,
-    SOURCES,
     Source,
     audit,
     aware_utc,
@@ -42,12 +40,6 @@ MAX_PAGE = 1000
 MAX_OFFSET = 2**53  # an offset past any real table; beyond it databases overflow their integers
 
 _utc_cached = functools.lru_cache(maxsize=256)(aware_utc)  # a batch shares a handful of as_of
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 _KEY_NAMES = list(SCORE_KEY)
 _SCORE_COLUMNS = [c.name for c in scores.columns if c.name != "id"]
 _DIRECT_ROWS = 100  # API scores written without the scratch table at most (``_upsert``)
@@ -170,7 +162,7 @@ def change_texts(
     return out
 
 
-class ScoreStore(ActionLog, Database):
+class ScoreStore(ActionLog, BulkWriter):
     """Scores, audit records and logged actions (``ActionLog``) in the store's database."""
 
     # --- writing scores --------------------------------------------------------------------------
@@ -185,8 +177,8 @@ class ScoreStore(ActionLog, Database):
         the client's history and audit trail and never change its book, name or segment. If any
         record fails, nothing is written.
         """
-        _check_source(source)
-        rows = _incoming_rows(records, _now(), source)
+        check_source(source)
+        rows = _incoming_rows(records, write_time(), source)
         if rows and source == "api" and len(rows) <= _DIRECT_ROWS:
             self._upsert(rows)
         elif rows:
@@ -213,91 +205,6 @@ class ScoreStore(ActionLog, Database):
         return stmt.on_conflict_do_update(
             index_elements=_KEY_NAMES,
             set_={n: stmt.excluded[n] for n in _SCORE_COLUMNS if n not in _KEY_NAMES},
-        )
-
-    def save_score_rows(self, rows: ScoreRows, source: Source = "batch") -> int:
-        """``save_scores`` from columns (a batch run's scores): the same rows, written in bulk.
-
-        Raises:
-            ValueError: an unknown source, columns of different lengths, a client twice.
-        """
-        with self.score_rows_writer(source) as add:
-            add(rows)
-        return len(rows)
-
-    @contextlib.contextmanager
-    def score_rows_writer(self, source: Source = "batch") -> Iterator[Callable[[ScoreRows], None]]:
-        """``save_score_rows`` of a batch given in parts, each part loaded as soon as it comes.
-
-        The parts wait in the (temporary) scratch table, which locks none of the store's tables;
-        they are merged into them together, in one transaction, when the block ends: the rows
-        ``save_score_rows`` of all the parts at once would write. If the block raises, nothing is
-        written.
-
-        Raises:
-            ValueError: an unknown source, columns of different lengths, a client twice (in a
-                part or in two).
-        """
-        _check_source(source)
-        seen: set[str] = set()
-        now: list[datetime] = []  # the write time, taken at the first part
-        with self.engine.begin() as conn:
-
-            def add(rows: ScoreRows) -> None:
-                rows.check()
-                if not seen.isdisjoint(rows.client_id):
-                    raise ValueError("a client appears twice in one batch of score rows")
-                now[:] = now or [_now()]
-                load_score_rows(conn, rows, now[0], source, first_seq=len(seen))
-                seen.update(rows.client_id)
-
-            conn.execute(sa.schema.DropTable(incoming, if_exists=True))
-            conn.execute(sa.schema.CreateTable(incoming))
-            yield add
-            if seen:
-                self._merge_incoming(conn, source)
-            conn.execute(sa.schema.DropTable(incoming))
-
-    def _merge(self, load: Callable[[Connection], None], source: Source) -> None:
-        """Load a batch into the scratch table, then merge it with set-based statements."""
-        with self.engine.begin() as conn:
-            conn.execute(sa.schema.DropTable(incoming, if_exists=True))
-            conn.execute(sa.schema.CreateTable(incoming))
-            load(conn)
-            self._merge_incoming(conn, source)
-            conn.execute(sa.schema.DropTable(incoming))
-
-    def _merge_incoming(self, conn: Connection, source: Source) -> None:
-        """Merge the scratch table into the scores, the current scores and the audit."""
-        conn.execute(self._merge_scores())
-        if source == "batch":
-            conn.execute(self._merge_current())
-        conn.execute(_append_audit())
-
-    def _merge_scores(self) -> sa.Insert:
-        """Insert the batch; a stored score with the same key (source included) takes its values."""
-        names = [c.name for c in scores.columns if c.name != "id"]
-        # SQLite needs a WHERE to tell INSERT ... SELECT ... ON CONFLICT from a join's ON
-        batch = sa.select(*(incoming.c[n] for n in names)).where(sa.true())
-        stmt = self._insert(scores).from_select(names, batch)
-        return stmt.on_conflict_do_update(
-            index_elements=_KEY_NAMES,
-            set_={n: stmt.excluded[n] for n in names if n not in _KEY_NAMES},
-        )
-
-    def _merge_current(self) -> sa.Insert:
-        """Point each client at its newest score in the batch, unless a newer as_of is stored."""
-        rank = sa.func.row_number().over(
-            partition_by=incoming.c.client_id,
-            order_by=(incoming.c.as_of.desc(), incoming.c.seq.desc()),
-        )
-        ranked = sa.select(*(incoming.c[n] for n in _KEY_NAMES), rank.label("rank")).subquery()
-        newest = sa.select(*(ranked.c[n] for n in _KEY_NAMES)).where(ranked.c.rank == 1)
-        stmt = self._insert(current).from_select(_KEY_NAMES, newest)
-        return stmt.on_conflict_do_update(
-            index_elements=["client_id"],
-            set_={n: stmt.excluded[n] for n in _KEY_NAMES if n != "client_id"},
-            where=stmt.excluded.as_of >= current.c.as_of,
         )
 
     # --- reading scores --------------------------------------------------------------------------
@@ -370,17 +277,22 @@ class ScoreStore(ActionLog, Database):
         One query for a whole batch instead of one ``previous_score`` per client; summaries
         only, since decoding every client's drivers and actions would cost more than the query.
         By default batch scores only, so that what the dashboard shows as "what changed" comes
-        from the CRM data alone; ``source=None`` takes scores of either source.
+        from the CRM data alone; ``source=None`` takes scores of either source. When every
+        client's current score (``current_scores``: its latest batch score) is older than
+        ``before_as_of``, those are read by key, without ranking the whole history.
         """
-        rank = sa.func.row_number().over(partition_by=scores.c.client_id, order_by=_NEWEST_FIRST)
-        fields = [scores.c[name] for name in _SUMMARY]
-        conditions = [scores.c.as_of < aware_utc(before_as_of)]
-        if source is not None:
-            conditions.append(scores.c.source == source)
-        ranked = sa.select(*fields, rank.label("rank")).where(*conditions).subquery()
-        query = sa.select(*(ranked.c[name] for name in _SUMMARY)).where(ranked.c.rank == 1)
-        with self.engine.connect() as conn:
-            return {row.client_id: ScoreSummary(**row._mapping) for row in conn.execute(query)}
+        before = aware_utc(before_as_of)
+        with self.read_snapshot() as conn:  # the newest current score and the scores agree
+            newest = conn.execute(sa.select(sa.func.max(current.c.as_of))).scalar_one()
+            if _reads_current(newest, before, source):
+                query = _CURRENT_SUMMARIES
+            else:
+                query = _ranked_summaries(before, source)
+            read = functools.lru_cache(maxsize=None)(_as_of_reader(conn.dialect))
+            return {
+                c: ScoreSummary(client_id=c, as_of=read(a), model_version=v, probability=p, band=b)
+                for c, a, v, p, b in conn.execute(query)
+            }
 
     def client_history(self, client_id: str) -> list[Score]:
         """All of a client's scores, oldest ``as_of`` first (same ``as_of``: in write order)."""
@@ -481,11 +393,6 @@ _SUMMARY = [f.name for f in dataclasses.fields(ScoreSummary)]
 _RECORD_FIELDS = [f.name for f in dataclasses.fields(ScoreRecord)]
 
 
-def _check_source(source: str) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
-
-
 def _current_scores() -> sa.Select[Any]:
     """Each client's latest score: the one ``current_scores`` points at."""
     on = sa.and_(*(scores.c[name] == current.c[name] for name in _KEY_NAMES))
@@ -510,6 +417,38 @@ _PREVIOUS_SCORE = _previous(scores)
 _PREVIOUS_SUMMARY = _previous(*(scores.c[name] for name in _SUMMARY))
 _AUDIT_COLUMNS = [*_KEY_NAMES, "feature_digest", "scored_at"]
 _AUDIT_INSERT = audit.insert().inline()  # inline: no RETURNING of the new ids (PostgreSQL)
+
+
+def _reads_current(newest: datetime | None, before: datetime, source: Source | None) -> bool:
+    """Whether each client's current score is its latest batch score before ``before``."""
+    return source == "batch" and (newest is None or newest < before)
+
+
+def _ranked_summaries(before: datetime, source: Source | None) -> sa.Select[Any]:
+    """``previous_scores``' rows by ranking each client's scores before ``before``."""
+    rank = sa.func.row_number().over(partition_by=scores.c.client_id, order_by=_NEWEST_FIRST)
+    fields = [scores.c[name] for name in _SUMMARY]
+    conditions = [scores.c.as_of < before]
+    if source is not None:
+        conditions.append(scores.c.source == source)
+    ranked = sa.select(*fields, rank.label("rank")).where(*conditions).subquery()
+    return sa.select(*(_unread(ranked.c[name]) for name in _SUMMARY)).where(ranked.c.rank == 1)
+
+
+def _unread(column: Any) -> Any:
+    """A column as the driver sends it: as_of is read once per distinct value instead."""
+    return sa.type_coerce(column, sa.String()).label("as_of") if column.name == "as_of" else column
+
+
+def _as_of_reader(dialect: Any) -> Any:
+    """What SQLAlchemy makes of an as_of the driver sends (``UTCDateTime``)."""
+    process = scores.c.as_of.type.dialect_impl(dialect).result_processor(dialect, None)
+    return process or (lambda value: value)
+
+
+_CURRENT_SUMMARIES = sa.select(*(_unread(scores.c[name]) for name in _SUMMARY)).join(
+    current, sa.and_(*(scores.c[name] == current.c[name] for name in _KEY_NAMES))
+)  # each client's latest batch score
 
 
 def _over_latest(*columns: Any) -> sa.Select[Any]:
@@ -571,10 +510,3 @@ def _incoming_row(record: ScoreRecord, now: datetime, source: Source) -> dict[st
     row["created_at"] = now
     row["source"] = source
     return row
-
-
-def _append_audit() -> sa.Insert:
-    """One audit record per score in the batch."""
-    names = [*_KEY_NAMES, "feature_digest", "scored_at"]
-    batch = sa.select(*(incoming.c[n] for n in [*_KEY_NAMES, "feature_digest", "created_at"]))
-    return audit.insert().from_select(names, batch)
