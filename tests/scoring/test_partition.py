@@ -90,6 +90,15 @@ def test_the_api_path_and_a_partition_give_each_client_the_same_feature_digest(
         assert digest_format(record.feature_digest) == "f64"
 
 
+def test_predicting_in_parts_on_threads_gives_the_same_bits(
+    scorer: Scorer, data: CRMData, as_of: pd.Timestamp
+) -> None:
+    features = scorer.features_at(data, as_of)
+    whole = scorer.predict(features)
+    for threads in (2, 3, len(features) + 5):
+        assert scorer.predict(features, threads).tolist() == whole.tolist()
+
+
 def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(
     scorer: Scorer,
     data: CRMData,

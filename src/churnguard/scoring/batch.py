@@ -22,7 +22,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -124,15 +123,16 @@ def _score_chunks(
 ) -> Iterator[ScoreColumns]:
     """The clients' score columns, chunk by chunk in client order (in the pool, if any)."""
     if pool is None:  # scores only, or one process: one chunk, no copies
-        yield score_features(scorer, features, when, info, previous, drivers, explain_from)
+        cores = os.cpu_count() or 1
+        yield score_features(
+            scorer, features, when, info, previous, drivers, explain_from, predict_threads=cores
+        )
         return
-    probability = scorer.predict(features)  # in one call, as on one process: the same bits
-    chunks = []
+    chunks = []  # each worker predicts its chunk: a row's bits do not depend on the others'
     for start, stop in _chunk_bounds(len(features), workers):
         part = features.iloc[start:stop]
         known = {c: previous[c] for c in part["client_id"] if c in previous}
-        p = probability[start:stop]
-        chunks.append((part, when, info[start:stop], known, drivers, explain_from, p))
+        chunks.append((part, when, info[start:stop], known, drivers, explain_from))
     yield from pool.map(_score_chunk, chunks)
 
 
@@ -173,19 +173,13 @@ def _take_scorer(pickled: bytes) -> None:
 
 def _score_chunk(
     args: tuple[
-        pd.DataFrame,
-        datetime,
-        Sequence[ClientInfo],
-        Mapping[str, ScoreSummary],
-        bool,
-        float,
-        np.ndarray,
+        pd.DataFrame, datetime, Sequence[ClientInfo], Mapping[str, ScoreSummary], bool, float
     ],
 ) -> ScoreColumns:
-    """One chunk of clients (and their probabilities), in a worker process, on one thread."""
+    """One chunk of clients, in a worker process, on one thread."""
     assert _scorer is not None, "a worker process without its scorer"
-    features, when, info, previous, drivers, explain_from, p = args
-    return score_features(_scorer, features, when, info, previous, drivers, explain_from, 1, p)
+    features, when, info, previous, drivers, explain_from = args
+    return score_features(_scorer, features, when, info, previous, drivers, explain_from, 1)
 
 
 class _NoPool:

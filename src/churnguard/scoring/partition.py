@@ -88,21 +88,26 @@ def score_features(
     explain_from: float = 0.0,
     threads: int = 1,
     probability: np.ndarray | None = None,
+    predict_threads: int = 1,
 ) -> ScoreColumns:
     """``score_partition`` from the clients' features (``Scorer.features_at``) and identities
     (``clients_info``), scored at ``when`` (``score_as_of``: UTC, to the second).
 
-    ``probability``: the rows' ``Scorer.predict``, when worked out with other rows (a logistic
-    model's last bits depend on the rows predicted together: BLAS blocks its products).
+    ``probability``: the rows' ``Scorer.predict``, when already worked out; else the model
+    predicts on ``predict_threads`` threads while the digests are made.
     """
     with ThreadPoolExecutor(1) as model:  # the model predicts (outside the GIL) meanwhile
-        predicting = None if probability is not None else model.submit(scorer.predict, features)
+        predicting = None
+        if probability is None:
+            predicting = model.submit(scorer.predict, features, predict_threads)
         digests = feature_digests(_digest_columns(scorer, features))
         curves = _curves(scorer, features, when)
         value = np.nan_to_num(features["monthly_value"].to_numpy(np.float64))
         ids = features["client_id"].tolist()
         before = [(previous or {}).get(c) for c in ids]
-        probability = probability if predicting is None else predicting.result()
+        if predicting is not None:
+            probability = predicting.result()
+    assert probability is not None
     explained = probability >= explain_from if drivers else np.zeros(len(features), bool)
     p = probability.tolist()
     texts = _explanations(scorer, features, explained, threads)

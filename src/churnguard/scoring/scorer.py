@@ -18,6 +18,7 @@ missing-value indicator onto its feature, a one-hot column onto its categorical 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -302,9 +303,18 @@ class Scorer:
         snapshots = pd.DataFrame({"client_id": ids, "as_of": [stamp] * len(ids)})
         return compute_features(data, snapshots, self.model.feature_set)
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        """Calibrated churn probabilities, through the model's own DataFrame path."""
-        return self.model.predict_proba(features)
+    def predict(self, features: pd.DataFrame, threads: int = 1) -> np.ndarray:
+        """Calibrated churn probabilities, through the model's own DataFrame path.
+
+        ``threads`` parts of the rows are predicted side by side (the model predicts outside the
+        GIL; each row's bits do not depend on the rows predicted with it, so the same result).
+        """
+        bounds = np.linspace(0, len(features), max(1, min(threads, len(features))) + 1)
+        parts = [features.iloc[a:b] for a, b in itertools.pairwise(bounds.astype(int).tolist())]
+        if len(parts) <= 1:
+            return self.model.predict_proba(features)
+        with ThreadPoolExecutor(len(parts)) as pool:
+            return np.concatenate(list(pool.map(self.model.predict_proba, parts)))
 
     def contributions(self, features: pd.DataFrame) -> np.ndarray:
         """Log-odds contribution of each model feature, shape (rows, len(feature_names)).

@@ -137,9 +137,10 @@ def change_texts(
     previous: Sequence[ScoreSummary | None], probability: Sequence[float], tolerance: float = 0.05
 ) -> list[str]:
     """``to_json(describe_change(before, p, tolerance))`` of each pair, the same text, written
-    without a dict per score (a batch's "what changed"; each band and as_of encoded once)."""
+    without a dict per score (a batch's "what changed"; bands and as_of encoded once each)."""
     new = to_json(describe_change(None, 0.0))
-    encoded: dict[object, str] = {}
+    encoded: dict[str, str] = {}  # each band's JSON
+    last: tuple[object, str] = (None, "")  # the last as_of and its JSON
     out = []
     for before, q in zip(previous, probability, strict=True):
         if before is None:
@@ -152,9 +153,9 @@ def change_texts(
             continue
         direction = "steady" if abs(delta) < tolerance else "rising" if delta > 0 else "falling"
         band = encoded.get(before.band) or encoded.setdefault(before.band, to_json(before.band))
-        when = encoded.get(before.as_of) or encoded.setdefault(
-            before.as_of, to_json(before.as_of.isoformat())
-        )
+        if before.as_of is not last[0]:  # a batch's summaries share a few as_of objects
+            last = (before.as_of, to_json(before.as_of.isoformat()))
+        when = last[1]
         out.append(
             f'{{"direction":"{direction}","delta":{round(delta, 6)!r},'
             f'"previous_probability":{p!r},"previous_band":{band},"previous_as_of":{when}}}'
