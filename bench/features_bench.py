@@ -2,7 +2,7 @@
 
 Usage: python -m bench.features_bench [--sizes 10000 100000 1000000] [--repeats 3]
        [--single-calls 1000] [--skip-baseline-over N] [--baseline-sample N] [--monthly-max N]
-       [--startup-runs 10] [--out bench/results/features.json]
+       [--startup-runs 10] [--single-only] [--out bench/results/features.json]
 
 Also runs the CLI start-up case (bench/startup_bench.py) at the end, in the same run.
 
@@ -264,6 +264,10 @@ def run_size(n_clients: int, args: argparse.Namespace, results: Record, first: b
     fs = feature_set_for(data)
     took = time.perf_counter() - start
     print(f"# {n_clients:,} clients: {data.n_rows:,} rows generated in {took:.0f} s", flush=True)
+    if first and args.single_only:
+        results["single"] = single_client(data, fs, args.single_calls)
+        save(results, args.out)
+        return
     if first:
         warm_up(data, fs)
     sample = None
@@ -319,6 +323,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--monthly-max", type=int, default=None, metavar="N", help="skip 12 as_of above N clients"
     )
     p.add_argument("--startup-runs", type=int, default=10, help="CLI start runs (0: skip)")
+    p.add_argument(
+        "--single-only",
+        action="store_true",
+        help="only the one-client case, on the smallest size's data (no bulk cases)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/results/features.json"))
     return p.parse_args(argv)
 
@@ -330,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results |= {"bulk": [], "single": None, "startup": None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     print(HEADER, flush=True)
-    for i, n_clients in enumerate(sorted(args.sizes)):
+    for i, n_clients in enumerate(sorted(args.sizes)[: 1 if args.single_only else None]):
         run_size(n_clients, args, results, first=i == 0)
     if any("baseline_estimate_s" in r and "baseline_sample" not in r for r in results["bulk"]):
         print("~ est: baseline not run; engine time x one-date ratio (an estimate, not measured)")
