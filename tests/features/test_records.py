@@ -298,9 +298,6 @@ def test_times_of_other_shapes_are_left_to_the_row_models(text: str) -> None:
 _INVOICE = {"invoice_id": "i", "issued_at": "2024-01-01", "due_at": "2024-02-01"}
 
 
-_INVOICE = {"invoice_id": "i", "issued_at": "2024-01-01", "due_at": "2024-02-01"}
-
-
 @pytest.mark.parametrize(
     ("table", "row"),
     [

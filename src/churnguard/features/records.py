@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import repeat
 from operator import attrgetter
 from typing import Annotated, Any, Literal
 
@@ -360,7 +361,7 @@ def _raw_table(spec: Table, rows: list[dict[str, Any]]) -> TableArrays | None:
     dated: list[str] = []  # the time columns, read together (one call per table)
     texts: list[str | None] = []
     for col in columns:
-        values = [row.get(col.name) for row in rows]
+        values = list(map(dict.get, rows, repeat(col.name)))  # a missing column: None
         kinds = set(map(type, values))
         if not col.required:
             kinds.discard(_NONE)
