@@ -8,7 +8,12 @@ import pytest
 
 from churnguard.modeling.horizons import HORIZONS_DAYS
 from churnguard.training.dataset import Dataset
-from churnguard.training.horizons import HorizonFit, person_periods, train_horizons
+from churnguard.training.horizons import (
+    HorizonFit,
+    _sample_clients,
+    person_periods,
+    train_horizons,
+)
 
 
 def test_person_periods_stop_at_the_churn_and_at_censoring() -> None:
@@ -48,3 +53,16 @@ def test_the_model_ranks_churners_higher(fit: HorizonFit, dataset: Dataset) -> N
     p = fit.model.within(fit.X[known], 90)
     churned = y[known].to_numpy().astype(bool)
     assert p[churned].mean() > p[~churned].mean()
+
+
+def test_a_large_training_set_keeps_every_period_of_a_share_of_its_clients() -> None:
+    clients = np.repeat(np.arange(1000), 6)  # 6 periods each
+    mask = np.ones(len(clients), bool)
+    mask[::7] = False
+    kept = _sample_clients(mask, clients, 1200, seed=7)
+    assert not (kept & ~mask).any()
+    assert 800 <= kept.sum() <= 1600
+    whole = {c: mask[clients == c].sum() for c in np.unique(clients[kept])}
+    assert all(kept[clients == c].sum() == n for c, n in whole.items())
+    assert (_sample_clients(mask, clients, len(clients), seed=7) == mask).all()
+    assert (_sample_clients(mask, clients, 1200, seed=7) == kept).all()  # seeded
