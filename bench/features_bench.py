@@ -157,9 +157,10 @@ def single_client(data: CRMData, fs: FeatureSet, n_calls: int, seed: int = 0) ->
     times: dict[str, list[float]] = {name: [] for name in calls}
     for call in calls.values():
         call(0)  # warm-up
-    for k in range(len(ids)):
-        for name, call in calls.items():
-            times[name].append(timed(partial(call, k), collect=False))
+    names = list(calls)
+    for k in range(len(ids)):  # the order rotates: the first after the baseline runs cache-cold
+        for name in names[k % len(names) :] + names[: k % len(names)]:
+            times[name].append(timed(partial(calls[name], k), collect=False))
     return {
         "clients": len(data.clients),
         "calls": len(ids),
