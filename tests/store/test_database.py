@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -111,10 +112,22 @@ def test_a_mistake_in_sql_is_not_an_outage(store: ScoreStore) -> None:
 
 
 def test_a_mistake_in_sql_on_the_driver_is_not_an_outage(store: ScoreStore) -> None:
-    with pytest.raises(Exception) as raised, store.driver() as dbapi:
+    with pytest.raises(sa.exc.DBAPIError) as raised, store.driver() as dbapi:
         store.prepared(sa.text("SELECT * FROM no_such_table")).first(dbapi, {})
     assert not isinstance(raised.value, StoreUnavailableError)
     assert "no_such_table" in str(raised.value)
+
+
+def test_an_api_score_the_schema_refuses_is_sqlalchemys_error_and_writes_nothing(
+    store: ScoreStore,
+) -> None:
+    bad = replace(record(), probability=1.5)  # the check constraint refuses it
+    with pytest.raises(sa.exc.IntegrityError):
+        store.save_scores([replace(record(), client_id="C2"), bad], source="api")
+    with store.engine.connect() as conn:  # the score before it in the same call: rolled back
+        assert conn.exec_driver_sql("SELECT count(*) FROM scores").scalar_one() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM score_audit").scalar_one() == 0
+    assert store.save_scores([record()], source="api") == 1  # the store still works afterwards
 
 
 def test_prepared_statements_keep_the_stores_utc_handling(store: ScoreStore) -> None:

@@ -118,7 +118,8 @@ class Database:
         """A pooled connection of the database driver itself, for ``Prepared`` statements.
 
         Its transaction is the caller's to commit (rolled back if it does not). A database that
-        cannot be reached or used raises ``StoreUnavailableError``, as on ``engine``'s connections.
+        cannot be reached or used raises ``StoreUnavailableError``, any other error of the
+        driver SQLAlchemy's exception for it, as on ``engine``'s connections.
         """
         pooled = None
         try:
@@ -126,9 +127,10 @@ class Database:
             yield pooled
         except self._driver_error as exc:
             outage = self._outage(exc, pooled)
-            if outage is None:
-                raise
-            raise outage from exc
+            if outage is not None:
+                raise outage from exc
+            # the error SQLAlchemy raises for it (IntegrityError, ...), as on ``engine``'s
+            raise sa.exc.DBAPIError.instance(None, None, exc, self._driver_error) from exc
         finally:
             if pooled is not None:
                 pooled.close()  # back to the pool, rolled back
