@@ -173,13 +173,15 @@ def _sample_clients(mask: np.ndarray, clients: np.ndarray, limit: int, seed: int
     """mask, or beyond limit rows the rows of a seeded share of its clients (about limit rows)."""
     if mask.sum() <= limit:
         return mask
-    ids = np.unique(clients[mask])
+    codes, _ = pd.factorize(clients)  # integer codes: ids may be strings
+    ids = np.unique(codes[mask])
     rng = np.random.default_rng(seed)
-    kept = rng.choice(ids, max(1, round(len(ids) * limit / mask.sum())), replace=False)
-    sample = mask & np.isin(clients, kept)
+    kept = np.zeros(codes.max() + 1, bool)
+    kept[rng.choice(ids, max(1, round(len(ids) * limit / mask.sum())), replace=False)] = True
+    sample = mask & kept[codes]
     logger.info(
         "horizon model: fitted on %s of %s clients (%s of %s training person-periods)",
-        len(kept),
+        kept.sum(),
         len(ids),
         sample.sum(),
         mask.sum(),
