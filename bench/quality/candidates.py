@@ -19,7 +19,9 @@ every snapshot labelled before the test window with that tree count. The extra c
 Then the selection rules on the same fits, each scored on the test fold after ``calibrate_raw``
 on the held-out predictions (validation window or out of fold): ``now`` (churnguard's own
 candidates, as ``churnguard train`` chooses), ``+lgbm-defaults``, ``+catboost``, ``+both``, and
-``blend top-2`` (the two lowest held-out log losses of ``+both`` averaged in logit). Printed: AUC
+``blend top-2`` (the two lowest held-out log losses of ``+both`` averaged in logit), and ``blend if
+better`` (that blend only when its held-out log loss beats the best single candidate's by more
+than selection's tie, else ``+both``). Printed: AUC
 and Brier per fold per rule, the candidates' held-out log loss per fold (what selection saw), and
 each candidate's fitting seconds.
 """
@@ -54,7 +56,7 @@ from churnguard.training.dataset import (
     split_dates,
 )
 from churnguard.training.evaluate import evaluate
-from churnguard.training.pipeline import Candidate, select
+from churnguard.training.pipeline import SELECTION_TIE, Candidate, select
 from churnguard.training.resampling import before_test, oracle_scores
 from churnguard.training.table import FlatOptions, cv_splits
 from churnguard.training.tablefit import design
@@ -152,6 +154,11 @@ def rules(
     cal = calibrate_raw(blend_held, y_held, SEED)
     names = " + ".join(c.name for c in top)
     out["blend top-2"] = (cal.transform(blend_test), f"{names}, {cal.method}")
+    blend_loss = evaluate(y_held, blend_held)["log_loss"]
+    if blend_loss < top[0].validation["log_loss"] * (1 - SELECTION_TIE):
+        out["blend if better"] = out["blend top-2"]
+    else:
+        out["blend if better"] = out["+both"]
     return out
 
 
