@@ -126,7 +126,7 @@ class Database:
             pooled = self.engine.raw_connection()  # the pool checks a PostgreSQL one first
             yield pooled
         except self._driver_error as exc:
-            outage = self._outage(exc, pooled)
+            outage = self._driver_outage(exc, pooled)
             if outage is not None:
                 raise outage from exc
             # the error SQLAlchemy raises for it (IntegrityError, ...), as on ``engine``'s
@@ -140,7 +140,7 @@ class Database:
         error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         return error
 
-    def _outage(self, error: Exception, pooled: Any) -> StoreUnavailableError | None:
+    def _driver_outage(self, error: Exception, pooled: Any) -> StoreUnavailableError | None:
         """What ``_unavailable`` makes of a driver's error; a lost connection leaves the pool."""
         dialect = self.engine.dialect
         connection = None if pooled is None else pooled.dbapi_connection
