@@ -157,10 +157,10 @@ def single_client(data: CRMData, fs: FeatureSet, n_calls: int, seed: int = 0) ->
     times: dict[str, list[float]] = {name: [] for name in calls}
     for call in calls.values():
         call(0)  # warm-up
-    names = list(calls)
-    for k in range(len(ids)):  # the order rotates: the first after the baseline runs cache-cold
-        for name in names[k % len(names) :] + names[: k % len(names)]:
-            times[name].append(timed(partial(calls[name], k), collect=False))
+    names, rng = list(calls), np.random.default_rng(seed)
+    for k in range(len(ids)):  # a new order per client: a method that runs after another on the
+        for i in rng.permutation(len(names)):  # same client's arrays finds them in the caches
+            times[names[i]].append(timed(partial(calls[names[i]], k), collect=False))
     return {
         "clients": len(data.clients),
         "calls": len(ids),
