@@ -39,7 +39,7 @@ TEXT_LIMITS: Final[dict[str, int]] = {
     "logged_by": 200,
     "key_label": 200,
 }
-_DIGEST = 64  # hex SHA-256
+_DIGEST = 64  # a SHA-256 in hex; feature digests: "f64:" and 60 hex digits (store/columns.py)
 _KEY_ID = 32
 
 
