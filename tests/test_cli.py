@@ -16,6 +16,7 @@ import pytest
 
 from churnguard import cli
 from churnguard.cli import parser as cli_parser
+from churnguard.config import Settings
 
 COMMANDS = ("demo-data", "validate", "features", "train", "models", "promote", "score", "serve")
 
@@ -82,29 +83,11 @@ def test_help_imports_no_heavy_library() -> None:
     assert found.stdout.strip() == "[]"
 
 
-def test_models_lists_without_importing_spark(tmp_path: Path) -> None:
-    # MLflow imports pyspark whenever it is installed; a listing needs none of it
-    code = (
-        "import sys; from churnguard import cli; code = cli.main(['models']); "
-        "print(code, sys.modules.get('pyspark') is not None)"
-    )
-    env = {**os.environ, "CHURNGUARD_HOME": str(tmp_path)}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the home's own store
-    found = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    assert found.stdout.splitlines()[-1] == "0 False"
-
-
-def test_models_lists_the_same_with_or_without_mlflow(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # a local store of a known schema is read directly; any other through MLflow's client
-    from churnguard.config import Settings
-    from churnguard.modeling import versions
+def _registered_store(home: Path) -> Settings:
+    """A home whose MLflow store (SQLite) has a model with two versions, the second champion."""
     from churnguard.modeling.registry import CHAMPION, Registry
 
-    settings = Settings(home=tmp_path, mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    settings = Settings(home=home, mlflow_tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     client = Registry.from_settings(settings).client
     run_id = client.create_run(client.create_experiment("cli")).info.run_id
     client.log_metric(run_id, "test_roc_auc", 0.75)
@@ -113,6 +96,16 @@ def test_models_lists_the_same_with_or_without_mlflow(
     for _ in range(2):
         client.create_model_version("churnguard", f"runs:/{run_id}/model", run_id)
     client.set_registered_model_alias("churnguard", CHAMPION, "2")
+    return settings
+
+
+def test_models_lists_the_same_with_or_without_mlflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a local store of a known schema is read directly; any other through MLflow's client
+    from churnguard.modeling import versions
+
+    settings = _registered_store(tmp_path)
     listings = []
     for known in (versions.KNOWN_REVISIONS, frozenset()):  # direct, then through MLflow
         monkeypatch.setattr(versions, "KNOWN_REVISIONS", known)
@@ -122,17 +115,20 @@ def test_models_lists_the_same_with_or_without_mlflow(
     assert "champion" in listings[0] and "0.7500" in listings[0] and "logistic" in listings[0]
 
 
-def test_models_on_a_local_store_imports_no_mlflow(tmp_path: Path) -> None:
+def test_models_on_a_local_store_imports_neither_mlflow_nor_spark(tmp_path: Path) -> None:
+    # a local store of a known schema is read with sqlite3 alone (MLflow would import pyspark)
+    _registered_store(tmp_path)
     code = (
         "import sys; from churnguard import cli; code = cli.main(['models']); "
-        "print(code, 'mlflow' in sys.modules)"
+        "print(code, 'mlflow' in sys.modules, 'pyspark' in sys.modules)"
     )
     env = {**os.environ, "CHURNGUARD_HOME": str(tmp_path)}
     env.pop("MLFLOW_TRACKING_URI", None)  # the home's own store
     found = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    assert found.stdout.splitlines()[-1] == "0 False"
+    assert found.stdout.splitlines()[-1] == "0 False False"
+    assert "champion" in found.stdout and "0.7500" in found.stdout
 
 
 def test_a_bad_argument_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:

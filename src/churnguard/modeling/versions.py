@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def sqlite_versions(tracking_uri: str, model_name: str = MODEL_NAME) -> list[Ver
         return None
     if not path.is_file():
         return []  # no store yet: nothing registered (MLflow would create an empty one)
-    with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
         if _revision(db) not in KNOWN_REVISIONS:
             return None
         return _versions(db, model_name)
