@@ -266,3 +266,30 @@ def test_records_the_model_cannot_score_name_their_client(
     with pytest.raises(RecordsError, match="cannot score these records") as error:
         scorer.score_clients(requests, store)
     assert error.value.index == 1
+
+
+def test_tree_contributions_are_lightgbms_and_fall_back_to_it_when_the_tables_disagree(
+    make_model: ModelFactory,
+    data: CRMData,
+    as_of: pd.Timestamp,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from churnguard.modeling.treeshap import Explainer
+
+    model = make_model("lightgbm", PARAMS["lightgbm"])
+    assert model.booster is not None
+    playbook = load_playbook(feature_set=model.feature_set)
+    scorer = Scorer(model, "1", playbook)
+    X = scorer.matrix(scorer.features_at(data, as_of))
+    own = np.asarray(model.booster.predict(X, pred_contrib=True, num_threads=1))[:, :-1]
+    assert scorer._explainer is not None  # the look-up tables compute them
+    np.testing.assert_allclose(
+        scorer.contributions(scorer.features_at(data, as_of)), own, atol=1e-12
+    )
+    wrong = Explainer.contributions
+    monkeypatch.setattr(Explainer, "contributions", lambda self, X: wrong(self, X) + 1e-6)
+    fallback = Scorer(model, "1", playbook)
+    assert fallback._explainer is None
+    assert "LightGBM computes them" in caplog.text
+    assert np.array_equal(fallback.contributions(scorer.features_at(data, as_of)), own)
