@@ -119,3 +119,17 @@ def test_rows_of_the_wrong_width_are_refused(booster: lgb.Booster) -> None:
     assert explainer is not None
     with pytest.raises(ValueError, match="rows of 6 features expected"):
         explainer.contributions(np.zeros((2, 5)))
+
+
+def test_tables_worked_out_in_small_steps_are_the_same_and_large_ones_are_refused(
+    booster: lgb.Booster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from churnguard.modeling import treeshap
+
+    whole = Explainer.of(booster.dump_model())
+    assert whole is not None
+    monkeypatch.setattr(treeshap, "_WORK", 1)  # one path at a time
+    stepped = Explainer.of(booster.dump_model())
+    assert stepped is not None and np.array_equal(stepped.table, whole.table)
+    monkeypatch.setattr(treeshap, "MAX_TABLE", whole.table.size - 1)
+    assert Explainer.of(booster.dump_model()) is None  # LightGBM's pred_contrib is used

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 MAX_PATH_FEATURES = 14  # 2^14 outcomes x 14 features per path at most
-MAX_TABLE = 50_000_000  # look-up values (400 MB) at most
+MAX_TABLE = 16_000_000  # look-up values (128 MB) at most; larger models are left to LightGBM
+_WORK = 1_000_000  # values per step while the tables are worked out (bounds the temporaries)
 BLOCK_ROWS = 64  # rows per vectorised block: its temporaries stay in the cache
 _ZERO = 1e-35  # LightGBM's kZeroThreshold (a float)
 
@@ -274,29 +275,35 @@ def _category_set(split: dict[str, Any]) -> list[int]:
 
 def _tables(paths: list[_Path]) -> np.ndarray:
     """Every path's contributions for every outcome pattern (2^d patterns x d features, flat, in
-    path order), worked out for all paths of a width at once."""
+    path order), worked out for many paths of a width at once."""
     out = []
     for d, group in itertools.groupby(paths, key=lambda p: len(p.features)):
-        same = list(group)
-        z = np.array([p.zero for p in same])[:, None, :]  # (paths, 1, d)
-        value = np.array([p.leaf_value for p in same])[:, None]
-        o = ((np.arange(1 << d)[:, None] >> np.arange(d)) & 1).astype(np.float64)  # bit j = o_j
-        weight = np.array([math.factorial(s) * math.factorial(d - 1 - s) for s in range(d)])
-        weight = weight / math.factorial(d)
-        table = np.empty((len(same), 1 << d, d))
-        for j in range(d):
-            # coefficients of t^s in the product over k != j of (z_k + o_k t): the other features
-            # absent (a share z_k of the rows) or present (the row's own way, o_k)
-            poly = np.zeros((len(same), 1 << d, d))
-            poly[:, :, 0] = 1.0
-            for k in range(d):
-                if k != j:
-                    shifted = np.zeros_like(poly)
-                    shifted[:, :, 1:] = poly[:, :, :-1] * o[None, :, k, None]
-                    poly = poly * z[:, :, k, None] + shifted
-            table[:, :, j] = value * (o[None, :, j] - z[:, :, j]) * (poly @ weight)
-        out.append(table.reshape(-1))
+        width = list(group)
+        step = max(1, _WORK // (d << d))
+        out += [_width_table(width[i : i + step], d) for i in range(0, len(width), step)]
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def _width_table(same: list[_Path], d: int) -> np.ndarray:
+    """``_tables`` of paths of ``d`` features each."""
+    z = np.array([p.zero for p in same])[:, None, :]  # (paths, 1, d)
+    value = np.array([p.leaf_value for p in same])[:, None]
+    o = ((np.arange(1 << d)[:, None] >> np.arange(d)) & 1).astype(np.float64)  # bit j = o_j
+    weight = np.array([math.factorial(s) * math.factorial(d - 1 - s) for s in range(d)])
+    weight = weight / math.factorial(d)
+    table = np.empty((len(same), 1 << d, d))
+    for j in range(d):
+        # coefficients of t^s in the product over k != j of (z_k + o_k t): the other features
+        # absent (a share z_k of the rows) or present (the row's own way, o_k)
+        poly = np.zeros((len(same), 1 << d, d))
+        poly[:, :, 0] = 1.0
+        for k in range(d):
+            if k != j:
+                shifted = np.zeros_like(poly)
+                shifted[:, :, 1:] = poly[:, :, :-1] * o[None, :, k, None]
+                poly = poly * z[:, :, k, None] + shifted
+        table[:, :, j] = value * (o[None, :, j] - z[:, :, j]) * (poly @ weight)
+    return table.reshape(-1)
 
 
 __all__: Sequence[str] = ("Explainer",)
