@@ -1,9 +1,9 @@
 """Batch scoring: every client active at as_of into the score store, and a summary of the run.
 
 The scores are built as columns (``scoring.partition``) and written in bulk. With drivers, the
-clients are scored in chunks by a pool of worker processes, one LightGBM thread each: per-row
-contributions (``pred_contrib``) barely gain from a second thread, a second process nearly
-doubles them, and the per-client work of drivers and actions runs in parallel too. The pool's
+clients are scored in chunks by a pool of worker processes, one thread each: per-row
+contributions (``modeling.treeshap``'s numpy tables, or LightGBM's ``pred_contrib``, which barely
+gains from a second thread) run on every core, and the per-client work of drivers and actions too. The pool's
 processes start from a forkserver (never a fork of this process, whose OpenMP threads a fork
 would break) while this process computes the features. The result is the same as on one process.
 """

@@ -69,7 +69,8 @@ def score_partition(
 
     Args:
         drivers, explain_from, previous: as in ``Scorer.score_data``.
-        threads: LightGBM threads for contributions (its ``pred_contrib`` hardly gains from more
+        threads: LightGBM threads for contributions when LightGBM computes them (a model the
+            ``modeling.treeshap`` tables do not cover; its ``pred_contrib`` hardly gains from more
             than one: run partitions in processes instead).
     """
     when = score_as_of(as_of)
