@@ -3,9 +3,10 @@
 The scores are built as columns (``scoring.partition``) and written in bulk. With drivers, the
 clients are scored in chunks by a pool of worker processes, one thread each: per-row
 contributions (``modeling.treeshap``'s numpy tables, or LightGBM's ``pred_contrib``, which barely
-gains from a second thread) run on every core, and the per-client work of drivers and actions too. The pool's
-processes start from a forkserver (never a fork of this process, whose OpenMP threads a fork
-would break) while this process computes the features. The result is the same as on one process.
+gains from a second thread) run on every core, and the per-client work of drivers and actions
+too. The pool's processes start from a forkserver (never a fork of this process, whose OpenMP
+threads a fork would break) while this process computes the features. The result is the same as
+on one process.
 """
 
 from __future__ import annotations
