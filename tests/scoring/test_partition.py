@@ -3,6 +3,7 @@ a batch run writes the same rows on one process as on several."""
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,25 @@ def test_batch_runs_write_the_same_rows_on_one_process_and_on_two(
     assert f"Scored {serial.n_scored:,} clients" in text
     left = serial.n_scored - serial.n_explained
     assert f"not for {left:,} scored below 0.1 (--explain-from)" in text
+
+
+def test_a_run_that_fails_while_its_pool_starts_writes_nothing_and_leaves_no_process(
+    scorer: Scorer,
+    data: CRMData,
+    as_of: pd.Timestamp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the pool starts in a thread beside the features: a failure there must still shut it down
+    def broken(*_: Any) -> None:
+        raise RuntimeError("the features failed")
+
+    store = ScoreStore(f"sqlite:///{tmp_path / 'broken.db'}").create()
+    monkeypatch.setattr(Scorer, "features_at", broken)
+    with pytest.raises(RuntimeError, match="the features failed"):
+        score_to_store(data, scorer, store, as_of, False, workers=2)
+    assert multiprocessing.active_children() == []
+    assert stored_rows(store, "scores", ("id",)) == []
 
 
 def test_a_scores_only_summary_says_there_are_no_drivers(

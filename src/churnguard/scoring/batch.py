@@ -11,6 +11,7 @@ on one process.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import multiprocessing
@@ -18,7 +19,7 @@ import os
 import pickle
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,7 +91,7 @@ def score_to_store(
         workers = (os.cpu_count() or 1) if drivers else 1
     # the pool's processes start, and the previous scores are read, while the features are computed
     with (
-        _pool(scorer, workers) as pool,
+        _pool_beside(scorer, workers) as pool,
         ThreadPoolExecutor(1) as reader,
         store.score_rows_writer("batch") as write,  # each part as it comes; merged at the end
     ):
@@ -99,7 +100,7 @@ def score_to_store(
         info = clients_info(data, features["client_id"])
         previous = reading.result()
         parts = _score_chunks(
-            pool, workers, scorer, features, when, info, previous, drivers, explain_from
+            pool(), workers, scorer, features, when, info, previous, drivers, explain_from
         )
         done = []
         with tqdm(total=len(features), unit="client", disable=None if progress else True) as bar:
@@ -153,10 +154,26 @@ def _chunk_bounds(n: int, workers: int) -> list[tuple[int, int]]:
 _scorer: Scorer | None = None  # a worker process's scorer, set once as it starts
 
 
-def _pool(scorer: Scorer, workers: int) -> ProcessPoolExecutor | _NoPool:
-    """Worker processes that each hold the scorer (no pool for one worker)."""
+@contextlib.contextmanager
+def _pool_beside(scorer: Scorer, workers: int) -> Iterator[Callable[[], Executor | None]]:
+    """Worker processes that each hold the scorer, started in a thread while the caller goes on:
+    the first waits for the forkserver to import the libraries (~2 s that this process spends on
+    the features meanwhile). The block gets a function that waits for the pool and gives it (None:
+    no pool, for one worker); the pool is shut down when the block ends."""
     if workers <= 1:
-        return _NoPool()
+        yield lambda: None
+        return
+    with ThreadPoolExecutor(1) as starter:
+        starting = starter.submit(_pool, scorer, workers)
+        try:
+            yield starting.result
+        finally:
+            if starting.exception() is None:  # waits for the start, if the block did not
+                starting.result().shutdown()  # waits for the processes, as ``with pool`` does
+
+
+def _pool(scorer: Scorer, workers: int) -> ProcessPoolExecutor:
+    """Worker processes that each hold the scorer, all started."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])  # the libraries load once, in the forkserver
     pool = ProcessPoolExecutor(
@@ -181,16 +198,6 @@ def _score_chunk(
     assert _scorer is not None, "a worker process without its scorer"
     features, when, info, previous, drivers, explain_from = args
     return score_features(_scorer, features, when, info, previous, drivers, explain_from, 1)
-
-
-class _NoPool:
-    """Stands for a pool when this process does the work."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 # --- the summary ---------------------------------------------------------------------------------
