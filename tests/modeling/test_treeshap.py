@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -97,7 +99,9 @@ def test_a_model_of_one_leaf_trees_adds_to_no_feature() -> None:
     assert np.array_equal(explainer.contributions(X), own)
 
 
-def test_models_it_does_not_cover_are_left_to_lightgbm() -> None:
+def test_models_it_does_not_cover_are_left_to_lightgbm_and_the_log_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     X, y = _data(400, 8)
     base = {"verbose": -1, "num_threads": 1, "num_leaves": 4}
     multiclass = lgb.train(
@@ -111,7 +115,9 @@ def test_models_it_does_not_cover_are_left_to_lightgbm() -> None:
         lgb.Dataset(np.nan_to_num(X), y),
         num_boost_round=3,
     )
-    assert Explainer.of(linear.dump_model()) is None
+    with caplog.at_level(logging.INFO, logger="churnguard.modeling.treeshap"):
+        assert Explainer.of(linear.dump_model()) is None
+    assert "left to LightGBM's pred_contrib (slower): it has linear trees" in caplog.text
 
 
 def test_rows_of_the_wrong_width_are_refused(booster: lgb.Booster) -> None:
@@ -122,7 +128,7 @@ def test_rows_of_the_wrong_width_are_refused(booster: lgb.Booster) -> None:
 
 
 def test_tables_worked_out_in_small_steps_are_the_same_and_large_ones_are_refused(
-    booster: lgb.Booster, monkeypatch: pytest.MonkeyPatch
+    booster: lgb.Booster, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from churnguard.modeling import treeshap
 
@@ -132,4 +138,6 @@ def test_tables_worked_out_in_small_steps_are_the_same_and_large_ones_are_refuse
     stepped = Explainer.of(booster.dump_model())
     assert stepped is not None and np.array_equal(stepped.table, whole.table)
     monkeypatch.setattr(treeshap, "MAX_TABLE", whole.table.size - 1)
-    assert Explainer.of(booster.dump_model()) is None  # LightGBM's pred_contrib is used
+    with caplog.at_level(logging.INFO, logger="churnguard.modeling.treeshap"):
+        assert Explainer.of(booster.dump_model()) is None  # LightGBM's pred_contrib is used
+    assert f"its tables would hold {whole.table.size:,} values" in caplog.text

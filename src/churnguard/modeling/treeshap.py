@@ -25,12 +25,15 @@ of more than ``MAX_PATH_FEATURES`` features) have ``Explainer.of`` return None: 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 MAX_PATH_FEATURES = 14  # 2^14 outcomes x 14 features per path at most
 MAX_TABLE = 16_000_000  # look-up values (128 MB) at most; larger models are left to LightGBM
@@ -90,20 +93,22 @@ class Explainer:
 
     @classmethod
     def of(cls, dump: dict[str, Any]) -> Explainer | None:
-        """From ``Booster.dump_model()``; None when the model is not one this module covers."""
+        """From ``Booster.dump_model()``; None (and a log line saying why) when the model is not
+        one this module covers."""
         if dump.get("num_tree_per_iteration", 1) != 1 or dump.get("average_output"):
-            return None
+            return _uncovered("it has several classes or averages its trees")
         splits: list[dict[str, Any]] = []
         paths: list[_Path] = []
         for t, tree in enumerate(dump["tree_info"]):
             if _linear(tree["tree_structure"]):
-                return None
+                return _uncovered("it has linear trees")
             _walk(tree["tree_structure"], t, splits, paths, [], [], [])
         paths = [p for p in paths if p.features]  # a one-leaf tree adds to no feature
         if any(len(p.features) > MAX_PATH_FEATURES for p in paths):
-            return None
-        if sum(len(p.features) << len(p.features) for p in paths) > MAX_TABLE:
-            return None
+            return _uncovered(f"a path splits on more than {MAX_PATH_FEATURES} features")
+        size = sum(len(p.features) << len(p.features) for p in paths)
+        if size > MAX_TABLE:
+            return _uncovered(f"its tables would hold {size:,} values (at most {MAX_TABLE:,})")
         paths.sort(key=lambda p: -len(p.features))  # stable: tree order within a width
         return _build(int(dump["max_feature_idx"]) + 1, splits, paths)
 
@@ -165,6 +170,12 @@ class Explainer:
         """Per slot (in feature order) and row: the index of its contribution in ``table``."""
         start = self.path_offset[:, None] + pattern * self.path_width[:, None]
         return start[self.slot_path] + self.slot_position[:, None]
+
+
+def _uncovered(why: str) -> Explainer | None:
+    """None, said in the log: the model's contributions are left to LightGBM."""
+    logger.info("tree contributions are left to LightGBM's pred_contrib (slower): %s", why)
+    return None
 
 
 def _linear(node: dict[str, Any]) -> bool:
