@@ -2,7 +2,7 @@
 
 Usage: python -m bench.quality.candidates --data telco lookalike simulator [--folds 5]
        [--clients 1000] [--cutoffs 3] [--seeds 7 11 13] [--extra lgbm-defaults catboost]
-       [--catboost-max-rows 50000] [--out FILE.csv]
+       [--catboost-max-rows 50000] [--out PREFIX]
 
 Each fold (flat tables: the outer folds of ``compare``, repeat 1; simulator: each business's
 backtest cutoffs) fits churnguard's candidates (``modeling.recipes``) and the extra ones, each as
@@ -21,7 +21,11 @@ on the held-out predictions (validation window or out of fold): ``now`` (churngu
 candidates, as ``churnguard train`` chooses), ``+lgbm-defaults``, ``+catboost``, ``+both``, and
 ``blend top-2`` (the two lowest held-out log losses of ``+both`` averaged in logit), and ``blend if
 better`` (that blend only when its held-out log loss beats the best single candidate's by more
-than selection's tie, else ``+both``). Printed: AUC
+than selection's tie, else ``+both``); ``lgbm top-2`` and ``lgbm all`` (churnguard's own LightGBM
+candidates averaged in logit: what one booster holding both tree sets would predict) and each
+``... if better``. ``--extra`` may also name variants of the search's last (bushy) configuration
+(``VARIANTS``): each gets a rule ``+name`` (selection may choose it) and ``=name`` (forced, to see
+what it would give; ``=lightgbm leave...`` is the bushy configuration itself). Printed: AUC
 and Brier per fold per rule, the candidates' held-out log loss per fold (what selection saw), and
 each candidate's fitting seconds.
 """
@@ -75,6 +79,24 @@ LGBM_DEFAULTS: dict[str, Any] = {
     "min_data_per_group": 100,
     "cat_smooth": 10.0,
 }
+# LightGBM variants of the search's bushy configuration, asked for by name with --extra
+VARIANTS: dict[str, dict[str, Any]] = {
+    "bushy-allcols": {"colsample_bytree": 1.0},
+    "bushy-allrows": {"colsample_bytree": 1.0, "subsample": 1.0, "subsample_freq": 0},
+    "bushy-31": {"num_leaves": 31, "min_child_samples": 10, "colsample_bytree": 1.0},
+    "bushy-cats": {"max_cat_threshold": 32, "min_data_per_group": 100, "cat_smooth": 10.0},
+    "cats-thr": {"max_cat_threshold": 32},
+    "cats-group": {"min_data_per_group": 100},
+    "cats-smooth": {"cat_smooth": 10.0},
+    "cats-group20": {"min_data_per_group": 20},
+    "mid-31": {
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "reg_lambda": 1.0,
+        "learning_rate": 0.05,
+        "colsample_bytree": 1.0,
+    },
+}
 CATBOOST_TREES, CATBOOST_STOPPING = 1000, 100
 FOUR = "{:.4f}".format
 # (fit X, fit y, stop X or None, stop y or None, categorical, trees or None) -> (predict, trees)
@@ -123,6 +145,10 @@ def candidate_set(events: int, rows: int, extra: list[str], cat_max: int) -> dic
         out["lgbm-defaults"] = ("lightgbm", recipe_fitter("lightgbm", LGBM_DEFAULTS))
     if "catboost" in extra and rows < cat_max:
         out["catboost"] = ("catboost", catboost_fitter)
+    bushy = {**recipes(events, rows=rows)[-1][2]}
+    for name in extra:
+        if name in VARIANTS:
+            out[name] = ("lightgbm", recipe_fitter("lightgbm", {**bushy, **VARIANTS[name]}))
     return out
 
 
@@ -136,8 +162,10 @@ def rules(
 ) -> dict[str, tuple[np.ndarray, str]]:
     """Each selection rule's calibrated test probabilities and what it chose."""
     cands = {n: Candidate(n, kinds[n], {}, None, evaluate(y_held, p)) for n, p in held.items()}
-    ours = [c for n, c in cands.items() if n not in ("lgbm-defaults", "catboost")]
-    sets = {
+    extra = ("lgbm-defaults", "catboost", *VARIANTS)
+    ours = [c for n, c in cands.items() if n not in extra]
+    sets = {f"+{n}": [*ours, cands[n]] for n in VARIANTS if n in cands}
+    sets |= {
         "now": ours,
         "+lgbm-defaults": ours + [cands[n] for n in ("lgbm-defaults",) if n in cands],
         "+catboost": ours + [cands[n] for n in ("catboost",) if n in cands],
@@ -148,6 +176,9 @@ def rules(
         chosen = select(pool).name
         cal = calibrate_raw(held[chosen], y_held, SEED)
         out[rule] = (cal.transform(test[chosen]), f"{chosen}, {cal.method}")
+    for name in [*(n for n in VARIANTS if n in cands), ours[-1].name]:
+        cal = calibrate_raw(held[name], y_held, SEED)
+        out[f"={name[:14]}"] = (cal.transform(test[name]), f"{name}, {cal.method}")
     top = sorted(cands.values(), key=lambda c: c.validation["log_loss"])[:2]
     blend_held = 1 / (1 + np.exp(-np.mean([logit(held[c.name]) for c in top], axis=0)))
     blend_test = 1 / (1 + np.exp(-np.mean([logit(test[c.name]) for c in top], axis=0)))
@@ -159,6 +190,19 @@ def rules(
         out["blend if better"] = out["blend top-2"]
     else:
         out["blend if better"] = out["+both"]
+    trees = sorted(
+        (c for c in ours if c.kind == "lightgbm"), key=lambda c: c.validation["log_loss"]
+    )
+    for rule, pair in (("lgbm top-2", trees[:2]), ("lgbm all", trees)):
+        if len(pair) < 2:
+            continue
+        held_b = 1 / (1 + np.exp(-np.mean([logit(held[c.name]) for c in pair], axis=0)))
+        test_b = 1 / (1 + np.exp(-np.mean([logit(test[c.name]) for c in pair], axis=0)))
+        cal = calibrate_raw(held_b, y_held, SEED)
+        out[rule] = (cal.transform(test_b), f"{len(pair)} lightgbm, {cal.method}")
+        loss = evaluate(y_held, held_b)["log_loss"]
+        better = loss < min(c.validation["log_loss"] for c in ours) * (1 - SELECTION_TIE)
+        out[f"{rule} if better"] = out[rule] if better else out["now"]
     return out
 
 
