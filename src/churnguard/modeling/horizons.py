@@ -18,7 +18,7 @@ API give the same curve.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ from lightgbm import Booster
 PERIOD_DAYS = 30
 HORIZONS_DAYS: tuple[int, ...] = (30, 90, 180)
 _EPS = 1e-12
+Predict = Callable[[np.ndarray], np.ndarray]  # rows -> the booster's raw probabilities
 
 
 @dataclass
@@ -50,12 +51,19 @@ class HorizonModel:
         """The longest time the curve covers."""
         return self.periods * PERIOD_DAYS
 
-    def hazards(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated hazard of each period, shape (rows, periods)."""
+    def hazards(self, X: np.ndarray, predict: Predict | None = None) -> np.ndarray:
+        """Calibrated hazard of each period, shape (rows, periods).
+
+        ``predict`` stands in for ``booster.predict(rows, num_threads=1)`` with the same bits
+        (``modeling.rowpredict.RowPredictor``, for a few rows).
+        """
         n = len(X)
         k = np.tile(np.arange(1, self.periods + 1, dtype=np.float64), n)
         rows = np.column_stack([np.repeat(X, self.periods, axis=0), k])
-        raw = np.asarray(self.booster.predict(rows, num_threads=1), dtype=np.float64)
+        if predict is None:
+            raw = np.asarray(self.booster.predict(rows, num_threads=1), dtype=np.float64)
+        else:
+            raw = predict(rows)
         return platt_transform(raw, self.platt).reshape(n, self.periods)
 
     def within(self, X: np.ndarray, days: Sequence[float] | np.ndarray) -> np.ndarray:

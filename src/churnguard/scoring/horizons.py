@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from churnguard.modeling.horizons import HorizonModel, cumulative
+from churnguard.modeling.horizons import HorizonModel, Predict, cumulative
 
 RENEWAL_FEATURE = "days_to_contract_end"
 
@@ -41,12 +41,17 @@ NO_CURVE = RiskCurve()
 
 
 def risk_curves(
-    model: HorizonModel | None, X: np.ndarray, days_to_end: np.ndarray, when: dt.datetime
+    model: HorizonModel | None,
+    X: np.ndarray,
+    days_to_end: np.ndarray,
+    when: dt.datetime,
+    predict: Predict | None = None,
 ) -> list[RiskCurve]:
-    """One curve per input row (the churn model's float64 inputs) scored at ``when``."""
+    """One curve per input row (the churn model's float64 inputs) scored at ``when``;
+    ``predict``: the horizon booster's predictions as ``HorizonModel.hazards`` takes them."""
     if model is None:
         return [NO_CURVE] * len(X)
-    hazards = model.hazards(X)  # once: the curve and the renewal both read them
+    hazards = model.hazards(X, predict)  # once: the curve and the renewal both read them
     curve = model.curve_of(hazards)
     days = np.asarray(days_to_end, dtype=np.float64)
     near = np.isfinite(days) & (days > 0) & (days <= model.max_days)

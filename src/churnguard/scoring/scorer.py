@@ -41,6 +41,7 @@ from churnguard.domain.contract import CRMData
 from churnguard.features.engine import compute_features, feature_columns
 from churnguard.features.records import client_arrays
 from churnguard.modeling.model import ChurnModel
+from churnguard.modeling.rowpredict import FEW, RowPredictor
 from churnguard.modeling.treeshap import Explainer
 from churnguard.scoring.directions import Directions
 from churnguard.scoring.explain import Driver, top_drivers, top_drivers_batch
@@ -109,6 +110,10 @@ class Scorer:
             if n in model.categories
         }
         self._booster = model.booster
+        # one to a few rows (a client, its direction check, its horizons) skip predict's overhead
+        self._rows = None if self._booster is None else RowPredictor(self._booster)
+        horizons = model.horizons
+        self._horizon_rows = None if horizons is None else RowPredictor(horizons.booster)
         self._linear = model.linear_terms() if self._booster is None else None
         self._explainer = (
             None if self._booster is None else Explainer.of(self._booster.dump_model())
@@ -166,7 +171,7 @@ class Scorer:
         features = dict(zip(self.names, values, strict=True))
         client = getattr(records, "client", None)
         to_end = np.array([float(columns[RENEWAL_FEATURE][0])])
-        (curve,) = risk_curves(self.model.horizons, row, to_end, when)
+        (curve,) = risk_curves(self.model.horizons, row, to_end, when, self._horizon_rows)
         monthly = _plain(columns["monthly_value"][0])
         value = float(monthly) if isinstance(monthly, float) else 0.0
         band = str(risk_band(probability, self.thresholds))
@@ -439,6 +444,8 @@ class Scorer:
 
     def _raw(self, X: np.ndarray, threads: int) -> np.ndarray:
         """Uncalibrated probabilities of input rows."""
+        if self._rows is not None and (threads == 1 or len(X) <= FEW):
+            return self._rows(X)
         if self._booster is not None:
             return np.asarray(self._booster.predict(X, num_threads=threads), dtype=np.float64)
         assert self._linear is not None
