@@ -141,3 +141,15 @@ def test_tables_worked_out_in_small_steps_are_the_same_and_large_ones_are_refuse
     with caplog.at_level(logging.INFO, logger="churnguard.modeling.treeshap"):
         assert Explainer.of(booster.dump_model()) is None  # LightGBM's pred_contrib is used
     assert f"its tables would hold {whole.table.size:,} values" in caplog.text
+
+
+def test_an_explainer_of_some_features_gives_their_bits_and_zeros(booster: lgb.Booster) -> None:
+    explainer = Explainer.of(booster.dump_model())
+    assert explainer is not None
+    X = _awkward(_data(300, 8)[0])
+    full = explainer.contributions(X)
+    for chosen in ([0, 3], [4], [1, 2, 5], []):
+        part = explainer.only(chosen).contributions(X)
+        others = [j for j in range(X.shape[1]) if j not in chosen]
+        np.testing.assert_array_equal(part[:, chosen], full[:, chosen])
+        assert not part[:, others].any()

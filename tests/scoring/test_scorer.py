@@ -293,3 +293,19 @@ def test_tree_contributions_are_lightgbms_and_fall_back_to_it_when_the_tables_di
     assert fallback._explainer is None
     assert "LightGBM computes them" in caplog.text
     assert np.array_equal(fallback.contributions(scorer.features_at(data, as_of)), own)
+
+
+def test_drivers_from_the_reasons_contributions_alone_are_those_of_all_contributions(
+    scorer: Scorer, data: CRMData, as_of: pd.Timestamp
+) -> None:
+    """The drivers' look-ups skip features that are never reasons; nothing else changes."""
+    features = scorer.features_at(data, as_of)
+    X = scorer.matrix(features)
+    every = scorer._reasons(X, scorer._contributions(X, 1), 1)
+    only = scorer.reason_contributions(X, 1)
+    reasons = scorer._directions.reasons
+    np.testing.assert_array_equal(only[:, reasons], every[:, reasons])
+    assert (only[:, ~reasons] <= 0).all() and (every[:, ~reasons] <= 0).all()
+    rows = scorer.feature_rows(features)
+    got, want = scorer.explain(features, only, rows), scorer.explain(features, every, rows)
+    assert got == want and any(got[0])

@@ -28,7 +28,7 @@ import itertools
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -112,12 +112,29 @@ class Explainer:
         paths.sort(key=lambda p: -len(p.features))  # stable: tree order within a width
         return _build(int(dump["max_feature_idx"]) + 1, splits, paths)
 
+    def only(self, features: Sequence[int] | np.ndarray) -> Explainer:
+        """This explainer computing the given features' contributions only (the others 0):
+        each computed value has the same bits, at the cost of their look-ups alone."""
+        counts = np.diff(np.r_[self.feature_starts, len(self.slot_path)])
+        chosen = np.isin(self.features_used, np.asarray(features, dtype=np.int64))
+        keep = np.repeat(chosen, counts)
+        kept = counts[chosen]
+        return replace(
+            self,
+            slot_path=self.slot_path[keep],
+            slot_position=self.slot_position[keep],
+            feature_starts=np.cumsum(np.r_[0, kept])[:-1].astype(self.feature_starts.dtype),
+            features_used=self.features_used[chosen],
+        )
+
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """Per-feature contributions (log-odds) of input rows, shape (rows, features)."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"rows of {self.n_features} features expected, got shape {X.shape}")
         out = np.zeros(X.shape)
+        if not len(self.features_used):
+            return out
         for start in range(0, len(X), BLOCK_ROWS):
             XT = np.ascontiguousarray(X[start : start + BLOCK_ROWS].T)
             at = self._table_rows(self._patterns(self._left(XT)))

@@ -119,6 +119,13 @@ class Scorer:
             None if self._booster is None else Explainer.of(self._booster.dump_model())
         )
         self._directions = Directions.of(self.names, model.feature_set)
+        # drivers need the reasons' contributions only: the others are never drivers (~30% of
+        # the demo model's look-ups are on context features and renewal timing)
+        self._reason_explainer = (
+            None
+            if self._explainer is None
+            else self._explainer.only(np.flatnonzero(self._directions.reasons))
+        )
         risk_band(0.5, thresholds)  # thresholds are checked once, here
         self._check_parity()
 
@@ -164,7 +171,7 @@ class Scorer:
         drivers = top_drivers(
             self.names,
             values,
-            self._reasons(row, self._contributions(row, threads=1), threads=1)[0],
+            self._reasons(row, self._contributions(row, 1, reasons_only=True), 1)[0],
             self.model.feature_set,
             self.top_k,
         )
@@ -288,7 +295,7 @@ class Scorer:
             if not len(rows):
                 return np.empty((0, len(self.names)))
             X = self.matrix(rows)
-            return self._reasons(X, self._chunked_contributions(X), self.threads)
+            return self._reasons(X, self._chunked_contributions(X, True), self.threads)
 
         # the next chunk's contributions (LightGBM, outside the GIL) are computed while this
         # chunk's drivers, actions and score objects are built in Python
@@ -338,13 +345,13 @@ class Scorer:
     def reason_contributions(self, X: np.ndarray, threads: int | None = None) -> np.ndarray:
         """Contributions of input rows (``matrix``) that are reasons; the others set to 0."""
         threads = threads or self.threads
-        return self._reasons(X, self._contributions(X, threads), threads)
+        return self._reasons(X, self._contributions(X, threads, reasons_only=True), threads)
 
-    def _chunked_contributions(self, X: np.ndarray) -> np.ndarray:
+    def _chunked_contributions(self, X: np.ndarray, reasons_only: bool = False) -> np.ndarray:
         out = np.empty((len(X), len(self.names)))
         for start in range(0, len(X), CHUNK_ROWS):
             part = slice(start, start + CHUNK_ROWS)
-            out[part] = self._contributions(X[part], self.threads)
+            out[part] = self._contributions(X[part], self.threads, reasons_only)
         return out
 
     def explain(
@@ -451,10 +458,14 @@ class Scorer:
         assert self._linear is not None
         return self._linear.probability(X)  # row-wise, as ChurnModel.raw_proba: the same bits
 
-    def _contributions(self, X: np.ndarray, threads: int) -> np.ndarray:
-        """Per-feature log-odds contributions of input rows (no bias column)."""
+    def _contributions(self, X: np.ndarray, threads: int, reasons_only: bool = False) -> np.ndarray:
+        """Per-feature log-odds contributions of input rows (no bias column); with
+        ``reasons_only`` those of features that are never reasons may be left 0 (``_reasons``
+        sets them to at most 0 anyway, and drivers take positive ones only)."""
         if self._explainer is not None:
-            return self._explainer.contributions(X)
+            chosen = self._reason_explainer if reasons_only else self._explainer
+            assert chosen is not None
+            return chosen.contributions(X)
         if self._booster is not None:
             c = self._booster.predict(X, pred_contrib=True, num_threads=threads)
             return np.asarray(c, dtype=np.float64)[:, :-1]
