@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import mlflow
@@ -230,3 +231,43 @@ def test_the_listing_says_which_runs_are_deleted(
     assert "ok" in lines["1"] and "deleted" not in lines["1"]
     assert "run deleted" in lines["2"] and "0.8000" in lines["2"]
     assert "run deleted for good: no metrics" in lines["3"]
+
+
+def _awkward_table(rows: int) -> pd.DataFrame:
+    """Columns of every kind a feature matrix or a flat table has, some with missing values."""
+    rng = np.random.default_rng(3)
+    text = rng.choice(["a", "b", "c"], rows).astype(object)
+    gappy = text.copy()
+    gappy[rows - 1 :] = None  # missing only past the first 10,000 rows (the last row)
+    return pd.DataFrame(
+        {
+            "number": rng.normal(size=rows),
+            "gaps": np.where(rng.random(rows) < 0.1, np.nan, 1.0),
+            "count": rng.integers(0, 9, rows),
+            "flag": rng.random(rows) < 0.5,
+            "text": text,
+            "gappy_text": gappy,
+            "segment": pd.Categorical(text),
+            "region": pd.Categorical(np.where(rng.random(rows) < 0.2, None, text)),
+            "as_of": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(rows), "D"),
+            "mixed": pd.Series(["x", 1] * (rows // 2) + ["x"] * (rows % 2), dtype=object),
+        }
+    )
+
+
+@pytest.mark.parametrize("rows", [0, 1, 50, 10_050])
+def test_dataset_schema_and_digest_are_mlflows_own(rows: int) -> None:
+    from mlflow.data.digest_utils import compute_pandas_digest
+    from mlflow.data.pandas_dataset import PandasDataset
+
+    from churnguard.modeling.registry import pandas_digest, table_schema
+
+    frame = _awkward_table(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for table in (frame, frame.drop(columns="mixed")):  # MLflow gives no schema with it
+            own = PandasDataset(table, source=None).schema  # type: ignore[arg-type]
+            assert pandas_digest(table) == compute_pandas_digest(table)
+            ours = table_schema(table)
+            assert (ours is None and own is None) or ours.to_dict() == own.to_dict()
+    assert own is not None or rows == 0

@@ -141,15 +141,61 @@ class RunLog:
 
         # MLflow's hints on local sources, integers and time zones; its schema is inferred lazily,
         # when the input is logged (pandas 3 warns there about tz-aware columns' .values)
+        digest = pandas_digest(frame)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                data = from_pandas(frame, source=source, targets=targets, name=name)
+                data = from_pandas(frame, source, targets, name, digest)
             except MlflowException:  # a database URL: MLflow resolves paths and a few schemes
                 where = CodeDatasetSource({"uri": source})
-                data = from_pandas(frame, source=where, targets=targets, name=name)
+                data = from_pandas(frame, where, targets, name, digest)
+            data.__dict__["schema"] = table_schema(frame)  # primes its cached_property
             mlflow.log_input(data, context=context)
         return str(data.digest)
+
+
+def table_schema(frame: pd.DataFrame) -> Any:
+    """MLflow's schema of a DataFrame (``mlflow.types.Schema``), as its ``PandasDataset`` infers
+    it, without reading every value in Python: a column's type from its dtype, or from its
+    distinct values when it holds objects; required when no value is missing (``isna``: None,
+    NaN, NA, NaT, as MLflow's own test). MLflow's inference took 46 s of a 20k-client training.
+    """
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.utils import _infer_schema  # what PandasDataset.schema calls
+
+    specs: list[Any] = []
+    for name, column in frame.items():
+        few = column.drop_duplicates() if column.dtype.kind == "O" else column.iloc[:1]
+        try:
+            kind = _infer_schema(few.to_frame(name).reset_index(drop=True)).inputs[0].type
+        except Exception:  # as PandasDataset: a table MLflow cannot type has no schema
+            return None
+        specs.append(ColSpec(kind, str(name), required=not bool(column.isna().any())))  # type: ignore[arg-type]
+    return Schema(specs)
+
+
+def pandas_digest(frame: pd.DataFrame) -> str:
+    """MLflow's digest of a DataFrame (``compute_pandas_digest``: its first 10,000 rows' text
+    and number columns, the row count, the column names), its text columns found column by column
+    in C (``infer_dtype``): MLflow tests the type of every value in Python (6 s at 20k clients)."""
+    from mlflow.data.digest_utils import MAX_ROWS, get_normalized_md5_digest
+
+    head = frame.head(MAX_ROWS)
+    text = [c for c, column in frame.items() if len(frame) == 0 or _all_text(column)]
+    chosen = pd.Index(text).union(head.select_dtypes(include=[np.number]).columns)
+    parts = [pd.util.hash_pandas_object(head[chosen]).values, np.int64(len(frame))]
+    return str(get_normalized_md5_digest(parts + [str(x).encode() for x in frame.columns]))
+
+
+def _all_text(column: pd.Series) -> bool:
+    """Whether every value is a str (a missing value is not)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        used = column.cat.categories[np.unique(codes[codes >= 0])]
+        return bool((codes >= 0).all()) and pd.api.types.infer_dtype(used) == "string"
+    if column.dtype.kind != "O" or column.isna().any():  # pandas' str dtype: NaN is missing
+        return False
+    return pd.api.types.infer_dtype(column, skipna=False) == "string"
 
 
 class Registry:
