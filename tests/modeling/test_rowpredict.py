@@ -72,6 +72,4 @@ def test_horizon_hazards_with_the_fast_path_equal_the_booster() -> None:
     booster = lgb.train(params, lgb.Dataset(rows, y), num_boost_round=20)
     model = HorizonModel(booster, periods=6, platt=(0.9, -0.1))
     some = _awkward(X)[-12:]
-    np.testing.assert_array_equal(
-        model.hazards(some, RowPredictor(booster)), model.hazards(some)
-    )
+    np.testing.assert_array_equal(model.hazards(some, RowPredictor(booster)), model.hazards(some))
