@@ -25,9 +25,11 @@ than selection's tie, else ``+both``); ``lgbm top-2`` and ``lgbm all`` (churngua
 candidates averaged in logit: what one booster holding both tree sets would predict) and each
 ``... if better``. ``--extra`` may also name variants of the search's last (bushy) configuration
 (``VARIANTS``): each gets a rule ``+name`` (selection may choose it) and ``=name`` (forced, to see
-what it would give; ``=lightgbm leave...`` is the bushy configuration itself). Printed: AUC
-and Brier per fold per rule, the candidates' held-out log loss per fold (what selection saw), and
-each candidate's fitting seconds.
+what it would give; ``=lightgbm leave...`` is the bushy configuration itself), and ``bagN``:
+each of churnguard's LightGBM recipes as a bag of N seeds averaged in logit (``bag_fitter``),
+offered to selection (``+bagN``) and put in place of the chosen recipe (``bagN chosen``).
+Printed: AUC and Brier per fold per rule, the candidates' held-out log loss per fold (what
+selection saw), and each candidate's fitting seconds.
 """
 
 from __future__ import annotations
@@ -114,6 +116,31 @@ def recipe_fitter(kind: str, params: dict[str, Any]) -> Fitter:
     return fit
 
 
+def bag_fitter(kind: str, params: dict[str, Any], seeds: int) -> Fitter:
+    """A seed bag of a churnguard recipe: ``seeds`` fits with seeds SEED, SEED + 1, ..., each
+    early-stopped on its own, their raw probabilities averaged in logit (what one booster
+    holding every fit's trees, leaf values divided by ``seeds``, would predict)."""
+
+    def fit(X, y, X_stop, y_stop, categorical, trees):  # type: ignore[no-untyped-def]
+        fits = []
+        for k in range(seeds):
+            n = None if trees is None else trees[k]
+            p = dict(params) if n is None else {**params, "n_estimators": n}
+            est, fitted = fit_estimator(kind, p, X, y, X_stop, y_stop, categorical, SEED + k)  # type: ignore[arg-type]
+            fits.append((est, fitted.get("best_iteration")))
+
+        def predict(Z: pd.DataFrame) -> np.ndarray:
+            return expit(np.mean([logit(raw_proba(e, Z)) for e, _ in fits], axis=0))
+
+        return predict, [n for _, n in fits]
+
+    return fit
+
+
+def expit(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
 def catboost_fitter(X, y, X_stop, y_stop, categorical, trees):  # type: ignore[no-untyped-def]
     """CatBoost with its defaults, one thread, early-stopped when stop rows are given."""
     from catboost import CatBoostClassifier
@@ -147,6 +174,11 @@ def candidate_set(events: int, rows: int, extra: list[str], cat_max: int) -> dic
         out["catboost"] = ("catboost", catboost_fitter)
     bushy = {**recipes(events, rows=rows)[-1][2]}
     for name in extra:
+        if name.startswith("bag") and name[3:].isdigit():  # every LightGBM recipe, bagged
+            for n, k, p in recipes(events, rows=rows):
+                if k == "lightgbm":
+                    out[f"{name}|{n}"] = (k, bag_fitter(k, p, int(name[3:])))
+    for name in extra:
         if name in VARIANTS:
             out[name] = ("lightgbm", recipe_fitter("lightgbm", {**bushy, **VARIANTS[name]}))
     return out
@@ -163,7 +195,8 @@ def rules(
     """Each selection rule's calibrated test probabilities and what it chose."""
     cands = {n: Candidate(n, kinds[n], {}, None, evaluate(y_held, p)) for n, p in held.items()}
     extra = ("lgbm-defaults", "catboost", *VARIANTS)
-    ours = [c for n, c in cands.items() if n not in extra]
+    ours = [c for n, c in cands.items() if n not in extra and "|" not in n]
+    bags = sorted({n.split("|")[0] for n in cands if "|" in n})
     sets = {f"+{n}": [*ours, cands[n]] for n in VARIANTS if n in cands}
     sets |= {
         "now": ours,
@@ -171,11 +204,17 @@ def rules(
         "+catboost": ours + [cands[n] for n in ("catboost",) if n in cands],
         "+both": list(cands.values()),
     }
+    sets |= {f"+{b}": ours + [c for n, c in cands.items() if n.startswith(f"{b}|")] for b in bags}
     out = {}
     for rule, pool in sets.items():
         chosen = select(pool).name
         cal = calibrate_raw(held[chosen], y_held, SEED)
         out[rule] = (cal.transform(test[chosen]), f"{chosen}, {cal.method}")
+    for b in bags:  # churnguard's choice, its bag in its place when it is LightGBM
+        chosen = select(ours).name
+        chosen = f"{b}|{chosen}" if f"{b}|{chosen}" in cands else chosen
+        cal = calibrate_raw(held[chosen], y_held, SEED)
+        out[f"{b} chosen"] = (cal.transform(test[chosen]), f"{chosen}, {cal.method}")
     for name in [*(n for n in VARIANTS if n in cands), ours[-1].name]:
         cal = calibrate_raw(held[name], y_held, SEED)
         out[f"={name[:14]}"] = (cal.transform(test[name]), f"{name}, {cal.method}")
@@ -214,6 +253,8 @@ def out_of_fold(X: pd.DataFrame, y: np.ndarray, fitter: Fitter, categorical: lis
         predict, n = fitter(X.iloc[fit_rows], y[fit_rows], X.iloc[held], y[held], categorical, None)
         raw[held] = predict(X.iloc[held])
         trees += [n] if n else []
+    if trees and isinstance(trees[0], list):  # a bag: the median per seed
+        return raw, [int(np.median(t)) for t in zip(*trees, strict=True)]
     return raw, (int(np.median(trees)) if trees else None)
 
 

@@ -50,3 +50,24 @@ def test_blank_numbers_and_yes_no_words_become_numbers(caplog: pytest.LogCapture
     assert prepared["paperless"].isna().tolist()[3:] == [True, True]
     assert prepared["support"].tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
     assert "'n/a'" in caplog.text and "'maybe'" in caplog.text  # unreadable values are logged
+
+
+def test_numbers_grouped_in_thousands_are_numbers_and_dates_say_so() -> None:
+    n = 40
+    rows = pd.DataFrame(
+        {
+            "balance": [f"{1000 * k + 0.5:,.2f}" for k in range(n)],  # "1,000.50"
+            "signed": [f"2024-{1 + k % 12:02d}-{1 + k % 28:02d}" for k in range(n)],
+            "code": [f"A{k}" for k in range(n)],
+        }
+    )
+    rows.loc[3, "balance"] = "-12,345,678.9"
+    schema = infer_schema(rows)
+    assert schema.kinds == {"balance": "numeric"}
+    assert schema.dropped["signed"].startswith("dates as text; derive a number")
+    assert "distinct values" in schema.dropped["code"]  # not dates: an id
+    new = pd.DataFrame({"balance": ["2,500", "1,2,3", "12", None]})
+    prepared = prepare_rows(new, schema)["balance"]
+    assert prepared.tolist()[:3:2] == [2500.0, 12.0]
+    assert prepared.isna().tolist() == [False, True, False, True]  # "1,2,3" is no number
+    assert prepare_rows(rows, schema)["balance"].tolist()[:4] == [0.5, 1000.5, 2000.5, -12345678.9]

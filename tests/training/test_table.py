@@ -7,6 +7,7 @@ aliases, the pyfunc, and clear errors.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -29,7 +30,9 @@ from churnguard.training.table import (
     CV_NOTE,
     FlatOptions,
     input_example,
+    load_table,
     parse_label,
+    read_table,
     split_by_time,
 )
 from churnguard.training.tablefit import fit_table_model
@@ -83,6 +86,64 @@ def test_label_accepts_yes_no_true_false_and_one_zero(values: list[object]) -> N
 def test_label_with_other_values_is_a_clear_error() -> None:
     with pytest.raises(TableError, match=r"label column 'status' .*\['active', 'cancelled'\]"):
         parse_label(pd.Series(["active", "cancelled", "active"]), "status")
+    with pytest.raises(TableError, match="name the churned one with --positive"):
+        parse_label(pd.Series([" True.", " False."]), "churn")
+
+
+def test_label_of_two_other_values_reads_with_the_churned_one_named() -> None:
+    values = pd.Series(["Attrited Customer", "Existing Customer", None, " attrited customer "])
+    label = parse_label(values, "flag", positive="Attrited Customer")
+    assert label[[0, 1, 3]].tolist() == [1.0, 0.0, 1.0] and np.isnan(label[2])
+    assert parse_label(pd.Series([" True.", " False."]), "churn", "True.").tolist() == [1.0, 0.0]
+    with pytest.raises(
+        TableError, match=r"no value 'churned' \(--positive\); it holds \['a', 'b'\]"
+    ):
+        parse_label(pd.Series(["a", "b"]), "flag", positive="Churned")
+    with pytest.raises(TableError, match=r"holds 3 values .* must hold two"):
+        parse_label(pd.Series(["a", "b", "c"]), "flag", positive="a")
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def test_csv_separated_by_semicolons_or_tabs_with_a_byte_order_mark_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = client_table(120, seed=5)
+    for name, sep in (("semi.csv", ";"), ("tabs.tsv", "\t"), ("comma.csv", ",")):
+        path = tmp_path / name
+        table.to_csv(path, index=False, sep=sep, encoding="utf-8-sig")
+        with caplog.at_level(logging.INFO, logger="churnguard.training.table"):
+            read = read_table(path)
+        assert list(read.columns) == list(table.columns)  # no mark in the first name
+        assert read["customer_id"].tolist() == table["customer_id"].tolist()
+        assert (f"read as {sep!r}-separated" in caplog.text) == (sep != ",")
+
+
+def test_unreadable_tables_are_clear_errors(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("customer_id,name,churn\n1,M\u00fcller,yes\n".encode("latin-1"))
+    with pytest.raises(TableError, match=r"latin.csv is not UTF-8 text \(.* at byte 26\)"):
+        read_table(latin)
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b\n1,2\n1,2,3\n")
+    with pytest.raises(TableError, match=r"cannot read ragged\.csv as CSV: .*line 3"):
+        read_table(ragged)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not parquet")
+    with pytest.raises(TableError, match=r"cannot read broken\.parquet as Parquet"):
+        read_table(broken)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("customer_id,churn,tenure\n")
+    with pytest.raises(TableError, match="no rows with a 'churn' label"):
+        load_table(empty, "churn", "customer_id", None, FAST)
+    twice = tmp_path / "twice.csv"
+    twice.write_text("customer_id,age,age,churn\n1,2,3,yes\n")
+    with caplog.at_level(logging.WARNING, logger="churnguard.training.table"):
+        assert list(read_table(twice).columns) == ["customer_id", "age", "age.1", "churn"]
+    assert "names ['age'] more than once; the repeats are read as ['age.1']" in caplog.text
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -152,6 +213,12 @@ def test_cross_validated_run_says_so_and_reports_metrics(
 
     summary = format_summary(cv_run)
     assert CV_NOTE in summary
+    assert "pooled = on the first repeat's out-of-fold predictions together" in summary
+    from churnguard.training.report import REPORTED
+
+    for metric in REPORTED:  # each interval around its own estimate, shown beside it
+        low, high = cv_run.test.intervals[metric]
+        assert low <= cv_run.test.metrics[metric] <= high, metric
     assert len(cv_run.folds) == FAST.folds * FAST.repeats
     assert cv_run.metrics["roc_auc"] > 0.7  # the generated churn is learnable
     run = registry.client.get_run(cv_run.run_id).data
@@ -258,6 +325,9 @@ def test_cli_table_and_data_are_mutually_exclusive(tmp_path: Path) -> None:
     with redirect_stderr(err):
         code = main(["train", "--table", "t.csv", "--data", "x", "--label", "c", "--id", "i"])
     assert code == 2 and "mutually exclusive" in err.getvalue()
+    with redirect_stderr(err):
+        code = main(["train", "--data", "x", "--label", "c", "--positive", "left"])
+    assert code == 2 and "--label, --positive: only with --table" in err.getvalue()
     with redirect_stderr(err):
         assert main(["train", "--table", "t.csv"]) == 2
     assert "--label" in err.getvalue()

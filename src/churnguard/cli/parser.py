@@ -41,6 +41,11 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     p._option_string_actions["--data"].required = False
     p.add_argument("--table", type=Path, help="CSV/Parquet file, one row per client (not --data)")
     p.add_argument("--label", help="--table's churn column: 1/0, true/false or yes/no")
+    p.add_argument(
+        "--positive",
+        help="--label's value meaning churned, for a label of two other values "
+        "(e.g. 'Attrited Customer')",
+    )
     p.add_argument("--id", dest="id_column", help="--table's client id column (not a feature)")
     p.add_argument(
         "--time", dest="time_column", help="--table's time column: out-of-time split on it"

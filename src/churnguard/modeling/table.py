@@ -1,7 +1,8 @@
 """Flat tables as model inputs: each column typed once in training, cleaned the same way after.
 
 ``infer_schema`` types every feature column of the training rows: ``numeric`` (numbers, or text
-that reads as numbers once blanks count as missing), ``flag`` (booleans, or yes/no, true/false,
+that reads as numbers once blanks count as missing, thousands grouped by commas allowed:
+"1,234.50"), ``flag`` (booleans, or yes/no, true/false,
 y/n, t/f, 1/0 words in any case -> 1/0) or ``categorical`` (other text); all-missing, constant,
 date and id-like columns are dropped with the reason. ``prepare_rows`` applies the schema to raw
 rows. ``FlatChurnModel`` is the ``ChurnModel`` whose inputs are a table's own columns: loading
@@ -11,6 +12,7 @@ one needs nothing from training.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -101,11 +103,32 @@ def _column_kind(values: pd.Series, max_unique_share: float) -> tuple[ColumnKind
         return "numeric", ""
     if set(text.str.lower().unique()) <= TRUE_WORDS | FALSE_WORDS:
         return "flag", ""
-    if pd.to_numeric(text, errors="coerce").notna().all():
+    if _text_numbers(text).notna().all():
         return "numeric", ""
     if distinct > max_unique_share * len(text):
+        if _dates(text.drop_duplicates().head(_DATE_SAMPLE)):
+            return None, "dates as text; derive a number from them (e.g. days since) to use them"
         return None, f"text with {distinct:,} distinct values in {len(text):,} rows (an id?)"
     return "categorical", ""
+
+
+_GROUPED = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"  # 1,234 or -12,345,678.9: thousands by commas
+_DATE_SAMPLE = 200  # distinct values a text column is tried as dates on
+
+
+def _text_numbers(text: pd.Series) -> pd.Series:
+    """Numbers from text (NaN where none), thousands grouped by commas allowed ("1,234.50")."""
+    grouped = text.str.fullmatch(_GROUPED).fillna(False).astype(bool)
+    plain = text.where(~grouped, text.str.replace(",", "", regex=False))
+    return pd.to_numeric(plain, errors="coerce").astype(np.float64)
+
+
+def _dates(text: pd.Series) -> bool:
+    """Whether every value reads as a date or time (ISO 8601, or a common day order)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": a text that is no date
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+    return bool(len(text)) and bool(parsed.notna().all())
 
 
 def prepare_rows(rows: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
@@ -131,7 +154,7 @@ def _to_number(values: pd.Series, name: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(np.float64)
     text = clean_text(values)
-    numbers = pd.to_numeric(text, errors="coerce").astype(np.float64)
+    numbers = _text_numbers(text)
     _warn_unreadable(name, text, numbers.to_numpy(), "numbers")
     return numbers
 

@@ -5,15 +5,20 @@ Decisions (numbers are fields of ``FlatOptions``):
 
 * **Columns.** The id, label and time columns are never features; the others are typed by
   ``modeling.table.infer_schema`` on the training rows (dropped ones are logged with the reason).
-* **Label.** 1/0, true/false, yes/no, y/n or t/f, in any case; anything else is an error. Rows
-  without a label are dropped with a warning. The table needs ``min_rows`` labelled rows and
-  ``min_class_rows`` of each class.
+* **Label.** 1/0, true/false, yes/no, y/n or t/f, in any case; or any two values, one of them
+  named as the churned one (``positive``, ``--positive``: "Attrited Customer"); anything else
+  is an error. Rows without a label are dropped with a warning. The table needs ``min_rows``
+  labelled rows and ``min_class_rows`` of each class.
 * **With a time column: out of time.** Test = the latest ``test_fraction`` of rows, validation =
   the ``val_fraction`` before it, train = the rest; the cuts fall between distinct times, so no
   timestamp is in two windows. There is no gap between windows, because a flat table does not say
   how far ahead its label looks.
 * **Without a time column: cross-validation** over ``folds`` x ``repeats`` repeated stratified
   folds (fixed seed); ids must then be unique.
+* **Reading.** CSV (UTF-8, a byte-order mark allowed; separated by commas, or by semicolons or
+  tabs when the header has no comma, which is logged) or Parquet; a file that cannot be read is
+  an error that says why. Columns named twice in the header are read as pandas names them
+  ("name.1") and logged.
 * **Leakage check.** A numeric or flag column that alone ranks churners with ROC AUC >=
   ``leak_auc`` (missing values ranked lowest) is reported as a warning, because it is often known
   only after churn (a cancellation date, a "days since cancelled").
@@ -21,6 +26,7 @@ Decisions (numbers are fields of ``FlatOptions``):
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -28,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 
@@ -68,6 +75,7 @@ class FlatOptions:
     min_class_rows: int = 20
     max_unique_share: float = 0.5
     leak_auc: float = 0.95
+    positive: str | None = None  # the label value meaning churned, for a label of other words
 
 
 @dataclass(frozen=True)
@@ -90,13 +98,50 @@ class TableData:
 
 
 def read_table(source: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet file (by suffix) as a DataFrame."""
+    """A CSV or Parquet file (by suffix) as a DataFrame (see "Reading" above).
+
+    Raises:
+        FileNotFoundError: no such file.
+        TableError: a file that is not readable as its kind (not UTF-8, not CSV, not Parquet).
+    """
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"no table at {path}: give a CSV or Parquet file")
     if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path, low_memory=False)
+        try:
+            return pd.read_parquet(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise TableError(f"cannot read {path.name} as Parquet: {exc}") from None
+    try:
+        separator = _separator(path)
+        return pd.read_csv(path, low_memory=False, encoding="utf-8-sig", sep=separator)
+    except UnicodeDecodeError as exc:
+        raise TableError(
+            f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}); export it as UTF-8"
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise TableError(f"cannot read {path.name} as CSV: {exc}") from None
+
+
+def _separator(path: Path) -> str:
+    """The CSV's separator: a comma, unless the header has none and has semicolons or tabs."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        header = f.readline().rstrip("\r\n")
+    separator = ","
+    if "," not in header:
+        separator = next((s for s in ";\t" if s in header), ",")
+    if separator != ",":
+        logger.info("%s: the header has no comma; read as %r-separated", path.name, separator)
+    names = next(csv.reader([header], delimiter=separator), [])
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        logger.warning(
+            "%s: the header names %s more than once; the repeats are read as %s",
+            path.name,
+            repeated[:10],
+            [f"{n}.1" for n in repeated[:10]],
+        )
+    return separator
 
 
 def load_table(
@@ -110,7 +155,7 @@ def load_table(
     frame = source if isinstance(source, pd.DataFrame) else read_table(source)
     frame = frame.rename(columns=str)
     _check_columns(frame, label, id_column, time_column)
-    y = parse_label(frame[label], label)
+    y = parse_label(frame[label], label, options.positive)
     labelled = ~np.isnan(y)
     if not labelled.all():
         logger.warning("%s rows without a %r label are left out", int((~labelled).sum()), label)
@@ -159,17 +204,37 @@ def _check_unique_ids(ids: pd.Series, name: str) -> None:
         )
 
 
-def parse_label(values: pd.Series, name: str) -> np.ndarray:
-    """0/1 churn labels as float64 (NaN where missing) from 1/0, true/false or yes/no values."""
+def parse_label(values: pd.Series, name: str, positive: str | None = None) -> np.ndarray:
+    """0/1 churn labels as float64 (NaN where missing) from 1/0, true/false or yes/no values,
+    or from two values of which ``positive`` means churned (case and blanks aside)."""
     words = clean_text(values).str.lower()
+    if positive is not None:
+        return _named_label(words, name, positive.strip().lower())
     label = flag_values(words)
     unknown = words.notna().to_numpy() & np.isnan(label)
     if unknown.any():
         found = sorted(set(words[unknown]))[:5]
         raise TableError(
-            f"label column {name!r} must hold 1/0, true/false or yes/no values; found {found}"
+            f"label column {name!r} must hold 1/0, true/false or yes/no values; found {found}. "
+            "For a label of two other values, name the churned one with --positive"
         )
     return label
+
+
+def _named_label(words: pd.Series, name: str, positive: str) -> np.ndarray:
+    """1 where the label is ``positive``, 0 where it is the one other value, NaN where missing."""
+    found = sorted(set(words.dropna()))
+    if positive not in found:
+        raise TableError(
+            f"label column {name!r} has no value {positive!r} (--positive); it holds {found[:5]}"
+        )
+    if len(found) > 2:
+        raise TableError(
+            f"label column {name!r} holds {len(found)} values ({found[:5]}); with --positive it "
+            "must hold two: the churned one and the one for clients who stayed"
+        )
+    given = words.notna().to_numpy()
+    return np.where(given, (words == positive).to_numpy(dtype=bool, na_value=False), np.nan)
 
 
 def parse_times(values: pd.Series, name: str) -> pd.Series:
@@ -190,6 +255,8 @@ def check_enough_rows(y: np.ndarray, label: str, options: FlatOptions) -> None:
     """Raise unless both classes are present with min_class_rows each, in min_rows rows."""
     positives = int(y.sum())
     negatives = len(y) - positives
+    if not len(y):
+        raise TableError(f"the table has no rows with a {label!r} label: nothing to learn from")
     if positives == 0 or negatives == 0:
         only = "churned" if negatives == 0 else "not churned"
         raise TableError(

@@ -409,6 +409,7 @@ def _table_params(
     params: dict[str, object] = {
         "source": data.source,
         "label": data.label,
+        "label_positive": options.positive or "",
         "id_column": data.id_column,
         "time_column": data.time_column or "",
         "horizon_days": options.horizon_days,
@@ -430,11 +431,14 @@ def _table_params(
 
 def _table_about(data: TableData, schema: TableSchema, options: FlatOptions) -> list[str]:
     share = data.n_positive / len(data.y)
+    label = repr(data.label)
+    if options.positive is not None:
+        label += f" (churned: {options.positive!r})"
     counts = ", ".join(f"{len(schema.of_kind(k))} {k}" for k in KIND_NAMES)
     dropped = "; ".join(f"{c} ({why})" for c, why in schema.dropped.items()) or "none"
     return [
         f"Trained on {len(data.y):,} rows of {data.source} ({data.n_positive:,} churned, "
-        f"{share:.1%}); label {data.label!r}, id {data.id_column!r}",
+        f"{share:.1%}); label {label}, id {data.id_column!r}",
         f"Columns used: {counts}; left out: {dropped}",
         f"Evaluation: {_table_evaluation(data, options)}",
     ]
