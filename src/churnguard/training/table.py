@@ -76,6 +76,7 @@ class FlatOptions:
     max_unique_share: float = 0.5
     leak_auc: float = 0.95
     positive: str | None = None  # the label value meaning churned, for a label of other words
+    workers: int | None = None  # processes fitting CV folds (``resampling.cross_validate``)
 
 
 @dataclass(frozen=True)

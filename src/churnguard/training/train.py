@@ -331,7 +331,13 @@ def train_table(
         logger.info("%s; cross-validating ...", CV_NOTE)
         fit_table = partial(fit_table_model, options=options)
         folds, test = cross_validate(
-            data.rows, data.y, fit_table, options.folds, options.repeats, options.train
+            data.rows,
+            data.y,
+            fit_table,
+            options.folds,
+            options.repeats,
+            options.train,
+            options.workers,
         )
         logger.info("final model on all %s rows ...", len(data.y))
         fit, windows = fit_table_model(data.rows, data.y, options), pd.DataFrame()
