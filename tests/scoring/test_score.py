@@ -8,7 +8,7 @@ import pandas as pd
 
 from churnguard.scoring.explain import Driver
 from churnguard.scoring.playbook import Action
-from churnguard.scoring.score import ClientScore, score_as_of
+from churnguard.scoring.score import ClientScore, _text, clients_info, score_as_of
 from churnguard.store.scores import feature_digest
 
 
@@ -78,3 +78,24 @@ def test_the_stored_record_carries_the_whole_score() -> None:
         ),
         ("Assign an account manager", "No account manager assigned", 3, None),  # no driver
     ]
+
+
+def test_clients_info_reads_each_attribute_as_one_client_at_a_time_would() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from tests.factories import random_crm
+
+    data = random_crm(12)
+    odd: list[object] = [None, np.nan, pd.NA, "", "  ", " Ann ", 3, 3.5, True, "b\u00e9a"]
+    n = min(len(odd), len(data.clients))
+    clients = data.clients.head(n).astype({"account_manager": object, "name": object})
+    clients["account_manager"] = odd[:n]
+    clients["name"] = odd[::-1][:n]
+    data = dataclasses.replace(data, clients=clients.drop(columns=["segment"], errors="ignore"))
+    ids = pd.Series([*clients["client_id"], "nobody"])
+    got = clients_info(data, ids)
+    want = [(_text(m), None, _text(c)) for m, c in zip(odd[:n], odd[::-1][:n], strict=True)]
+    assert got == [*want, (None, None, None)]
+    assert got[5][0] == "Ann" and got[6][0] == "3" and got[7][0] == "3.5"
