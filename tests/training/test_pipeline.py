@@ -97,3 +97,38 @@ def test_the_summary_puts_the_base_rate_beside_the_model() -> None:
     assert line == (
         "Base rate 5.0%: predicting it for everyone scores Brier 0.0475, PR AUC 0.0500, ROC AUC 0.5"
     )
+
+
+def test_candidates_fitted_side_by_side_are_those_fitted_one_after_the_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pandas as pd
+
+    from churnguard.modeling.model import ChurnModel
+    from churnguard.training import pipeline
+    from churnguard.training.dataset import TrainOptions
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.random(n)})
+    y = (rng.random(n) < 1 / (1 + np.exp(-(X["a"] * X["b"] * 2 - 1.5)))).astype(np.int64)
+    windows, labels = (X.iloc[:800], X.iloc[800:]), (y[:800], y[800:])
+    options = TrainOptions(lightgbm_min_train_events=10)
+
+    def package(est: Any, kind: Any, calibrator: Any) -> ChurnModel:
+        return ChurnModel(None, kind, est, calibrator, 90, list(X.columns), {})  # type: ignore[arg-type]
+
+    fits = []
+    for threads in (1, 2):
+        monkeypatch.setattr(pipeline, "FIT_THREADS", threads)
+        fits.append(
+            pipeline.fit_on_windows(windows, labels, [], int(y[:800].sum()), options, package)
+        )
+    alone, together = fits
+    assert [c.name for c in alone.candidates] == [c.name for c in together.candidates]
+    assert len(alone.candidates) > 3  # LightGBM's too
+    for a, b in zip(alone.candidates, together.candidates, strict=True):
+        assert a.params == b.params
+        np.testing.assert_equal(a.validation, b.validation)  # NaN where there is no revenue
+    assert alone.chosen.name == together.chosen.name and alone.because == together.because
+    np.testing.assert_array_equal(alone.model.raw_proba(X), together.model.raw_proba(X))

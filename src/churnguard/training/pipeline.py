@@ -36,11 +36,13 @@ rows: which are training, validation and test, or which folds. From there the st
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -48,7 +50,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from churnguard.modeling.calibration import Calibrator, calibrate_raw
 from churnguard.modeling.model import ChurnModel, Estimator, ModelKind
-from churnguard.modeling.recipes import fit_estimator, raw_proba, recipes
+from churnguard.modeling.recipes import Recipe, fit_estimator, raw_proba, recipes
 from churnguard.training.dataset import TrainOptions
 from churnguard.training.evaluate import bootstrap_intervals, evaluate
 
@@ -188,6 +190,27 @@ class TrainResult:
 # ---------------------------------------------------------------------------------- candidates
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+FIT_THREADS: int | None = None  # fits side by side (None: one per core); 1 in worker processes
+
+
+def side_by_side(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """``map(fn, items)``, on ``FIT_THREADS`` threads: each fit runs LightGBM or scikit-learn
+    on one thread, mostly outside the GIL, so a second core would otherwise idle. Results come
+    in ``items``' order and are the same as one after the other (each fit is seeded)."""
+    items = list(items)
+    threads = min(FIT_THREADS or os.cpu_count() or 1, len(items))
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="fit")
+    try:
+        yield from pool.map(fn, items)
+    finally:  # a fit that failed ends the step: the fits not begun are dropped
+        pool.shutdown(cancel_futures=True)
+
+
 def fit_on_windows(
     X: tuple[pd.DataFrame, pd.DataFrame],
     y: tuple[np.ndarray, np.ndarray],
@@ -204,15 +227,21 @@ def fit_on_windows(
         package: wraps a fitted estimator and calibrator into the mode's ChurnModel.
     """
     (X_tr, X_val), (y_tr, y_val) = X, y
-    candidates = []
-    for name, kind, params in recipes(events, options.lightgbm_min_train_events, len(X_tr)):
+
+    def fit(recipe: Recipe) -> tuple[Candidate, float]:
+        name, kind, params = recipe
         started = time.perf_counter()
         est, fitted = fit_estimator(
             kind, params, X_tr, y_tr, X_val, y_val, categorical, options.seed
         )
         metrics = evaluate(y_val, raw_proba(est, X_val))
-        _log_candidate(name, metrics, started, fitted)
-        candidates.append(Candidate(name, kind, fitted, est, metrics))
+        return Candidate(name, kind, fitted, est, metrics), time.perf_counter() - started
+
+    candidates = []
+    found = recipes(events, options.lightgbm_min_train_events, len(X_tr))
+    for candidate, seconds in side_by_side(fit, found):
+        _log_candidate(candidate.name, candidate.validation, seconds, candidate.params)
+        candidates.append(candidate)
     chosen = select(candidates)
     raw = raw_proba(chosen.estimator, X_val)
     calibrator = calibrate_raw(raw, y_val, options.seed)
@@ -232,8 +261,13 @@ def fit_out_of_fold(
     inner = StratifiedKFold(folds, shuffle=True, random_state=options.seed)
     splits = list(inner.split(X, y))
     candidates, oof = [], {}
-    for name, kind, params in recipes(int(y.sum()), options.lightgbm_min_train_events, len(X)):
-        raw, trees = _out_of_fold(kind, params, X, y, splits, categorical, options.seed)
+
+    def fit(recipe: Recipe) -> tuple[np.ndarray, list[int]]:
+        _, kind, params = recipe
+        return _out_of_fold(kind, params, X, y, splits, categorical, options.seed)
+
+    found = recipes(int(y.sum()), options.lightgbm_min_train_events, len(X))
+    for (name, kind, params), (raw, trees) in zip(found, side_by_side(fit, found), strict=True):
         fitted = {**params, "n_estimators": int(np.median(trees))} if trees else dict(params)
         candidates.append(Candidate(name, kind, fitted, None, evaluate(y, raw)))
         oof[name] = raw
@@ -314,9 +348,8 @@ def chosen_because(candidates: list[Candidate], chosen: Candidate, where: str) -
 
 
 def _log_candidate(
-    name: str, metrics: dict[str, float], started: float, params: dict[str, Any]
+    name: str, metrics: dict[str, float], elapsed: float, params: dict[str, Any]
 ) -> None:
-    elapsed = time.perf_counter() - started
     auc = metrics["roc_auc"]
     logger.info("  %-20s validation AUC %.4f (%.1f s) %s", name, auc, elapsed, short_params(params))
 

@@ -34,6 +34,7 @@ import pandas as pd
 
 from churnguard.modeling.model import ChurnModel
 from churnguard.modeling.recipes import fit_estimator
+from churnguard.training import pipeline
 from churnguard.training.dataset import (
     Dataset,
     NotEnoughDataError,
@@ -108,7 +109,7 @@ def backtest(
     With the simulator's truth, each row also has the oracle's AUC on that cutoff's test window.
     """
     dates = ds.dates
-    rows = [_backtest_row(ds, main[0], main[1], truth)]
+    splits = []
     for k in range(1, options.backtest_cutoffs):
         end = len(dates) - k * options.test_periods
         if end <= 0:  # a negative end would wrap around to a later cutoff
@@ -127,12 +128,19 @@ def backtest(
         except NotEnoughDataError as exc:
             logger.info("  backtest cutoff %s skipped: %s", k, exc)
             continue
+        splits.append(split)
+
+    def test_cutoff(split: Split) -> dict[str, Any]:
         model = _refit(ds, X, split, chosen, options, package)
         test_rows = ds.rows(split.test)
         y, revenue = ds.y(test_rows), ds.revenue(test_rows)
         test = evaluate_model(model, X.loc[test_rows], y, options, revenue, n_boot=0)
-        rows.append(_backtest_row(ds, split, test, truth))
-        logger.info("  cutoff %s: test AUC %.4f", day(split.test[0]), rows[-1]["roc_auc"])
+        return _backtest_row(ds, split, test, truth)
+
+    rows = [_backtest_row(ds, main[0], main[1], truth)]
+    for row in pipeline.side_by_side(test_cutoff, splits):  # the cutoffs' fits side by side
+        rows.append(row)
+        logger.info("  cutoff %s: test AUC %.4f", day(row["cutoff"]), row["roc_auc"])
     return pd.DataFrame(rows)
 
 
@@ -283,6 +291,8 @@ def _take_table(
 ) -> None:
     global _table
     _table = (rows, y, fit_table)
+    if multiprocessing.parent_process() is not None:  # a worker: the folds fill the cores
+        pipeline.FIT_THREADS = 1
 
 
 def _fit_fold(part: tuple[np.ndarray, np.ndarray]) -> FoldResult:
