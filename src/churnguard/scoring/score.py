@@ -139,14 +139,7 @@ def clients_info(data: CRMData, ids: pd.Series) -> list[tuple[str | None, str | 
     clients = data.clients.set_index("client_id")
     rows = clients.reindex(pd.Index(ids.astype(str)))
     columns = [
-        _texts(rows[k]) if k in rows else [None] * len(rows)
+        rows[k].astype(object).tolist() if k in rows else [None] * len(rows)
         for k in ("account_manager", "segment", "name")
     ]
-    return list(zip(*columns, strict=True))
-
-
-def _texts(values: pd.Series) -> list[str | None]:
-    """``_text`` of each value, a column at a time."""
-    text = values.astype("string").str.strip()
-    given = text.fillna("").to_numpy(dtype=object) != ""
-    return text.astype(object).where(given, None).tolist()
+    return [(_text(m), _text(s), _text(n)) for m, s, n in zip(*columns, strict=True)]
