@@ -267,8 +267,7 @@ def _fold_results(
     """Each split's held-out predictions, in split order (in worker processes when > 1)."""
     parts = [(train, test) for _, _, train, test in splits]
     if workers <= 1:
-        _take_table(rows, y, fit_table)
-        yield from map(_fit_fold, parts)
+        yield from (_fit_fold(part, (rows, y, fit_table)) for part in parts)
         return
     # worker processes start from a forkserver: a fork of this process could inherit OpenMP
     # threads it cannot use; each gets the table once, then only the folds' row numbers
@@ -278,12 +277,13 @@ def _fold_results(
         workers, context, initializer=_take_table, initargs=(rows, y, fit_table)
     )
     try:
-        yield from pool.map(_fit_fold, parts)
+        yield from pool.map(_fit_worker_fold, parts)
     finally:  # a fold that failed (or an interrupt) ends the run: the folds not begun are dropped
         pool.shutdown(cancel_futures=True)
 
 
-_table: tuple[pd.DataFrame, np.ndarray, Callable[[pd.DataFrame, np.ndarray], Fit]] | None = None
+Table = tuple[pd.DataFrame, np.ndarray, Callable[[pd.DataFrame, np.ndarray], Fit]]
+_table: Table | None = None  # a worker process's table, set once as it starts
 
 
 def _take_table(
@@ -291,14 +291,17 @@ def _take_table(
 ) -> None:
     global _table
     _table = (rows, y, fit_table)
-    if multiprocessing.parent_process() is not None:  # a worker: the folds fill the cores
-        pipeline.FIT_THREADS = 1
+    pipeline.FIT_THREADS = 1  # the folds fill the cores
 
 
-def _fit_fold(part: tuple[np.ndarray, np.ndarray]) -> FoldResult:
+def _fit_worker_fold(part: tuple[np.ndarray, np.ndarray]) -> FoldResult:
+    assert _table is not None, "a worker process without its table"
+    return _fit_fold(part, _table)
+
+
+def _fit_fold(part: tuple[np.ndarray, np.ndarray], table: Table) -> FoldResult:
     """The recipe fitted on a fold's training rows, its predictions on the held-out rows."""
-    assert _table is not None, "a fold without its table"
-    rows, y, fit_table = _table
+    rows, y, fit_table = table
     started = time.perf_counter()
     train, test = part
     fit = fit_table(rows.iloc[train], y[train])
