@@ -66,8 +66,12 @@ def test_numbers_grouped_in_thousands_are_numbers_and_dates_say_so() -> None:
     assert schema.kinds == {"balance": "numeric"}
     assert schema.dropped["signed"].startswith("dates as text; derive a number")
     assert "distinct values" in schema.dropped["code"]  # not dates: an id
-    new = pd.DataFrame({"balance": ["2,500", "1,2,3", "12", None]})
+    new = pd.DataFrame({"balance": ["2,500", "1,2,3", "12", None, "-$1,234.5", "\u00a33", "7.5%"]})
     prepared = prepare_rows(new, schema)["balance"]
     assert prepared.tolist()[:3:2] == [2500.0, 12.0]
-    assert prepared.isna().tolist() == [False, True, False, True]  # "1,2,3" is no number
+    assert prepared.tolist()[4:] == [-1234.5, 3.0, 7.5]  # currency and percent signs dropped
+    assert prepared.isna().tolist()[:4] == [False, True, False, True]  # "1,2,3" is no number
+    assert infer_schema(pd.DataFrame({"share": ["5%", "12.5%", "$3"] * 20})).kinds == {
+        "share": "numeric"
+    }
     assert prepare_rows(rows, schema)["balance"].tolist()[:4] == [0.5, 1000.5, 2000.5, -12345678.9]

@@ -1,12 +1,12 @@
 """Flat tables as model inputs: each column typed once in training, cleaned the same way after.
 
 ``infer_schema`` types every feature column of the training rows: ``numeric`` (numbers, or text
-that reads as numbers once blanks count as missing, thousands grouped by commas allowed:
-"1,234.50"), ``flag`` (booleans, or yes/no, true/false,
-y/n, t/f, 1/0 words in any case -> 1/0) or ``categorical`` (other text); all-missing, constant,
-date and id-like columns are dropped with the reason. ``prepare_rows`` applies the schema to raw
-rows. ``FlatChurnModel`` is the ``ChurnModel`` whose inputs are a table's own columns: loading
-one needs nothing from training.
+that reads as numbers once blanks count as missing; thousands grouped by commas, a leading
+currency sign and a trailing percent sign allowed: "$1,234.50", "12%" -> 1234.5, 12), ``flag``
+(booleans, or yes/no, true/false, y/n, t/f, 1/0 words in any case -> 1/0) or ``categorical``
+(other text); all-missing, constant, date and id-like columns are dropped with the reason.
+``prepare_rows`` applies the schema to raw rows. ``FlatChurnModel`` is the ``ChurnModel`` whose
+inputs are a table's own columns: loading one needs nothing from training.
 """
 
 from __future__ import annotations
@@ -112,14 +112,16 @@ def _column_kind(values: pd.Series, max_unique_share: float) -> tuple[ColumnKind
     return "categorical", ""
 
 
-_GROUPED = r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?$"  # 1,234 or -12,345,678.9: thousands by commas
+# -$1,234.50, 12%, 1,234: a sign, a currency sign, digits (thousands grouped by commas), a percent
+_DECORATED = r"^[+-]?[$€£¥]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d*\.?\d+)%?$"
+_DECORATION = str.maketrans("", "", "$€£¥%,")
 _DATE_SAMPLE = 200  # distinct values a text column is tried as dates on
 
 
 def _text_numbers(text: pd.Series) -> pd.Series:
-    """Numbers from text (NaN where none), thousands grouped by commas allowed ("1,234.50")."""
-    grouped = text.str.fullmatch(_GROUPED).fillna(False).astype(bool)
-    plain = text.where(~grouped, text.str.replace(",", "", regex=False))
+    """Numbers from text (NaN where none); "$1,234.50" and "12%" read as 1234.5 and 12."""
+    decorated = text.str.fullmatch(_DECORATED).fillna(False).astype(bool)
+    plain = text.where(~decorated, text.str.translate(_DECORATION))
     return pd.to_numeric(plain, errors="coerce").astype(np.float64)
 
 
