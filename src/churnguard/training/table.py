@@ -135,12 +135,13 @@ def _separator(path: Path) -> str:
         logger.info("%s: the header has no comma; read as %r-separated", path.name, separator)
     names = next(csv.reader([header], delimiter=separator), [])
     repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
+    if repeated:  # pandas reads the second "a" as "a.1", the third as "a.2", ...
+        renamed = [f"{n}.{k}" for n in repeated[:10] for k in range(1, names.count(n))]
         logger.warning(
             "%s: the header names %s more than once; the repeats are read as %s",
             path.name,
             repeated[:10],
-            [f"{n}.1" for n in repeated[:10]],
+            renamed,
         )
     return separator
 
