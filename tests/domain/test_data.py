@@ -351,13 +351,46 @@ def test_non_utf8_csv_is_an_error(tmp_path: Path) -> None:
     assert load_errors(folder)[0].startswith("clients.csv: not UTF-8 text (invalid continuation")
 
 
-def test_semicolon_separated_file_gets_a_hint(tmp_path: Path) -> None:
-    folder = crm_folder(tmp_path, {"clients.csv": "client_id;name\nC1;Acme\n"})
-    report = load_report(folder)
-    assert str(report.errors[0]) == (
-        "clients.csv: missing required column client_id; the file has columns: client_id;name"
-    )
-    assert "looks ';'- or tab-separated" in report.format()
+@pytest.mark.parametrize(("separator", "word"), [(";", "semicolon"), ("\t", "tab")])
+def test_semicolon_and_tab_separated_files_are_read_as_such(
+    tmp_path: Path, fixture_data: CRMData, separator: str, word: str
+) -> None:
+    """A spreadsheet in a decimal-comma locale exports ';'-separated CSV: read the same data (quoted
+    separators, commas and newlines in fields included), with a warning naming the separator."""
+    folder = crm_folder(tmp_path)
+    for path in folder.glob("*.csv"):
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame.to_csv(path, sep=separator, index=False)
+    assert ";" in (folder / "feedback.csv").read_text() or separator == "\t"
+    data, report = load_crm(folder)
+    assert_same_data(data, fixture_data)
+    assert {str(p) for p in report.problems} == {
+        f"{path.name}: the header has no comma: read as {word}-separated"
+        for path in folder.glob("*.csv")
+    }
+
+
+def test_semicolon_separated_rows_of_the_wrong_length_name_the_separator(tmp_path: Path) -> None:
+    text = "client_id;occurred_at;channel\nC1;2024-01-01;call\nC2;2024-01-02\nC3;2024-01-03;a;b\n"
+    folder = crm_folder(tmp_path, {"events.csv": None, "interactions.csv": text})
+    errors = load_errors(folder)
+    assert errors == [
+        "interactions.csv, line 4: more fields than the header's 3 (a stray semicolon?)"
+    ]
+    text = "client_id;occurred_at;channel\nC1;2024-01-01;call\nC2;2024-01-02\n"
+    folder = crm_folder(tmp_path / "short", {"interactions.csv": text})
+    assert load_errors(folder) == [
+        "interactions.csv, line 3: fewer fields than the header's 3 (a missing semicolon?)"
+    ]
+
+
+def test_a_header_with_a_comma_is_read_comma_separated(tmp_path: Path) -> None:
+    """Semicolons in a comma-separated header are part of its names: no guess is made."""
+    text = "client_id,occurred_at,channel;kind\nC1,2024-01-01,call\n"
+    folder = crm_folder(tmp_path, {"interactions.csv": text})
+    data, report = load_crm(folder)
+    assert data.interactions["client_id"].tolist() == ["C1"]
+    assert all("separated" not in str(p) for p in report.problems)
 
 
 # Line numbers -----------------------------------------------------------------------------------

@@ -82,7 +82,15 @@ def test_unparseable_numbers_show_the_values_and_lines() -> None:
     text = text.replace("1.200,50", '"1.200,50"')
     assert errors(contracts=text) == [
         "contracts.csv, column monthly_value, lines 4, 5, 6: unparseable number "
-        "'1.200,50', '€50', 'abc'"
+        "'1.200,50', '€50', 'abc' (a comma in a number? export plain numbers, a point for "
+        "decimals: 1234.50)"
+    ]
+
+
+def test_numbers_without_a_comma_get_no_comma_hint() -> None:
+    text = CONTRACTS + "K4,C2,2024-01-01,€50\nK5,C2,2024-01-01,abc\n"
+    assert errors(contracts=text) == [
+        "contracts.csv, column monthly_value, lines 4, 5: unparseable number '€50', 'abc'"
     ]
 
 

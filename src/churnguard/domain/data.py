@@ -99,7 +99,14 @@ def _sample_query(conn: sa.Connection, name: str, rows: int) -> pd.DataFrame:
 
 def _sample_file(path: Path, rows: int) -> pd.DataFrame:
     if path.suffix == ".csv":
-        return pd.read_csv(path, nrows=rows, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        return pd.read_csv(
+            path,
+            nrows=rows,
+            sep=csv_separator(path),
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+        )
     batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows), None)
     return batch.to_pandas() if batch is not None else pd.read_parquet(path)
 
@@ -240,13 +247,13 @@ class _CsvLayout:
     ends_with_newline: bool
 
 
-def _csv_layout(path: Path) -> _CsvLayout:
-    """The record layout of a comma-separated file; newlines and commas inside quotes are data.
+def _csv_layout(path: Path, separator: str = ",") -> _CsvLayout:
+    """The record layout of a CSV file; newlines and separators inside quotes are data.
 
     The file is scanned in blocks, carrying the quote parity across them, so memory holds a block
     and a few numbers per record, not the file.
     """
-    scan = _LayoutScan()
+    scan = _LayoutScan(separator)
     with path.open("rb") as f:
         buffer = bytearray(_BLOCK_BYTES)
         while n := f.readinto(buffer):
@@ -264,7 +271,8 @@ class _LayoutScan:
     A record ends at a newline outside quotes (an even number of quotes before it).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, separator: str = ",") -> None:
+        self.separator = ord(separator)
         self.parity = self.last = self.size = self.n_commas = self.n_newlines = 0
         self.end, self.end_commas = -1, 0  # the latest record end, and the commas before it
         self.lines: list[np.ndarray] = [np.ones(1, np.int64)]  # the first record: line 1
@@ -279,7 +287,7 @@ class _LayoutScan:
         newlines = np.flatnonzero(data == ord("\n"))
         is_end = inside[newlines] == 0
         ends = newlines[is_end]
-        commas = np.flatnonzero((data == ord(",")) & (inside == 0))
+        commas = np.flatnonzero((data == self.separator) & (inside == 0))
         before = np.searchsorted(commas, ends) + self.n_commas  # commas before each end
         self.fields.append(np.diff(before, prepend=self.end_commas) + 1)
         length = np.diff(ends + self.size, prepend=self.end) - 1
@@ -309,23 +317,29 @@ def _read_csv(
 
     Only the ``needed`` columns' values are read (see ``_parse_csv``).
     """
-    layout = _csv_layout(path)
+    separator = csv_separator(path)
+    layout = _csv_layout(path, separator)
     try:
-        frame = _parse_csv(path, needed).rename(columns=str.strip)  # " client_id" in a header
+        frame = _parse_csv(path, needed, separator).rename(columns=str.strip)  # " client_id"
     except (ValueError, pd.errors.ParserWarning) as exc:  # ParserError, UnicodeDecodeError
-        return None, np.zeros(0, int), [_csv_error(name, path, layout, exc)]
-    problems = _separator_hint(name, path, frame)
+        return None, np.zeros(0, int), [_csv_error(name, path, layout, exc, separator)]
+    problems = []
+    if separator != ",":
+        message = f"the header has no comma: read as {_SEPARATOR_NAMES[separator]}-separated"
+        problems.append(_file_problem(name, path, message, "warning"))
     if len(layout.lines) != len(frame):
         message = "unusual quoting: row positions below are data rows + 1, not exact lines"
         problems.append(_file_problem(name, path, message, "warning"))
         return frame, np.arange(2, len(frame) + 2), problems
-    length_problems, cut_off = _record_lengths(name, path, layout)
+    length_problems, cut_off = _record_lengths(name, path, layout, separator)
     if cut_off:  # the cut-off row is reported, not validated
         return frame.iloc[:-1], layout.lines[:-1], problems + length_problems
     return frame, layout.lines, problems + length_problems
 
 
-def _record_lengths(name: str, path: Path, layout: _CsvLayout) -> tuple[list[Problem], bool]:
+def _record_lengths(
+    name: str, path: Path, layout: _CsvLayout, separator: str = ","
+) -> tuple[list[Problem], bool]:
     """Rows with fewer fields than the header, and whether the last line is cut off."""
     lines, short = layout.lines, layout.fields < layout.header_fields
     problems = []
@@ -339,14 +353,15 @@ def _record_lengths(name: str, path: Path, layout: _CsvLayout) -> tuple[list[Pro
         problems.append(Problem("error", name, path.name, None, (int(lines[-1]),), message))
         lines, short = lines[:-1], short[:-1]
     if short.any():
-        message = f"fewer fields than the header's {layout.header_fields} (a missing comma?)"
+        missing = _SEPARATOR_NAMES[separator]
+        message = f"fewer fields than the header's {layout.header_fields} (a missing {missing}?)"
         problems.insert(
             0, Problem("error", name, path.name, None, tuple(lines[short].tolist()), message)
         )
     return problems, cut_off
 
 
-def _parse_csv(path: Path, needed: set[str]) -> pd.DataFrame:
+def _parse_csv(path: Path, needed: set[str], separator: str = ",") -> pd.DataFrame:
     """A CSV file as strings, empty fields as ''; pyarrow (fast) unless a row length is off.
 
     pyarrow reads only the ``needed`` columns (it still refuses a row of the wrong length); the
@@ -354,22 +369,23 @@ def _parse_csv(path: Path, needed: set[str]) -> pd.DataFrame:
     their names are still reported. The slower fallback reads every column.
     """
     try:
-        header = _parse_csv_with(path, "c", nrows=0).columns
+        header = _parse_csv_with(path, "c", separator, nrows=0).columns
         if header.has_duplicates:  # pandas renames them "a.1": read all, as ever
-            return _parse_csv_with(path, "pyarrow")
+            return _parse_csv_with(path, "pyarrow", separator)
         read = [c for c in header if str(c).strip() in needed]
-        frame = _parse_csv_with(path, "pyarrow", usecols=read)
+        frame = _parse_csv_with(path, "pyarrow", separator, usecols=read)
         unread = _unread_column(len(frame))
         return pd.DataFrame(
             {c: frame[c] if c in read else unread for c in header}, index=frame.index, copy=False
         )
     except (ValueError, pa.ArrowException):
-        return _parse_csv_with(path, "c")  # keeps short rows, which _read_csv reports
+        return _parse_csv_with(path, "c", separator)  # keeps short rows: _read_csv reports them
 
 
 def _parse_csv_with(
     path: Path,
     engine: Literal["pyarrow", "c"],
+    separator: str = ",",
     usecols: list[str] | None = None,
     nrows: int | None = None,
 ) -> pd.DataFrame:
@@ -379,6 +395,7 @@ def _parse_csv_with(
         return pd.read_csv(
             path,
             engine=engine,
+            sep=separator,
             dtype=str,
             keep_default_na=False,
             encoding="utf-8-sig",
@@ -388,11 +405,14 @@ def _parse_csv_with(
         )
 
 
-def _csv_error(name: str, path: Path, layout: _CsvLayout, exc: Exception) -> Problem:
+def _csv_error(
+    name: str, path: Path, layout: _CsvLayout, exc: Exception, separator: str = ","
+) -> Problem:
     """The problem for a CSV pandas cannot read, with every over-long line when known."""
     long = layout.lines[layout.fields > layout.header_fields]
     if long.size:
-        message = f"more fields than the header's {layout.header_fields} (a stray comma?)"
+        stray = _SEPARATOR_NAMES[separator]
+        message = f"more fields than the header's {layout.header_fields} (a stray {stray}?)"
         return Problem("error", name, path.name, None, tuple(long.tolist()), message)
     if isinstance(exc, UnicodeDecodeError):
         message = f"not UTF-8 text ({exc.reason} at byte {exc.start}); export the file as UTF-8"
@@ -402,12 +422,17 @@ def _csv_error(name: str, path: Path, layout: _CsvLayout, exc: Exception) -> Pro
     return Problem("error", name, path.name, None, rows, f"cannot read the CSV file: {exc}")
 
 
-def _separator_hint(name: str, path: Path, frame: pd.DataFrame) -> list[Problem]:
-    """A warning when a one-column header looks separated by ';' or tabs instead of commas."""
-    if len(frame.columns) != 1 or not any(s in str(frame.columns[0]) for s in ";\t"):
-        return []
-    message = "the header looks ';'- or tab-separated; churnguard reads comma-separated files"
-    return [_file_problem(name, path, message, "warning")]
+_SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def csv_separator(path: Path) -> str:
+    """A CSV file's separator: a comma, unless its header line has none and has semicolons or
+    tabs (exports from spreadsheets set to a decimal-comma locale use semicolons)."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
+        header = f.readline().rstrip("\r\n")
+    if "," in header:
+        return ","
+    return next((s for s in ";\t" if s in header), ",")
 
 
 # SQL databases ----------------------------------------------------------------------------------

@@ -243,6 +243,9 @@ def _dtype(column: Column) -> Any:
     return dtype_of(column)
 
 
+_DECIMAL_COMMA = r"\s*[+-]?[\d.]*,\d+\s*"  # "12,50", "1.234,50", "1,234": spreadsheet exports
+
+
 def _type_number(values: pd.Series, column: Column) -> _Typed:
     """Numbers as float64; text that is not a finite number is an issue."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
@@ -253,7 +256,10 @@ def _type_number(values: pd.Series, column: Column) -> _Typed:
     bad = (text.notna() & ~np.isfinite(number)).to_numpy()
     issues: list[_Issue] = []
     if bad.any():
-        issues.append((bad, f"unparseable number {_examples(text[bad])}"))
+        message = f"unparseable number {_examples(text[bad])}"
+        if text[bad].str.fullmatch(_DECIMAL_COMMA).any():
+            message += " (a comma in a number? export plain numbers, a point for decimals: 1234.50)"
+        issues.append((bad, message))
     return number.where(~bad), text.isna().to_numpy(), issues
 
 
