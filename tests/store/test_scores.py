@@ -276,6 +276,23 @@ def test_latest_scores_pages_with_the_total_of_all_matches(store: ScoreStore) ->
         store.latest_scores(limit=0)
 
 
+def test_latest_ranking_and_scores_of_agree_with_latest_scores(store: ScoreStore) -> None:
+    """The renewal order's two reads: every match's key in revenue order, then whole scores."""
+    book(store)
+    store.save_scores([record("C1", FEB, revenue_at_risk=1.0)])  # a newer score, other values
+    for filters in ({}, {"manager": "Ana"}, {"manager": "Ana", "band": "high"}, {"search": "c4"}):
+        rows, total = store.latest_scores(**filters)  # type: ignore[arg-type]
+        ranked, ranked_total = store.latest_ranking(**filters)  # type: ignore[arg-type]
+        assert ranked == [(r.client_id, r.as_of, r.revenue_at_risk) for r in rows]
+        assert ranked_total == total
+        assert store.latest_scores_of([c for c, _, _ in ranked]) == {r.client_id: r for r in rows}
+    ranked, total = store.latest_ranking(limit=2)
+    assert len(ranked) == 2 and total == 5
+    assert store.latest_scores_of([]) == {} and store.latest_scores_of(["nobody"]) == {}
+    with pytest.raises(ValueError, match="limit"):
+        store.latest_ranking(limit=0)
+
+
 def test_latest_scores_search_matches_id_or_name_ignoring_case(store: ScoreStore) -> None:
     store.save_scores(
         [

@@ -247,6 +247,42 @@ class ScoreStore(ActionLog, BulkWriter):
             rows = conn.execute(page).all()
         return [Score(**row._mapping) for row in rows], total
 
+    def latest_ranking(
+        self,
+        manager: str | None = None,
+        band: str | None = None,
+        search: str | None = None,
+        limit: int = MAX_PAGE,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> tuple[list[tuple[str, datetime, float]], int]:
+        """(client id, as_of, revenue at risk) of each client's latest score, filtered as in
+        ``latest_scores``, most revenue at risk first (then by id), at most ``limit`` of them;
+        and the total matches. For a list sorted by something the store does not hold (the
+        renewal date): it orders these, then reads the page's scores (``latest_scores_of``)."""
+        if limit < 1:
+            raise ValueError(f"need limit >= 1, not {limit}")
+        matches = _current_scores().where(*_filters(manager, band, search), *where)
+        keys = (
+            matches.with_only_columns(scores.c.client_id, scores.c.as_of, scores.c.revenue_at_risk)
+            .order_by(scores.c.revenue_at_risk.desc(), scores.c.client_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(matches.subquery())
+            ).scalar_one()
+            rows = conn.execute(keys).all()
+        return [(r[0], r[1], r[2]) for r in rows], total
+
+    def latest_scores_of(self, client_ids: Sequence[str]) -> dict[str, Score]:
+        """The latest score (see ``latest_scores``) of each of these clients that has one."""
+        if not client_ids:
+            return {}
+        query = _current_scores().where(scores.c.client_id.in_(list(client_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {row.client_id: Score(**row._mapping) for row in rows}
+
     def latest_score(self, client_id: str) -> Score | None:
         """A client's latest score (see ``latest_scores``), or None if it was never scored."""
         with self.engine.connect() as conn:

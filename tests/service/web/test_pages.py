@@ -33,6 +33,7 @@ from churnguard.domain.data import load_crm
 from churnguard.modeling.model import model_card, save_local_model
 from churnguard.service import create_app
 from churnguard.service.web import charts
+from churnguard.service.web import pages as pages_module
 from churnguard.service.web.crm import (
     CRMCache,
     CRMView,
@@ -874,6 +875,42 @@ def test_clients_sort_by_renewal_date_soonest_first(
     assert dated and dated == sorted(dated)
     first_undated = next((i for i, c in enumerate(ids) if renewals.get(c) is None), len(ids))
     assert all(renewals.get(c) is None for c in ids[first_undated:])
+
+
+@pytest.mark.parametrize("direction", ["", "desc"])
+def test_renewal_order_pages_through_the_whole_book_by_the_sort_rule(
+    app_client: TestClient,
+    api_keys: dict,
+    scored: dict[str, ScoreRecord],
+    book: dict[str, list[str]],
+    demo_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    direction: str,
+) -> None:
+    """Pages of the renewal order (the book sorted once, then only the page's scores read) list
+    every client of the book once, in the rule's order: soonest renewal first (latest first
+    for "desc"), then revenue at risk; rolling and unknown renewals last."""
+    monkeypatch.setattr(pages_module, "PAGE_SIZE", 7)
+    sign_in(app_client, api_keys["a"])
+    shown: list[str] = []
+    for page in range(1, 100):
+        params = {"sort": "renewal", "direction": direction, "page": page}
+        ids = listed_ids(app_client.get("/clients", params=params).text)
+        assert len(ids) <= 7
+        if not ids:
+            break
+        shown += ids
+    mine = [*book[next(iter(book))], "X-EVIL"]  # and the client of the evil name
+    data, _ = load_crm(demo_dir)
+    renewals = renewal_dates(CRMView(data, datetime.now(UTC)), {c: scored[c].as_of for c in mine})
+    by_revenue = sorted(mine, key=lambda c: (-scored[c].revenue_at_risk, c))
+    expected = sorted(
+        by_revenue, key=lambda c: (renewals.get(c) is None, renewals.get(c) or date.max)
+    )
+    if direction == "desc":
+        dated = [c for c in expected if renewals.get(c) is not None]
+        expected = dated[::-1] + expected[len(dated) :]
+    assert len(mine) > 7 and shown == expected
 
 
 def test_the_client_page_shows_risk_reasons_actions_history_and_contracts(

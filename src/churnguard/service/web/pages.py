@@ -30,7 +30,7 @@ from churnguard.service.web.crm import (
 from churnguard.store.actions import LoggedAction
 from churnguard.store.attention import ATTENTION, attention_conditions, newest_score_date
 from churnguard.store.followups import FollowUp, current_follow_ups
-from churnguard.store.scores import MAX_PAGE, Score, ScoreStore
+from churnguard.store.scores import Score, ScoreStore
 
 PAGE_SIZE = 50
 SORTS = {
@@ -258,37 +258,34 @@ def _by_renewal(
     ``filters`` are (manager, band, search).
     """
     manager, band, search = filters
-    scores: list[Score] = []
-    total = 0
-    while len(scores) < RENEWAL_SORT_LIMIT:
-        chunk, total = store.latest_scores(
-            manager=manager,
-            band=band,
-            search=search,
-            limit=MAX_PAGE,
-            offset=len(scores),
-            where=where or [],
-        )
-        scores += chunk
-        if len(chunk) < MAX_PAGE:
-            break
-    rows = _rows(scores, crm)
-    rows.sort(key=lambda r: (r.renewal is None, r.renewal or date.max, -r.score.revenue_at_risk))
+    ranked, total = store.latest_ranking(
+        manager=manager, band=band, search=search, limit=RENEWAL_SORT_LIMIT, where=where or []
+    )
+    renewals = renewal_dates(crm, {c: as_of for c, as_of, _ in ranked}) if crm else {}
+    ranked.sort(key=lambda k: (renewals.get(k[0]) is None, renewals.get(k[0]) or date.max, -k[2]))
+    ids = [c for c, _, _ in ranked]
     if latest_first:
-        dated = [r for r in rows if r.renewal is not None]
-        rows = dated[::-1] + rows[len(dated) :]
+        dated = [c for c in ids if renewals.get(c) is not None]
+        ids = dated[::-1] + ids[len(dated) :]
     start = (page - 1) * PAGE_SIZE
+    shown = store.latest_scores_of(ids[start : start + PAGE_SIZE])
+    page_ids = [c for c in ids[start : start + PAGE_SIZE] if c in shown]
+    rows = _rows([shown[c] for c in page_ids], crm, renewals)
     note = None
-    if total > len(scores):
+    if total > len(ranked):
         note = (
-            f"Only the {len(scores):,} clients with the most revenue at risk are sorted by "
+            f"Only the {len(ranked):,} clients with the most revenue at risk are sorted by "
             "renewal date; filter by band, manager or name to see the others."
         )
-    return ClientsPage(rows[start : start + PAGE_SIZE], total, page, _pages(len(rows)), note)
+    return ClientsPage(rows, total, page, _pages(len(ranked)), note)
 
 
-def _rows(scores: list[Score], crm: CRMView | None) -> list[ClientRow]:
-    renewals = renewal_dates(crm, {s.client_id: s.as_of for s in scores}) if crm else {}
+def _rows(
+    scores: list[Score], crm: CRMView | None, renewals: dict[str, date | None] | None = None
+) -> list[ClientRow]:
+    """The list's rows of these scores; ``renewals``: their renewal dates, if already known."""
+    if renewals is None:
+        renewals = renewal_dates(crm, {s.client_id: s.as_of for s in scores}) if crm else {}
     return [
         ClientRow(
             score=s,
