@@ -91,6 +91,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cats-group": {"min_data_per_group": 100},
     "cats-smooth": {"cat_smooth": 10.0},
     "cats-group20": {"min_data_per_group": 20},
+    "linear": {"linear_tree": True, "linear_lambda": 1.0},
+    "linear-10": {"linear_tree": True, "linear_lambda": 10.0},
     "mid-31": {
         "num_leaves": 31,
         "min_child_samples": 20,
