@@ -81,6 +81,20 @@ def test_a_recent_action_takes_a_high_risk_client_off_the_no_action_list(
         attention_conditions("everything", TODAY)
 
 
+@pytest.mark.parametrize("manager", [None, "Ana", "Ben", ""])
+def test_counts_in_one_pass_are_each_kinds_list_length(
+    store: ScoreStore, manager: str | None
+) -> None:
+    store.log_action("still-high", "Call", "", TODAY - timedelta(days=3), "Ana")
+    kinds = ["all", *ATTENTION]
+    counts = store.latest_counts(
+        {k: attention_conditions(k, TODAY) for k in kinds}, manager=manager
+    )
+    assert counts == {k: len(listed(store, k, manager)) for k in kinds}
+    assert manager != "Ana" or counts["all"] == 3  # newly-high, rising-medium, first-high
+    assert store.latest_counts({}) == {}
+
+
 def test_last_actions_and_the_newest_score(store: ScoreStore) -> None:
     store.log_action("falling", "Email", "", date(2025, 6, 2), "Ana")
     store.log_action("falling", "Meeting", "", date(2025, 6, 5), "Ana")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -373,6 +373,26 @@ class ScoreStore(ActionLog, BulkWriter):
         with self._reading(conn) as c:
             clients, revenue = c.execute(query).one()
         return int(clients), float(revenue)
+
+    def latest_counts(
+        self,
+        conditions: Mapping[str, Sequence[ColumnElement[bool]]],
+        conn: Connection | None = None,
+        *,
+        manager: str | None = None,
+    ) -> dict[str, int]:
+        """For each name, the clients whose latest score meets all its conditions (what
+        ``latest_totals(where=conditions)`` counts), all in one pass over the book."""
+        if not conditions:
+            return {}
+        counts = [
+            sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*where), 1), else_=0)), 0)
+            for where in conditions.values()
+        ]
+        query = _over_latest(*counts).where(*_filters(manager, None, None))
+        with self._reading(conn) as c:
+            row = c.execute(query).one()
+        return {name: int(n) for name, n in zip(conditions, row, strict=True)}
 
     def band_counts(
         self,

@@ -229,13 +229,8 @@ def book_summary(
 def attention_counts(store: ScoreStore, *, manager: str | None, today: date) -> dict[str, int]:
     """How many clients of a book need attention, in all and by kind."""
     kinds = ["all", *ATTENTION]
-    with store.read_snapshot() as conn:
-        return {
-            kind: store.latest_totals(
-                conn, manager=manager, where=attention_conditions(kind, today)
-            )[0]
-            for kind in kinds
-        }
+    conditions = {kind: attention_conditions(kind, today) for kind in kinds}
+    return store.latest_counts(conditions, manager=manager)
 
 
 def _with_follow_ups(store: ScoreStore, listing: ClientsPage) -> ClientsPage:
