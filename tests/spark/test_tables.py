@@ -97,3 +97,28 @@ def test_each_partition_holds_exactly_one_bucket_of_clients(spark, parquet_dir: 
             sf.count_distinct("bucket").alias("n")
         )
         assert sorted(r.n for r in found.collect()) == [1] * buckets
+
+
+def test_a_semicolon_separated_csv_export_scores_on_spark_as_on_one_machine(
+    spark, parquet_dir: Path, tmp_path: Path, scorer: Scorer
+) -> None:
+    """The separator is read from the header as on one machine, and the read says so."""
+    for path in parquet_dir.glob("*.parquet"):
+        frame = pd.read_parquet(path)
+        if path.stem in ("clients", "interactions"):
+            frame.to_csv(tmp_path / f"{path.stem}.csv", sep=";", index=False)
+        else:
+            shutil.copy(path, tmp_path / path.name)
+    data, report = load_crm(tmp_path)
+    as_of = observation_end(data)
+    expected = score_partition(data, scorer, as_of).frame()
+    tables = read_sources(spark, str(tmp_path), Mapping())
+    warned = {(p.source, p.message) for p in tables.problems}
+    assert warned == {(p.source, p.message) for p in report.problems} == {
+        (f"{n}.csv", "the header has no comma: read as semicolon-separated")
+        for n in ("clients", "interactions")
+    }
+    got = checked_scores(score_frame(spark, tables, Mapping(), scorer, as_of, buckets=2))
+    got = got.toPandas().sort_values("client_id", ignore_index=True)
+    for name in ("client_id", "probability", "feature_digest"):
+        assert got[name].tolist() == expected[name].tolist(), name

@@ -325,8 +325,7 @@ def _read_csv(
         return None, np.zeros(0, int), [_csv_error(name, path, layout, exc, separator)]
     problems = []
     if separator != ",":
-        message = f"the header has no comma: read as {_SEPARATOR_NAMES[separator]}-separated"
-        problems.append(_file_problem(name, path, message, "warning"))
+        problems.append(_file_problem(name, path, separator_warning(separator), "warning"))
     if len(layout.lines) != len(frame):
         message = "unusual quoting: row positions below are data rows + 1, not exact lines"
         problems.append(_file_problem(name, path, message, "warning"))
@@ -426,13 +425,22 @@ _SEPARATOR_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 
 
 def csv_separator(path: Path) -> str:
-    """A CSV file's separator: a comma, unless its header line has none and has semicolons or
-    tabs (exports from spreadsheets set to a decimal-comma locale use semicolons)."""
+    """A CSV file's separator, from its header line (``separator_of``)."""
     with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
-        header = f.readline().rstrip("\r\n")
+        return separator_of(f.readline().rstrip("\r\n"))
+
+
+def separator_of(header: str) -> str:
+    """The separator of a CSV header line: a comma, unless the line has none and has semicolons
+    or tabs (spreadsheets set to a decimal-comma locale export semicolons)."""
     if "," in header:
         return ","
     return next((s for s in ";\t" if s in header), ",")
+
+
+def separator_warning(separator: str) -> str:
+    """What a read says of a file it reads with another separator than a comma."""
+    return f"the header has no comma: read as {_SEPARATOR_NAMES[separator]}-separated"
 
 
 # SQL databases ----------------------------------------------------------------------------------

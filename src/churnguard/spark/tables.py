@@ -17,6 +17,7 @@ recodes client ids (the bucket is taken before recoding); both are refused with 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnguard.domain.contract import TABLES, CRMData
+from churnguard.domain.data import separator_of, separator_warning
 from churnguard.domain.mapping import Derived, Mapping
 from churnguard.domain.problems import DataContractError, Problem, ValidationReport
 from churnguard.domain.rawtable import RawTable, map_table
@@ -36,6 +38,7 @@ from churnguard.domain.validation import validate
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, GroupedData, SparkSession
 
+logger = logging.getLogger(__name__)
 ROW = "_churnguard_row"  # source order of a row (monotonically_increasing_id at read)
 BUCKET = "_churnguard_bucket"
 PACKED = "bucket int, tbl string, payload binary"
@@ -95,21 +98,29 @@ def read_sources(spark: SparkSession, source: str, mapping: Mapping) -> SourceTa
                 message = f"required table {name} not found in {where} (expected {stem})"
                 problems.append(Problem("error", name, stem, None, (), message))
             continue
-        frame, names[name] = found
+        frame, names[name], separator = found
+        if separator != ",":
+            message = separator_warning(separator)
+            problems.append(Problem("warning", name, names[name], None, (), message))
+            logger.warning("%s: %s", names[name], message)
         frames[name] = frame.withColumn(ROW, sf.monotonically_increasing_id())
     schemas = {n: _arrow_schema(f.drop(ROW)) for n, f in frames.items()}
     return SourceTables(frames, names, schemas, problems)
 
 
-def _read_path(spark: SparkSession, folder: str, stem: str) -> tuple[DataFrame, str] | None:
-    """``<stem>.parquet``, ``<stem>.pq`` or ``<stem>`` (file or folder), else ``<stem>.csv``."""
+def _read_path(spark: SparkSession, folder: str, stem: str) -> tuple[DataFrame, str, str] | None:
+    """``<stem>.parquet``, ``<stem>.pq`` or ``<stem>`` (file or folder), else ``<stem>.csv``;
+    with the name read and the CSV separator (``separator_of`` its header, as on one machine)."""
     for suffix in (".parquet", ".pq", ""):
         path = f"{folder}/{stem}{suffix}"
         if _exists(spark, path) and not path.endswith(".csv"):
-            return spark.read.parquet(path), f"{stem}{suffix}"
+            return spark.read.parquet(path), f"{stem}{suffix}", ","
     path = f"{folder}/{stem}.csv"
     if _exists(spark, path):  # text, as on one machine; an empty field reads as missing
-        return spark.read.csv(path, header=True, inferSchema=False), f"{stem}.csv"
+        first = spark.read.text(path).first()
+        separator = separator_of(first[0] if first is not None else "")
+        frame = spark.read.csv(path, header=True, inferSchema=False, sep=separator)
+        return frame, f"{stem}.csv", separator
     return None
 
 
@@ -121,8 +132,9 @@ def _exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hadoop_path))
 
 
-def _read_jdbc(spark: SparkSession, url: str, table: str) -> tuple[DataFrame, str] | None:
-    """A JDBC table (None when the database has no such table or view)."""
+def _read_jdbc(spark: SparkSession, url: str, table: str) -> tuple[DataFrame, str, str] | None:
+    """A JDBC table, its name and "," (as ``_read_path``); None when the database has no such
+    table or view."""
     try:
         reader = spark.read.format("jdbc").option("url", url).option("dbtable", table)
         driver = next((c for p, c in JDBC_DRIVERS.items() if url.startswith(p)), None)
@@ -141,7 +153,7 @@ def _read_jdbc(spark: SparkSession, url: str, table: str) -> tuple[DataFrame, st
         raise ConnectionError(
             f"cannot read table {table} of {_safe(url)}: {_first_line(exc)}"
         ) from exc
-    return frame, f"db table {table}"
+    return frame, f"db table {table}", ","
 
 
 def _safe(url: str) -> str:
