@@ -113,11 +113,10 @@ def test_a_semicolon_separated_csv_export_scores_on_spark_as_on_one_machine(
     as_of = observation_end(data)
     expected = score_partition(data, scorer, as_of).frame()
     tables = read_sources(spark, str(tmp_path), Mapping())
-    warned = {(p.source, p.message) for p in tables.problems}
-    assert warned == {(p.source, p.message) for p in report.problems} == {
-        (f"{n}.csv", "the header has no comma: read as semicolon-separated")
-        for n in ("clients", "interactions")
-    }
+    said = "the header has no comma: read as semicolon-separated"
+    warned = {(f"{n}.csv", said) for n in ("clients", "interactions")}
+    assert {(p.source, p.message) for p in report.problems} == warned
+    assert {(p.source, p.message) for p in tables.problems} == warned
     got = checked_scores(score_frame(spark, tables, Mapping(), scorer, as_of, buckets=2))
     got = got.toPandas().sort_values("client_id", ignore_index=True)
     for name in ("client_id", "probability", "feature_digest"):

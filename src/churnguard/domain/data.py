@@ -273,8 +273,8 @@ class _LayoutScan:
 
     def __init__(self, separator: str = ",") -> None:
         self.separator = ord(separator)
-        self.parity = self.last = self.size = self.n_commas = self.n_newlines = 0
-        self.end, self.end_commas = -1, 0  # the latest record end, and the commas before it
+        self.parity = self.last = self.size = self.n_separators = self.n_newlines = 0
+        self.end, self.end_separators = -1, 0  # the latest record end, and the separators before it
         self.lines: list[np.ndarray] = [np.ones(1, np.int64)]  # the first record: line 1
         self.fields: list[np.ndarray] = []
         self.blank: list[np.ndarray] = []
@@ -287,18 +287,18 @@ class _LayoutScan:
         newlines = np.flatnonzero(data == ord("\n"))
         is_end = inside[newlines] == 0
         ends = newlines[is_end]
-        commas = np.flatnonzero((data == self.separator) & (inside == 0))
-        before = np.searchsorted(commas, ends) + self.n_commas  # commas before each end
-        self.fields.append(np.diff(before, prepend=self.end_commas) + 1)
+        separators = np.flatnonzero((data == self.separator) & (inside == 0))
+        before = np.searchsorted(separators, ends) + self.n_separators  # before each end
+        self.fields.append(np.diff(before, prepend=self.end_separators) + 1)
         length = np.diff(ends + self.size, prepend=self.end) - 1
         cr = data[np.maximum(ends - 1, 0)] == ord("\r")
         cr[ends == 0] = self.last == ord("\r")
         self.blank.append((length == 0) | ((length == 1) & cr))
         self.lines.append(np.flatnonzero(is_end) + self.n_newlines + 2)  # the next record's
         if len(ends):
-            self.end, self.end_commas = int(ends[-1]) + self.size, int(before[-1])
+            self.end, self.end_separators = int(ends[-1]) + self.size, int(before[-1])
         self.parity, self.last = int(inside[-1]), int(data[-1])
-        self.n_commas += len(commas)
+        self.n_separators += len(separators)
         self.n_newlines += len(newlines)
         self.size += len(data)
 
@@ -306,7 +306,7 @@ class _LayoutScan:
         """(first line, fields, blank) of every record, the one after the last newline included."""
         length = self.size - self.end - 1
         blank = length == 0 or (length == 1 and self.last == ord("\r"))
-        fields = np.concatenate([*self.fields, [self.n_commas - self.end_commas + 1]])
+        fields = np.concatenate([*self.fields, [self.n_separators - self.end_separators + 1]])
         return np.concatenate(self.lines), fields, np.concatenate([*self.blank, [blank]])
 
 

@@ -38,7 +38,7 @@ import pyarrow as pa
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import RepeatedStratifiedKFold
 
-from churnguard.domain.data import csv_separator
+from churnguard.domain.data import separator_of
 from churnguard.modeling.table import (
     FlatChurnModel,
     TableError,
@@ -127,9 +127,9 @@ def read_table(source: str | Path) -> pd.DataFrame:
 
 def _separator(path: Path) -> str:
     """The CSV's separator: a comma, unless the header has none and has semicolons or tabs."""
-    separator = csv_separator(path)
     with path.open(encoding="utf-8-sig", newline="") as f:
         header = f.readline().rstrip("\r\n")
+    separator = separator_of(header)
     if separator != ",":
         logger.info("%s: the header has no comma; read as %r-separated", path.name, separator)
     names = next(csv.reader([header], delimiter=separator), [])
