@@ -10,6 +10,7 @@ import io
 import logging
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -23,19 +24,22 @@ from churnguard.modeling.registry import CHALLENGER, CHAMPION, Registry
 from churnguard.modeling.table import (
     FlatChurnModel,
     TableError,
+    TableSchema,
 )
 from churnguard.training.dataset import NotEnoughDataError, TrainOptions
 from churnguard.training.pipeline import TrainResult
+from churnguard.training.report import format_summary
 from churnguard.training.table import (
     CV_NOTE,
     FlatOptions,
+    column_strengths,
     input_example,
     load_table,
     parse_label,
     read_table,
     split_by_time,
 )
-from churnguard.training.tablefit import fit_table_model
+from churnguard.training.tablefit import fit_table_model, flat_model
 from churnguard.training.train import train_table
 from tests.factories import client_table
 
@@ -185,6 +189,77 @@ def test_too_few_churned_rows_and_repeated_ids_are_errors(
         _train(repeated, registry, tmp_path)
 
 
+# ---------------------------------------------------------------------------------- leakage
+
+
+def _with_leaks(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """The table with columns written at churn: a reason given only for churners (missing for
+    the others), the label again as 1/0, and a status word."""
+    rng = np.random.default_rng(seed)
+    churned = table["churn"] == "Yes"
+    reasons = rng.choice(["Price", "Competitor", "Moved", "Service"], len(table))
+    return table.assign(
+        churn_reason=np.where(churned, reasons, None),
+        churn_value=churned.astype(int),
+        status=np.where(churned, "Closed", "Active"),
+    )
+
+
+def test_columns_that_alone_separate_churners_are_left_out_and_named() -> None:
+    table = _with_leaks(client_table())
+    data = load_table(table, "churn", "customer_id", None, FAST)
+    assert set(data.leaked) == {"churn_reason", "churn_value", "status"}
+    assert all("ROC AUC 1.000" in why and "--keep" in why for why in data.leaked.values())
+    assert not set(data.leaked) & set(data.rows.columns)
+    # the strong, honest columns (contract type, tenure) stay
+    assert {"tenure", "monthly", "contract", "support"} <= set(data.rows.columns)
+
+
+def test_keep_names_a_column_to_use_anyway_and_unknown_names_are_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    table = _with_leaks(client_table())
+    with caplog.at_level(logging.WARNING, logger="churnguard.training.table"):
+        data = load_table(table, "churn", "customer_id", None, replace(FAST, keep=("status",)))
+    assert set(data.leaked) == {"churn_reason", "churn_value"} and "status" in data.rows.columns
+    assert "'status' kept (--keep)" in caplog.text
+    with pytest.raises(TableError, match=r"--keep names \['statuz'\]"):
+        load_table(table, "churn", "customer_id", None, replace(FAST, keep=("statuz",)))
+    only_leaks = table[["customer_id", "churn", "churn_value", "status"]]
+    with pytest.raises(TableError, match="every feature column alone separates churners"):
+        load_table(only_leaks, "churn", "customer_id", None, FAST)
+
+
+def test_column_strengths_do_not_reward_memorised_rare_categories() -> None:
+    table = client_table(2000, seed=5)
+    y = parse_label(table["churn"], "churn").astype(np.int64)
+    rare = pd.Series([f"v{i // 2}" for i in range(len(table))])  # 1,000 values, 2 rows each
+    rows = table.drop(columns=["customer_id", "churn", "email"]).assign(rare=rare)
+    schema = TableSchema({"rare": "categorical", "contract": "categorical", "tenure": "numeric"})
+    strengths = column_strengths(rows, y, schema, seed=7)
+    assert strengths["rare"] < 0.6  # in-sample rates would rank it near 0.75
+    assert 0.6 < strengths["contract"] < 0.9 and 0.6 < strengths["tenure"] < 0.9
+
+
+def test_a_run_says_which_columns_it_left_out_as_leaks(tmp_path: Path) -> None:
+    table = _with_leaks(client_table(150, seed=3))  # < 50 churned: logistic only, quick
+    previous = mlflow.get_tracking_uri()
+    own = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
+    try:  # a registry of its own: the module's holds the CV run's versions
+        result = train_table(
+            table, "churn", "customer_id", registry=own, models_dir=tmp_path, options=FAST
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous)
+    summary = format_summary(result)
+    assert "left out: churn_reason (alone separates churners" in summary
+    assert "column 'churn_value' left out: alone separates churners" in summary
+    assert "churn_value" not in flat_model(result.model).schema.kinds
+    assert "status (alone separates" in result.params["dropped_columns"]
+    assert 0.6 < result.metrics["roc_auc"] < 0.99  # the model learnt from the honest columns
+
+
 # ---------------------------------------------------------------------------------- scoring
 
 
@@ -209,8 +284,6 @@ def test_unseen_category_and_blank_number_score_like_missing() -> None:
 def test_cross_validated_run_says_so_and_reports_metrics(
     cv_run: TrainResult, registry: Registry
 ) -> None:
-    from churnguard.training.report import format_summary
-
     summary = format_summary(cv_run)
     assert CV_NOTE in summary
     assert "pooled = on the first repeat's out-of-fold predictions together" in summary
@@ -328,6 +401,9 @@ def test_cli_table_and_data_are_mutually_exclusive(tmp_path: Path) -> None:
     with redirect_stderr(err):
         code = main(["train", "--data", "x", "--label", "c", "--positive", "left"])
     assert code == 2 and "--label, --positive: only with --table" in err.getvalue()
+    with redirect_stderr(err):
+        code = main(["train", "--data", "x", "--keep", "status"])
+    assert code == 2 and "--keep: only with --table" in err.getvalue()
     with redirect_stderr(err):
         assert main(["train", "--table", "t.csv"]) == 2
     assert "--label" in err.getvalue()

@@ -28,8 +28,13 @@ def train(args: argparse.Namespace, settings: Settings) -> int:
     """Train, evaluate and register a churn model; promote it if it passes the gate."""
     if args.table is not None or args.data is None:  # flat-table mode (training.table)
         return train_table(args, settings)
-    flags = {"--label": args.label, "--id": args.id_column, "--time": args.time_column}
-    given = [flag for flag, value in {**flags, "--positive": args.positive}.items() if value]
+    flags: dict[str, object] = {
+        "--label": args.label,
+        "--id": args.id_column,
+        "--time": args.time_column,
+    }
+    flags |= {"--positive": args.positive, "--keep": args.keep}
+    given = [flag for flag, value in flags.items() if value]
     if given:  # else they would be ignored without a word
         print(f"error: {', '.join(given)}: only with --table, not with --data", file=sys.stderr)
         return 2
@@ -104,6 +109,7 @@ def train_table(args: argparse.Namespace, settings: Settings) -> int:
         folds=args.cv_folds,
         repeats=args.cv_repeats,
         positive=args.positive,
+        keep=tuple(args.keep),
     )
     result = run_table_training(
         args.table,

@@ -48,6 +48,14 @@ def _table_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--id", dest="id_column", help="--table's client id column (not a feature)")
     p.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="--table: keep a column the leakage check leaves out (one that alone separates "
+        "churners); repeatable",
+    )
+    p.add_argument(
         "--time", dest="time_column", help="--table's time column: out-of-time split on it"
     )
     p.add_argument(

@@ -71,15 +71,19 @@ class FlatChurnModel(ChurnModel):
 # ---------------------------------------------------------------------------------- columns
 
 
-def infer_schema(rows: pd.DataFrame, max_unique_share: float = 0.5) -> TableSchema:
-    """Type each column of rows (feature columns only); drop unusable ones with a logged note."""
+def infer_schema(
+    rows: pd.DataFrame, max_unique_share: float = 0.5, log: bool = True
+) -> TableSchema:
+    """Type each column of rows (feature columns only); drop unusable ones with a note (logged
+    unless ``log`` is False)."""
     kinds: dict[str, ColumnKind] = {}
     dropped: dict[str, str] = {}
     for name in rows.columns:
         kind, why = _column_kind(rows[name], max_unique_share)
         if kind is None:
             dropped[str(name)] = why
-            logger.info("column %r left out: %s", name, why)
+            if log:
+                logger.info("column %r left out: %s", name, why)
         else:
             kinds[str(name)] = kind
     if not kinds:

@@ -19,9 +19,14 @@ Decisions (numbers are fields of ``FlatOptions``):
   tabs when the header has no comma, which is logged) or Parquet; a file that cannot be read is
   an error that says why. Columns named twice in the header are read as pandas names them
   ("name.1") and logged.
-* **Leakage check.** A numeric or flag column that alone ranks churners with ROC AUC >=
-  ``leak_auc`` (missing values ranked lowest) is reported as a warning, because it is often known
-  only after churn (a cancellation date, a "days since cancelled").
+* **Leakage check.** Each feature column's strength alone, as a ROC AUC (the larger of AUC and
+  1 - AUC): numbers and flags as they are, missing values ranked lowest; a category column by
+  its category's churn rate out of fold (missing a category of its own). A column that alone
+  separates churners from the rest (``leak_drop_auc``, 0.99) is left out before training and
+  named in the run's warnings: no churn signal is that clean unless the column is written at or
+  after churn (a "Churn Reason", a "Customer Status", the label under another name), and a model
+  that leans on it fails on every client still with you. ``keep`` (``--keep NAME``) keeps one
+  anyway. A column at ``leak_auc`` (0.95) or above is kept with a warning.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
 
 from churnguard.domain.data import separator_of
 from churnguard.modeling.table import (
@@ -45,6 +50,7 @@ from churnguard.modeling.table import (
     TableSchema,
     clean_text,
     flag_values,
+    infer_schema,
     prepare_rows,
 )
 from churnguard.training.dataset import NotEnoughDataError, TrainOptions
@@ -76,6 +82,8 @@ class FlatOptions:
     min_class_rows: int = 20
     max_unique_share: float = 0.5
     leak_auc: float = 0.95
+    leak_drop_auc: float = 0.99
+    keep: tuple[str, ...] = ()  # columns the leakage check would leave out, kept (--keep)
     positive: str | None = None  # the label value meaning churned, for a label of other words
     workers: int | None = None  # processes fitting CV folds (``resampling.cross_validate``)
 
@@ -93,6 +101,7 @@ class TableData:
     times: pd.Series | None
     digest: str
     unlabelled: int = 0
+    leaked: dict[str, str] = field(default_factory=dict)  # columns left out: why
 
     @property
     def n_positive(self) -> int:
@@ -164,19 +173,30 @@ def load_table(
     if time_column is None:
         _check_unique_ids(kept[id_column], id_column)
     times = parse_times(kept[time_column], time_column) if time_column else None
-    data = TableData(
+    rows = kept.drop(columns=[c for c in (label, id_column, time_column) if c])
+    unknown = [c for c in options.keep if c not in rows.columns]
+    if unknown:
+        raise TableError(f"--keep names {unknown[:5]}: not feature columns of the table")
+    labels = y[labelled].astype(np.int64)
+    check_enough_rows(labels, label, options)
+    leaked = leaking_columns(rows, labels, options)
+    if len(leaked) == len(rows.columns):
+        raise TableError(
+            f"every feature column alone separates churners from the rest: {leaked}; such columns "
+            "are written at or after churn. Add columns known before it (--keep NAME to use one)"
+        )
+    return TableData(
         source=str(source) if not isinstance(source, pd.DataFrame) else "DataFrame",
         label=label,
         id_column=id_column,
         time_column=time_column,
-        rows=kept.drop(columns=[c for c in (label, id_column, time_column) if c]),
-        y=y[labelled].astype(np.int64),
+        rows=rows.drop(columns=list(leaked)),
+        y=labels,
         times=times,
         digest=table_digest(frame),
         unlabelled=int((~labelled).sum()),
+        leaked=leaked,
     )
-    check_enough_rows(data.y, label, options)
-    return data
 
 
 def _check_columns(frame: pd.DataFrame, label: str, id_column: str, time: str | None) -> None:
@@ -341,22 +361,84 @@ def windows_table(times: pd.Series, y: np.ndarray, masks: tuple[np.ndarray, ...]
     return pd.DataFrame(rows)
 
 
-def leak_warnings(rows: pd.DataFrame, y: np.ndarray, schema: TableSchema, auc: float) -> list[str]:
-    """Numeric and flag columns that alone rank churners with ROC AUC >= auc (missing lowest)."""
-    prepared = prepare_rows(rows, schema)
-    out = []
-    for name in schema.of_kind("numeric") + schema.of_kind("flag"):
-        values = prepared[name].to_numpy()
-        if np.isnan(values).all():
+def leaking_columns(rows: pd.DataFrame, y: np.ndarray, options: FlatOptions) -> dict[str, str]:
+    """The feature columns that alone separate churners from the rest (``leak_drop_auc``), with
+    why they are left out; those named in ``options.keep`` stay, with a warning."""
+    schema = infer_schema(rows, options.max_unique_share, log=False)
+    leaked = {}
+    for name, strength in column_strengths(rows, y, schema, options.train.seed).items():
+        if strength < options.leak_drop_auc:
             continue
-        filled = np.where(np.isnan(values), np.nanmin(values) - 1, values)
-        strength = float(roc_auc_score(y, filled))
-        strength = max(strength, 1 - strength)
-        if strength >= auc:
-            out.append(
-                f"column {name!r} alone ranks churners with ROC AUC {strength:.3f}: check that it "
-                "is known before a client churns (leakage)"
+        if name in options.keep:
+            logger.warning(
+                "column %r kept (--keep) though it alone separates churners (ROC AUC %.3f)",
+                name,
+                strength,
             )
+            continue
+        leaked[name] = (
+            f"alone separates churners from the rest (ROC AUC {strength:.3f}): written at or "
+            f"after churn? --keep {name} to use it"
+        )
+        logger.warning("column %r left out: %s", name, leaked[name])
+    return leaked
+
+
+def column_strengths(
+    rows: pd.DataFrame, y: np.ndarray, schema: TableSchema, seed: int
+) -> dict[str, float]:
+    """Each typed column's ROC AUC alone, as the larger of AUC and 1 - AUC (0.5: no signal).
+
+    Numbers and flags rank as they are, missing values lowest; a category column ranks by its
+    category's churn rate in the other folds (5 stratified folds; missing values a category of
+    their own; a category unseen there gets the overall rate), so a column of many rare values
+    is not rewarded for memorising them.
+    """
+    prepared = prepare_rows(rows, schema)
+    out = {}
+    for name, kind in schema.kinds.items():
+        if kind == "categorical":
+            values = _out_of_fold_rates(prepared[name], y, seed)
+        else:
+            numbers = prepared[name].to_numpy(np.float64)
+            if np.isnan(numbers).all():
+                continue
+            values = np.where(np.isnan(numbers), np.nanmin(numbers) - 1, numbers)
+        auc = float(roc_auc_score(y, values))
+        out[name] = max(auc, 1 - auc)
+    return out
+
+
+def _out_of_fold_rates(values: pd.Series, y: np.ndarray, seed: int) -> np.ndarray:
+    """Each row's category churn rate among the other folds' rows (smoothed by one row at the
+    overall rate)."""
+    codes, _ = pd.factorize(values, use_na_sentinel=False)
+    k = int(codes.max()) + 1
+    rates = np.empty(len(y))
+    folds = StratifiedKFold(_STRENGTH_FOLDS, shuffle=True, random_state=seed)
+    for fit, held in folds.split(codes, y):
+        prior = y[fit].mean()
+        churned = np.bincount(codes[fit], weights=y[fit], minlength=k)
+        seen = np.bincount(codes[fit], minlength=k)
+        rates[held] = ((churned + prior) / (seen + 1))[codes[held]]
+    return rates
+
+
+_STRENGTH_FOLDS = 5
+
+
+def leak_warnings(
+    rows: pd.DataFrame, y: np.ndarray, schema: TableSchema, options: FlatOptions
+) -> list[str]:
+    """The columns left out as leaks (``TableData.leaked``) aside: the model's columns that alone
+    rank churners with ROC AUC >= ``leak_auc``, as warnings."""
+    strengths = column_strengths(rows, y, schema, options.train.seed)
+    out = [
+        f"column {name!r} alone ranks churners with ROC AUC {strength:.3f}: check that it is "
+        "known before a client churns (leakage)"
+        for name, strength in strengths.items()
+        if strength >= options.leak_auc
+    ]
     for line in out:
         logger.warning(line)
     return out

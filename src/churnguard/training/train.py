@@ -362,8 +362,8 @@ def train_table(
         digest=data.digest,
         params=_table_params(data, schema, windows, options),
         about=_table_about(data, schema, options),
-        texts={"schema.json": schema_json(schema)},
-        warnings=leak_warnings(data.rows, data.y, schema, options.leak_auc),
+        texts={"schema.json": schema_json(schema, data.leaked)},
+        warnings=_table_warnings(data, schema, options),
         dataset=data,
     )
     result = _with_metadata(result)
@@ -424,7 +424,7 @@ def _table_params(
         "n_positive": data.n_positive,
         "n_unlabelled_left_out": data.unlabelled,
         **{f"{kind}_columns": ",".join(schema.of_kind(kind)) for kind in KIND_NAMES},
-        "dropped_columns": "; ".join(f"{c} ({why})" for c, why in schema.dropped.items()),
+        "dropped_columns": _dropped(data, schema),
     }
     if windows.empty:
         params |= {"folds": options.folds, "repeats": options.repeats}
@@ -435,13 +435,25 @@ def _table_params(
     return params | {"final_fit": final}
 
 
+def _table_warnings(data: TableData, schema: TableSchema, options: FlatOptions) -> list[str]:
+    """The columns left out as leaks, then the model's columns strong enough to check."""
+    left_out = [f"column {name!r} left out: {why}" for name, why in data.leaked.items()]
+    return left_out + leak_warnings(data.rows, data.y, schema, options)
+
+
+def _dropped(data: TableData, schema: TableSchema) -> str:
+    """The columns left out and why, as one line ("" for none)."""
+    dropped = data.leaked | schema.dropped
+    return "; ".join(f"{c} ({why})" for c, why in dropped.items())
+
+
 def _table_about(data: TableData, schema: TableSchema, options: FlatOptions) -> list[str]:
     share = data.n_positive / len(data.y)
     label = repr(data.label)
     if options.positive is not None:
         label += f" (churned: {options.positive!r})"
     counts = ", ".join(f"{len(schema.of_kind(k))} {k}" for k in KIND_NAMES)
-    dropped = "; ".join(f"{c} ({why})" for c, why in schema.dropped.items()) or "none"
+    dropped = _dropped(data, schema) or "none"
     return [
         f"Trained on {len(data.y):,} rows of {data.source} ({data.n_positive:,} churned, "
         f"{share:.1%}); label {label}, id {data.id_column!r}",
@@ -450,11 +462,13 @@ def _table_about(data: TableData, schema: TableSchema, options: FlatOptions) -> 
     ]
 
 
-def schema_json(schema: TableSchema) -> str:
-    """The column schema as JSON (logged with the run)."""
+def schema_json(schema: TableSchema, leaked: dict[str, str] | None = None) -> str:
+    """The column schema as JSON (logged with the run); ``leaked``: the columns the leakage
+    check left out, with the others left out."""
     import json
 
-    return json.dumps({"kinds": schema.kinds, "dropped": schema.dropped}, indent=1)
+    dropped = (leaked or {}) | schema.dropped
+    return json.dumps({"kinds": schema.kinds, "dropped": dropped}, indent=1)
 
 
 def _schema(fit: Fit) -> TableSchema:
