@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnguard.modeling.table import TableSchema, infer_schema, prepare_rows
+from churnguard.modeling.table import TableSchema, clean_numbers, infer_schema, prepare_rows
 from tests.factories import client_table
 
 
@@ -75,3 +75,36 @@ def test_numbers_grouped_in_thousands_are_numbers_and_dates_say_so() -> None:
         "share": "numeric"
     }
     assert prepare_rows(rows, schema)["balance"].tolist()[:4] == [0.5, 1000.5, 2000.5, -12345678.9]
+
+
+def test_a_few_missing_value_markers_and_infinite_values_count_as_missing() -> None:
+    n = 100
+    marked = [str(k * 1.5) for k in range(n)]
+    marked[3], marked[7], marked[9] = "?", "#DIV/0!", "?"  # 3% of the values, 2 texts
+    words = [str(k % 8) for k in range(n)]
+    words[:10] = ["many"] * 10  # 10%: a word column, not numbers
+    rows = pd.DataFrame(
+        {
+            "marked": marked,
+            "words": words,
+            "ratio": np.where(np.arange(n) % 25 == 0, np.inf, np.arange(n, dtype=float)),
+        }
+    )
+    assert infer_schema(rows).kinds == {
+        "marked": "numeric",
+        "words": "categorical",
+        "ratio": "numeric",
+    }
+    cleaned, notes = clean_numbers(rows)
+    assert cleaned["marked"].isna().sum() == 3 and cleaned["marked"].iloc[2] == 3.0
+    assert cleaned["ratio"].isna().sum() == 4 and np.isfinite(cleaned["ratio"].dropna()).all()
+    assert cleaned["words"].tolist() == words  # not a number column: as it was
+    assert notes == [
+        "column 'marked': 3 values are not numbers (e.g. '?') and count as missing",
+        "column 'ratio': 4 values are infinite and count as missing",
+    ]
+    plain = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"]})
+    assert clean_numbers(plain)[0] is plain and clean_numbers(plain)[1] == []
+    # at scoring time too: an infinite number is a missing one
+    prepared = prepare_rows(rows, TableSchema({"ratio": "numeric"}))["ratio"]
+    assert prepared.isna().sum() == 4

@@ -243,6 +243,8 @@ def test_column_strengths_do_not_reward_memorised_rare_categories() -> None:
 
 def test_a_run_says_which_columns_it_left_out_as_leaks(tmp_path: Path) -> None:
     table = _with_leaks(client_table(150, seed=3))  # < 50 churned: logistic only, quick
+    table.loc[:2, "churn"] = None
+    table.loc[5, "monthly"] = np.inf
     previous = mlflow.get_tracking_uri()
     own = Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts")
     try:  # a registry of its own: the module's holds the CV run's versions
@@ -254,6 +256,8 @@ def test_a_run_says_which_columns_it_left_out_as_leaks(tmp_path: Path) -> None:
         mlflow.set_registry_uri(previous)
     summary = format_summary(result)
     assert "left out: churn_reason (alone separates churners" in summary
+    assert "  3 rows without a label left out\n" in summary
+    assert "column 'monthly': 1 values are infinite and count as missing" in summary
     assert "column 'churn_value' left out: alone separates churners" in summary
     assert "churn_value" not in flat_model(result.model).schema.kinds
     assert "status (alone separates" in result.params["dropped_columns"]

@@ -107,7 +107,7 @@ def _column_kind(values: pd.Series, max_unique_share: float) -> tuple[ColumnKind
         return "numeric", ""
     if set(text.str.lower().unique()) <= TRUE_WORDS | FALSE_WORDS:
         return "flag", ""
-    if _text_numbers(text).notna().all():
+    if _mostly_numbers(text):
         return "numeric", ""
     if distinct > max_unique_share * len(text):
         if _dates(text.drop_duplicates().head(_DATE_SAMPLE)):
@@ -115,6 +115,36 @@ def _column_kind(values: pd.Series, max_unique_share: float) -> tuple[ColumnKind
         return None, f"text with {distinct:,} distinct values in {len(text):,} rows (an id?)"
     return "categorical", ""
 
+
+def _mostly_numbers(text: pd.Series) -> bool:
+    """Whether a text column holds numbers: all its values, or all but a few markers of a missing
+    value ("?", "-", "#DIV/0!": at most ``_MARKERS`` distinct texts on at most ``_MARKER_SHARE``
+    of the values), which then count as missing (``_to_number`` logs them)."""
+    numbers = _text_numbers(text)
+    others = text[numbers.isna()]
+    return others.empty or (
+        len(others) <= _MARKER_SHARE * len(text) and others.nunique() <= _MARKERS
+    )
+
+
+def clean_numbers(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Rows with their number columns as float64, read once for a whole table, and notes on what
+    counted as missing: infinite values and, in a column of numbers as text, the few texts that
+    are no number (each column's note once, not at every fit that prepares the rows)."""
+    cleaned, notes = {}, []
+    for name in rows.columns:
+        values = rows[name]
+        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        if numeric or _column_kind(values, 1.0)[0] == "numeric":
+            numbers, found = _numbers(values, str(name))
+            if not numeric or found:
+                cleaned[str(name)] = numbers
+            notes += found
+    return (rows.assign(**cleaned) if cleaned else rows), notes
+
+
+_MARKERS = 3  # distinct texts in a number column that may stand for a missing value
+_MARKER_SHARE = 0.05  # ... on at most this share of its values
 
 # -$1,234.50, 12%, 1,234: a sign, a currency sign, digits (thousands grouped by commas), a percent
 _DECORATED = r"^[+-]?[$€£¥]?(?:\d{1,3}(?:,\d{3})+(?:\.\d*)?|\d*\.?\d+)%?$"
@@ -156,20 +186,38 @@ def _to_text(values: pd.Series, name: str) -> pd.Series:
 
 
 def _to_number(values: pd.Series, name: str) -> pd.Series:
-    """float64; blanks are missing, and so is text that is no number (logged)."""
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(np.float64)
-    text = clean_text(values)
-    numbers = _text_numbers(text)
-    _warn_unreadable(name, text, numbers.to_numpy(), "numbers")
+    """float64; blanks are missing, and so are text that is no number and infinite values
+    (both logged)."""
+    numbers, notes = _numbers(values, name)
+    for note in notes:
+        logger.warning(note)
     return numbers
+
+
+def _numbers(values: pd.Series, name: str) -> tuple[pd.Series, list[str]]:
+    """``_to_number``'s numbers, and what it counted as missing, in words."""
+    notes = []
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype(np.float64)
+    else:
+        text = clean_text(values)
+        numbers = _text_numbers(text)
+        notes += _unreadable(name, text, numbers.to_numpy(), "numbers")
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        notes.append(
+            f"column {name!r}: {int(infinite.sum())} values are infinite and count as missing"
+        )
+        numbers = numbers.mask(infinite)
+    return numbers, notes
 
 
 def _to_flag(values: pd.Series, name: str) -> pd.Series:
     """1.0 / 0.0 from booleans and yes/no-like words; other values are missing (logged)."""
     words = clean_text(values).str.lower()
     flags = flag_values(words)
-    _warn_unreadable(name, words, flags, "yes/no values")
+    for note in _unreadable(name, words, flags, "yes/no values"):
+        logger.warning(note)
     return pd.Series(flags, index=values.index)
 
 
@@ -180,17 +228,16 @@ def flag_values(words: pd.Series) -> np.ndarray:
     return np.where(true, 1.0, np.where(false, 0.0, np.nan))
 
 
-def _warn_unreadable(name: str, text: pd.Series, result: np.ndarray, what: str) -> None:
+def _unreadable(name: str, text: pd.Series, result: np.ndarray, what: str) -> list[str]:
+    """A note on the values of a column that are not ``what`` and count as missing (or none)."""
     bad = text.notna().to_numpy() & np.isnan(result)
-    if bad.any():
-        example = text[bad].iloc[0]
-        logger.warning(
-            "column %r: %s values are not %s (e.g. %r) and count as missing",
-            name,
-            int(bad.sum()),
-            what,
-            example,
-        )
+    if not bad.any():
+        return []
+    example = text[bad].iloc[0]
+    return [
+        f"column {name!r}: {int(bad.sum())} values are not {what} (e.g. {example!r}) and count "
+        "as missing"
+    ]
 
 
 _CONVERT = {"numeric": _to_number, "flag": _to_flag, "categorical": _to_text}

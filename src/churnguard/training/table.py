@@ -18,7 +18,9 @@ Decisions (numbers are fields of ``FlatOptions``):
 * **Reading.** CSV (UTF-8, a byte-order mark allowed; separated by commas, or by semicolons or
   tabs when the header has no comma, which is logged) or Parquet; a file that cannot be read is
   an error that says why. Columns named twice in the header are read as pandas names them
-  ("name.1") and logged.
+  ("name.1") and logged. Infinite numbers, and in a column of numbers a few texts that are no
+  number ("?", "#DIV/0!"; ``modeling.table.clean_numbers``), count as missing: each column's
+  count is noted once, in the run's warnings.
 * **Leakage check.** Each feature column's strength alone, as a ROC AUC (the larger of AUC and
   1 - AUC): numbers and flags as they are, missing values ranked lowest; a category column by
   its category's churn rate out of fold (missing a category of its own). A column that alone
@@ -48,6 +50,7 @@ from churnguard.modeling.table import (
     FlatChurnModel,
     TableError,
     TableSchema,
+    clean_numbers,
     clean_text,
     flag_values,
     infer_schema,
@@ -102,6 +105,7 @@ class TableData:
     digest: str
     unlabelled: int = 0
     leaked: dict[str, str] = field(default_factory=dict)  # columns left out: why
+    notes: list[str] = field(default_factory=list)  # values read as missing, in words
 
     @property
     def n_positive(self) -> int:
@@ -173,7 +177,11 @@ def load_table(
     if time_column is None:
         _check_unique_ids(kept[id_column], id_column)
     times = parse_times(kept[time_column], time_column) if time_column else None
-    rows = kept.drop(columns=[c for c in (label, id_column, time_column) if c])
+    rows, notes = clean_numbers(
+        kept.drop(columns=[c for c in (label, id_column, time_column) if c])
+    )
+    for note in notes:
+        logger.warning(note)
     unknown = [c for c in options.keep if c not in rows.columns]
     if unknown:
         raise TableError(f"--keep names {unknown[:5]}: not feature columns of the table")
@@ -196,6 +204,7 @@ def load_table(
         digest=table_digest(frame),
         unlabelled=int((~labelled).sum()),
         leaked=leaked,
+        notes=notes,
     )
 
 

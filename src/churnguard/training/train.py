@@ -436,9 +436,12 @@ def _table_params(
 
 
 def _table_warnings(data: TableData, schema: TableSchema, options: FlatOptions) -> list[str]:
-    """The columns left out as leaks, then the model's columns strong enough to check."""
+    """Rows and values left out, the columns left out as leaks, then the model's columns strong
+    enough to check."""
+    unlabelled = [f"{data.unlabelled:,} rows without a label left out"] if data.unlabelled else []
     left_out = [f"column {name!r} left out: {why}" for name, why in data.leaked.items()]
-    return left_out + leak_warnings(data.rows, data.y, schema, options)
+    strong = leak_warnings(data.rows, data.y, schema, options)
+    return unlabelled + data.notes + left_out + strong
 
 
 def _dropped(data: TableData, schema: TableSchema) -> str:
