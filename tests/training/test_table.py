@@ -432,3 +432,33 @@ def test_cli_trains_on_a_csv_table(
     version = registry.versions()[0].version
     assert f"Registered model churnguard version {version}" in printed
     assert registry.version_info(version).aliases in ((CHAMPION,), (CHALLENGER,))
+
+
+def test_promote_wants_force_for_a_model_no_better_than_chance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = client_table(300, seed=4)
+    table["churn"] = np.random.default_rng(4).permutation(table["churn"].to_numpy())  # noise
+    path = tmp_path / "noise.csv"
+    table.to_csv(path, index=False)
+    monkeypatch.setenv("CHURNGUARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CHURNGUARD_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    previous = mlflow.get_tracking_uri()
+    try:
+        args = ["train", "--table", str(path), "--label", "churn", "--id", "customer_id"]
+        assert main([*args, "--cv-folds", "2", "--cv-repeats", "1"]) == 0
+        trained = capsys.readouterr().out
+        assert "-> challenger: not promoted, no better than chance" in trained
+        assert main(["promote", "1"]) == 1
+        err = capsys.readouterr().err
+        assert "version 1 stays as it is: its training run found it no better than chance" in err
+        assert "--force" in err
+        assert main(["models"]) == 0
+        listing = capsys.readouterr().out
+        assert "cross-validation 2x1" in listing and "champion" not in listing
+        assert main(["promote", "1", "--force"]) == 0
+        assert "champion -> version 1" in capsys.readouterr().out
+    finally:
+        mlflow.set_tracking_uri(previous)
+        mlflow.set_registry_uri(previous)

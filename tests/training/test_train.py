@@ -249,7 +249,7 @@ def test_promote_and_rollback_move_the_champion_and_the_local_copy(
 
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
-    assert "champion" in listing and "test_auc" in listing
+    assert "champion" in listing and " auc " in listing and "test 20" in listing
 
     assert main(["promote", "999"]) == 1
     err = capsys.readouterr().err

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # heavy libraries load once a command runs, so --help answers
 
     from churnguard.config import Settings
     from churnguard.modeling.registry import Registry
+    from churnguard.modeling.versions import VersionInfo
     from churnguard.training.dataset import TrainOptions
     from churnguard.training.pipeline import TrainResult
 
@@ -160,10 +161,10 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
     """List registered model versions with their aliases and key test metrics."""
     import pandas as pd
 
-    from churnguard.modeling.versions import MODEL_NAME, VersionInfo, sqlite_versions
+    from churnguard.modeling.versions import MODEL_NAME, sqlite_versions
 
     # a local SQLite store of a known MLflow schema is read directly (no MLflow import)
-    versions: list[VersionInfo] | None = sqlite_versions(settings.tracking_uri, MODEL_NAME)
+    versions = sqlite_versions(settings.tracking_uri, MODEL_NAME)
     if versions is None:  # any other store: through MLflow's client
         from churnguard.modeling.registry import Registry
 
@@ -178,18 +179,35 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
             "created": v.created.strftime("%Y-%m-%d %H:%M"),
             "run": _RUN_STATES[v.run_state],
             "kind": v.params.get("kind", "?"),
-            "horizon": v.params.get("horizon_days", "?"),
-            "test_auc": _metric(v.metrics, "test_roc_auc"),
-            "test_brier": _metric(v.metrics, "test_brier"),
-            "test_ece": _metric(v.metrics, "test_ece"),
+            "horizon": _horizon(v.params.get("horizon_days")),
+            **_held_out(v),
             "backtest_auc": _metric(v.metrics, "backtest_roc_auc_mean"),
             "oracle_ratio": _metric(v.metrics, "oracle_ratio"),
-            "test_window": f"{v.params.get('test_start', '?')}..{v.params.get('test_end', '?')}",
         }
         for v in versions
     ]
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
+
+
+def _horizon(days: str | None) -> str:
+    """A version's horizon in days ("label": a flat table's, whatever its label looks ahead)."""
+    return "?" if days is None else "label" if days == "0" else days
+
+
+def _held_out(v: VersionInfo) -> dict[str, str]:
+    """A version's held-out AUC, Brier and ECE, and where they come from: its test window, or
+    for a flat table without a time column its cross-validation (it has no test window)."""
+    if "cv_roc_auc" in v.metrics and "test_roc_auc" not in v.metrics:
+        prefix = "cv"
+        where = f"cross-validation {v.params.get('folds', '?')}x{v.params.get('repeats', '?')}"
+    else:
+        prefix = "test"
+        where = f"test {v.params.get('test_start', '?')}..{v.params.get('test_end', '?')}"
+    metrics = {name: _metric(v.metrics, f"{prefix}_{name}") for name in ("roc_auc", "brier", "ece")}
+    return {"auc": metrics["roc_auc"], "brier": metrics["brier"], "ece": metrics["ece"]} | {
+        "held_out": where
+    }
 
 
 _RUN_STATES = {
@@ -212,6 +230,16 @@ def promote(args: argparse.Namespace, settings: Settings) -> int:
     registry = Registry.from_settings(settings)
     previous = registry.alias_version(CHAMPION)
     model = registry.load_model(args.version)
+    useless = model.metadata.get("useless")
+    if useless and not args.force:
+        print(
+            f"error: version {args.version} stays as it is: its training run found it {useless}. "
+            f"`churnguard promote {args.version} --force` makes it the champion anyway",
+            file=sys.stderr,
+        )
+        return 1
+    if useless:
+        logger.warning("version %s promoted with --force: %s", args.version, useless)
     registry.set_alias(CHAMPION, args.version)
     info = registry.version_info(args.version)
     path = save_local_model(

@@ -231,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
         "churnguard promote 3",
     )
     p.add_argument("version", type=_positive, help="registered version number")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="promote a version its training run found no better than chance or the base rate",
+    )
     p.set_defaults(handler=models.promote)
 
     p = _command(

@@ -127,6 +127,7 @@ class Promotion:
     reason: str
     champion_version: int | None = None
     champion_metrics: dict[str, float] | None = None
+    useless: str = ""  # why the model is no better than chance or the base rate ("": it is)
 
 
 @dataclass(frozen=True)
@@ -454,7 +455,7 @@ def gate(
     version = registry.alias_version(CHAMPION)
     if useless:
         stays = f"; champion v{version} stays" if version is not None else "; no champion"
-        return Promotion(False, f"not promoted, {useless}{stays}", version)
+        return Promotion(False, f"not promoted, {useless}{stays}", version, useless=useless)
     if version is None:
         return Promotion(True, "no champion yet")
     try:

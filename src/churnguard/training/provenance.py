@@ -145,6 +145,7 @@ def model_facts(result: TrainResult, run_id: str) -> dict[str, object]:
         "run_name": run_name(result),
         "windows": windows,
         "base_rate": base_rate(result),
+        "useless": result.promotion.useless,  # `churnguard promote` wants --force for such a model
     }
 
 
