@@ -15,9 +15,12 @@ import pytest
 from churnguard.config import Settings
 from churnguard.modeling.model import model_card, save_local_model
 from churnguard.modeling.registry import CHAMPION, Registry
-from churnguard.scoring.loading import NoModelError, load_scorer
+from churnguard.scoring.loading import ModelLoadError, NoModelError, load_scorer
+from churnguard.training.dataset import TrainOptions
+from churnguard.training.table import FlatOptions, parse_label
+from churnguard.training.tablefit import fit_table_model
 from churnguard.training.train import Dataset
-from tests.factories import PARAMS, ModelFactory
+from tests.factories import PARAMS, ModelFactory, client_table
 
 
 def _settings(tmp_path: Path, uri: str) -> Settings:
@@ -74,3 +77,15 @@ def test_load_scorer_without_any_model_says_to_train_first(tmp_path: Path) -> No
     settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(NoModelError, match="train a model first: churnguard train --data"):
         load_scorer(settings)
+
+
+def test_a_flat_table_champion_is_a_clear_error_not_a_crm_scorer(tmp_path: Path) -> None:
+    table = client_table()
+    y = parse_label(table["churn"], "churn").astype(np.int64)
+    options = FlatOptions(train=TrainOptions(lightgbm_min_train_events=10**9), inner_folds=2)
+    model = fit_table_model(table.drop(columns=["customer_id", "churn"]), y, options).model
+    save_local_model(model, model_card(model, 4, "run"), tmp_path / "models")
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(ModelLoadError, match=r"version local:4\) was trained on a flat table") as e:
+        load_scorer(settings)
+    assert e.value.step == "flat table" and "churnguard train --data" in str(e.value)

@@ -18,6 +18,7 @@ from churnguard.modeling.model import (
     load_local_model,
     load_model_card,
 )
+from churnguard.modeling.table import FlatChurnModel
 from churnguard.scoring.playbook import load_playbook
 from churnguard.scoring.scorer import Scorer
 
@@ -28,7 +29,8 @@ _PROBE_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIME
 
 class ModelLoadError(ValueError):
     """A model could not be loaded; ``step`` names what failed: "registry", "artifact",
-    "checksum", "local copy" or "model" (there is none)."""
+    "checksum", "local copy", "model" (there is none) or "flat table" (the champion scores
+    a flat table's rows, not CRM records)."""
 
     def __init__(self, step: str, message: str) -> None:
         super().__init__(message)
@@ -56,6 +58,13 @@ def load_scorer(settings: Settings, fallback: bool = True) -> Scorer:
             neither the registry nor settings.models_dir holds a model).
     """
     model, version = _champion(settings, fallback)
+    if isinstance(model, FlatChurnModel):
+        raise ModelLoadError(
+            "flat table",
+            f"the champion (version {version}) was trained on a flat table (churnguard train "
+            "--table): it scores that table's rows through its MLflow pyfunc, not CRM records. "
+            "Train on CRM data (churnguard train --data) and promote that version to score here",
+        )
     playbook = load_playbook(settings.playbook_path, feature_set=model.feature_set)
     return Scorer(model, version, playbook, thresholds=settings.risk_bands)
 
