@@ -34,6 +34,7 @@ from churnguard.training.table import (
     FlatOptions,
     column_strengths,
     input_example,
+    leak_warnings,
     load_table,
     parse_label,
     read_table,
@@ -223,6 +224,11 @@ def test_keep_names_a_column_to_use_anyway_and_unknown_names_are_errors(
         data = load_table(table, "churn", "customer_id", None, replace(FAST, keep=("status",)))
     assert set(data.leaked) == {"churn_reason", "churn_value"} and "status" in data.rows.columns
     assert "'status' kept (--keep)" in caplog.text
+    schema = TableSchema({"status": "categorical", "tenure": "numeric"})
+    assert leak_warnings(data, schema, FAST) == [  # the run's warnings still name it
+        "column 'status' alone ranks churners with ROC AUC 1.000: check that it is known before "
+        "a client churns (leakage)"
+    ]
     with pytest.raises(TableError, match=r"--keep names \['statuz'\]"):
         load_table(table, "churn", "customer_id", None, replace(FAST, keep=("statuz",)))
     only_leaks = table[["customer_id", "churn", "churn_value", "status"]]

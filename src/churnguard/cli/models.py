@@ -204,9 +204,11 @@ def _held_out(v: VersionInfo) -> dict[str, str]:
     else:
         prefix = "test"
         where = f"test {v.params.get('test_start', '?')}..{v.params.get('test_end', '?')}"
-    metrics = {name: _metric(v.metrics, f"{prefix}_{name}") for name in ("roc_auc", "brier", "ece")}
-    return {"auc": metrics["roc_auc"], "brier": metrics["brier"], "ece": metrics["ece"]} | {
-        "held_out": where
+    return {
+        "auc": _metric(v.metrics, f"{prefix}_roc_auc"),
+        "brier": _metric(v.metrics, f"{prefix}_brier"),
+        "ece": _metric(v.metrics, f"{prefix}_ece"),
+        "held_out": where,
     }
 
 

@@ -106,6 +106,7 @@ class TableData:
     unlabelled: int = 0
     leaked: dict[str, str] = field(default_factory=dict)  # columns left out: why
     notes: list[str] = field(default_factory=list)  # values read as missing, in words
+    strengths: dict[str, float] = field(default_factory=dict)  # ``column_strengths``
 
     @property
     def n_positive(self) -> int:
@@ -187,7 +188,9 @@ def load_table(
         raise TableError(f"--keep names {unknown[:5]}: not feature columns of the table")
     labels = y[labelled].astype(np.int64)
     check_enough_rows(labels, label, options)
-    leaked = leaking_columns(rows, labels, options)
+    schema = infer_schema(rows, options.max_unique_share, log=False)
+    strengths = column_strengths(rows, labels, schema, options.train.seed)
+    leaked = leaking_columns(strengths, options)
     if len(leaked) == len(rows.columns):
         raise TableError(
             f"every feature column alone separates churners from the rest: {leaked}; such columns "
@@ -205,6 +208,7 @@ def load_table(
         unlabelled=int((~labelled).sum()),
         leaked=leaked,
         notes=notes,
+        strengths=strengths,
     )
 
 
@@ -370,12 +374,12 @@ def windows_table(times: pd.Series, y: np.ndarray, masks: tuple[np.ndarray, ...]
     return pd.DataFrame(rows)
 
 
-def leaking_columns(rows: pd.DataFrame, y: np.ndarray, options: FlatOptions) -> dict[str, str]:
-    """The feature columns that alone separate churners from the rest (``leak_drop_auc``), with
-    why they are left out; those named in ``options.keep`` stay, with a warning."""
-    schema = infer_schema(rows, options.max_unique_share, log=False)
+def leaking_columns(strengths: dict[str, float], options: FlatOptions) -> dict[str, str]:
+    """The columns that alone separate churners from the rest (``leak_drop_auc``; strengths from
+    ``column_strengths``), with why they are left out; those named in ``options.keep`` stay,
+    with a warning."""
     leaked = {}
-    for name, strength in column_strengths(rows, y, schema, options.train.seed).items():
+    for name, strength in strengths.items():
         if strength < options.leak_drop_auc:
             continue
         if name in options.keep:
@@ -436,17 +440,14 @@ def _out_of_fold_rates(values: pd.Series, y: np.ndarray, seed: int) -> np.ndarra
 _STRENGTH_FOLDS = 5
 
 
-def leak_warnings(
-    rows: pd.DataFrame, y: np.ndarray, schema: TableSchema, options: FlatOptions
-) -> list[str]:
-    """The columns left out as leaks (``TableData.leaked``) aside: the model's columns that alone
-    rank churners with ROC AUC >= ``leak_auc``, as warnings."""
-    strengths = column_strengths(rows, y, schema, options.train.seed)
+def leak_warnings(data: TableData, schema: TableSchema, options: FlatOptions) -> list[str]:
+    """The model's columns that alone rank churners with ROC AUC >= ``leak_auc`` (the strengths
+    measured as the table was loaded), as warnings."""
     out = [
         f"column {name!r} alone ranks churners with ROC AUC {strength:.3f}: check that it is "
         "known before a client churns (leakage)"
-        for name, strength in strengths.items()
-        if strength >= options.leak_auc
+        for name, strength in data.strengths.items()
+        if name in schema.kinds and strength >= options.leak_auc
     ]
     for line in out:
         logger.warning(line)

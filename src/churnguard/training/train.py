@@ -440,7 +440,7 @@ def _table_warnings(data: TableData, schema: TableSchema, options: FlatOptions) 
     enough to check."""
     unlabelled = [f"{data.unlabelled:,} rows without a label left out"] if data.unlabelled else []
     left_out = [f"column {name!r} left out: {why}" for name, why in data.leaked.items()]
-    strong = leak_warnings(data.rows, data.y, schema, options)
+    strong = leak_warnings(data, schema, options)
     return unlabelled + data.notes + left_out + strong
 
 
