@@ -95,15 +95,16 @@ def _column_kind(values: pd.Series, max_unique_share: float) -> tuple[ColumnKind
     """The kind of one column, or None and why it cannot be a feature."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return None, "a date or time; derive a number from it (e.g. days since) to use it"
-    text = clean_text(values).dropna()
+    numbers = pd.api.types.is_numeric_dtype(values)  # booleans too: no text to read
+    text = values.dropna() if numbers else clean_text(values).dropna()
     distinct = text.nunique()
     if distinct == 0:
         return None, "all missing"
     if distinct == 1:
-        return None, f"constant ({text.iloc[0]!r})"
+        return None, f"constant ({str(text.iloc[0])!r})"
     if pd.api.types.is_bool_dtype(values):
         return "flag", ""
-    if pd.api.types.is_numeric_dtype(values):
+    if numbers:
         return "numeric", ""
     if set(text.str.lower().unique()) <= TRUE_WORDS | FALSE_WORDS:
         return "flag", ""
