@@ -121,10 +121,11 @@ def _mostly_numbers(text: pd.Series) -> bool:
     """Whether a text column holds numbers: all its values, or all but a few markers of a missing
     value ("?", "-", "#DIV/0!": at most ``_MARKERS`` distinct texts on at most ``_MARKER_SHARE``
     of the values), which then count as missing (``_to_number`` logs them)."""
-    numbers = _text_numbers(text)
-    others = text[numbers.isna()]
+    counts = text.value_counts()  # each distinct text once: a category column has few
+    numbers = _text_numbers(pd.Series(counts.index, dtype=text.dtype)).to_numpy()
+    others = counts[np.isnan(numbers)]
     return others.empty or (
-        len(others) <= _MARKER_SHARE * len(text) and others.nunique() <= _MARKERS
+        int(others.sum()) <= _MARKER_SHARE * len(text) and len(others) <= _MARKERS
     )
 
 
