@@ -191,7 +191,7 @@ def load_table(
     schema = infer_schema(rows, options.max_unique_share, log=False)
     strengths = column_strengths(rows, labels, schema, options.train.seed)
     leaked = leaking_columns(strengths, options)
-    if len(leaked) == len(rows.columns):
+    if len(leaked) == len(schema.kinds):  # no usable column is left
         raise TableError(
             f"every feature column alone separates churners from the rest: {leaked}; such columns "
             "are written at or after churn. Add columns known before it (--keep NAME to use one)"
